@@ -1,0 +1,75 @@
+"""The ``gptlab`` command: one verb per task, each a thin wrapper over the Python API.
+
+Each verb lives in ``gptlab/commands/<verb>.py`` and exposes ``register(subparsers)``, which adds
+its parser and sets ``func`` (called with the parsed args, returns an exit code or None). Verbs are
+imported lazily only for the one being run, so ``gptlab --help`` stays fast and a verb with an
+optional dependency does not break the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from gptlab.errors import GptlabError
+
+# verb -> (module under gptlab.commands, one-line help). Order is the order shown in --help.
+VERBS: dict[str, tuple[str, str]] = {
+    "quickstart": ("quickstart", "train a tokenizer and a tiny GPT on the built-in corpus, then sample"),
+    "tokenizer": ("tokenizer", "train, use, inspect and compare tokenizers"),
+    "data": ("data", "download named datasets and prepare token shards"),
+    "train": ("train", "pretrain a GPT from a TOML config and key=value overrides"),
+    "generate": ("generate", "sample text from a trained or converted model"),
+    "eval": ("eval", "evaluate a model (perplexity, ...)"),
+    "convert": ("convert", "import Hugging Face GPT-2 weights into a gptlab run directory"),
+    "export": ("export", "export a gptlab run to Hugging Face GPT-2 format"),
+}
+
+
+def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gptlab",
+        description="Build, train, evaluate and study GPT-style language models from scratch.",
+    )
+    parser.add_argument("--version", action="version", version=f"gptlab {_version()}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for name, (module, help_text) in VERBS.items():
+        if name == verb:
+            mod = importlib.import_module(f"gptlab.commands.{module}")
+            mod.register(sub)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def _version() -> str:
+    from gptlab import __version__
+
+    return __version__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verb = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(verb if verb in VERBS else None)
+    args = parser.parse_args(argv)
+    if args.verb is None:
+        parser.print_help()
+        return 0
+    try:
+        code = args.func(args)
+    except GptlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
