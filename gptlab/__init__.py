@@ -17,6 +17,12 @@ _EXPORTS: dict[str, str] = {
     "CharTokenizer": "gptlab.tokenizers",
     "load_tokenizer": "gptlab.tokenizers",
     "GptlabError": "gptlab.errors",
+    "GPT": "gptlab.model",
+    "GPTConfig": "gptlab.model",
+    "load_model": "gptlab.rundir",
+    "save_model": "gptlab.rundir",
+    "generate": "gptlab.generate",
+    "generate_text": "gptlab.generate",
 }
 
 __all__ = ["__version__", *_EXPORTS]

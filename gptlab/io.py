@@ -64,7 +64,9 @@ def read_json(path: PathLike, what: str = "JSON file") -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise GptlabError(f"{what} {path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+        raise GptlabError(
+            f"{what} {path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"
+        ) from None
 
 
 def save_safetensors(tensors: dict, path: PathLike, metadata: dict[str, str] | None = None) -> Path:
@@ -86,7 +88,9 @@ def load_safetensors(path: PathLike, device: str = "cpu") -> dict:
     try:
         return load_file(str(path), device=device)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise GptlabError(f"cannot read weights file {path}: {e} (truncated or not a safetensors file?)") from None
+        raise GptlabError(
+            f"cannot read weights file {path}: {e} (truncated or not a safetensors file?)"
+        ) from None
 
 
 def torch_load_safe(path: PathLike, map_location: str = "cpu") -> Any:

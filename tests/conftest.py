@@ -14,5 +14,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 def shared_data() -> Path:
     """Folder with tinyshakespeare.txt, the-verdict.txt, sms-spam.tsv, unicode-*.txt, ..."""
     if not SHARED_DATA.is_dir():
-        pytest.fail(f"shared data folder not found at {SHARED_DATA} (expected ../shared/data beside the repo)")
+        pytest.fail(
+            f"shared data folder not found at {SHARED_DATA} (expected ../shared/data beside the repo)"
+        )
     return SHARED_DATA

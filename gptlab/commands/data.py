@@ -1,0 +1,169 @@
+"""``gptlab data list|get|prepare``: the dataset registry and token shards (gptlab.data)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from gptlab.errors import GptlabError
+
+EOT = "<|endoftext|>"
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "data",
+        help="download named datasets and prepare token shards",
+        description=(
+            "Download named public datasets (checked by SHA-256); tokenize text into train/val token shards."
+        ),
+    )
+    sub = parser.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
+
+    lst = sub.add_parser(
+        "list",
+        help="show the dataset registry",
+        description="Show the named datasets, their source, license, and whether they are cached.",
+    )
+    lst.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="cache folder to look in (default: $GPTLAB_CACHE/datasets or ~/.cache/gptlab/datasets)",
+    )
+    lst.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    lst.set_defaults(func=run_list)
+
+    get = sub.add_parser(
+        "get",
+        help="download a named dataset into the cache (or reuse the cached copy) and print its path",
+        description=(
+            "Download a named dataset, verify its SHA-256 (for entries with a pinned hash) and print the "
+            "local path. A cached file with the right hash is reused without network access. "
+            "GPTLAB_DATA_MIRROR=URL downloads from URL/<filename> instead of upstream."
+        ),
+    )
+    get.add_argument("name", help="dataset name (see `gptlab data list`)")
+    get.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="folder to store it in (default: $GPTLAB_CACHE/datasets or ~/.cache/gptlab/datasets)",
+    )
+    get.add_argument("--url", help="download from this URL instead (the hash is still checked)")
+    get.add_argument("--force", action="store_true", help="download again even if a valid copy is cached")
+    get.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    get.set_defaults(func=run_get)
+
+    prep = sub.add_parser(
+        "prepare",
+        help="tokenize text files into train.bin / val.bin / meta.json",
+        description=(
+            "Tokenize text files or folders (each file one document, followed by <|endoftext|> when the "
+            "tokenizer has it) and write train.bin, val.bin, tokenizer.json and meta.json into --out. "
+            "Whole documents are held out for validation when there are several, else the tail of the text."
+        ),
+    )
+    prep.add_argument(
+        "--input", nargs="+", required=True, metavar="PATH", help="text files or folders (read recursively)"
+    )
+    prep.add_argument(
+        "--tokenizer",
+        metavar="TOK",
+        help=f"a gptlab tokenizer file, or 'char' to build a character tokenizer (the input's characters "
+        f"and {EOT}); or leave it out and give --vocab-size",
+    )
+    prep.add_argument(
+        "--vocab-size",
+        type=int,
+        metavar="N",
+        help=f"train a byte-level BPE tokenizer with N tokens (including {EOT}) on the input first",
+    )
+    prep.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    prep.add_argument(
+        "--val-fraction", type=float, default=0.1, metavar="F", help="share of tokens held out for validation"
+    )
+    prep.add_argument(
+        "--workers", type=int, metavar="N", help="tokenizer processes (default: all cores for big inputs)"
+    )
+    prep.add_argument("--seed", type=int, default=0, help="seed of the document-level split")
+    prep.add_argument("--json", action="store_true", help="print meta.json as machine-readable JSON")
+    prep.set_defaults(func=run_prepare)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from gptlab.data.registry import list_datasets
+
+    rows = list_datasets(args.dir)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        size = f"{row['size']:,} bytes" if row["size"] else "size unknown"
+        check = "sha256 pinned" if row["verified"] else "sha256 not pinned (unverified)"
+        print(f"{row['name']}: {row['description']}")
+        print(f"    {size}, {check}; license: {row['license']}")
+        print(f"    {row['url']}")
+        print(f"    cached: {row['cached'] or 'no'}")
+    return 0
+
+
+def run_get(args: argparse.Namespace) -> int:
+    from gptlab.data.registry import download, file_sha256, get_entry
+
+    path = download(args.name, args.dir, url=args.url, force=args.force)
+    if args.json:
+        entry = get_entry(args.name)
+        info = {
+            "name": args.name,
+            "path": str(path),
+            "bytes": path.stat().st_size,
+            "sha256": file_sha256(path),
+        }
+        print(json.dumps(info | {"verified": entry.verified}, indent=2))
+    else:
+        print(path)
+    return 0
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    from gptlab.data.shards import prepare
+
+    inputs = [Path(p) for p in args.input]
+    tokenizer = _make_tokenizer(args, inputs)
+    meta = prepare(
+        inputs, tokenizer, args.out, val_fraction=args.val_fraction, num_workers=args.workers, seed=args.seed
+    )
+    if args.json:
+        print(json.dumps(meta, indent=2, ensure_ascii=False))
+        return 0
+    splits = meta["splits"]
+    print(
+        f"wrote {args.out}: {splits['train']['tokens']:,} train + {splits['val']['tokens']:,} val tokens "
+        f"({meta['documents']} documents, split by {meta['split']['method']}, {meta['dtype']}, "
+        f"vocab_size {meta['vocab_size']})"
+    )
+    return 0
+
+
+def _make_tokenizer(args: argparse.Namespace, inputs: list[Path]):
+    """Load --tokenizer, or build one from the input (--tokenizer char, or --vocab-size N)."""
+    from gptlab.data.corpus import read_texts
+
+    if args.tokenizer and args.vocab_size is not None:
+        raise GptlabError("give either --tokenizer or --vocab-size (to train a BPE tokenizer), not both")
+    if args.tokenizer == "char":
+        from gptlab.tokenizers import CharTokenizer
+
+        # <|endoftext|> too, so documents stay separated as with BPE
+        return CharTokenizer.train(read_texts(inputs), special_tokens=[EOT])
+    if args.vocab_size is not None:
+        from gptlab.tokenizers import BPETokenizer
+
+        return BPETokenizer.train(
+            "\n".join(read_texts(inputs)), vocab_size=args.vocab_size, special_tokens=[EOT]
+        )
+    if args.tokenizer:
+        from gptlab.tokenizers import load_tokenizer
+
+        return load_tokenizer(args.tokenizer)
+    raise GptlabError("give --tokenizer TOK.json, --tokenizer char, or --vocab-size N")

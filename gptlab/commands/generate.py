@@ -1,0 +1,103 @@
+"""``gptlab generate``: sample text from a run directory or a Hugging Face GPT-2 directory."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+
+from gptlab.errors import GptlabError
+from gptlab.generate import generate_text, stream_text
+from gptlab.rundir import load_model
+
+# the defaults live in generate_text's signature; read them rather than repeat them
+_DEFAULTS = {name: p.default for name, p in inspect.signature(generate_text).parameters.items()}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "generate",
+        help="sample text from a trained or converted model",
+        description=(
+            "Continue a prompt with a model. Sampling: repetition penalty, then temperature (<= 0: greedy), "
+            "top-k, top-p. An empty prompt starts from <|endoftext|>. A prompt longer than the context keeps "
+            "its last block_size tokens, and the context slides once it is full."
+        ),
+    )
+    p.add_argument(
+        "--model", required=True, metavar="RUN", help="run directory or Hugging Face GPT-2 directory"
+    )
+    p.add_argument("--prompt", default="", help="text to continue (default: empty, start from <|endoftext|>)")
+    p.add_argument(
+        "--max-new-tokens", type=int, default=_DEFAULTS["max_new_tokens"], help="default: %(default)s"
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=_DEFAULTS["temperature"],
+        help="<= 0 is greedy (default: %(default)s)",
+    )
+    p.add_argument("--top-k", type=int, help="sample only among the K most likely tokens")
+    p.add_argument(
+        "--top-p", type=float, help="sample only among the most likely tokens with mass P, in (0, 1]"
+    )
+    p.add_argument(
+        "--repetition-penalty",
+        type=float,
+        default=_DEFAULTS["repetition_penalty"],
+        help="> 1 makes tokens already in the text less likely (default: %(default)s)",
+    )
+    p.add_argument(
+        "--stop", action="append", default=[], metavar="S", help="stop before this text (repeatable)"
+    )
+    p.add_argument("--seed", type=int, help="random seed; sample i uses seed + i")
+    p.add_argument("--num-samples", type=int, default=1, help="how many completions (default: %(default)s)")
+    p.add_argument("--stream", action="store_true", help="print text as it is generated")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument("--dtype", help="float32, bfloat16 or float16 (default: as stored)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.stream and args.json:
+        raise GptlabError("--stream and --json cannot be combined")
+    if args.num_samples < 1:
+        raise GptlabError(f"--num-samples must be >= 1, got {args.num_samples}")
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    model, tokenizer = load_model(args.model, device=device, dtype=args.dtype)
+    settings = dict(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        repetition_penalty=args.repetition_penalty,
+        stop=args.stop,
+    )
+    samples = []
+    for i in range(args.num_samples):
+        seed = None if args.seed is None else args.seed + i
+        if i and not args.json:
+            print("\n---------------")
+        if args.stream:
+            sys.stdout.write(args.prompt)
+            for piece in stream_text(model, tokenizer, args.prompt, seed=seed, **settings):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+            continue
+        completion = generate_text(model, tokenizer, args.prompt, seed=seed, **settings)
+        samples.append({"seed": seed, "completion": completion})
+        if not args.json:
+            print(args.prompt + completion)
+    if args.json:
+        print(
+            json.dumps(
+                {"model": args.model, "prompt": args.prompt, **settings, "samples": samples},
+                ensure_ascii=False,
+            )
+        )
+    return 0

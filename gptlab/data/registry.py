@@ -1,0 +1,239 @@
+"""Named public datasets: where to download them, how to check them, where they are cached.
+
+``download("tinyshakespeare")`` returns the path of the cached file, downloading it first when
+needed. The download streams into a ``.part`` file next to the destination, hashing as it goes;
+only a complete file whose SHA-256 matches the registry is renamed onto the final name, so a
+crash, a truncated transfer or a tampered mirror never leaves a file that looks valid. A cached file
+whose hash matches is reused without any network access.
+
+Some upstream files change over time or could not be hashed when the entry was written: their
+``sha256`` is ``None``, and for them gptlab can only check that the download completed (its size
+matches the ``Content-Length``), not that it is the expected content. ``gptlab data list`` shows
+which entries are verified.
+
+Where files go: ``--dir DIR`` if given, else ``$GPTLAB_CACHE/datasets`` when ``GPTLAB_CACHE`` is
+set, else ``~/.cache/gptlab/datasets``. Where they come from: ``--url URL`` for one download, else
+``$GPTLAB_DATA_MIRROR/<filename>`` when ``GPTLAB_DATA_MIRROR`` (a base URL) is set, else the
+upstream URL. The hash is checked whatever the source.
+
+Threat model: the network and the mirror are untrusted. A known hash makes a substituted file an
+error; the downloaded bytes are only written to disk, never parsed or executed here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from gptlab.errors import GptlabError
+
+CACHE_ENV = "GPTLAB_CACHE"
+MIRROR_ENV = "GPTLAB_DATA_MIRROR"
+DEFAULT_CACHE_ROOT = Path("~/.cache/gptlab")
+CHUNK_BYTES = 1 << 20  # read and hash the download 1 MiB at a time
+TIMEOUT_S = 30.0  # per socket operation, not for the whole download
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One downloadable file. ``sha256`` / ``size`` are None where they could not be pinned."""
+
+    name: str
+    url: str
+    filename: str
+    description: str
+    license: str
+    sha256: str | None = None
+    size: int | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.sha256 is not None
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"verified": self.verified}
+
+
+REGISTRY: dict[str, DatasetEntry] = {
+    entry.name: entry
+    for entry in [
+        DatasetEntry(
+            name="tinyshakespeare",
+            url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+            filename="tinyshakespeare.txt",
+            description="40,000 lines of Shakespeare plays (1.1 MB, ASCII): the classic char-level LM corpus",
+            license="public domain text; repository karpathy/char-rnn is MIT",
+            sha256="86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+            size=1115394,
+        ),
+        DatasetEntry(
+            name="the-verdict",
+            url=(
+                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
+                "ch02/01_main-chapter-code/the-verdict.txt"
+            ),
+            filename="the-verdict.txt",
+            description=(
+                "Edith Wharton's story 'The Verdict' (20 KB): the tiny pretraining text of LLMs-from-scratch"
+            ),
+            license="public domain text (1908); repository rasbt/LLMs-from-scratch is Apache-2.0",
+            sha256="b41e41a68f0398a3154ae69e2e4c0e2694e17fe0d66730536837f1b01935b31f",
+            size=20479,
+        ),
+        DatasetEntry(
+            name="sms-spam",
+            url="https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip",
+            filename="sms-spam-collection.zip",
+            description=(
+                "UCI SMS Spam Collection: 5,574 SMS labelled ham/spam; a zip whose SMSSpamCollection "
+                "file has one 'label<TAB>text' per line"
+            ),
+            license="CC BY 4.0 (as listed by the UCI Machine Learning Repository)",
+        ),
+        DatasetEntry(
+            name="instruction-data",
+            url=(
+                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
+                "ch07/01_main-chapter-code/instruction-data.json"
+            ),
+            filename="instruction-data.json",
+            description=(
+                "1,100 Alpaca-style instruction/input/output examples (JSON) from LLMs-from-scratch ch07"
+            ),
+            license="Apache-2.0 (repository rasbt/LLMs-from-scratch)",
+        ),
+    ]
+}
+
+
+def get_entry(name: str) -> DatasetEntry:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise GptlabError(f"unknown dataset {name!r}: expected one of {', '.join(REGISTRY)}") from None
+
+
+def cache_dir(directory: str | os.PathLike | None = None) -> Path:
+    """The folder datasets are stored in (see the module docstring for the order of precedence)."""
+    if directory is not None:
+        return Path(directory).expanduser()
+    root = os.environ.get(CACHE_ENV)
+    return (Path(root) if root else DEFAULT_CACHE_ROOT).expanduser() / "datasets"
+
+
+def source_url(entry: DatasetEntry, url: str | None = None) -> str:
+    """``url`` if given, else ``$GPTLAB_DATA_MIRROR/<filename>``, else the upstream URL."""
+    if url:
+        return url
+    mirror = os.environ.get(MIRROR_ENV)
+    if mirror:
+        return f"{mirror.rstrip('/')}/{entry.filename}"
+    return entry.url
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(
+    name: str,
+    directory: str | os.PathLike | None = None,
+    url: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Return the local path of dataset ``name``, downloading and verifying it unless already cached.
+
+    ``force`` downloads again even when a valid cached file exists. Raises GptlabError on an
+    unknown name, a network or HTTP error, a truncated transfer or a checksum mismatch.
+    """
+    entry = get_entry(name)
+    dest = cache_dir(directory) / entry.filename
+    # a cached copy is reused if its hash matches; a corrupt or outdated one is replaced below
+    if dest.is_file() and not force and (entry.sha256 is None or file_sha256(dest) == entry.sha256):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    src = source_url(entry, url)
+    # a unique .part name, so two processes downloading the same file cannot interleave writes
+    fd, tmp = tempfile.mkstemp(prefix=f"{entry.filename}.", suffix=".part", dir=dest.parent)
+    part = Path(tmp)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            sha256 = _fetch(src, out, entry, progress)
+            out.flush()
+            os.fsync(out.fileno())
+        if entry.sha256 is not None and sha256 != entry.sha256:
+            raise GptlabError(
+                f"checksum mismatch for {name} downloaded from {src}: sha256 {sha256}, expected "
+                f"{entry.sha256}; the partial file was deleted (a changed upstream file or a bad mirror?)"
+            )
+        os.replace(part, dest)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def _fetch(url: str, out, entry: DatasetEntry, progress: bool) -> str:
+    """Stream ``url`` into the open file ``out``; return the SHA-256 of the bytes received."""
+    from tqdm import tqdm
+
+    from gptlab import __version__
+
+    # some hosts refuse urllib's default User-Agent; say who we are instead
+    request = urllib.request.Request(url, headers={"User-Agent": f"gptlab/{__version__} (dataset download)"})
+    digest = hashlib.sha256()
+    received = 0
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            length = response.headers.get("Content-Length")
+            expected = int(length) if length and length.isdigit() else entry.size
+            with tqdm(
+                total=expected,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=entry.filename,
+                disable=None if progress else True,  # None: only on a terminal
+            ) as bar:
+                while chunk := response.read(CHUNK_BYTES):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+    except urllib.error.HTTPError as e:
+        raise GptlabError(f"downloading {entry.name} from {url} failed: HTTP {e.code} {e.reason}") from None
+    except urllib.error.URLError as e:
+        raise GptlabError(
+            f"cannot reach {url} to download {entry.name}: {e.reason} (offline? set {MIRROR_ENV} to a "
+            "mirror's base URL, or pass --url)"
+        ) from None
+    except TimeoutError:
+        raise GptlabError(f"downloading {entry.name} from {url} timed out after {TIMEOUT_S:.0f} s") from None
+    except (OSError, http.client.HTTPException) as e:  # connection reset, bad response, disk full, ...
+        raise GptlabError(f"downloading {entry.name} from {url} failed: {e}") from None
+    if length and length.isdigit() and received != int(length):
+        raise GptlabError(
+            f"download of {entry.name} from {url} was cut short: got {received} of {length} bytes"
+        )
+    return digest.hexdigest()
+
+
+def list_datasets(directory: str | os.PathLike | None = None) -> list[dict]:
+    """The registry as dicts, each with ``cached`` (the cached file's path, or None)."""
+    folder = cache_dir(directory)
+    rows = []
+    for entry in REGISTRY.values():
+        path = folder / entry.filename
+        rows.append(entry.to_dict() | {"cached": str(path) if path.is_file() else None})
+    return rows

@@ -1,0 +1,25 @@
+"""Evaluation: perplexity and bits per byte (perplexity.py), text metrics (text_metrics.py: BLEU,
+ROUGE, distinct-n, exact match).
+
+Names are imported lazily, so using the text metrics does not import torch. The function
+``perplexity`` is imported from its module (gptlab.eval.perplexity), whose name it shares.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "PerplexityResult": "gptlab.eval.perplexity",
+    "evaluate_text": "gptlab.eval.perplexity",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'gptlab.eval' has no attribute {name!r}")

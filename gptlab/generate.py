@@ -1,0 +1,374 @@
+"""Text generation: samplers, the naive reference decoder, the KV-cache engine and streaming.
+
+The engine is separate from the model: the model maps tokens to logits; this module decides
+which token comes next and feeds it back.
+
+- Samplers (`Sampler`), applied in this order to the last position's logits: repetition penalty
+  (CTRL: a seen token's logit is divided by the penalty if positive, multiplied if negative), then
+  greedy argmax if temperature <= 0, else temperature, top-k, top-p (nucleus: the smallest set of
+  most likely tokens whose mass reaches p), and a draw from an explicit `torch.Generator`.
+- `generate_naive` re-runs the model on the whole context for every token: slow, obviously right,
+  the reference `generate` is tested against. `generate` prefills a KV cache with the prompts and
+  then runs the model on one new token per step.
+- Context limit: a prompt longer than ``block_size`` is cropped to its last ``block_size`` tokens,
+  and once prompt + generated tokens fill the context, the context slides: the next token is
+  predicted from the last ``block_size`` tokens (the engine re-fills its cache from them, so it
+  gives the same tokens as the naive reference, at the naive cost from then on).
+- Batches: `generate` accepts prompts of different lengths (left-padded, masked, each row at its
+  own positions), so greedy decoding gives every row what it would get alone. With sampling, all
+  rows draw from one generator, so a row's samples depend on the batch it is in.
+- Text: `stream_text` yields text pieces as soon as they are complete UTF-8 (a character split
+  across tokens is held back until its last byte arrives); `generate_text` joins them. Generation
+  stops at ``max_new_tokens``, at the tokenizer's ``<|endoftext|>`` or at a stop string (the
+  returned text ends before it). An empty prompt starts from ``<|endoftext|>`` (how GPT-2 samples
+  unconditionally); a tokenizer without one cannot start from nothing and raises GptlabError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from gptlab.errors import GptlabError
+from gptlab.model.gpt import GPT
+from gptlab.model.kv_cache import KVCache
+
+DEFAULT_MAX_NEW_TOKENS = 200
+REPLACEMENT_CHAR = "\ufffd"  # what decoding an incomplete UTF-8 sequence produces
+PAD_ID = 0  # fills left padding; padded slots are masked out, so any valid id works
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """Picks the next token from logits; validates its settings on construction."""
+
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    repetition_penalty: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.top_k is not None and (
+            isinstance(self.top_k, bool) or int(self.top_k) != self.top_k or self.top_k < 1
+        ):
+            raise GptlabError(f"top_k must be an integer >= 1 (or None for no limit), got {self.top_k!r}")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise GptlabError(f"top_p must be in (0, 1] (or None for no limit), got {self.top_p!r}")
+        if not self.repetition_penalty > 0:
+            raise GptlabError(f"repetition_penalty must be > 0 (1.0 = none), got {self.repetition_penalty!r}")
+
+    def __call__(
+        self, logits: torch.Tensor, seen: torch.Tensor | None = None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """logits (B, V), seen (B, V) bool (tokens already in each row) -> next token ids (B,)."""
+        logits = logits.float()
+        if seen is not None and self.repetition_penalty != 1.0:
+            logits = apply_repetition_penalty(logits, seen, self.repetition_penalty)
+        if self.temperature <= 0:
+            return logits.argmax(dim=-1)
+        logits = logits / self.temperature
+        if self.top_k is not None:
+            logits = top_k_filter(logits, int(self.top_k))
+        if self.top_p is not None:
+            logits = top_p_filter(logits, self.top_p)
+        probs = logits.softmax(dim=-1)
+        if generator is not None and generator.device != probs.device:
+            return (
+                torch.multinomial(probs.to(generator.device), 1, generator=generator)
+                .squeeze(-1)
+                .to(probs.device)
+            )
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Make tokens already seen less likely (penalty > 1): positive logits / penalty, negative * penalty."""
+    penalized = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, penalized, logits)
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest logits of each row (B, V); the others become -inf."""
+    k = min(k, logits.size(-1))
+    keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, logits.topk(k, dim=-1).indices, True)
+    return logits.masked_fill(~keep, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens whose probability mass reaches p; others -inf."""
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    probs = sorted_logits.softmax(dim=-1)
+    mass_before = probs.cumsum(dim=-1) - probs  # mass of the strictly more likely tokens
+    drop_sorted = mass_before >= p  # the set already reached p without this token (never the first)
+    drop = torch.zeros_like(drop_sorted).scatter_(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+@contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Dropout off while generating, then the model's previous mode back (e.g. mid-training samples)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _seen_mask(rows: Sequence[Sequence[int]], vocab_size: int, device: torch.device) -> torch.Tensor:
+    seen = torch.zeros(len(rows), vocab_size, dtype=torch.bool, device=device)
+    for b, row in enumerate(rows):
+        seen[b, torch.as_tensor(list(row), dtype=torch.long, device=device)] = True
+    return seen
+
+
+class _Finisher:
+    """Tracks which rows have emitted eos_id; finished rows keep emitting eos_id (their padding)."""
+
+    def __init__(self, batch_size: int, eos_id: int | None, device: torch.device) -> None:
+        self.eos_id = eos_id
+        self.done = torch.zeros(batch_size, dtype=torch.bool, device=device)
+
+    def __call__(self, next_ids: torch.Tensor) -> torch.Tensor:
+        if self.eos_id is None:
+            return next_ids
+        next_ids = next_ids.masked_fill(self.done, self.eos_id)
+        self.done |= next_ids == self.eos_id
+        return next_ids
+
+    @property
+    def all_done(self) -> bool:
+        return self.eos_id is not None and bool(self.done.all())
+
+
+@torch.no_grad()
+def generate_naive(
+    model: GPT,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The reference decoder: idx (B, T) -> (B, T + n), re-running the model on the (cropped)
+    context for every new token. Stops early once every row has emitted ``eos_id``; rows that
+    finished earlier are padded with ``eos_id``."""
+    sampler = Sampler(temperature, top_k, top_p, repetition_penalty)
+    _check_lengths(idx.size(1), max_new_tokens)
+    block_size = model.config.block_size
+    idx = idx.to(_device(model))
+    seen = _seen_mask(idx.tolist(), model.config.vocab_size, idx.device)
+    finisher = _Finisher(idx.size(0), eos_id, idx.device)
+    with _eval_mode(model):
+        for _ in range(max_new_tokens):
+            logits, _ = model(idx[:, -block_size:])  # (B, T, V)
+            next_ids = finisher(sampler(logits[:, -1, :], seen, generator))  # (B,)
+            seen[torch.arange(idx.size(0)), next_ids] = True
+            idx = torch.cat((idx, next_ids[:, None]), dim=1)
+            if finisher.all_done:
+                break
+    return idx
+
+
+def _check_lengths(prompt_len: int, max_new_tokens: int) -> None:
+    if prompt_len == 0:
+        raise GptlabError("cannot generate from an empty prompt: give at least one token")
+    if max_new_tokens < 0:
+        raise GptlabError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+
+
+def _prefill(model: GPT, rows: list[list[int]]) -> tuple[torch.Tensor, KVCache]:
+    """Run the model on left-padded contexts (the last block_size tokens of each row); return the
+    logits of each row's last token (B, V) and the filled cache."""
+    contexts = [row[-model.config.block_size :] for row in rows]
+    longest = max(len(c) for c in contexts)
+    device = _device(model)
+    pad = torch.tensor([longest - len(c) for c in contexts], dtype=torch.long, device=device)
+    idx = torch.tensor([[PAD_ID] * (longest - len(c)) + c for c in contexts], dtype=torch.long, device=device)
+    cache = KVCache.for_model(model, len(rows), pad)
+    logits, _ = model(idx, kv_cache=cache)  # (B, longest, V)
+    return logits[:, -1, :], cache
+
+
+@torch.no_grad()
+def _decode_steps(
+    model: GPT,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    sampler: Sampler,
+    eos_id: int | None,
+    generator: torch.Generator | None,
+) -> Iterator[torch.Tensor]:
+    """The KV-cache engine: yields the next token of every row (B,) once per step."""
+    if not prompts:
+        raise GptlabError("no prompts to generate from")
+    for p in prompts:
+        _check_lengths(len(p), max_new_tokens)
+    if max_new_tokens == 0:
+        return
+    rows = [list(p) for p in prompts]
+    device = _device(model)
+    seen = _seen_mask(rows, model.config.vocab_size, device)
+    finisher = _Finisher(len(rows), eos_id, device)
+    with _eval_mode(model):
+        logits, cache = _prefill(model, rows)
+        for step in range(max_new_tokens):
+            next_ids = finisher(sampler(logits, seen, generator))  # (B,)
+            seen[torch.arange(len(rows)), next_ids] = True
+            yield next_ids
+            if finisher.all_done or step == max_new_tokens - 1:
+                return
+            for row, t in zip(rows, next_ids.tolist()):
+                row.append(t)
+            if cache.pos == cache.max_len:  # context full: slide it (see the module docstring)
+                logits, cache = _prefill(model, rows)
+            else:
+                logits, _ = model(next_ids[:, None], kv_cache=cache)  # (B, 1, V)
+                logits = logits[:, -1, :]
+
+
+def generate(
+    model: GPT,
+    idx: torch.Tensor | Sequence[Sequence[int]],
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor | list[list[int]]:
+    """Generate with the KV cache. idx (B, T) tensor -> (B, T + n) tensor, the same tokens as
+    `generate_naive` (rows finished early are padded with ``eos_id``); or a list of token
+    lists of any lengths -> a list of prompt + completion lists, each cut after its ``eos_id``."""
+    sampler = Sampler(temperature, top_k, top_p, repetition_penalty)
+    prompts = idx.tolist() if isinstance(idx, torch.Tensor) else [list(p) for p in idx]
+    steps = list(_decode_steps(model, prompts, max_new_tokens, sampler, eos_id, generator))
+    if steps:
+        new = torch.stack(steps, dim=1)  # (B, n)
+    else:
+        new = torch.empty(len(prompts), 0, dtype=torch.long, device=_device(model))
+    if isinstance(idx, torch.Tensor):
+        return torch.cat((idx.to(new.device), new), dim=1)
+    out = []
+    for prompt, completion in zip(prompts, new.tolist()):
+        if eos_id is not None and eos_id in completion:
+            completion = completion[: completion.index(eos_id) + 1]
+        out.append(prompt + completion)
+    return out
+
+
+def stream_tokens(
+    model: GPT,
+    prompt_ids: Sequence[int],
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    sampler: Sampler | None = None,
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
+) -> Iterator[int]:
+    """Yield new token ids of one prompt as they are sampled (the eos token itself is not yielded)."""
+    for next_ids in _decode_steps(
+        model, [list(prompt_ids)], max_new_tokens, sampler or Sampler(), eos_id, generator
+    ):
+        token = int(next_ids[0])
+        if token == eos_id:
+            return
+        yield token
+
+
+def _held_back(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest end of text that could be the start of a stop string."""
+    longest = 0
+    for stop in stops:
+        for n in range(min(len(stop) - 1, len(text)), longest, -1):
+            if text.endswith(stop[:n]):
+                longest = n
+                break
+    return longest
+
+
+def stream_text(
+    model: GPT,
+    tokenizer,
+    prompt: str,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    stop: Sequence[str] = (),
+    seed: int | None = None,
+) -> Iterator[str]:
+    """Yield the completion of ``prompt`` as text pieces, each complete UTF-8 (see module docstring)."""
+    sampler = Sampler(temperature, top_k, top_p, repetition_penalty)
+    stops = [s for s in stop if s]
+    prompt_ids = _encode_prompt(tokenizer, prompt)
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=_device(model)).manual_seed(seed)
+
+    pending: list[int] = []  # tokens since the last clean UTF-8 boundary
+    pending_out = 0  # characters of decode(pending) already added to text
+    text, yielded = "", 0  # completion so far, and how much of it went out
+    for token in stream_tokens(model, prompt_ids, max_new_tokens, sampler, tokenizer.eot_id, generator):
+        pending.append(token)
+        piece = tokenizer.decode(pending)
+        complete = piece.rstrip(REPLACEMENT_CHAR)  # a trailing partial character waits for its bytes
+        text += complete[pending_out:]
+        pending_out = len(complete)
+        if complete == piece:
+            pending, pending_out = [], 0
+        hits = [i for i in (text.find(s, max(0, yielded - len(s))) for s in stops) if i >= 0]
+        if hits:
+            if min(hits) > yielded:
+                yield text[yielded : min(hits)]
+            return
+        safe = len(text) - _held_back(text, stops)
+        if safe > yielded:
+            yield text[yielded:safe]
+            yielded = safe
+    text += tokenizer.decode(pending)[pending_out:]  # undecodable bytes at the end, as replacement chars
+    hits = [i for i in (text.find(s, max(0, yielded - len(s))) for s in stops) if i >= 0]
+    end = min(hits) if hits else len(text)
+    if end > yielded:
+        yield text[yielded:end]
+
+
+def generate_text(
+    model: GPT,
+    tokenizer,
+    prompt: str,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    stop: Sequence[str] = (),
+    seed: int | None = None,
+) -> str:
+    """The completion of ``prompt`` (without the prompt, without the stop string or end token)."""
+    pieces = stream_text(
+        model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed
+    )
+    return "".join(pieces)
+
+
+def _encode_prompt(tokenizer, prompt: str) -> list[int]:
+    ids = tokenizer.encode(prompt, allowed_special="all") if prompt else []
+    if ids:
+        return ids
+    if tokenizer.eot_id is None:
+        raise GptlabError("empty prompt, and the tokenizer has no <|endoftext|> token to start from")
+    return [tokenizer.eot_id]

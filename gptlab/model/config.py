@@ -1,0 +1,111 @@
+"""`GPTConfig`: the architecture of a GPT, as a typed dataclass that round-trips through JSON.
+
+The defaults are GPT-2 small (124M). The options are a few explicit fields, each with one meaning:
+
+- ``dropout``: one probability used at the three classic sites (token+position embeddings,
+  attention probabilities, residual branches), as nanoGPT does. 0.0 for pretraining small models
+  on lots of data; 0.1 is GPT-2's value. Converted Hugging Face models get 0.0 (inference).
+- ``bias``: biases in every Linear and LayerNorm (GPT-2: on). The LM head never has one.
+- ``tie_weights``: the LM head reuses the token embedding matrix (GPT-2: on).
+- ``pos_encoding``: ``learned`` (GPT-2's table), ``sinusoidal`` (fixed, "Attention is all you
+  need") or ``rope`` (rotary, applied to queries and keys; needs an even head size).
+- ``activation``: ``gelu`` is GPT-2's tanh approximation (so Hugging Face parity holds); ``relu``.
+- ``norm``: ``layernorm`` or ``rmsnorm``; ``norm_eps`` is its epsilon.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from gptlab.errors import GptlabError
+
+POS_ENCODINGS = ("learned", "sinusoidal", "rope")
+ACTIVATIONS = ("gelu", "relu")
+NORMS = ("layernorm", "rmsnorm")
+GPT2_VOCAB_SIZE = 50257  # 50,000 BPE merges + 256 byte tokens + <|endoftext|>
+GPT2_BLOCK_SIZE = 1024
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = GPT2_VOCAB_SIZE
+    block_size: int = GPT2_BLOCK_SIZE  # the longest context the model reads (positions 0..block_size-1)
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    dropout: float = 0.0
+    bias: bool = True
+    tie_weights: bool = True
+    pos_encoding: str = "learned"
+    activation: str = "gelu"
+    norm: str = "layernorm"
+    norm_eps: float = 1e-5
+    rope_base: float = 10000.0  # RoPE's theta: the longest rotation wavelength scale (only for rope)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def head_size(self) -> int:
+        return self.n_embd // self.n_head
+
+    def validate(self) -> None:
+        """Raise GptlabError naming the field when a value is out of range or an unknown option."""
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise GptlabError(f"model config: {name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise GptlabError(
+                f"model config: n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
+            )
+        for name, allowed in (("pos_encoding", POS_ENCODINGS), ("activation", ACTIVATIONS), ("norm", NORMS)):
+            if getattr(self, name) not in allowed:
+                raise GptlabError(
+                    f"model config: {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
+        if self.pos_encoding == "rope" and self.head_size % 2:
+            raise GptlabError(
+                f"model config: 'rope' needs an even head size (n_embd/n_head), got {self.head_size}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise GptlabError(f"model config: dropout must be in [0, 1), got {self.dropout!r}")
+        for name in ("norm_eps", "rope_base"):
+            if not getattr(self, name) > 0:
+                raise GptlabError(f"model config: {name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("bias", "tie_weights"):
+            if not isinstance(getattr(self, name), bool):
+                raise GptlabError(f"model config: {name} must be true or false, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
+        """Build from a plain dict (model.json, TOML); an unknown key is an error naming it."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise GptlabError(
+                f"model config: unknown field {unknown[0]!r} (known fields: {', '.join(sorted(known))})"
+            )
+        return cls(**d)
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> GPTConfig:
+        """A named architecture (``tiny``, ``gpt2-124m`` ... ``gpt2-1558m``) with fields overridden."""
+        if name not in PRESETS:
+            raise GptlabError(f"unknown model preset {name!r}; known presets: {', '.join(PRESETS)}")
+        return cls.from_dict({**PRESETS[name], **overrides})
+
+
+# GPT-2 shapes from the paper / released checkpoints; "tiny" trains on a laptop CPU in minutes.
+# vocab_size is usually overridden with the tokenizer's (GPTConfig.preset("tiny", vocab_size=...)).
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(vocab_size=GPT2_VOCAB_SIZE, block_size=128, n_layer=4, n_head=4, n_embd=128, dropout=0.0),
+    "gpt2-124m": dict(n_layer=12, n_head=12, n_embd=768),
+    "gpt2-355m": dict(n_layer=24, n_head=16, n_embd=1024),
+    "gpt2-774m": dict(n_layer=36, n_head=20, n_embd=1280),
+    "gpt2-1558m": dict(n_layer=48, n_head=25, n_embd=1600),
+}

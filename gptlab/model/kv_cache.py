@@ -1,0 +1,79 @@
+"""The KV cache: keys and values of past tokens, kept so each new token costs one position of work.
+
+Without a cache, sampling token t re-runs the model over all t previous tokens; with it, the model
+runs on the new token only, and its attention reads the stored keys/values of the earlier ones.
+
+Layout: ``k`` and ``v`` are preallocated ``(n_layer, B, H, max_len, D)`` tensors and every row
+shares one write position ``pos`` (slots ``0..pos-1`` are filled). Prompts of different lengths
+are left-padded: row b's first ``pad[b]`` slots are padding that no query attends to, and its
+token in slot t sits at position ``t - pad[b]``, so each row sees exactly what it would alone.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from gptlab.errors import GptlabError
+
+
+class KVCache:
+    def __init__(
+        self,
+        n_layer: int,
+        batch_size: int,
+        n_head: int,
+        head_size: int,
+        max_len: int,
+        pad: torch.Tensor | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        shape = (n_layer, batch_size, n_head, max_len, head_size)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.max_len = max_len
+        self.pos = 0
+        if pad is None:
+            pad = torch.zeros(batch_size, dtype=torch.long)
+        self.pad = pad.to(device=device, dtype=torch.long)  # (B,) left padding of each row
+
+    @classmethod
+    def for_model(cls, model: torch.nn.Module, batch_size: int, pad: torch.Tensor | None = None) -> KVCache:
+        """A cache sized for ``model``'s whole context (``block_size`` slots)."""
+        cfg = model.config
+        param = next(model.parameters())
+        return cls(
+            cfg.n_layer, batch_size, cfg.n_head, cfg.head_size, cfg.block_size, pad, param.device, param.dtype
+        )
+
+    def positions(self, T: int) -> torch.Tensor:
+        """Positions of the next T tokens of every row: (B, T); padding slots get 0 (never attended).
+
+        The model calls this first, so a cache without room for T more tokens is an error here."""
+        if self.pos + T > self.max_len:
+            raise GptlabError(f"KV cache full: {self.pos} + {T} tokens exceed its {self.max_len} slots")
+        slots = torch.arange(self.pos, self.pos + T, device=self.pad.device)  # (T,)
+        return (slots[None, :] - self.pad[:, None]).clamp(min=0)
+
+    def attention_mask(self, T: int) -> torch.Tensor:
+        """Which cached slots each of the next T queries may attend to: (B, 1, T, pos + T) bool.
+
+        Causal, and padding is hidden. A padding query attends to itself only: a row with no
+        visible key would make softmax produce NaN, which would then leak through the values.
+        """
+        q_slot = torch.arange(self.pos, self.pos + T, device=self.pad.device)[:, None]  # (T, 1)
+        k_slot = torch.arange(self.pos + T, device=self.pad.device)[None, :]  # (1, pos+T)
+        causal = k_slot <= q_slot  # (T, pos+T)
+        not_pad = k_slot[None] >= self.pad[:, None, None]  # (B, 1, pos+T)
+        return (causal & (not_pad | (k_slot == q_slot)))[:, None]  # (B, 1, T, pos+T)
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store the new keys/values (B, H, T, D) at ``pos`` and return all of them: (B, H, pos+T, D)."""
+        end = self.pos + k.size(2)
+        self.k[layer, :, :, self.pos : end] = k
+        self.v[layer, :, :, self.pos : end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def advance(self, T: int) -> None:
+        """Move the write position past the T tokens every layer has just stored."""
+        self.pos += T

@@ -1,0 +1,139 @@
+"""Save and load a model with its tokenizer: the run directory, files a user can open.
+
+    RUN/model.json          {"format": "gptlab-model", "version": 1, "config": {...GPTConfig...},
+                             "n_params": ..., "extra": {...}}
+    RUN/model.safetensors   the weights (a tied LM head is stored once, as transformer.wte.weight)
+    RUN/tokenizer.json      the tokenizer (gptlab.tokenizers format)
+
+Each file is written atomically (temp file + rename), weights first and model.json last, so a
+crash mid-save leaves every file either old or new, never half-written: the previous checkpoint
+of a run (same architecture, same tokenizer, older weights) stays loadable.
+
+Threat model: the files may come from anyone. Weights are read with safetensors (or, for a
+Hugging Face ``pytorch_model.bin``, ``torch.load(weights_only=True)``), never unpickled; JSON is
+validated; a missing, truncated or corrupt file or a tensor of the wrong shape is a GptlabError
+naming the file (and the tensor with its expected and actual shape), never a crash deep in torch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gptlab.errors import GptlabError
+from gptlab.io import atomic_write, atomic_write_json, load_safetensors, read_json, save_safetensors
+from gptlab.model import GPT, GPTConfig
+
+MODEL_FORMAT = "gptlab-model"
+MODEL_VERSION = 1
+MODEL_JSON = "model.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+HF_CONFIG_FILE = "config.json"
+
+
+def unwrap(model: torch.nn.Module) -> GPT:
+    """The GPT inside torch.compile (``_orig_mod``) and DDP/FSDP (``module``) wrappers."""
+    while isinstance(getattr(model, "_orig_mod", None) or getattr(model, "module", None), torch.nn.Module):
+        model = getattr(model, "_orig_mod", None) or model.module
+    return model
+
+
+def model_state_dict(model: GPT) -> dict[str, torch.Tensor]:
+    """The tensors to save: the state dict without the tied LM head (it is the token embedding)."""
+    model = unwrap(model)
+    state = model.state_dict()
+    if model.config.tie_weights:
+        state.pop("lm_head.weight")
+    return state
+
+
+def save_model(
+    run_dir: str | os.PathLike, model: GPT, tokenizer, extra: dict[str, Any] | None = None
+) -> Path:
+    """Write model.safetensors, tokenizer.json and model.json into ``run_dir`` (created if needed)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model = unwrap(model)
+    save_safetensors(model_state_dict(model), run_dir / WEIGHTS_FILE, metadata={"format": "pt"})
+    atomic_write(run_dir / TOKENIZER_FILE, lambda tmp: tokenizer.save(tmp))
+    meta = {
+        "format": MODEL_FORMAT,
+        "version": MODEL_VERSION,
+        "config": model.config.to_dict(),
+        "n_params": model.num_params(),
+        "extra": extra or {},
+    }
+    atomic_write_json(run_dir / MODEL_JSON, meta)
+    return run_dir
+
+
+def read_model_json(run_dir: str | os.PathLike) -> tuple[GPTConfig, dict[str, Any]]:
+    """The model config and the whole model.json of a run directory, validated."""
+    path = Path(run_dir) / MODEL_JSON
+    meta = read_json(path, "model file")
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        raise GptlabError(f'{path} is not a gptlab model file (expected "format": "{MODEL_FORMAT}")')
+    if meta.get("version") != MODEL_VERSION:
+        raise GptlabError(
+            f"{path}: unsupported version {meta.get('version')!r} (this gptlab reads {MODEL_VERSION})"
+        )
+    if not isinstance(meta.get("config"), dict):
+        raise GptlabError(f'{path}: field "config" must be an object with the model\'s architecture')
+    try:
+        config = GPTConfig.from_dict(meta["config"])
+    except (GptlabError, TypeError) as e:
+        raise GptlabError(f"{path}: {e}") from None
+    return config, meta
+
+
+def load_model(
+    path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | str | None = None
+):
+    """Load ``(model, tokenizer)`` from a gptlab run directory or a Hugging Face GPT-2 directory
+    (config.json + model.safetensors or pytorch_model.bin + tokenizer files). The model is in eval
+    mode, on ``device``, cast to ``dtype`` if given (a torch.dtype or a name like "bfloat16")."""
+    path = Path(path)
+    dtype = resolve_dtype(dtype)
+    if (path / MODEL_JSON).is_file():
+        config, _ = read_model_json(path)
+        state = load_safetensors(path / WEIGHTS_FILE)
+        model = GPT.from_state_dict(config, state, source=str(path / WEIGHTS_FILE))
+        tokenizer = _load_tokenizer(path / TOKENIZER_FILE)
+    elif (path / HF_CONFIG_FILE).is_file():
+        from gptlab.model.hf import load_hf_gpt2
+
+        model, tokenizer = load_hf_gpt2(path)
+    elif path.is_dir():
+        raise GptlabError(
+            f"{path} is neither a gptlab run directory (no {MODEL_JSON}) "
+            f"nor a Hugging Face GPT-2 directory (no {HF_CONFIG_FILE})"
+        )
+    else:
+        raise GptlabError(
+            f"model not found: {path} (expected a run directory with {MODEL_JSON}, or a Hugging Face GPT-2 "
+            f"directory; to import a hub model use `gptlab convert --from hf NAME --out RUN`)"
+        )
+    model.to(device=device, dtype=dtype)
+    return model.eval(), tokenizer
+
+
+def _load_tokenizer(path: Path):
+    from gptlab.tokenizers import load_tokenizer
+
+    if not path.is_file():
+        raise GptlabError(f"tokenizer file not found: {path}")
+    return load_tokenizer(path)
+
+
+def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """torch.dtype or None unchanged; a name ("float32", "bfloat16", "float16") -> the dtype."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    resolved = getattr(torch, str(dtype), None)
+    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
+        raise GptlabError(f"unknown dtype {dtype!r}: expected float32, bfloat16 or float16")
+    return resolved

@@ -1,0 +1,189 @@
+"""Dataset downloads against a local HTTP server on 127.0.0.1 (never the internet).
+
+Covers: success, cache reuse without a request, a corrupt cache refreshed, checksum mismatch (the
+partial file is deleted), HTTP 404, a refused connection, a truncated transfer, and the CLI.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import re
+import socket
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from gptlab.cli import main
+from gptlab.data import registry
+from gptlab.data.registry import REGISTRY, cache_dir, download, get_entry, list_datasets
+from gptlab.errors import GptlabError
+
+TRUNCATED_PATH = "/truncated.txt"
+
+
+class CountingHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files from ``directory``, counts GET requests per path, and can cut a transfer short."""
+
+    requests: Counter
+
+    def do_GET(self):
+        self.requests[self.path] += 1
+        if self.path == TRUNCATED_PATH:  # promise 1000 bytes, send 10, hang up
+            self.send_response(200)
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b"0123456789")
+            self.close_connection = True
+            return
+        super().do_GET()
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    """(base URL, served folder, request counter) of a server on a random free port."""
+    served = tmp_path / "served"
+    served.mkdir()
+    counter: Counter = Counter()
+    handler = functools.partial(type("H", (CountingHandler,), {"requests": counter}), directory=str(served))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    # a short poll interval: shutdown() waits up to one interval (0.5 s by default)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", served, counter
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def mirror(server, monkeypatch):
+    base, served, counter = server
+    monkeypatch.setenv(registry.MIRROR_ENV, base + "/")
+    return base, served, counter
+
+
+def test_registry_hashes_match_the_real_files(shared_data):
+    for name in ("tinyshakespeare", "the-verdict"):
+        entry = get_entry(name)
+        data = (shared_data / entry.filename).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry.sha256
+        assert entry.size in (None, len(data))
+
+
+def test_every_entry_is_complete():
+    for entry in REGISTRY.values():
+        assert entry.url.startswith("https://")
+        assert entry.filename and "/" not in entry.filename
+        assert entry.description and entry.license
+        assert entry.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", entry.sha256)
+    assert not get_entry("sms-spam").verified and not get_entry("instruction-data").verified
+
+
+def test_download_verifies_and_then_reuses_the_cache(mirror, tmp_path, shared_data):
+    _, served, counter = mirror
+    original = (shared_data / "the-verdict.txt").read_bytes()
+    (served / "the-verdict.txt").write_bytes(original)
+    cache = tmp_path / "cache"
+
+    path = download("the-verdict", cache, progress=False)
+    assert path == cache / "the-verdict.txt"
+    assert path.read_bytes() == original
+    assert counter["/the-verdict.txt"] == 1
+    assert sorted(p.name for p in cache.iterdir()) == ["the-verdict.txt"]  # no .part left behind
+
+    assert download("the-verdict", cache, progress=False) == path
+    assert counter["/the-verdict.txt"] == 1  # valid cached copy: no request at all
+
+    download("the-verdict", cache, force=True, progress=False)
+    assert counter["/the-verdict.txt"] == 2
+
+
+def test_a_corrupt_cached_file_is_downloaded_again(mirror, tmp_path, shared_data):
+    _, served, counter = mirror
+    original = (shared_data / "the-verdict.txt").read_bytes()
+    (served / "the-verdict.txt").write_bytes(original)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "the-verdict.txt").write_bytes(original[:-1] + b"!")
+    assert download("the-verdict", cache, progress=False).read_bytes() == original
+    assert counter["/the-verdict.txt"] == 1
+
+
+def test_checksum_mismatch_deletes_the_partial_file(mirror, tmp_path, shared_data):
+    _, served, _ = mirror
+    tampered = (shared_data / "the-verdict.txt").read_bytes().replace(b"Gisburn", b"Grisburn")
+    (served / "the-verdict.txt").write_bytes(tampered)
+    cache = tmp_path / "cache"
+    with pytest.raises(GptlabError, match="checksum mismatch for the-verdict") as e:
+        download("the-verdict", cache, progress=False)
+    assert hashlib.sha256(tampered).hexdigest() in str(e.value)
+    assert list(cache.iterdir()) == []  # neither the .part nor a final file
+
+
+def test_http_404_names_the_url(mirror, tmp_path):
+    base, _, _ = mirror
+    with pytest.raises(GptlabError, match=re.escape(f"from {base}/tinyshakespeare.txt failed: HTTP 404")):
+        download("tinyshakespeare", tmp_path / "cache", progress=False)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_unreachable_host_suggests_a_mirror(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on: bind, read it, close
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(GptlabError, match="cannot reach .* GPTLAB_DATA_MIRROR"):
+        download("the-verdict", tmp_path / "cache", url=f"http://127.0.0.1:{port}/x", progress=False)
+
+
+def test_truncated_transfer_is_an_error(server, tmp_path):
+    base, _, _ = server
+    # sms-spam has no pinned hash: only the Content-Length check can catch the short read
+    with pytest.raises(GptlabError, match="cut short: got 10 of 1000 bytes"):
+        download("sms-spam", tmp_path / "cache", url=base + TRUNCATED_PATH, progress=False)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_url_option_wins_over_the_mirror(mirror, server, tmp_path, shared_data):
+    base, served, counter = mirror
+    (served / "other-name.txt").write_bytes((shared_data / "the-verdict.txt").read_bytes())
+    download("the-verdict", tmp_path / "cache", url=f"{base}/other-name.txt", progress=False)
+    assert counter == Counter({"/other-name.txt": 1})
+
+
+def test_unknown_name_lists_the_known_ones(tmp_path):
+    with pytest.raises(GptlabError, match="unknown dataset 'shakespeare': expected one of tinyshakespeare"):
+        download("shakespeare", tmp_path)
+
+
+def test_cache_dir_precedence(monkeypatch, tmp_path):
+    monkeypatch.delenv(registry.CACHE_ENV, raising=False)
+    assert cache_dir() == Path.home() / ".cache" / "gptlab" / "datasets"
+    monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c" / "datasets"
+    assert cache_dir(tmp_path / "explicit") == tmp_path / "explicit"
+
+
+def test_cli_get_and_list(mirror, tmp_path, shared_data, capsys):
+    _, served, _ = mirror
+    (served / "the-verdict.txt").write_bytes((shared_data / "the-verdict.txt").read_bytes())
+    cache = tmp_path / "cache"
+    assert main(["data", "get", "the-verdict", "--dir", str(cache)]) == 0
+    assert capsys.readouterr().out.strip() == str(cache / "the-verdict.txt")
+
+    assert main(["data", "list", "--dir", str(cache), "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert set(rows) == set(REGISTRY)
+    assert rows["the-verdict"]["cached"] == str(cache / "the-verdict.txt")
+    assert rows["tinyshakespeare"]["cached"] is None
+    assert list_datasets(cache) == list(rows.values())
+
+    assert main(["data", "get", "nope", "--dir", str(cache)]) == 2
+    assert "error: unknown dataset 'nope'" in capsys.readouterr().err

@@ -1,0 +1,50 @@
+"""Real hypothesis/reference pairs for the text-metric tests (BLEU, ROUGE, the eval CLI).
+
+References are the outputs of /work/shared/data/instruction-data.json; hypotheses are seeded
+perturbations of them (word drops, swaps, substitutions) or unrelated outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+PERTURBATIONS_MAX = 4
+UNRELATED_SHARE = 0.2
+
+
+def instruction_outputs(shared_data: Path) -> list[str]:
+    return [item["output"] for item in json.loads((shared_data / "instruction-data.json").read_text("utf-8"))]
+
+
+def perturb(text: str, rng: random.Random, vocabulary: list[str]) -> str:
+    """Up to PERTURBATIONS_MAX edits: drop a word, swap two words, or substitute a word."""
+    words = text.split()
+    for _ in range(rng.randint(0, PERTURBATIONS_MAX)):
+        if not words:
+            break
+        i = rng.randrange(len(words))
+        edit = rng.choice(("drop", "swap", "substitute"))
+        if edit == "drop":
+            del words[i]
+        elif edit == "swap":
+            j = rng.randrange(len(words))
+            words[i], words[j] = words[j], words[i]
+        else:
+            words[i] = rng.choice(vocabulary)
+    return " ".join(words)
+
+
+def make_pairs(shared_data: Path, n: int, seed: int) -> list[tuple[str, str]]:
+    """n (hypothesis, reference) pairs: mostly perturbed references, some unrelated lines."""
+    outputs = instruction_outputs(shared_data)
+    vocabulary = sorted({w for line in outputs for w in line.split()})
+    rng = random.Random(seed)
+    pairs = []
+    for reference in rng.sample(outputs, n):
+        if rng.random() < UNRELATED_SHARE:
+            pairs.append((rng.choice(outputs), reference))
+        else:
+            pairs.append((perturb(reference, rng, vocabulary), reference))
+    return pairs
