@@ -23,6 +23,10 @@ _EXPORTS: dict[str, str] = {
     "save_model": "gptlab.rundir",
     "generate": "gptlab.generate",
     "generate_text": "gptlab.generate",
+    "train": "gptlab.train",
+    "TrainResult": "gptlab.train",
+    "RunConfig": "gptlab.config",
+    "load_config": "gptlab.config",
 }
 
 __all__ = ["__version__", *_EXPORTS]

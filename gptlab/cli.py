@@ -17,8 +17,10 @@ from gptlab.errors import GptlabError
 
 # verb -> (module under gptlab.commands, one-line help). Order is the order shown in --help.
 VERBS: dict[str, tuple[str, str]] = {
+    "quickstart": ("quickstart", "train a tokenizer and a tiny GPT on the built-in corpus, then sample"),
     "tokenizer": ("tokenizer", "train, use, inspect and compare tokenizers"),
     "data": ("data", "download named datasets and prepare token shards"),
+    "train": ("train", "pretrain a GPT from a TOML config and key=value overrides"),
     "generate": ("generate", "sample text from a trained or converted model"),
     "eval": ("eval", "evaluate a model (perplexity, ...)"),
     "convert": ("convert", "import Hugging Face GPT-2 weights into a gptlab run directory"),

@@ -26,6 +26,7 @@ which token comes next and feeds it back.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -51,13 +52,16 @@ class Sampler:
     repetition_penalty: float = 1.0
 
     def __post_init__(self) -> None:
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+            raise GptlabError(f"temperature must be a finite number (<= 0: greedy), got {self.temperature!r}")
         if self.top_k is not None and (
             isinstance(self.top_k, bool) or int(self.top_k) != self.top_k or self.top_k < 1
         ):
             raise GptlabError(f"top_k must be an integer >= 1 (or None for no limit), got {self.top_k!r}")
         if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
             raise GptlabError(f"top_p must be in (0, 1] (or None for no limit), got {self.top_p!r}")
-        if not self.repetition_penalty > 0:
+        if not 0 < self.repetition_penalty < math.inf:
             raise GptlabError(f"repetition_penalty must be > 0 (1.0 = none), got {self.repetition_penalty!r}")
 
     def __call__(

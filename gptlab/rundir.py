@@ -18,6 +18,8 @@ naming the file (and the tensor with its expected and actual shape), never a cra
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +57,8 @@ def save_model(
     run_dir: str | os.PathLike, model: GPT, tokenizer, extra: dict[str, Any] | None = None
 ) -> Path:
     """Write model.safetensors, tokenizer.json and model.json into ``run_dir`` (created if needed)."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = make_output_dir(run_dir, "run directory")
     model = unwrap(model)
-    save_safetensors(model_state_dict(model), run_dir / WEIGHTS_FILE, metadata={"format": "pt"})
-    atomic_write(run_dir / TOKENIZER_FILE, lambda tmp: tokenizer.save(tmp))
     meta = {
         "format": MODEL_FORMAT,
         "version": MODEL_VERSION,
@@ -67,8 +66,55 @@ def save_model(
         "n_params": model.num_params(),
         "extra": extra or {},
     }
-    atomic_write_json(run_dir / MODEL_JSON, meta)
+    with os_errors_as_gptlab(f"cannot save the model to {run_dir}"):
+        save_safetensors(model_state_dict(model), run_dir / WEIGHTS_FILE, metadata={"format": "pt"})
+        atomic_write(run_dir / TOKENIZER_FILE, lambda tmp: tokenizer.save(tmp))
+        atomic_write_json(run_dir / MODEL_JSON, meta)
     return run_dir
+
+
+def make_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Create folder ``path`` (and its parents) if needed; GptlabError if a file is in the way or it
+    cannot be created."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise GptlabError(f"{what} {path} exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GptlabError(f"cannot create {what} {path}: {e.strerror or e}") from None
+    return path
+
+
+@contextmanager
+def os_errors_as_gptlab(context: str) -> Iterator[None]:
+    """Turn an OSError (permission denied, disk full, ...) into a GptlabError starting with ``context``."""
+    try:
+        yield
+    except OSError as e:
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        raise GptlabError(f"{context}: {e.strerror or e}{where}") from None
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or None): cuda when available, else cpu. Any other name is checked: an unknown
+    device, or cuda without a GPU, is a GptlabError rather than a crash in torch."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise GptlabError(f"unknown device {device!r}: expected auto, cpu, cuda, cuda:N or mps") from None
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise GptlabError(f"device {device!r} requested, but CUDA is not available on this machine")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise GptlabError(
+                f"device {device!r} requested, but this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise GptlabError(f"device {device!r} requested, but MPS is not available on this machine")
+    return resolved
 
 
 def read_model_json(run_dir: str | os.PathLike) -> tuple[GPTConfig, dict[str, Any]]:
@@ -98,6 +144,7 @@ def load_model(
     mode, on ``device``, cast to ``dtype`` if given (a torch.dtype or a name like "bfloat16")."""
     path = Path(path)
     dtype = resolve_dtype(dtype)
+    device = resolve_device(device)
     if (path / MODEL_JSON).is_file():
         config, _ = read_model_json(path)
         state = load_safetensors(path / WEIGHTS_FILE)
@@ -117,8 +164,18 @@ def load_model(
             f"model not found: {path} (expected a run directory with {MODEL_JSON}, or a Hugging Face GPT-2 "
             f"directory; to import a hub model use `gptlab convert --from hf NAME --out RUN`)"
         )
+    check_vocab(model, tokenizer, str(path))
     model.to(device=device, dtype=dtype)
     return model.eval(), tokenizer
+
+
+def check_vocab(model: GPT, tokenizer, source: str) -> None:
+    """A tokenizer whose ids reach past the model's embedding table cannot be used with it."""
+    if tokenizer.vocab_size > model.config.vocab_size:
+        raise GptlabError(
+            f"{source}: the tokenizer has {tokenizer.vocab_size} tokens but the model only "
+            f"{model.config.vocab_size} (vocab_size): they do not belong together"
+        )
 
 
 def _load_tokenizer(path: Path):

@@ -4,6 +4,9 @@ special tokens, errors, save/load."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import warnings
 from collections import Counter
@@ -17,7 +20,13 @@ from gptlab.errors import GptlabError
 from gptlab.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
 from gptlab.tokenizers import bpe as bpe_module
 from gptlab.tokenizers.bpe import bpe_merge
-from gptlab.tokenizers.pretokenize import GPT2_PATTERN, GPT4_PATTERN, TIKTOKEN_GPT2_PATTERN
+from gptlab.tokenizers.pretokenize import (
+    GPT2_PATTERN,
+    GPT4_PATTERN,
+    TIKTOKEN_GPT2_PATTERN,
+    ChunkSplitter,
+    bytes_to_token_str,
+)
 
 EOT = "<|endoftext|>"
 USER = "<|user|>"
@@ -102,6 +111,34 @@ def tok4(shakespeare, unicode_text) -> BPETokenizer:
 # --- training ------------------------------------------------------------------------------------
 
 
+def test_gpt4_and_tiktoken_gpt2_patterns_are_tiktokens_own(monkeypatch):
+    """The patterns as tiktoken's openai_public defines r50k_base / cl100k_base (no download:
+    the rank loader is stubbed, only the pattern strings are read)."""
+    openai_public = pytest.importorskip("tiktoken_ext.openai_public")
+    assert openai_public.r50k_pat_str == TIKTOKEN_GPT2_PATTERN
+    monkeypatch.setattr(openai_public, "load_tiktoken_bpe", lambda *args, **kwargs: {})
+    assert openai_public.cl100k_base()["pat_str"] == GPT4_PATTERN
+
+
+@HYPOTHESIS
+@given(text=tricky_text)
+def test_gpt2_pattern_splits_like_hf_byte_level_pre_tokenizer(text):
+    """GPT-2's split regex, as Hugging Face's ByteLevel pre-tokenizer implements it."""
+    pre_tokenizers = pytest.importorskip("tokenizers.pre_tokenizers")
+    hf = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    ours = [bytes_to_token_str(chunk.encode("utf-8")) for chunk in ChunkSplitter(GPT2_PATTERN)(text)]
+    assert ours == [piece for piece, _ in hf.pre_tokenize_str(text)]
+
+
+@pytest.mark.parametrize("name", ["tinyshakespeare.txt", "unicode-sample.txt", "unicode-hello.txt"])
+def test_gpt2_pattern_splits_real_files_like_hf(shared_data, name):
+    pre_tokenizers = pytest.importorskip("tokenizers.pre_tokenizers")
+    text = (shared_data / name).read_text(encoding="utf-8")
+    hf = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    ours = [bytes_to_token_str(chunk.encode("utf-8")) for chunk in ChunkSplitter(GPT2_PATTERN)(text)]
+    assert ours == [piece for piece, _ in hf.pre_tokenize_str(text)]
+
+
 def naive_train(
     texts: list[str], pattern: str, num_merges: int, min_frequency: int
 ) -> list[tuple[bytes, bytes]]:
@@ -156,6 +193,50 @@ def test_training_is_deterministic_and_counts_vocab(shakespeare):
     assert a.special_tokens == {EOT: 598, USER: 599} and a.eot_id == 598
     for i, (left, right) in enumerate(a.merges):  # merge i is id 256 + i
         assert a.token_bytes(256 + i) == left + right
+
+
+_TRAIN_IN_SUBPROCESS = """
+import hashlib, sys
+from gptlab.tokenizers import BPETokenizer
+text = open(sys.argv[1], encoding="utf-8").read()[:60_000]
+tok = BPETokenizer.train(text, vocab_size=500)
+print(hashlib.sha256(repr(tok.to_dict()).encode()).hexdigest())
+"""
+
+
+def test_training_is_deterministic_across_processes_and_hash_seeds(shared_data, shakespeare):
+    """Same merges whatever the hash seed (set and dict iteration order must not leak in)."""
+    digests = set()
+    for seed in ("0", "1", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        out = subprocess.run(
+            [sys.executable, "-c", _TRAIN_IN_SUBPROCESS, str(shared_data / "tinyshakespeare.txt")],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        digests.add(out.stdout.strip())
+    import hashlib
+
+    here = BPETokenizer.train(shakespeare[:60_000], vocab_size=500)
+    assert digests == {hashlib.sha256(repr(here.to_dict()).encode()).hexdigest()}
+
+
+def test_train_defaults_and_iterable_input(shakespeare):
+    docs = [shakespeare[i : i + 5000] for i in range(0, 30_000, 5000)]
+    tok = BPETokenizer.train(docs, vocab_size=300)  # default special tokens: just <|endoftext|>
+    assert tok.special_tokens == {EOT: 299} and tok.eot_id == 299 and tok.vocab_size == 300
+    assert BPETokenizer.train(iter(docs), vocab_size=300).to_dict() == tok.to_dict()
+    assert BPETokenizer.train((d for d in docs), vocab_size=300).to_dict() == tok.to_dict()
+
+
+def test_progress_bar_only_when_verbose(shakespeare, capsys):
+    BPETokenizer.train(shakespeare[:20_000], vocab_size=300, verbose=True)
+    err = capsys.readouterr().err
+    assert "BPE merges" in err and "43/43" in err  # 300 - 256 - 1 merges, shown on stderr
+    BPETokenizer.train(shakespeare[:20_000], vocab_size=300)
+    assert capsys.readouterr().err == ""
 
 
 def test_training_compresses_and_learns_frequent_words(shakespeare):

@@ -118,7 +118,12 @@ def test_repetition_penalty_lowers_the_probability_of_seen_tokens():
         (dict(top_p=1.5), "top_p"),
         (dict(top_k=0), "top_k"),
         (dict(top_k=2.5), "top_k"),
+        (dict(top_p=-0.1), "top_p"),
+        (dict(top_p=float("nan")), "top_p"),
         (dict(repetition_penalty=0.0), "repetition_penalty"),
+        (dict(repetition_penalty=float("inf")), "repetition_penalty"),
+        (dict(temperature=float("nan")), "temperature"),
+        (dict(temperature=float("inf")), "temperature"),
     ],
 )
 def test_bad_sampling_settings_are_clear_errors(kwargs, field):
@@ -195,6 +200,16 @@ def test_generation_leaves_the_model_in_its_mode():
 def test_empty_prompt_token_list_is_an_error():
     with pytest.raises(GptlabError, match="empty prompt"):
         generate(make_model(), [[1, 2], []], 3)
+    for decode in (generate, generate_naive):
+        with pytest.raises(GptlabError, match="empty prompt"):
+            decode(make_model(), torch.zeros(2, 0, dtype=torch.long), 3)
+
+
+def test_top_p_one_and_huge_top_k_change_nothing():
+    logits = torch.randn(4, 30, generator=seeded(11))
+    full = Sampler()(logits, generator=seeded(12))
+    assert torch.equal(Sampler(top_p=1.0, top_k=1000)(logits, generator=seeded(12)), full)
+    assert torch.equal(Sampler(top_k=1)(logits, generator=seeded(13)), logits.argmax(-1))
 
 
 # --- text --------------------------------------------------------------------------------------

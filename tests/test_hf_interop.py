@@ -8,10 +8,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from gptlab.cli import main
 from gptlab.errors import GptlabError
-from gptlab.generate import generate
+from gptlab.generate import generate, generate_text
 from gptlab.model import GPT, GPTConfig
-from gptlab.model.hf import config_from_hf, from_hf_gpt2, resolve_hf_source, to_hf_gpt2
+from gptlab.model.hf import config_from_hf, from_hf_gpt2, load_hf_gpt2, resolve_hf_source, to_hf_gpt2
 
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
@@ -50,7 +51,15 @@ def idx() -> torch.Tensor:
 
 @pytest.mark.parametrize(
     "overrides",
-    [dict(), dict(tie_word_embeddings=False), dict(activation_function="relu", layer_norm_epsilon=1e-3)],
+    [
+        dict(),
+        dict(tie_word_embeddings=False),
+        dict(activation_function="relu", layer_norm_epsilon=1e-3),
+        dict(activation_function="gelu_pytorch_tanh"),
+        dict(activation_function="gelu_fast"),
+        dict(n_layer=3, n_head=4, n_positions=CONTEXT + 16),
+        dict(n_inner=256, reorder_and_upcast_attn=True),  # 4 * n_embd; upcasting is a no-op in fp32
+    ],
 )
 def test_import_from_save_pretrained_matches_transformers(tmp_path, idx, overrides):
     theirs = hf_model(**overrides)
@@ -184,3 +193,127 @@ def test_hub_name_without_network_is_a_clear_error(monkeypatch, tmp_path):
     with pytest.raises(GptlabError, match="not a directory"):
         resolve_hf_source(str(tmp_path / "nowhere" / "x"))
     assert resolve_hf_source(str(tmp_path)) == tmp_path
+
+
+def test_truncated_or_corrupt_weight_files_are_clear_errors(tmp_path):
+    hf_model().save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) - 1000])  # truncated: the header promises more bytes
+    with pytest.raises(GptlabError, match="model.safetensors.*truncated or not a safetensors file"):
+        from_hf_gpt2(tmp_path)
+    weights.write_bytes(b"garbage" * 100)
+    with pytest.raises(GptlabError, match="model.safetensors"):
+        from_hf_gpt2(tmp_path)
+    weights.unlink()
+    (tmp_path / "pytorch_model.bin").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(GptlabError, match="pytorch_model.bin"):
+        from_hf_gpt2(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "config, words", [([1, 2], ["config.json", "JSON object"]), ({"layer_norm_epsilon": "x"}, ["norm_eps"])]
+)
+def test_malformed_config_json_is_a_clear_error(tmp_path, config, words):
+    hf_model().save_pretrained(tmp_path)
+    if isinstance(config, dict):
+        config = {**json.loads((tmp_path / "config.json").read_text()), **config}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(GptlabError) as e:
+        from_hf_gpt2(tmp_path)
+    assert all(w in str(e.value) for w in words)
+
+
+@pytest.fixture(scope="module")
+def bpe(shared_data):
+    from gptlab.tokenizers import BPETokenizer
+
+    text = (shared_data / "the-verdict.txt").read_text("utf-8")
+    return BPETokenizer.train(text, vocab_size=VOCAB, special_tokens=["<|endoftext|>"])
+
+
+def test_cli_convert_generate_eval_export_round_trip(tmp_path, bpe, shared_data, capsys):
+    """The CLI by hand: a random HF GPT-2 saved with save_pretrained (+ its tokenizer files) ->
+    convert -> generate -> eval perplexity -> export, which transformers loads with equal logits."""
+    from gptlab.eval.perplexity import evaluate_text
+    from gptlab.rundir import load_model
+    from gptlab.tokenizers.interop import save_hf_gpt2_tokenizer
+
+    hf_dir, run, out = tmp_path / "hf", tmp_path / "run", tmp_path / "export"
+    theirs = hf_model(seed=4, bos_token_id=bpe.eot_id, eos_token_id=bpe.eot_id)
+    theirs.save_pretrained(hf_dir)
+    save_hf_gpt2_tokenizer(bpe, hf_dir)
+
+    assert main(["convert", "--from", "hf", str(hf_dir), "--out", str(run), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_params"] == theirs.num_parameters() and summary["vocab_size"] == VOCAB
+    ours, tok = load_model(run)
+    text = "I had always thought Jack Gisburn rather a cheap genius"
+    assert tok.encode(text) == bpe.encode(text)
+    ids = torch.tensor([bpe.encode(text)])
+    assert (our_logits(ours, ids) - hf_logits(theirs, ids)).abs().max().item() < ATOL
+
+    prompt = ["generate", "--model", str(run), "--prompt", "I had", "--max-new-tokens", "8"]
+    assert main([*prompt, "--temperature", "0"]) == 0
+    plain = capsys.readouterr().out
+    assert main([*prompt, "--temperature", "0", "--stream"]) == 0
+    assert capsys.readouterr().out == plain and plain.startswith("I had")
+    assert plain == "I had" + generate_text(ours, tok, "I had", max_new_tokens=8, temperature=0) + "\n"
+
+    verdict = shared_data / "the-verdict.txt"
+    argv = ["eval", "perplexity", "--model", str(run), "--input", str(verdict), "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    direct = evaluate_text(ours, bpe, verdict.read_text("utf-8"))
+    assert report["perplexity"] == pytest.approx(direct.perplexity, rel=1e-6)
+    assert report["bits_per_byte"] == pytest.approx(direct.bits_per_byte, rel=1e-6)
+
+    assert main(["export", "--model", str(run), "--format", "hf", "--out", str(out)]) == 0
+    capsys.readouterr()
+    again = transformers.GPT2LMHeadModel.from_pretrained(out).eval()
+    hf_tok = transformers.AutoTokenizer.from_pretrained(out)
+    assert hf_tok(text)["input_ids"] == bpe.encode(text)
+    assert (hf_logits(again, ids) - hf_logits(theirs, ids)).abs().max().item() < ATOL
+
+
+def test_cli_bad_input_is_error_and_exit_2(tmp_path, bpe, capsys):
+    hf_dir, a_file = tmp_path / "hf", tmp_path / "file.txt"
+    hf_model().save_pretrained(hf_dir)
+    a_file.write_text("x")
+    cases = [
+        (["convert", "--from", "hf", str(hf_dir), "--out", str(tmp_path / "r")], "no tokenizer"),
+        (
+            ["convert", "--from", "hf", str(tmp_path / "nope" / "x"), "--out", str(tmp_path / "r")],
+            "not a dir",
+        ),
+        (
+            ["export", "--model", str(tmp_path / "nope"), "--format", "hf", "--out", str(tmp_path / "e")],
+            "not found",
+        ),
+    ]
+    from gptlab.tokenizers.interop import save_hf_gpt2_tokenizer
+
+    save_hf_gpt2_tokenizer(bpe, tmp_path / "hf2")
+    hf_model().save_pretrained(tmp_path / "hf2")
+    cases += [
+        (["convert", "--from", "hf", str(tmp_path / "hf2"), "--out", str(a_file)], "not a folder"),
+        (
+            ["export", "--model", str(tmp_path / "hf2"), "--format", "hf", "--out", str(a_file)],
+            "not a folder",
+        ),
+    ]
+    capsys.readouterr()
+    for argv, words in cases:  # any exception other than a GptlabError would propagate out of main
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and words in err, (argv, err)
+    assert a_file.read_text() == "x"
+
+
+def test_a_tokenizer_larger_than_the_model_is_refused(tmp_path, bpe):
+    from gptlab.tokenizers.interop import save_hf_gpt2_tokenizer
+
+    hf_model(vocab_size=VOCAB - 1).save_pretrained(tmp_path)
+    save_hf_gpt2_tokenizer(bpe, tmp_path)
+    with pytest.raises(GptlabError, match="tokenizer has 300 tokens but the model only 299"):
+        load_hf_gpt2(tmp_path)

@@ -150,8 +150,12 @@ def test_bad_arguments_are_clear_errors(model):
         perplexity(model, [])
     with pytest.raises(GptlabError, match=r"stride must be in \[1, block_size=8\]"):
         perplexity(model, [1, 2, 3], stride=9)
-    with pytest.raises(GptlabError, match="longer than the context"):
+    with pytest.raises(
+        GptlabError, match=r"block_size 9 is longer than the context of the model \(8 tokens\)"
+    ):
         perplexity(model, list(range(20)), block_size=BLOCK + 1)
+    with pytest.raises(GptlabError, match="block_size must be at least 1, got 0"):
+        perplexity(model, list(range(20)), block_size=0)
 
 
 # ----- with real tokenizers: evaluate_text, bits per byte, the CLI ---------------------------------

@@ -187,3 +187,14 @@ def test_cli_get_and_list(mirror, tmp_path, shared_data, capsys):
 
     assert main(["data", "get", "nope", "--dir", str(cache)]) == 2
     assert "error: unknown dataset 'nope'" in capsys.readouterr().err
+
+
+def test_bad_url_and_bad_folder_are_clear_errors(tmp_path, capsys):
+    with pytest.raises(GptlabError, match="'notaurl' is not a valid URL"):
+        download("the-verdict", tmp_path / "cache", url="notaurl", progress=False)
+    assert list((tmp_path / "cache").iterdir()) == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(GptlabError, match="cannot write to the dataset folder"):
+        download("the-verdict", tmp_path / "file" / "sub", url="http://127.0.0.1:9/x", progress=False)
+    assert main(["data", "get", "the-verdict", "--dir", str(tmp_path / "c"), "--url", "notaurl"]) == 2
+    assert capsys.readouterr().err.startswith("error: cannot download the-verdict")

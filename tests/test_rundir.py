@@ -11,7 +11,7 @@ from safetensors import safe_open
 
 from gptlab.errors import GptlabError
 from gptlab.model import GPT, GPTConfig
-from gptlab.rundir import load_model, save_model
+from gptlab.rundir import load_model, resolve_device, save_model
 
 TEXT = "To be, or not to be, that is the question: héllo wörld 😀\n"
 
@@ -164,7 +164,7 @@ def test_a_crash_while_writing_model_json_leaves_the_previous_model_loadable(
         raise OSError("disk full")
 
     monkeypatch.setattr(gptlab.rundir, "atomic_write_json", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(GptlabError, match=f"cannot save the model to {tmp_path}: disk full"):
         save_model(tmp_path, old, tokenizer, extra={"step": 2})
     monkeypatch.undo()
     loaded, _ = load_model(tmp_path)
@@ -199,3 +199,36 @@ def test_cli_generate_from_a_run(tmp_path, tokenizer, capsys):
     assert capsys.readouterr().out == plain and plain.startswith("To be")
     assert main([*args, "--top-p", "2"]) == 2
     assert "top_p" in capsys.readouterr().err
+    assert main([*args, "--temperature", "nan"]) == 2
+    assert "error: temperature must be a finite number" in capsys.readouterr().err
+    assert main([*args, "--device", "tpu9"]) == 2
+    assert "error: unknown device 'tpu9'" in capsys.readouterr().err
+
+
+def test_devices_are_checked(tmp_path, tokenizer):
+    save_model(tmp_path, make_model(tokenizer), tokenizer)
+    with pytest.raises(GptlabError, match="unknown device 'gpu0'"):
+        load_model(tmp_path, device="gpu0")
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(GptlabError, match="CUDA is not available"):
+            load_model(tmp_path, device="cuda")
+    else:
+        with pytest.raises(GptlabError, match="CUDA device"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
+
+
+def test_saving_over_a_file_is_a_clear_error(tmp_path, tokenizer):
+    (tmp_path / "run").write_text("not a folder")
+    with pytest.raises(GptlabError, match="run directory .*run exists and is not a folder"):
+        save_model(tmp_path / "run", make_model(tokenizer), tokenizer)
+    assert (tmp_path / "run").read_text() == "not a folder"
+    with pytest.raises(GptlabError, match="cannot create run directory"):
+        save_model(tmp_path / "run" / "inside", make_model(tokenizer), tokenizer)
+
+
+def test_a_tokenizer_larger_than_the_model_is_refused(tmp_path, tokenizer):
+    save_model(tmp_path, make_model(tokenizer, vocab_size=tokenizer.vocab_size - 1), tokenizer)
+    with pytest.raises(GptlabError, match="do not belong together"):
+        load_model(tmp_path)

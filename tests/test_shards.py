@@ -224,6 +224,33 @@ def test_prepare_errors(tmp_path, char, shared_data):
             prepare([path], char, tmp_path / "out", val_fraction=bad, progress=False)
     with pytest.raises(GptlabError, match="no input given"):
         prepare([], char, tmp_path / "out", progress=False)
+    (tmp_path / "a-file").write_text("x")
+
+    class NeverEncodes:  # the output folder is checked before any tokenizing
+        vocab_size, eot_id, pattern = 10, None, None
+
+        def encode_batch(self, *args, **kwargs):
+            raise AssertionError("tokenized before checking the output folder")
+
+    with pytest.raises(GptlabError, match="a-file exists and is not a folder"):
+        prepare([path], NeverEncodes(), tmp_path / "a-file", progress=False)
+    with pytest.raises(GptlabError, match="cannot create output folder"):
+        prepare([path], char, tmp_path / "a-file" / "sub", progress=False)
+    assert (tmp_path / "a-file").read_text() == "x"
+
+
+def test_the_builtin_corpus_prepares_offline(tmp_path):
+    from gptlab.data.corpus import default_documents
+    from gptlab.tokenizers import CharTokenizer
+
+    documents = default_documents()[:40]
+    tokenizer = CharTokenizer.train(documents, special_tokens=[EOT])
+    meta = prepare(documents, tokenizer, tmp_path / "d", val_fraction=0.1, progress=False)
+    assert meta["documents"] == 40 and meta["split"]["method"] == "documents"
+    train, val = TokenDataset(tmp_path / "d", "train"), TokenDataset(tmp_path / "d", "val")
+    assert len(train) + len(val) == sum(len(d) + 1 for d in documents)  # one char per token + EOT each
+    x, y = BatchSampler(train, batch_size=2, block_size=16).next_batch()
+    assert x.shape == y.shape == (2, 16)
 
 
 def test_dataset_errors(tmp_path, char, shared_data):
@@ -261,6 +288,11 @@ def test_cli_prepare(tmp_path, shared_data, capsys):
         == 2
     )
     assert "input not found" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("x")
+    code = main(["data", "prepare", "--input", str(shared_data / "the-verdict.txt"), "--vocab-size", "300",
+                 "--out", str(tmp_path / "a-file")])  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err.startswith("error: output folder")
 
 
 # ----- batches ----------------------------------------------------------------------------------

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from gptlab.cli import main
-from gptlab.tokenizers import BPETokenizer, load_tokenizer
+from gptlab.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
+
+REPO = Path(__file__).resolve().parents[1]
 
 EOT = "<|endoftext|>"
 
@@ -100,6 +106,59 @@ def test_train_refuses_empty_and_binary_files(tmp_path, capsys, content, match):
     assert code == 2 and str(bad) in err and err.startswith("error: ")
     assert re.search(match, err)
     assert not (tmp_path / "t.json").exists()
+
+
+def test_console_command_refuses_empty_and_binary_files_without_traceback(tmp_path):
+    """The real process: exit status 2 and one error line naming the file, no Python traceback."""
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    for name, content in [("empty.txt", b""), ("binary.bin", bytes(range(256)) * 4)]:
+        bad = tmp_path / name
+        bad.write_bytes(content)
+        out = tmp_path / "t.json"
+        args = ["tokenizer", "train", "--input", str(bad), "--vocab-size", "300", "--out", str(out)]
+        done = subprocess.run(
+            [sys.executable, "-m", "gptlab", *args], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert done.returncode == 2, done.stderr
+        assert "Traceback" not in done.stderr and done.stdout == ""
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and str(bad) in lines[0]
+        assert not out.exists()
+
+
+def test_train_shows_a_progress_bar_unless_json(corpus, tmp_path, capsys):
+    args = [
+        "tokenizer",
+        "train",
+        "--input",
+        str(corpus),
+        "--vocab-size",
+        "300",
+        "--out",
+        str(tmp_path / "t.json"),
+    ]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "BPE merges" in err and "43/43" in err  # 300 - 256 - 1 merges
+    assert main([*args, "--json"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_encode_decode_and_stats_with_a_char_tokenizer(corpus, tmp_path, capsys):
+    text = corpus.read_text(encoding="utf-8")
+    char = CharTokenizer.train(text)
+    path = tmp_path / "char.json"
+    char.save(path)
+    sample = "First Citizen:\nBefore we proceed"
+    assert main(["tokenizer", "encode", "--tokenizer", str(path), "--text", sample]) == 0
+    ids = capsys.readouterr().out.strip()
+    assert [int(i) for i in ids.split(",")] == char.encode(sample)
+    assert main(["tokenizer", "decode", "--tokenizer", str(path), "--ids", ids]) == 0
+    assert capsys.readouterr().out == sample + "\n"
+    assert main(["tokenizer", "stats", "--tokenizer", str(path), "--text", sample, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tokens"] == len(sample)
+    assert main(["tokenizer", "encode", "--tokenizer", str(path), "--text", "abc €"]) == 2
+    assert "'€' (U+20AC) at position 4" in capsys.readouterr().err
 
 
 def test_cli_errors_are_clear(tok_path, corpus, tmp_path, capsys):

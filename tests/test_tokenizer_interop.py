@@ -322,6 +322,18 @@ def test_gpt2_files_errors(gpt2_tok, tmp_path):
         load_gpt2_files(tmp_path / "encoder.json", tmp_path / "vocab.bpe")
     with pytest.raises(GptlabError, match="no tokenizer in"):
         load_hf_gpt2_tokenizer(tmp_path / "empty")
+    encoder, vocab_bpe = save_gpt2_files(gpt2_tok, tmp_path / "good.json", tmp_path / "good.bpe")
+    truncated = tmp_path / "truncated.json"
+    truncated.write_bytes(encoder.read_bytes()[:1000])
+    binary = tmp_path / "binary.bpe"
+    binary.write_bytes(b"#version: 0.2\n\xff\xfe\x00binary")
+    for args, bad, match in [
+        ((truncated, vocab_bpe), truncated, "not valid JSON"),
+        ((encoder, binary), binary, "not UTF-8"),
+    ]:
+        with pytest.raises(GptlabError, match=match) as info:
+            load_gpt2_files(*args)
+        assert str(bad) in str(info.value)
 
 
 def test_exports_refuse_what_the_format_cannot_hold(texts, tmp_path):

@@ -129,6 +129,9 @@ def run_prepare(args: argparse.Namespace) -> int:
     from gptlab.data.shards import prepare
 
     inputs = [Path(p) for p in args.input]
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():  # before training a tokenizer, not after
+        raise GptlabError(f"output folder {out} exists and is not a folder")
     tokenizer = _make_tokenizer(args, inputs)
     meta = prepare(
         inputs, tokenizer, args.out, val_fraction=args.val_fraction, num_workers=args.workers, seed=args.seed

@@ -46,7 +46,7 @@ def register_perplexity(metrics) -> None:
     ppl.add_argument("--stride", type=int, help="tokens between window starts (default: half the context)")
     ppl.add_argument("--block-size", type=int, help="window length (default: the model's context length)")
     ppl.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
-    ppl.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps, ...")
+    ppl.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps (default: cuda if available)")
     ppl.add_argument("--json", action="store_true", help="print machine-readable JSON")
     ppl.set_defaults(func=run_perplexity)
 
@@ -59,13 +59,7 @@ def run_perplexity(args: argparse.Namespace) -> int:
     text = read_text_file(args.input)
     model, tokenizer = load_model(args.model, device=args.device)
     result = evaluate_text(
-        model,
-        tokenizer,
-        text,
-        block_size=args.block_size,
-        stride=args.stride,
-        batch_size=args.batch_size,
-        device=args.device,
+        model, tokenizer, text, block_size=args.block_size, stride=args.stride, batch_size=args.batch_size
     )
     if args.json:
         print(json.dumps({"model": args.model, "input": args.input} | result.to_dict(), indent=2))

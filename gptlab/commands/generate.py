@@ -61,14 +61,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     if args.stream and args.json:
         raise GptlabError("--stream and --json cannot be combined")
     if args.num_samples < 1:
         raise GptlabError(f"--num-samples must be >= 1, got {args.num_samples}")
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    model, tokenizer = load_model(args.model, device=device, dtype=args.dtype)
+    model, tokenizer = load_model(args.model, device=args.device, dtype=args.dtype)
     settings = dict(
         max_new_tokens=args.max_new_tokens,
         temperature=args.temperature,

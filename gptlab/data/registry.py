@@ -6,6 +6,7 @@ only a complete file whose SHA-256 matches the registry is renamed onto the fina
 crash, a truncated transfer or a tampered mirror never leaves a file that looks valid. A cached file
 whose hash matches is reused without any network access.
 
+Upstream URLs name a fixed commit where the host allows it, so a pinned hash cannot go stale.
 Some upstream files change over time or could not be hashed when the entry was written: their
 ``sha256`` is ``None``, and for them gptlab can only check that the download completed (its size
 matches the ``Content-Length``), not that it is the expected content. ``gptlab data list`` shows
@@ -65,7 +66,7 @@ REGISTRY: dict[str, DatasetEntry] = {
     for entry in [
         DatasetEntry(
             name="tinyshakespeare",
-            url="https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt",
+            url="https://raw.githubusercontent.com/karpathy/char-rnn/6f9487a6fe5b420b7ca9afb0d7c078e37c1d1b4e/data/tinyshakespeare/input.txt",
             filename="tinyshakespeare.txt",
             description="40,000 lines of Shakespeare plays (1.1 MB, ASCII): the classic char-level LM corpus",
             license="public domain text; repository karpathy/char-rnn is MIT",
@@ -75,8 +76,8 @@ REGISTRY: dict[str, DatasetEntry] = {
         DatasetEntry(
             name="the-verdict",
             url=(
-                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
-                "ch02/01_main-chapter-code/the-verdict.txt"
+                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/"
+                "28c65cdfbc3338e2e040016eea4b7fdf556e4d57/ch02/01_main-chapter-code/the-verdict.txt"
             ),
             filename="the-verdict.txt",
             description=(
@@ -99,8 +100,8 @@ REGISTRY: dict[str, DatasetEntry] = {
         DatasetEntry(
             name="instruction-data",
             url=(
-                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/main/"
-                "ch07/01_main-chapter-code/instruction-data.json"
+                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/"
+                "28c65cdfbc3338e2e040016eea4b7fdf556e4d57/ch07/01_main-chapter-code/instruction-data.json"
             ),
             filename="instruction-data.json",
             description=(
@@ -162,10 +163,13 @@ def download(
     # a cached copy is reused if its hash matches; a corrupt or outdated one is replaced below
     if dest.is_file() and not force and (entry.sha256 is None or file_sha256(dest) == entry.sha256):
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
     src = source_url(entry, url)
-    # a unique .part name, so two processes downloading the same file cannot interleave writes
-    fd, tmp = tempfile.mkstemp(prefix=f"{entry.filename}.", suffix=".part", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # a unique .part name, so two processes downloading the same file cannot interleave writes
+        fd, tmp = tempfile.mkstemp(prefix=f"{entry.filename}.", suffix=".part", dir=dest.parent)
+    except OSError as e:
+        raise GptlabError(f"cannot write to the dataset folder {dest.parent}: {e.strerror or e}") from None
     part = Path(tmp)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -191,10 +195,12 @@ def _fetch(url: str, out, entry: DatasetEntry, progress: bool) -> str:
     from gptlab import __version__
 
     # some hosts refuse urllib's default User-Agent; say who we are instead
-    request = urllib.request.Request(url, headers={"User-Agent": f"gptlab/{__version__} (dataset download)"})
     digest = hashlib.sha256()
     received = 0
     try:
+        request = urllib.request.Request(
+            url, headers={"User-Agent": f"gptlab/{__version__} (dataset download)"}
+        )
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             length = response.headers.get("Content-Length")
             expected = int(length) if length and length.isdigit() else entry.size
@@ -218,6 +224,8 @@ def _fetch(url: str, out, entry: DatasetEntry, progress: bool) -> str:
             f"cannot reach {url} to download {entry.name}: {e.reason} (offline? set {MIRROR_ENV} to a "
             "mirror's base URL, or pass --url)"
         ) from None
+    except ValueError as e:  # not a URL at all, e.g. a missing scheme
+        raise GptlabError(f"cannot download {entry.name}: {url!r} is not a valid URL ({e})") from None
     except TimeoutError:
         raise GptlabError(f"downloading {entry.name} from {url} timed out after {TIMEOUT_S:.0f} s") from None
     except (OSError, http.client.HTTPException) as e:  # connection reset, bad response, disk full, ...

@@ -133,7 +133,11 @@ def tokenize_documents(
     encoded: list[list[np.ndarray]] = [[] for _ in documents]
     group = num_workers * PIECES_PER_WORKER
     with tqdm(
-        total=total_chars, unit="char", unit_scale=True, desc="tokenizing", disable=not progress
+        total=total_chars,
+        unit="char",
+        unit_scale=True,
+        desc="tokenizing",
+        disable=None if progress else True,  # None: only on a terminal
     ) as bar:
         for g in range(0, len(pieces), group):
             batch = pieces[g : g + group]
@@ -219,6 +223,8 @@ def prepare(
     """
     if not 0.0 <= val_fraction < 1.0:
         raise GptlabError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if Path(out_dir).exists() and not Path(out_dir).is_dir():  # before the work, not after it
+        raise GptlabError(f"output folder {out_dir} exists and is not a folder")
     documents, sources = _gather_documents(inputs)
     dtype = token_dtype(tokenizer.vocab_size)
     doc_tokens = tokenize_documents(documents, tokenizer, num_workers=num_workers, progress=progress)
@@ -240,13 +246,15 @@ def prepare(
     if len(train) == 0:
         raise GptlabError("the inputs produced no training tokens: give more text or a smaller val_fraction")
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    # drop the old meta.json first: until the new one is written, the folder reads as unfinished
-    (out / META_FILE).unlink(missing_ok=True)
-    for name, tokens in (("train", train), ("val", val)):
-        atomic_write(out / f"{name}.bin", tokens.tofile)
-    tokenizer.save(out / TOKENIZER_FILE)  # atomic, like every gptlab save
+    out = _output_dir(out_dir)
+    try:
+        # drop the old meta.json first: until the new one is written, the folder reads as unfinished
+        (out / META_FILE).unlink(missing_ok=True)
+        for name, tokens in (("train", train), ("val", val)):
+            atomic_write(out / f"{name}.bin", tokens.tofile)
+        tokenizer.save(out / TOKENIZER_FILE)  # atomic, like every gptlab save
+    except OSError as e:
+        raise GptlabError(f"cannot write the token shards to {out}: {e.strerror or e}") from None
     meta = {
         "format": META_FORMAT,
         "version": META_VERSION,
@@ -263,8 +271,23 @@ def prepare(
         "sources": sources,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    atomic_write_json(out / META_FILE, meta)
+    try:
+        atomic_write_json(out / META_FILE, meta)
+    except OSError as e:
+        raise GptlabError(f"cannot write {out / META_FILE}: {e.strerror or e}") from None
     return meta
+
+
+def _output_dir(path: PathLike) -> Path:
+    """Create the output folder; a file in the way or a folder that cannot be made is a GptlabError."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise GptlabError(f"output folder {path} exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GptlabError(f"cannot create output folder {path}: {e.strerror or e}") from None
+    return path
 
 
 def _concat(arrays: list[np.ndarray], dtype: np.dtype) -> np.ndarray:

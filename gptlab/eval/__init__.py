@@ -14,6 +14,8 @@ from typing import Any
 _EXPORTS: dict[str, str] = {
     "PerplexityResult": "gptlab.eval.perplexity",
     "evaluate_text": "gptlab.eval.perplexity",
+    "judge_responses": "gptlab.eval.judge",
+    "classify_by_prompting": "gptlab.eval.prompting",
 }
 
 __all__ = list(_EXPORTS)

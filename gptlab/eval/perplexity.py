@@ -75,8 +75,15 @@ def perplexity(
         raise GptlabError(
             f"perplexity needs at least 2 tokens (one to predict from, one to score), got {len(ids)}"
         )
+    context = getattr(getattr(model, "config", None), "block_size", None)
     if block_size is None:
-        block_size = model.config.block_size
+        block_size = context
+    if block_size < 1:
+        raise GptlabError(f"block_size must be at least 1, got {block_size}")
+    if context is not None and block_size > context:
+        raise GptlabError(
+            f"block_size {block_size} is longer than the context of the model ({context} tokens)"
+        )
     if stride is None:
         stride = max(1, block_size // 2)
     if not 1 <= stride <= block_size:

@@ -15,6 +15,7 @@ The defaults are GPT-2 small (124M). The options are a few explicit fields, each
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -69,6 +70,10 @@ class GPTConfig:
             raise GptlabError(
                 f"model config: 'rope' needs an even head size (n_embd/n_head), got {self.head_size}"
             )
+        for name in ("dropout", "norm_eps", "rope_base"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise GptlabError(f"model config: {name} must be a number, got {value!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise GptlabError(f"model config: dropout must be in [0, 1), got {self.dropout!r}")
         for name in ("norm_eps", "rope_base"):

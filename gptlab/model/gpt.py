@@ -11,6 +11,7 @@ V vocabulary, S = the keys a query can see (T, or cached + new tokens with a KV 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -279,6 +280,15 @@ class GPT(nn.Module):
                 raise GptlabError(
                     f"{source}: tensor {name!r} has shape {tuple(state[name].shape)}, expected {shape}"
                 )
+            if not state[name].is_floating_point():
+                raise GptlabError(
+                    f"{source}: tensor {name!r} has dtype {state[name].dtype}, expected a floating-point type"
+                )
+        # one dtype for the whole model (a file mixing float16 and float32 would fail in the first matmul)
+        dtypes = {state[name].dtype for name in expected}
+        if len(dtypes) > 1:
+            common = functools.reduce(torch.promote_types, sorted(dtypes, key=str))
+            state = {k: v.to(common) if k in expected else v for k, v in state.items()}
         model.load_state_dict(state, strict=False, assign=True)
         if config.tie_weights:  # assign=True replaced wte's Parameter: point the head at it again
             model.lm_head.weight = model.transformer.wte.weight

@@ -44,6 +44,8 @@ HUB_FILES = [
 
 def config_from_hf(hf: dict[str, Any], source: str = "config.json") -> GPTConfig:
     """GPTConfig from a transformers GPT-2 config.json; anything GPT-2-incompatible is an error."""
+    if not isinstance(hf, dict):
+        raise GptlabError(f"{source}: expected a JSON object with the model's settings")
     if hf.get("model_type", "gpt2") != "gpt2":
         raise GptlabError(
             f"{source}: model_type is {hf.get('model_type')!r}; only GPT-2 ('gpt2') can be imported"
@@ -172,25 +174,32 @@ def from_hf_gpt2(hf_dir_or_state_dict: str | os.PathLike | dict, config: GPTConf
 
 def load_hf_gpt2(hf_dir: str | os.PathLike):
     """``(model, tokenizer)`` from an HF GPT-2 directory with its tokenizer files."""
+    from gptlab.rundir import check_vocab
     from gptlab.tokenizers.interop import load_hf_gpt2_tokenizer
 
     hf_dir = Path(hf_dir)
-    return from_hf_gpt2(hf_dir), load_hf_gpt2_tokenizer(hf_dir)
+    model, tokenizer = from_hf_gpt2(hf_dir), load_hf_gpt2_tokenizer(hf_dir)
+    check_vocab(model, tokenizer, str(hf_dir))
+    return model, tokenizer
 
 
 def to_hf_gpt2(model: GPT, out_dir: str | os.PathLike, tokenizer=None) -> Path:
     """Write config.json and model.safetensors (and the tokenizer's vocab.json / merges.txt if
     given) that ``transformers.GPT2LMHeadModel.from_pretrained(out_dir)`` loads."""
-    out_dir = Path(out_dir)
+    from gptlab.rundir import make_output_dir, os_errors_as_gptlab
+
     eos_id = getattr(tokenizer, "eot_id", None)
     hf_config = config_to_hf(model.config, eos_id)  # first: refuse before writing anything
+    hf_config["torch_dtype"] = str(model.transformer.wte.weight.dtype).removeprefix("torch.")
     state = state_to_hf(model)
-    if tokenizer is not None:
-        from gptlab.tokenizers.interop import save_hf_gpt2_tokenizer
+    out_dir = make_output_dir(out_dir, "export folder")
+    with os_errors_as_gptlab(f"cannot write the Hugging Face model to {out_dir}"):
+        if tokenizer is not None:
+            from gptlab.tokenizers.interop import save_hf_gpt2_tokenizer
 
-        save_hf_gpt2_tokenizer(tokenizer, out_dir)
-    save_safetensors(state, out_dir / "model.safetensors", metadata={"format": "pt"})
-    atomic_write_json(out_dir / "config.json", hf_config)
+            save_hf_gpt2_tokenizer(tokenizer, out_dir)
+        save_safetensors(state, out_dir / "model.safetensors", metadata={"format": "pt"})
+        atomic_write_json(out_dir / "config.json", hf_config)
     return out_dir
 
 

@@ -8,7 +8,9 @@ vocabularies keep their ids (GPT-2's byte tokens are in its bytes_to_unicode ord
 
 Encoding (identical to tiktoken, so ``to_tiktoken()`` gives the same ids by construction):
 1. special tokens in ``allowed_special`` are cut out of the text (see ``base`` for the rules);
-2. the rest is split into chunks by the pre-tokenization regex (``pretokenize``);
+2. the rest is split into chunks by the pre-tokenization regex (``pretokenize``; with the
+   built-in patterns, the same chunks as tiktoken's regex engine whatever Unicode version the
+   ``regex`` package knows);
 3. a chunk whose bytes are a token is that token; otherwise start from its single bytes and
    repeatedly join the adjacent pair whose concatenation has the lowest rank (leftmost on ties)
    until no adjacent pair forms a token.
@@ -54,6 +56,7 @@ from gptlab.tokenizers.pretokenize import (
     GPT2_PATTERN,
     PATTERNS,
     TIKTOKEN_GPT2_PATTERN,
+    ChunkSplitter,
     bytes_to_token_str,
     compile_pattern,
     resolve_pattern,
@@ -107,7 +110,7 @@ class BPETokenizer(Tokenizer):
         self._decoder = {rank: token for token, rank in self.mergeable_ranks.items()}
         self._decoder.update({i: t.encode("utf-8") for t, i in self._special_tokens.items()})
         self._vocab_size = max(self._decoder) + 1
-        self._regex = compile_pattern(self.pattern)
+        self._split = ChunkSplitter(self.pattern)
         self._checks_coverage = self.pattern not in PATTERNS.values()
         self._cache: dict[str, tuple[int, ...]] = {}
         self._tiktoken: tiktoken.Encoding | None = None
@@ -276,7 +279,7 @@ class BPETokenizer(Tokenizer):
 
     def _encode_ordinary(self, text: str) -> list[int]:
         """Pure-Python encoding of text without special tokens (the reference path)."""
-        chunks = self._regex.findall(text)
+        chunks = self._split(text)
         if self._checks_coverage and sum(map(len, chunks)) != len(text):
             raise self._coverage_error()
         cache = self._cache
@@ -466,7 +469,7 @@ def derive_merges(ranks: dict[bytes, int], source: str = "BPE tokenizer") -> lis
 
 def count_chunks(texts: Iterable[str], pattern: str, special_tokens: Sequence[str] = ()) -> Counter[bytes]:
     """How often each pre-tokenized chunk (as UTF-8 bytes) occurs, special-token text cut out."""
-    regex = compile_pattern(pattern)
+    split = ChunkSplitter(pattern)
     specials = special_token_regex(frozenset(special_tokens)) if special_tokens else None
     counts: Counter[str] = Counter()
     for text in texts:
@@ -474,7 +477,7 @@ def count_chunks(texts: Iterable[str], pattern: str, special_tokens: Sequence[st
             raise GptlabError(f"training text must be str, got {type(text).__name__}")
         check_utf8(text)
         for piece in specials.split(text) if specials else (text,):
-            counts.update(regex.findall(piece))
+            counts.update(split(piece))
     return Counter({chunk.encode("utf-8"): n for chunk, n in counts.items()})
 
 

@@ -15,6 +15,12 @@ and the rank is the id. Files whose ids are in merge order (GPT-2's, and every H
 output) mean the same thing under that rule; a file whose ids are not in merge order is refused
 rather than silently encoded differently.
 
+Unicode versions: pre-tokenization asks the regex engine which characters are letters and digits.
+gptlab splits like tiktoken (see ``pretokenize``), and Hugging Face ``tokenizers`` (Oniguruma) uses
+the same Unicode tables as tiktoken in the versions gptlab is tested with; if a future release of
+one of them moves to a newer Unicode version, text with newly assigned characters may be encoded
+differently by an exported ``tokenizer.json`` (the parity tests would then say so).
+
 Threat model: every file here may come from anyone. They are parsed as JSON or text only, each
 field is checked, and a malformed file gives a GptlabError naming the file and the problem.
 """

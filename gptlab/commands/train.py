@@ -1,0 +1,77 @@
+"""``gptlab train``: pretrain a GPT from a TOML config and key=value overrides (gptlab.train)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from gptlab.errors import GptlabError
+
+
+def register(subparsers) -> None:
+    from gptlab.config import list_presets
+
+    p = subparsers.add_parser(
+        "train",
+        help="pretrain a GPT from a TOML config and key=value overrides",
+        description=(
+            "Train a GPT and write a run directory (config.toml, model files, checkpoints, metrics.jsonl, "
+            "loss.png, samples.txt, report.html). Settings: the defaults, then --config, then "
+            "section.key=value overrides, e.g. train.max_steps=500 model.n_layer=6 "
+            'data.input=["notes.txt"]. Sections: model, data, optim, train. '
+            f"Shipped configs: {', '.join(list_presets())}."
+        ),
+    )
+    p.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.max_steps=500"
+    )
+    p.add_argument("--config", metavar="FILE|NAME", help="a TOML file or the name of a shipped config")
+    p.add_argument("--out", metavar="RUN", help="run directory (same as train.out_dir=RUN)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue the run in RUN from its last checkpoint (its config.toml, plus any overrides)",
+    )
+    p.add_argument("--max-minutes", type=float, help="wall-time budget (same as train.max_minutes=N)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (no progress bar)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gptlab.config import load_config
+    from gptlab.train import train
+
+    overrides = list(args.overrides)
+    if args.resume:
+        if args.config:
+            raise GptlabError("--resume reads RUN/config.toml: do not give --config too")
+        config_path = Path(args.resume) / "config.toml"
+        if not config_path.is_file():
+            raise GptlabError(f"cannot resume: {config_path} not found")
+        config = load_config(str(config_path), overrides + [f'train.out_dir="{args.resume}"'])
+    else:
+        if args.out:
+            overrides.append(f'train.out_dir="{args.out}"')
+        config = load_config(args.config, overrides)
+    if args.max_minutes is not None:
+        config.train.max_minutes = args.max_minutes
+    if args.json:
+        config.train.progress = False
+    result = train(config, resume=bool(args.resume))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print(format_result(result))
+    return 130 if result.stop_reason == "interrupted" else 0
+
+
+def format_result(result) -> str:
+    lines = [f"{result.run_dir}: {result.step} steps ({result.stop_reason}), {result.elapsed_s:.0f} s, "
+             f"{result.tokens_per_s:,.0f} tokens/s, {result.n_params:,} parameters"]  # fmt: skip
+    if result.final_val_loss is not None:
+        lines.append(f"val loss {result.final_val_loss:.4f} (best {result.best_val_loss:.4f})")
+    if result.unigram_val_loss is not None:
+        lines.append(f"unigram baseline val loss {result.unigram_val_loss:.4f}")
+    lines.append(f"report: {result.run_dir / 'report.html'}")
+    return "\n".join(lines)

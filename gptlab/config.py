@@ -1,0 +1,253 @@
+"""Run configs: typed dataclasses, TOML files, and ``section.key=value`` overrides.
+
+A training run is described by one `RunConfig` with four sections, each a dataclass whose field
+defaults are the single source of defaults (the CLI never repeats them):
+
+    [model]  the architecture: a preset name plus any GPTConfig field (n_layer, dropout, ...)
+    [data]   where the tokens come from: a prepared data folder, or raw text + a tokenizer recipe
+    [optim]  AdamW and the learning-rate schedule
+    [train]  steps, batch, evaluation, checkpoints, device, precision, budget
+
+Sources are applied in order: defaults, then a TOML file (``--config``: a path or the name of a
+preset shipped in ``gptlab/configs/``), then ``key=value`` overrides from the command line. Values
+in overrides are parsed as TOML values (``train.max_steps=500``, ``train.device="cpu"`` or
+``train.device=cpu``: a bare word that is not a TOML value is taken as a string). An unknown
+section or key is an error naming it and listing the known ones, so a typo never silently
+does nothing. ``save_toml`` writes the resolved config (every field) into the run directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from gptlab.errors import GptlabError
+from gptlab.io import atomic_write_text
+from gptlab.model.config import GPTConfig
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+CONFIGS_DIR = Path(__file__).parent / "configs"
+
+
+@dataclass
+class ModelSection:
+    """``preset`` names a shape (gptlab.model.PRESETS); ``overrides`` are GPTConfig fields on top of
+    it. ``vocab_size`` is taken from the tokenizer unless given."""
+
+    preset: str = "tiny"
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, vocab_size: int) -> GPTConfig:
+        return GPTConfig.preset(self.preset, **{"vocab_size": vocab_size, **self.overrides})
+
+
+@dataclass
+class DataSection:
+    """Either ``dir``: a folder written by ``gptlab data prepare``; or ``input``: text files/folders
+    (``["builtin"]`` for the embedded default corpus), tokenized into RUN/data at the start with
+    ``tokenizer`` = "bpe" (trained with ``vocab_size``), "char", or a tokenizer JSON file."""
+
+    dir: str = ""
+    input: list[str] = field(default_factory=list)
+    tokenizer: str = "bpe"
+    vocab_size: int = 4096
+    val_fraction: float = 0.1
+    sampler: str = "random"  # "random" windows (with replacement) or "epoch" (without replacement)
+
+
+@dataclass
+class OptimSection:
+    lr: float = 6e-4  # peak learning rate
+    min_lr: float = 6e-5  # floor of the cosine/linear decay
+    weight_decay: float = 0.1  # on matrices only (not biases, norms): see gptlab.train.optim
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
+    schedule: str = "cosine"  # cosine | linear | constant | step (all after a linear warmup)
+    warmup_steps: int = 100
+    decay_steps: int = 0  # steps over which lr decays to min_lr; 0 = train.max_steps
+    step_every: int = 1000  # "step" schedule: multiply lr by step_gamma every this many steps
+    step_gamma: float = 0.1
+
+
+@dataclass
+class TrainSection:
+    out_dir: str = "runs/run"
+    max_steps: int = 2000
+    batch_size: int = 12  # sequences per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step (global batch = batch_size * grad_accum)
+    eval_every: int = 250  # steps between evaluations (and checkpoints); the last step is evaluated too
+    eval_batches: int = 20  # fixed val (and train) windows batches per evaluation
+    log_every: int = 10
+    seed: int = 1337
+    device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:1, mps
+    dtype: str = "auto"  # float32 | bfloat16 (autocast) | auto: bfloat16 only with native hardware bf16
+    compile: bool = False  # torch.compile the model (measure: it pays on GPUs, rarely on small CPU runs)
+    max_minutes: float = 0.0  # stop (and checkpoint) after this much wall time; 0 = no budget
+    early_stop_patience: int = 0  # stop after this many evals without a new best val loss; 0 = off
+    sample_prompt: str = ""  # "" starts samples from <|endoftext|>
+    sample_tokens: int = 200  # tokens generated at each evaluation (0 = none)
+    sample_temperature: float = 0.8
+    sample_top_k: int = 40
+    progress: bool = True  # tqdm progress bar
+
+
+@dataclass
+class RunConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    train: TrainSection = field(default_factory=TrainSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["model"] = {"preset": self.model.preset, **self.model.overrides}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> RunConfig:
+        config = cls()
+        apply_dict(config, d, source)
+        return config
+
+
+SECTIONS = {f.name: f for f in fields(RunConfig)}
+MODEL_FIELDS = {f.name for f in fields(GPTConfig)}
+
+
+def apply_dict(config: RunConfig, d: dict[str, Any], source: str) -> None:
+    """Set every ``{section: {key: value}}`` of ``d`` on ``config``, checking names and types."""
+    if not isinstance(d, dict):
+        raise GptlabError(f"{source}: expected a table of sections")
+    for section, values in d.items():
+        if section not in SECTIONS:
+            raise GptlabError(f"{source}: unknown section [{section}] (known: {', '.join(SECTIONS)})")
+        if not isinstance(values, dict):
+            raise GptlabError(f"{source}: [{section}] must be a table of key = value")
+        for key, value in values.items():
+            set_value(config, f"{section}.{key}", value, source)
+
+
+def set_value(config: RunConfig, dotted: str, value: Any, source: str = "override") -> None:
+    """Set ``section.key`` to ``value`` (type-checked against the field's default)."""
+    section, _, key = dotted.partition(".")
+    if section not in SECTIONS or not key:
+        raise GptlabError(
+            f"{source}: {dotted!r} is not a config key: expected section.key with a section among "
+            f"{', '.join(SECTIONS)} (e.g. train.max_steps=500)"
+        )
+    if section == "model":
+        if key == "preset":
+            config.model.preset = _check_type(str, value, dotted, source)
+            return
+        if key not in MODEL_FIELDS:
+            raise GptlabError(
+                f"{source}: unknown key {dotted!r} (model keys: preset, {', '.join(sorted(MODEL_FIELDS))})"
+            )
+        default = getattr(GPTConfig(), key)
+        config.model.overrides[key] = _check_type(type(default), value, dotted, source)
+        return
+    target = getattr(config, section)
+    known = {f.name: f for f in fields(target)}
+    if key not in known:
+        raise GptlabError(f"{source}: unknown key {dotted!r} (known in [{section}]: {', '.join(known)})")
+    setattr(target, key, _check_type(type(getattr(target, key)), value, dotted, source))
+
+
+def _check_type(kind: type, value: Any, dotted: str, source: str) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is list and isinstance(value, str):  # data.input=file.txt: one path
+        return [value]
+    if kind is list and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return value
+    if kind is not list and isinstance(value, kind) and (kind is bool or not isinstance(value, bool)):
+        return value
+    raise GptlabError(f"{source}: {dotted} must be a {kind.__name__}, got {value!r}")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"train.max_steps=500"`` -> ``("train.max_steps", 500)``; the value is read as TOML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise GptlabError(f"override {text!r} must look like section.key=value (e.g. train.max_steps=500)")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word: cpu, cosine, runs/x
+    return key.strip(), value
+
+
+def resolve_config_path(name_or_path: str) -> Path:
+    """A TOML path, or the name of a shipped preset (``tiny-cpu`` -> gptlab/configs/tiny-cpu.toml)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = CONFIGS_DIR / f"{name_or_path}.toml"
+    if shipped.is_file():
+        return shipped
+    raise GptlabError(
+        f"config {name_or_path!r} not found: not a file, nor a shipped preset "
+        f"(presets: {', '.join(list_presets())})"
+    )
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in CONFIGS_DIR.glob("*.toml"))
+
+
+def load_toml(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise GptlabError(f"config file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise GptlabError(f"config file {path} is not valid TOML: {e}") from None
+
+
+def load_config(config: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Defaults, then the TOML file or preset ``config``, then ``key=value`` overrides."""
+    run_config = RunConfig()
+    if config:
+        path = resolve_config_path(config)
+        apply_dict(run_config, load_toml(path), f"config file {path}")
+    for text in overrides:
+        key, value = parse_override(text)
+        set_value(run_config, key, value, f"override {text!r}")
+    return run_config
+
+
+def to_toml(d: dict[str, Any]) -> str:
+    """A ``{section: {key: value}}`` dict as TOML (values: str, int, float, bool, list of str)."""
+    lines = []
+    for section, values in d.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in values.items())
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+        return f'"{escaped}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise GptlabError(f"cannot write {value!r} to TOML")
+
+
+def save_toml(config: RunConfig, path: str | os.PathLike) -> None:
+    atomic_write_text(path, to_toml(config.to_dict()))

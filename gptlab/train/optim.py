@@ -1,0 +1,52 @@
+"""AdamW with two parameter groups, as GPT-2 / nanoGPT train: weight decay on the matrices
+(attention and MLP weights, embeddings) but not on biases and norm gains, since decaying a gain
+towards 0 or a bias towards 0 is not a useful prior and only fights the optimiser.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from gptlab.errors import GptlabError
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Trainable parameters split into ``[{decay}, {no decay}]``: 2-D+ tensors decay, 1-D do not.
+    A tied weight (one Parameter reached by two names) appears once."""
+    decay, no_decay = [], []
+    for p in {id(p): p for p in model.parameters() if p.requires_grad}.values():
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def make_adamw(
+    model: torch.nn.Module,
+    lr: float,
+    weight_decay: float = 0.1,
+    betas: tuple[float, float] = (0.9, 0.95),
+    eps: float = 1e-8,
+    device_type: str = "cpu",
+) -> torch.optim.AdamW:
+    """AdamW over ``param_groups``. On CUDA the fused kernel (one launch for all parameters);
+    elsewhere the foreach implementation (a few vectorised ops per group instead of one per tensor)."""
+    if weight_decay < 0:
+        raise GptlabError(f"optim.weight_decay must be >= 0, got {weight_decay}")
+    groups = param_groups(model, weight_decay)
+    if not any(g["params"] for g in groups):
+        raise GptlabError("the model has no trainable parameters")
+    extra = {}
+    if device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters:
+        extra["fused"] = True
+    else:
+        extra["foreach"] = True
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, **extra)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr

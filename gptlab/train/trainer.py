@@ -1,0 +1,522 @@
+"""The pretraining loop: ``train(config)`` turns a `RunConfig` into a run directory.
+
+    RUN/config.toml        the resolved config (every field), enough to reproduce the run
+    RUN/data/              the token shards, when the config gave raw text (data.input)
+    RUN/model.*, tokenizer.json, optimizer.pt, trainer_state.json    the last checkpoint
+    RUN/best/              the model with the lowest val loss so far (load with --model RUN/best)
+    RUN/metrics.jsonl      one JSON object per log step ("train") and per evaluation ("eval")
+    RUN/samples.txt, loss.png, report.html
+
+One optimizer step = ``grad_accum`` micro-batches of ``batch_size`` windows (times the number of
+processes under torchrun), loss averaged, gradients clipped to ``grad_clip``, AdamW with the
+learning rate of the schedule for that step. Every ``eval_every`` steps (and at the last step):
+mean loss on fixed train and val windows, a sample, a checkpoint, and ``best/`` when val improves.
+
+Exact resume: everything a step depends on is a function of the step (learning rate, batches) or
+saved with the checkpoint (weights, AdamW moments, RNG state for dropout), so a run interrupted
+after step k and resumed with ``resume=True`` logs the same losses as one that never stopped.
+Ctrl-C, the ``max_minutes`` budget and early stopping all end with a checkpoint of the last
+completed step.
+
+Host syncs: the loss is read back (``.item()``) only at log steps, so the GPU is not stalled
+every step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gptlab.config import RunConfig, save_toml
+from gptlab.data.shards import BatchSampler, TokenDataset, iter_eval_batches, prepare
+from gptlab.errors import GptlabError
+from gptlab.model import GPT
+from gptlab.rundir import save_model
+from gptlab.train import distributed
+from gptlab.train.checkpoint import has_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from gptlab.train.optim import make_adamw, set_lr
+from gptlab.train.schedule import LRSchedule
+
+METRICS_FILE = "metrics.jsonl"
+SAMPLES_FILE = "samples.txt"
+BEST_DIR = "best"
+DATA_DIR = "data"
+BUILTIN_CORPUS = "builtin"
+EOT = "<|endoftext|>"
+UNIGRAM_SAMPLE_TOKENS = 10_000_000  # train tokens counted for the unigram baseline
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    stop_reason: str  # "max_steps" | "time budget" | "early stop" | "interrupted"
+    final_val_loss: float | None
+    best_val_loss: float | None
+    unigram_val_loss: float | None  # cross-entropy of the val split under the train unigram distribution
+    tokens_per_s: float
+    elapsed_s: float
+    n_params: int
+    history: list[dict] = field(default_factory=list)  # the metrics.jsonl records
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "history"}
+        d["run_dir"] = str(self.run_dir)
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+# setup
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise GptlabError(f"train.device: unknown device {name!r} (auto, cpu, cuda, cuda:N, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise GptlabError("train.device is cuda, but torch sees no CUDA GPU here")
+    return device
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 matmuls run natively (fast) on ``device``. CPUs without AVX512-BF16 or AMX
+    emulate them, several times slower than fp32, so ``dtype=auto`` stays fp32 there."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    return False
+
+
+def resolve_autocast(dtype: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``train.dtype`` (None: plain fp32)."""
+    if dtype == "auto":
+        return torch.bfloat16 if native_bf16(device) else None
+    if dtype in ("float32", "fp32"):
+        return None
+    if dtype in ("bfloat16", "bf16"):
+        return torch.bfloat16
+    if dtype in ("float16", "fp16") and device.type == "cuda":
+        return torch.float16  # note: no loss scaler; prefer bfloat16
+    raise GptlabError(f"train.dtype must be auto, float32 or bfloat16 (float16 on CUDA), got {dtype!r}")
+
+
+def make_tokenizer(kind: str, texts: list[str], vocab_size: int):
+    """``bpe`` (trained on ``texts``), ``char``, or the path of a tokenizer file."""
+    from gptlab.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
+
+    if kind == "bpe":
+        return BPETokenizer.train(texts, vocab_size=vocab_size, special_tokens=[EOT])
+    if kind == "char":
+        return CharTokenizer.train(texts, special_tokens=[EOT])
+    return load_tokenizer(kind)
+
+
+def prepare_run_data(config: RunConfig, run_dir: Path, progress: bool) -> Path:
+    """The prepared data folder: ``data.dir``, or RUN/data tokenized from ``data.input``."""
+    data = config.data
+    if data.dir:
+        if data.input:
+            raise GptlabError("give data.dir (a prepared folder) or data.input (raw text), not both")
+        return Path(data.dir)
+    if not data.input:
+        raise GptlabError(
+            "no training data: set data.dir to a folder from `gptlab data prepare`, or data.input to text "
+            f'files/folders (data.input=["{BUILTIN_CORPUS}"] for the built-in corpus)'
+        )
+    out = run_dir / DATA_DIR
+    if (out / "meta.json").is_file():  # already prepared (a resumed run)
+        return out
+    from gptlab.data.corpus import default_documents, read_texts
+
+    inputs: list[Any] = []
+    for item in data.input:
+        inputs += default_documents() if item == BUILTIN_CORPUS else [Path(item)]
+    paths = [x for x in inputs if isinstance(x, Path)]
+    file_texts = iter(read_texts(paths) if paths else [])
+    texts = [x if isinstance(x, str) else next(file_texts) for x in inputs]
+    tokenizer = make_tokenizer(data.tokenizer, texts, data.vocab_size)
+    prepare(inputs, tokenizer, out, val_fraction=data.val_fraction, progress=progress)
+    return out
+
+
+def unigram_loss(train: TokenDataset, val: TokenDataset) -> float | None:
+    """Mean -log p(token) of the val split under the train split's token frequencies (add-one
+    smoothed): the loss of a model that ignores context, which a trained model must beat."""
+    if len(val) == 0:
+        return None
+    counts = np.bincount(np.asarray(train.tokens[:UNIGRAM_SAMPLE_TOKENS]), minlength=train.vocab_size) + 1.0
+    logp = np.log(counts / counts.sum())
+    val_counts = np.bincount(np.asarray(val.tokens), minlength=train.vocab_size)
+    return float(-(val_counts * logp).sum() / val_counts.sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# the loop
+
+
+class _Run:
+    """The state of one training run: model, optimizer, data, counters. ``train`` drives it."""
+
+    def __init__(self, config: RunConfig, resume: bool, dist: distributed.DistInfo) -> None:
+        self.config, self.dist = config, dist
+        t = config.train
+        self.run_dir = Path(t.out_dir)
+        if resume:
+            if not has_checkpoint(self.run_dir):
+                raise GptlabError(
+                    f"cannot resume: {self.run_dir} holds no checkpoint (no trainer_state.json)"
+                )
+        elif has_checkpoint(self.run_dir):
+            raise GptlabError(
+                f"{self.run_dir} already holds a training run: resume it with --resume {self.run_dir}, "
+                "or choose another train.out_dir"
+            )
+        _check_train_section(config)
+        self.device = dist.device if dist.enabled else resolve_device(t.device)
+        self.autocast_dtype = resolve_autocast(t.dtype, self.device)
+
+        if dist.is_main:
+            data_dir = prepare_run_data(config, self.run_dir, t.progress)
+        dist.barrier()
+        if not dist.is_main:
+            data_dir = prepare_run_data(config, self.run_dir, progress=False)  # now only reads
+        self.train_data = TokenDataset(data_dir, "train")
+        val = TokenDataset(data_dir, "val")
+        self.val_data = val if len(val) else None
+        self.tokenizer = self.train_data.load_tokenizer()
+
+        model_config = config.model.build(vocab_size=self.train_data.vocab_size)
+        if model_config.vocab_size < self.train_data.vocab_size:
+            raise GptlabError(
+                f"model.vocab_size {model_config.vocab_size} is smaller than the data's {self.train_data.vocab_size}"
+            )
+        torch.manual_seed(t.seed)
+        self.raw_model = GPT(model_config).to(self.device)
+        self.optimizer = make_adamw(
+            self.raw_model,
+            config.optim.lr,
+            config.optim.weight_decay,
+            (config.optim.beta1, config.optim.beta2),
+            config.optim.eps,
+            self.device.type,
+        )
+        self.schedule = LRSchedule(
+            lr=config.optim.lr,
+            min_lr=config.optim.min_lr,
+            warmup=config.optim.warmup_steps,
+            decay_steps=config.optim.decay_steps or t.max_steps,
+            kind=config.optim.schedule,
+            step_every=config.optim.step_every,
+            gamma=config.optim.step_gamma,
+        )
+        block_size = model_config.block_size
+        self.sampler = BatchSampler(
+            self.train_data, t.batch_size, block_size, t.seed, dist.rank, dist.world_size, config.data.sampler
+        )
+        self.state: dict[str, Any] = {
+            "step": 0,
+            "tokens_seen": 0,
+            "best_val_loss": None,
+            "evals_since_best": 0,
+            "elapsed_s": 0.0,
+        }
+        if resume:
+            state, weights = load_checkpoint(self.run_dir, self.optimizer)
+            missing, unexpected = self.raw_model.load_state_dict(
+                {k: v.to(self.device) for k, v in weights.items()}, strict=False
+            )
+            missing = [k for k in missing if not (k == "lm_head.weight" and model_config.tie_weights)]
+            if missing or unexpected:
+                raise GptlabError(
+                    f"cannot resume {self.run_dir}: its weights do not fit the configured model "
+                    f"(missing {missing[:3]}, unexpected {unexpected[:3]}): was [model] changed?"
+                )
+            self.sampler.load_state_dict(state["sampler"])
+            set_rng_state(state["rng"])
+            self.state.update({k: state[k] for k in self.state})
+            _truncate_metrics(self.run_dir / METRICS_FILE, self.state["step"])
+        elif dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
+        if dist.is_main:
+            save_toml(config, self.run_dir / "config.toml")
+        self.model = distributed.wrap(self.raw_model, dist)
+        if t.compile:
+            self.model = torch.compile(self.model)
+        self.unigram = unigram_loss(self.train_data, self.val_data) if self.val_data is not None else None
+
+    def autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def train_step(self, step: int) -> tuple[torch.Tensor, float | None]:
+        """One optimizer step; returns the mean loss (a tensor: no sync) and the grad norm."""
+        t = self.config.train
+        set_lr(self.optimizer, self.schedule.lr_at(step))
+        total = torch.zeros((), device=self.device)
+        for micro in range(t.grad_accum):
+            x, y = self.sampler.next_batch()
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            sync = distributed.sync_gradients(self.model, micro == t.grad_accum - 1)
+            with sync, self.autocast():
+                _, loss = self.model(x, y)
+                loss = loss / t.grad_accum
+            loss.backward()
+            total += loss.detach()
+        norm = None
+        if self.config.optim.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.config.optim.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total, norm
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Mean loss on fixed windows of each split (the same windows at every evaluation)."""
+        t = self.config.train
+        block = self.raw_model.config.block_size
+        self.model.eval()
+        out = {}
+        try:
+            for name, data in (("train", self.train_data), ("val", self.val_data)):
+                if data is None or len(data) <= block:
+                    continue
+                total = torch.zeros(2, device=self.device)  # (sum of losses * tokens, tokens)
+                for x, y in iter_eval_batches(
+                    data, t.batch_size, block, t.eval_batches, self.dist.rank, self.dist.world_size
+                ):
+                    with self.autocast():
+                        _, loss = self.raw_model(x.to(self.device), y.to(self.device))
+                    total += torch.stack([loss.float() * y.numel(), torch.tensor(float(y.numel()))])
+                self.dist.all_reduce_sum(total)
+                out[f"{name}_loss"] = (total[0] / total[1]).item()
+        finally:
+            self.model.train()
+        return out
+
+    def sample(self) -> str:
+        from gptlab.generate import generate_text
+
+        t = self.config.train
+        return generate_text(
+            self.raw_model,
+            self.tokenizer,
+            t.sample_prompt,
+            max_new_tokens=t.sample_tokens,
+            temperature=t.sample_temperature,
+            top_k=t.sample_top_k or None,
+            seed=t.seed,
+        )
+
+    def checkpoint(self, rng: dict[str, Any]) -> None:
+        if not self.dist.is_main:
+            return
+        t = self.config.train
+        # the sampler position of the step boundary (a Ctrl-C mid-step drew batches it never used)
+        self.sampler.step = self.state["step"] * t.grad_accum
+        state = dict(self.state, sampler=self.sampler.state_dict(), rng=rng)
+        save_checkpoint(self.run_dir, self.raw_model, self.tokenizer, self.optimizer, state)
+
+    def log(self, record: dict) -> None:
+        if self.dist.is_main:
+            with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def _check_train_section(config: RunConfig) -> None:
+    t = config.train
+    for name in ("max_steps", "batch_size", "grad_accum", "eval_every", "eval_batches", "log_every"):
+        if getattr(t, name) < 1:
+            raise GptlabError(f"train.{name} must be at least 1, got {getattr(t, name)}")
+    for name in ("max_minutes",):
+        if getattr(t, name) < 0:
+            raise GptlabError(f"train.{name} must be >= 0, got {getattr(t, name)}")
+    if t.early_stop_patience < 0 or t.sample_tokens < 0:
+        raise GptlabError("train.early_stop_patience and train.sample_tokens must be >= 0")
+    if config.optim.grad_clip < 0:
+        raise GptlabError(f"optim.grad_clip must be >= 0, got {config.optim.grad_clip}")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metrics logged after the checkpoint ``step`` (an interrupted run logged them, the
+    resumed run will log them again)."""
+    if not path.is_file():
+        return
+    kept = [
+        line for line in path.read_text("utf-8").splitlines() if line and json.loads(line)["step"] <= step
+    ]
+    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line]
+
+
+def train(
+    config: RunConfig, resume: bool = False, on_step: Callable[[int, dict], None] | None = None
+) -> TrainResult:
+    """Train (or, with ``resume``, continue) the run described by ``config``; see the module doc.
+    ``on_step(step, record)`` is called after every logged step (tests use it to interrupt)."""
+    dist = distributed.init()
+    try:
+        return _train(config, resume, on_step, dist)
+    finally:
+        distributed.shutdown(dist)
+
+
+def _train(config, resume, on_step, dist) -> TrainResult:
+    run = _Run(config, resume, dist)
+    t = config.train
+    tokens_per_step = t.batch_size * t.grad_accum * run.raw_model.config.block_size * dist.world_size
+    start_time = time.perf_counter()
+    elapsed_before = run.state["elapsed_s"]
+    step = run.state["step"]
+    stop_reason = "max_steps"
+    last_eval: dict[str, float] = {}
+    bar = _progress(t, step, dist)
+    window_start, window_steps = time.perf_counter(), 0
+    rng = rng_state()  # the RNG state at the last step boundary: what a resumed run restarts from
+    try:
+        while step < t.max_steps:
+            loss, norm = run.train_step(step)
+            rng = rng_state()
+            step += 1
+            window_steps += 1
+            run.state["step"] = step
+            run.state["tokens_seen"] += tokens_per_step
+            now = time.perf_counter()
+            run.state["elapsed_s"] = elapsed_before + now - start_time
+            if step % t.log_every == 0 or step == t.max_steps:
+                loss_value = dist.mean_item(loss)
+                tokens_per_s = window_steps * tokens_per_step / max(now - window_start, 1e-9)
+                record = {
+                    "kind": "train",
+                    "step": step,
+                    "loss": loss_value,
+                    "lr": run.schedule.lr_at(step - 1),
+                    "grad_norm": None if norm is None else float(norm),
+                    "tokens_seen": run.state["tokens_seen"],
+                    "tokens_per_s": tokens_per_s,
+                    "elapsed_s": run.state["elapsed_s"],
+                }
+                if not math.isfinite(loss_value):
+                    raise GptlabError(
+                        f"the loss became {loss_value} at step {step}: lower optim.lr or enable optim.grad_clip"
+                    )
+                run.log(record)
+                if bar is not None:
+                    bar.set_postfix(
+                        loss=f"{loss_value:.4f}", lr=f"{record['lr']:.2e}", tok_s=f"{tokens_per_s:,.0f}"
+                    )
+                if on_step is not None:
+                    on_step(step, record)
+                window_start, window_steps = now, 0
+            if bar is not None:
+                bar.update(1)
+            over_budget = t.max_minutes > 0 and run.state["elapsed_s"] >= 60 * t.max_minutes
+            if step % t.eval_every == 0 or step == t.max_steps or over_budget:
+                last_eval = _evaluate_and_save(run, step, rng)
+                window_start, window_steps = time.perf_counter(), 0  # tokens/s: training only
+                if t.early_stop_patience and run.state["evals_since_best"] >= t.early_stop_patience:
+                    stop_reason = "early stop"
+                    break
+            if over_budget:
+                stop_reason = "time budget"
+                break
+    except KeyboardInterrupt:
+        stop_reason = "interrupted"
+        step = run.state["step"]
+        run.checkpoint(rng)
+        if dist.is_main:
+            print(f"\ninterrupted: checkpoint of step {step} saved in {run.run_dir}; continue with --resume")
+    finally:
+        if bar is not None:
+            bar.close()
+
+    history = read_metrics(run.run_dir) if dist.is_main else []
+    train_records = [r for r in history if r["kind"] == "train"]
+    speeds = [r["tokens_per_s"] for r in train_records[1:]] or [r["tokens_per_s"] for r in train_records]
+    result = TrainResult(
+        run_dir=run.run_dir,
+        step=step,
+        stop_reason=stop_reason,
+        final_val_loss=last_eval.get("val_loss"),
+        best_val_loss=run.state["best_val_loss"],
+        unigram_val_loss=run.unigram,
+        tokens_per_s=float(np.median(speeds)) if speeds else 0.0,
+        elapsed_s=run.state["elapsed_s"],
+        n_params=run.raw_model.num_params(),
+        history=history,
+    )
+    if dist.is_main and stop_reason != "interrupted":
+        from gptlab.report import write_run_report
+
+        write_run_report(run.run_dir, config, result)
+    return result
+
+
+def _evaluate_and_save(run: _Run, step: int, rng: dict[str, Any]) -> dict[str, float]:
+    t = run.config.train
+    losses = run.evaluate()
+    record = {"kind": "eval", "step": step, **losses}
+    val = losses.get("val_loss")
+    if val is not None:
+        record["val_ppl"] = math.exp(min(val, 50.0))
+        best = run.state["best_val_loss"]
+        if best is None or val < best:
+            run.state["best_val_loss"] = val
+            run.state["evals_since_best"] = 0
+            if run.dist.is_main:
+                save_model(
+                    run.run_dir / BEST_DIR,
+                    run.raw_model,
+                    run.tokenizer,
+                    extra={"step": step, "val_loss": val},
+                )
+        else:
+            run.state["evals_since_best"] += 1
+    if t.sample_tokens and run.dist.is_main:
+        record["sample"] = run.sample()
+        with open(run.run_dir / SAMPLES_FILE, "a", encoding="utf-8") as f:
+            f.write(f"--- step {step} ---\n{t.sample_prompt}{record['sample']}\n\n")
+    run.log(record)
+    run.checkpoint(rng)
+    if run.dist.is_main and t.progress:
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in losses.items())
+        _write_progress(f"step {step}: {shown}")
+    return losses
+
+
+def _progress(t, step: int, dist):
+    if not (t.progress and dist.is_main):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=t.max_steps, initial=step, desc="train", unit="step", dynamic_ncols=True)
+
+
+def _write_progress(message: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(message)
