@@ -40,7 +40,7 @@ from gptlab.config import RunConfig, save_toml
 from gptlab.data.shards import BatchSampler, TokenDataset, iter_eval_batches, prepare
 from gptlab.errors import GptlabError
 from gptlab.model import GPT
-from gptlab.rundir import save_model
+from gptlab.rundir import resolve_device, save_model
 from gptlab.train import distributed
 from gptlab.train.checkpoint import has_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from gptlab.train.optim import make_adamw, set_lr
@@ -76,18 +76,6 @@ class TrainResult:
 
 # ---------------------------------------------------------------------------------------------
 # setup
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise GptlabError(f"train.device: unknown device {name!r} (auto, cpu, cuda, cuda:N, mps)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise GptlabError("train.device is cuda, but torch sees no CUDA GPU here")
-    return device
 
 
 def native_bf16(device: torch.device) -> bool:
