@@ -22,7 +22,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "data": ("data", "download named datasets and prepare token shards"),
     "train": ("train", "pretrain a GPT from a TOML config and key=value overrides"),
     "generate": ("generate", "sample text from a trained or converted model"),
-    "eval": ("eval", "evaluate a model (perplexity, ...)"),
+    "chat": ("chat", "chat with a model: messages on stdin, replies streamed"),
+    "finetune": ("finetune", "fine-tune a pretrained model: classification or instruction following"),
+    "classify": ("classify", "label texts with a fine-tuned classifier"),
+    "eval": ("eval", "evaluate a model or its outputs: perplexity, BLEU, ROUGE, judge, classify"),
     "convert": ("convert", "import Hugging Face GPT-2 weights into a gptlab run directory"),
     "export": ("export", "export a gptlab run to Hugging Face GPT-2 format"),
 }

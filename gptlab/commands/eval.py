@@ -15,7 +15,7 @@ def register(subparsers) -> None:
         "eval",
         help="evaluate a model (perplexity, ...)",
         description=(
-            "Evaluate a model on text (perplexity, bits per byte), or score generated text (BLEU, ROUGE)."
+            "Evaluate a model on text (perplexity, bits per byte), score generated text (BLEU, ROUGE, LLM judge), or a classifier run (accuracy, F1, confusion)."
         ),
     )
     metrics = parser.add_subparsers(dest="metric", metavar="METRIC", required=True)
@@ -24,6 +24,14 @@ def register(subparsers) -> None:
     from gptlab.commands.eval_text import register_text_metrics
 
     register_text_metrics(metrics)
+
+    from gptlab.commands.eval_judge import register_judge
+
+    register_judge(metrics)
+
+    from gptlab.commands.eval_classify import register_classify
+
+    register_classify(metrics)
 
 
 def register_perplexity(metrics) -> None:

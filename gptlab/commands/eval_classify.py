@@ -1,0 +1,44 @@
+"""``gptlab eval classify --model RUN --data FILE``: accuracy, per-class precision/recall/F1 and the
+confusion matrix of a classifier run on a labelled file (same formats as training)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register_classify(metrics) -> None:
+    parser = metrics.add_parser(
+        "classify",
+        help="accuracy, per-class precision/recall/F1 and confusion matrix of a classifier run",
+        description=(
+            "Evaluate a classifier run (from `gptlab finetune classify`) on a labelled TSV/CSV/JSONL/JSON "
+            "file. Columns default to the ones the run was trained with; labels must be the run's labels."
+        ),
+    )
+    from gptlab.commands.finetune import column
+
+    parser.add_argument("--model", required=True, metavar="RUN", help="a classifier run directory")
+    parser.add_argument("--data", required=True, metavar="FILE", help="labelled file")
+    parser.add_argument("--text-column", type=column, help="name or 0-based position (default: as trained)")
+    parser.add_argument("--label-column", type=column, help="name or 0-based position (default: as trained)")
+    header = parser.add_mutually_exclusive_group()
+    header.add_argument("--header", dest="header", action="store_true", default=None)
+    header.add_argument("--no-header", dest="header", action="store_false")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.set_defaults(func=run_classify)
+
+
+def run_classify(args: argparse.Namespace) -> int:
+    from gptlab.finetune.classify import evaluate_file
+
+    metrics = evaluate_file(
+        args.model, args.data, args.text_column, args.label_column, args.header, device=args.device
+    )
+    if args.json:
+        print(json.dumps({"model": args.model, "data": args.data} | metrics.to_dict(), indent=2))
+    else:
+        print(f"{args.data} with {args.model}")
+        print(metrics.format())
+    return 0

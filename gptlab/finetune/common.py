@@ -1,0 +1,177 @@
+"""What classification and instruction fine-tuning share: the optimiser and schedule, LoRA set-up,
+the "forgetting" measurement, memory and time bookkeeping.
+
+Forgetting: fine-tuning moves the weights the language model was pretrained with. We measure the
+mean next-token loss (and perplexity) of the GPT on its own pretraining val split before and
+after: if it climbs a lot, the fine-tune has overwritten what pretraining learned (catastrophic
+forgetting), which head-only training and LoRA avoid by construction or by design.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from gptlab.errors import GptlabError
+from gptlab.model.lora import DEFAULT_TARGETS, apply_lora, count_trainable
+from gptlab.train.optim import make_adamw, set_lr
+from gptlab.train.schedule import LRSchedule
+
+EVAL_MAX_BATCHES = 20  # windows of the pretraining val split scored for the forgetting measure
+
+
+@dataclass
+class LoraOptions:
+    """LoRA on the GPT's Linear layers (rank 0 = no LoRA, train the chosen parameters directly)."""
+
+    rank: int = 0
+    alpha: float = 16.0
+    dropout: float = 0.0
+    targets: tuple[str, ...] = DEFAULT_TARGETS
+
+    @property
+    def enabled(self) -> bool:
+        return self.rank > 0
+
+    def to_dict(self) -> dict:
+        return {
+            "rank": self.rank,
+            "alpha": self.alpha,
+            "dropout": self.dropout,
+            "targets": list(self.targets),
+        }
+
+
+def add_lora(gpt: nn.Module, options: LoraOptions) -> None:
+    """Wrap the GPT's target layers in LoRALinear (base weights frozen) when ``options.rank > 0``."""
+    if options.rank < 0:
+        raise GptlabError(f"--lora-rank must be >= 0 (0 = no LoRA), got {options.rank}")
+    if options.enabled:
+        apply_lora(gpt, options.rank, options.alpha, options.dropout, options.targets)
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float, device: torch.device):
+    return make_adamw(model, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999), device_type=device.type)
+
+
+class StepSchedule:
+    """Linear warmup over the first ``warmup_fraction`` of ``total_steps``, then cosine to lr/10."""
+
+    def __init__(self, optimizer, lr: float, total_steps: int, warmup_fraction: float = 0.1) -> None:
+        if not 0 <= warmup_fraction < 1:
+            raise GptlabError(f"warmup fraction must be in [0, 1), got {warmup_fraction}")
+        self.optimizer = optimizer
+        self.schedule = LRSchedule(
+            lr=lr, min_lr=lr / 10, warmup=int(total_steps * warmup_fraction), decay_steps=max(1, total_steps)
+        )
+
+    def set(self, step: int) -> float:
+        lr = self.schedule.lr_at(step)
+        set_lr(self.optimizer, lr)
+        return lr
+
+
+def check_positive(name: str, value, allow_zero: bool = False) -> None:
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and (value >= 0 if allow_zero else value > 0)
+    )
+    if not ok:
+        raise GptlabError(f"{name} must be {'>= 0' if allow_zero else 'positive'}, got {value!r}")
+
+
+# --- forgetting ---------------------------------------------------------------------------------
+
+
+def pretraining_val_dir(base: str | Path) -> Path | None:
+    """The prepared data folder with the val split the base run was pretrained on, if it can be
+    found: the run's config.toml names ``data.dir``, or the run prepared ``RUN/data`` itself.
+    ``base`` may be the run or its ``best/`` folder. None for a converted model (no such data)."""
+    from gptlab.config import load_config
+
+    base = Path(base)
+    for run in (base, base.parent):
+        config_file = run / "config.toml"
+        if not config_file.is_file():
+            continue
+        try:
+            config = load_config(str(config_file))
+        except GptlabError:
+            return None
+        candidates = [Path(config.data.dir)] if config.data.dir else []
+        candidates.append(run / "data")
+        for folder in candidates:
+            if (folder / "meta.json").is_file() and (folder / "val.bin").is_file():
+                return folder
+    return None
+
+
+@torch.no_grad()
+def lm_val_loss(gpt: nn.Module, data_dir: Path, max_batches: int = EVAL_MAX_BATCHES) -> dict | None:
+    """Mean next-token loss and perplexity of ``gpt`` on the val split of ``data_dir`` (fixed
+    windows of the model's context, the same on every call). None if the split is too short."""
+    from gptlab.data.shards import TokenDataset, iter_eval_batches
+
+    dataset = TokenDataset(data_dir, "val")
+    block = gpt.config.block_size
+    if len(dataset) <= block:
+        return None
+    device = next(gpt.parameters()).device
+    was_training = gpt.training
+    gpt.eval()
+    total, count = 0.0, 0
+    try:
+        for x, y in iter_eval_batches(dataset, batch_size=8, block_size=block, max_batches=max_batches):
+            x, y = torch.as_tensor(x, device=device), torch.as_tensor(y, device=device)
+            _, loss = gpt(x, y)
+            total += float(loss) * y.numel()
+            count += y.numel()
+    finally:
+        gpt.train(was_training)
+    loss = total / count
+    return {"loss": loss, "perplexity": math.exp(loss), "tokens": count, "data": str(data_dir)}
+
+
+# --- cost bookkeeping ---------------------------------------------------------------------------
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
+
+
+def training_state_mb(model: nn.Module) -> float:
+    """Memory the optimiser needs on top of the weights: a gradient and AdamW's two moments per
+    trainable parameter (fp32), in MiB. The part LoRA shrinks."""
+    return count_trainable(model).trainable * 4 * 3 / 2**20
+
+
+def file_size_mb(*paths: Path) -> float:
+    return sum(p.stat().st_size for p in paths if p.is_file()) / 2**20
+
+
+class StepTimer:
+    """Median seconds per optimiser step, skipping the first few (allocator and cache warm-up)."""
+
+    def __init__(self, skip: int = 3) -> None:
+        self.skip, self.times, self._t = skip, [], 0.0
+
+    def start(self) -> None:
+        self._t = time.perf_counter()
+
+    def stop(self) -> None:
+        self.times.append(time.perf_counter() - self._t)
+
+    @property
+    def median(self) -> float | None:
+        times = sorted(self.times[self.skip :] or self.times)
+        return times[len(times) // 2] if times else None

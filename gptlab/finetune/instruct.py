@@ -1,0 +1,427 @@
+"""Instruction fine-tuning (`gptlab finetune instruct`), the LLMs-from-scratch ch. 7 recipe.
+
+Read Alpaca-format examples (instruction, optional input, output), split them train/val/test,
+format each with a prompt template (gptlab.data.tasks: ``alpaca`` text or ``chat`` special
+tokens), and train the GPT on next-token prediction of prompt + response + <|endoftext|>
+(optionally with the prompt tokens masked out of the loss). Then, for the test split, the
+model's greedy responses are generated, cut at the end of the response, saved to
+``responses.json`` and scored against the references with ROUGE-L, BLEU and exact match, next
+to the same scores for the base model's responses (``base_responses.json``): what the
+fine-tune gained. The base model's perplexity on its pretraining val split before and after
+shows what it forgot.
+
+The run directory is an ordinary gptlab run (model.json, model.safetensors, tokenizer.json)
+whose model.json says ``"extra": {"finetune": "instruct", "template": ...}`` so that
+``gptlab chat`` and ``gptlab generate`` use it as is; with LoRA the weights are saved merged,
+and ``adapter.safetensors`` holds the adapter alone too.
+
+The ``chat`` template needs the special tokens ``<|user|>`` and ``<|assistant|>``. A base
+tokenizer without them gets them added (`add_special_tokens`) and the embedding grows by as
+many rows: the new tokens start as the mean of the existing embeddings, as Hugging Face's
+resize does, so they begin as an "average token" rather than noise.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from gptlab.data.tasks import (
+    CHAT_SPECIAL_TOKENS,
+    TEMPLATES,
+    InstructionDataset,
+    InstructionExample,
+    collate_instructions,
+    encode_prompt,
+    extract_response,
+    load_instructions,
+    split_examples,
+)
+from gptlab.errors import GptlabError
+from gptlab.eval.text_metrics import corpus_bleu, corpus_rouge, distinct_n, exact_match, repetition_rate
+from gptlab.finetune.common import (
+    LoraOptions,
+    StepSchedule,
+    StepTimer,
+    add_lora,
+    check_positive,
+    file_size_mb,
+    lm_val_loss,
+    make_optimizer,
+    peak_rss_mb,
+    pretraining_val_dir,
+    training_state_mb,
+)
+from gptlab.generate import generate
+from gptlab.io import atomic_write_json
+from gptlab.model.gpt import GPT
+from gptlab.model.lora import count_trainable, remove_lora, save_adapter
+from gptlab.rundir import load_model, make_output_dir, resolve_device, save_model
+from gptlab.tokenizers.base import EOT
+
+RESPONSES_FILE = "responses.json"
+BASE_RESPONSES_FILE = "base_responses.json"
+
+
+@dataclass
+class InstructOptions:
+    model: str
+    data: str  # Alpaca-format JSON list or JSONL
+    out: str
+    template: str = "alpaca"
+    mask_prompt: bool = False
+    val_fraction: float = 0.05
+    test_fraction: float = 0.1
+    seed: int = 0
+    lora: LoraOptions = field(default_factory=LoraOptions)
+    epochs: int = 2
+    batch_size: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 0.1
+    warmup_fraction: float = 0.1
+    grad_clip: float = 1.0
+    max_minutes: float | None = None
+    device: str = "auto"
+    max_new_tokens: int = 128  # response length cap for the test-split evaluation
+    max_test_examples: int | None = None  # evaluate on the first N test examples (None: all)
+    compare_base: bool = True
+    progress: bool = True
+
+    def check(self) -> None:
+        if self.template not in TEMPLATES:
+            raise GptlabError(f"template must be one of {', '.join(TEMPLATES)}, got {self.template!r}")
+        for name in ("epochs", "batch_size", "lr", "max_new_tokens"):
+            check_positive(name, getattr(self, name))
+        check_positive("grad_clip", self.grad_clip, allow_zero=True)
+        if self.max_minutes is not None:
+            check_positive("max_minutes", self.max_minutes)
+        if self.max_test_examples is not None:
+            check_positive("max_test_examples", self.max_test_examples)
+
+
+@dataclass
+class InstructResult:
+    out_dir: Path
+    scores: dict
+    base_scores: dict | None
+    history: list[dict]
+    summary: dict[str, Any]
+
+
+# --- special tokens -----------------------------------------------------------------------------
+
+
+def add_special_tokens(gpt: GPT, tokenizer, tokens: Sequence[str]):
+    """Return a tokenizer with ``tokens`` added as special tokens (ids after the last one), and
+    grow ``gpt``'s embedding (and untied LM head) in place if the new ids do not fit."""
+    missing = [t for t in tokens if t not in tokenizer.special_tokens]
+    if not missing:
+        return tokenizer
+    data = tokenizer.to_dict()
+    if not isinstance(data.get("special_tokens"), dict):
+        raise GptlabError(f"cannot add special tokens to a {type(tokenizer).__name__}")
+    for i, token in enumerate(missing):
+        data["special_tokens"][token] = tokenizer.vocab_size + i
+    new_tokenizer = type(tokenizer).from_dict(data, source="tokenizer with added special tokens")
+    if new_tokenizer.vocab_size > gpt.config.vocab_size:
+        resize_vocab(gpt, new_tokenizer.vocab_size)
+    return new_tokenizer
+
+
+@torch.no_grad()
+def resize_vocab(gpt: GPT, vocab_size: int) -> None:
+    """Grow the token embedding (and the LM head; tied or not) to ``vocab_size`` rows; new rows
+    are the mean of the old ones."""
+    old = gpt.transformer.wte.weight
+    if vocab_size <= old.shape[0]:
+        return
+    rows = old.mean(dim=0, keepdim=True).expand(vocab_size - old.shape[0], -1)
+    wte = nn.Embedding(vocab_size, old.shape[1], device=old.device, dtype=old.dtype)
+    wte.weight.copy_(torch.cat([old, rows]))
+    gpt.transformer.wte = wte
+    if gpt.config.tie_weights:
+        gpt.lm_head = nn.Linear(old.shape[1], vocab_size, bias=False, device=old.device, dtype=old.dtype)
+        gpt.lm_head.weight = wte.weight
+    else:
+        head = gpt.lm_head.weight
+        new_head = nn.Linear(old.shape[1], vocab_size, bias=False, device=old.device, dtype=old.dtype)
+        new_head.weight.copy_(
+            torch.cat([head, head.mean(dim=0, keepdim=True).expand(vocab_size - head.shape[0], -1)])
+        )
+        gpt.lm_head = new_head
+    gpt.config.vocab_size = vocab_size
+
+
+# --- responses and their scores -----------------------------------------------------------------
+
+
+@torch.no_grad()
+def generate_responses(
+    gpt: GPT,
+    tokenizer,
+    examples: Sequence[InstructionExample],
+    template: str,
+    max_new_tokens: int = 128,
+    batch_size: int = 8,
+) -> list[str]:
+    """Greedy responses to ``examples``, each cut at <|endoftext|> and after the response marker.
+    Prompts longer than the context minus ``max_new_tokens`` keep their last tokens."""
+    room = max(1, gpt.config.block_size - max_new_tokens)
+    eot = tokenizer.eot_id
+    out: list[str] = []
+    for i in range(0, len(examples), batch_size):
+        chunk = examples[i : i + batch_size]
+        prompts = [encode_prompt(ex, tokenizer, template)[-room:] for ex in chunk]
+        rows = generate(gpt, prompts, max_new_tokens, temperature=0.0, eos_id=eot)
+        for prompt, row in zip(prompts, rows):
+            text = tokenizer.decode(row[len(prompt) :])
+            out.append(extract_response(text.split(EOT, 1)[0], template))
+    return out
+
+
+def score_responses(generated: Sequence[str], references: Sequence[str]) -> dict:
+    """ROUGE-L F (mean over pairs, rouge-score's), corpus BLEU (sacrebleu's), exact match rate,
+    and reference-free diversity numbers of the generations."""
+    if not generated:
+        raise GptlabError("no responses to score")
+    rouge = corpus_rouge(generated, references, types=("rougeL",))["rougeL"].mean
+    bleu = corpus_bleu(generated, [list(references)])
+    return {
+        "n": len(generated),
+        "rougeL_f": rouge.fmeasure,
+        "bleu": bleu.score,
+        "exact_match": sum(exact_match(g, r, ignore_case=True) for g, r in zip(generated, references))
+        / len(generated),
+        "distinct_2": distinct_n(list(generated), 2),
+        "repetition_rate_3": sum(repetition_rate(g, 3) for g in generated) / len(generated),
+        "mean_words": sum(len(g.split()) for g in generated) / len(generated),
+        "empty": sum(not g.strip() for g in generated),
+    }
+
+
+def _responses_records(examples, generated) -> list[dict]:
+    return [
+        {"instruction": ex.instruction, "input": ex.input, "reference": ex.output, "generated": g}
+        for ex, g in zip(examples, generated)
+    ]
+
+
+# --- training -----------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def _val_loss(gpt: GPT, loader: DataLoader) -> float:
+    device = next(gpt.parameters()).device
+    was = gpt.training
+    gpt.eval()
+    total, count = 0.0, 0
+    try:
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            n = int((y != -100).sum())
+            if n == 0:
+                continue
+            _, loss = gpt(x, y)
+            total += float(loss) * n
+            count += n
+    finally:
+        gpt.train(was)
+    return total / count if count else float("nan")
+
+
+def _save_run(out: Path, gpt: GPT, tokenizer, extra: dict, lora: bool) -> None:
+    """The run as a plain gptlab model (LoRA merged into a copy), plus the adapter alone."""
+    if lora:
+        save_adapter(gpt, out / "adapter.safetensors")
+        plain = remove_lora(copy.deepcopy(gpt), merge=True)
+    else:
+        plain = gpt
+    save_model(out, plain, tokenizer, extra=extra)
+
+
+def finetune_instruct(
+    options: InstructOptions, on_epoch: Callable[[dict], None] | None = None
+) -> InstructResult:
+    options.check()
+    torch.manual_seed(options.seed)
+    device = resolve_device(options.device)
+    out = make_output_dir(options.out, "output folder")
+    started = time.time()
+
+    examples = load_instructions(options.data)
+    train_ex, val_ex, test_ex = split_examples(
+        examples, options.val_fraction, options.test_fraction, options.seed
+    )
+    if not train_ex or not val_ex or not test_ex:
+        raise GptlabError(
+            f"{options.data}: {len(examples)} examples are too few for train/val/test splits of "
+            f"{1 - options.val_fraction - options.test_fraction:.2f}/{options.val_fraction}/{options.test_fraction}"
+        )
+    if options.max_test_examples:
+        test_ex = test_ex[: options.max_test_examples]
+
+    gpt, tokenizer = load_model(options.model, device=device)
+    if tokenizer.eot_id is None:
+        raise GptlabError(f"{options.model}: the tokenizer has no {EOT} token, which ends every response")
+    if options.template == "chat":
+        tokenizer = add_special_tokens(gpt, tokenizer, CHAT_SPECIAL_TOKENS)
+    summary: dict[str, Any] = {
+        "base_model": str(Path(options.model).resolve()),
+        "data": str(options.data),
+        "splits": {"train": len(train_ex), "val": len(val_ex), "test": len(test_ex)},
+        "template": options.template,
+    }
+    baseline_data = pretraining_val_dir(options.model)
+    if baseline_data is not None:
+        summary["forgetting"] = {"before": lm_val_loss(gpt, baseline_data)}
+    base_scores = None
+    if options.compare_base:
+        base_generated = generate_responses(gpt, tokenizer, test_ex, options.template, options.max_new_tokens)
+        atomic_write_json(out / BASE_RESPONSES_FILE, _responses_records(test_ex, base_generated))
+        base_scores = score_responses(base_generated, [ex.output for ex in test_ex])
+
+    add_lora(gpt, options.lora)
+    gpt.train()
+    params = count_trainable(gpt)
+    pad_id = tokenizer.eot_id
+    block = gpt.config.block_size
+
+    def loader(items, shuffle):
+        return DataLoader(
+            InstructionDataset(items, tokenizer, options.template),
+            batch_size=options.batch_size,
+            shuffle=shuffle,
+            generator=torch.Generator().manual_seed(options.seed),
+            collate_fn=lambda b: collate_instructions(b, pad_id, block, options.mask_prompt),
+        )
+
+    train_loader, val_loader = loader(train_ex, True), loader(val_ex, False)
+    optimizer = make_optimizer(gpt, options.lr, options.weight_decay, device)
+    schedule = StepSchedule(
+        optimizer, options.lr, options.epochs * len(train_loader), options.warmup_fraction
+    )
+    extra = {"finetune": "instruct", "template": options.template, "base_model": summary["base_model"]}
+    summary["val_loss_before"] = _val_loss(gpt, val_loader)
+
+    history: list[dict] = []
+    timer = StepTimer()
+    best, step, stopped_early = None, 0, False
+    deadline = started + options.max_minutes * 60 if options.max_minutes else None
+    with (out / "metrics.jsonl").open("w", encoding="utf-8") as metrics_file:
+        for epoch in range(1, options.epochs + 1):
+            gpt.train()
+            total, count = 0.0, 0
+            batches = train_loader
+            if options.progress:
+                from tqdm import tqdm
+
+                batches = tqdm(
+                    train_loader, desc=f"epoch {epoch}/{options.epochs}", leave=False, dynamic_ncols=True
+                )
+            for x, y in batches:
+                timer.start()
+                schedule.set(step)
+                x, y = x.to(device), y.to(device)
+                _, loss = gpt(x, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if options.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for p in gpt.parameters() if p.requires_grad], options.grad_clip
+                    )
+                optimizer.step()
+                timer.stop()
+                step += 1
+                n = int((y != -100).sum())
+                total += loss.item() * n
+                count += n
+                if deadline and time.time() > deadline:
+                    stopped_early = True
+                    break
+            val_loss = _val_loss(gpt, val_loader)
+            record = {
+                "epoch": epoch,
+                "step": step,
+                "seconds": round(time.time() - started, 2),
+                "train_loss": total / max(1, count),
+                "val_loss": val_loss,
+            }
+            if best is None or val_loss < best:
+                best = val_loss
+                _save_run(out, gpt, tokenizer, extra | {"best_epoch": epoch}, options.lora.enabled)
+                record["best"] = True
+            history.append(record)
+            metrics_file.write(json.dumps(record) + "\n")
+            metrics_file.flush()
+            if on_epoch:
+                on_epoch(record)
+            if stopped_early:
+                break
+
+    summary["train_seconds"] = round(time.time() - started, 2)
+    summary["stopped_early"] = stopped_early
+    summary["costs"] = {
+        "trainable_params": params.trainable,
+        "total_params": params.total,
+        "trainable_percent": params.percent,
+        "optimizer_state_mb": training_state_mb(gpt),
+        "peak_rss_mb": peak_rss_mb(),
+        "step_seconds_median": timer.median,
+        "adapter_mb": file_size_mb(out / "adapter.safetensors") if options.lora.enabled else None,
+        "model_mb": file_size_mb(out / "model.safetensors"),
+    }
+    tuned, tuned_tok = load_model(out, device=device)
+    generated = generate_responses(tuned, tuned_tok, test_ex, options.template, options.max_new_tokens)
+    atomic_write_json(out / RESPONSES_FILE, _responses_records(test_ex, generated))
+    scores = score_responses(generated, [ex.output for ex in test_ex])
+    if "forgetting" in summary:
+        summary["forgetting"]["after"] = lm_val_loss(tuned, baseline_data)
+    summary["best_val_loss"] = best
+    summary["scores"] = scores
+    summary["base_scores"] = base_scores
+    d = asdict(options)
+    d["lora"] = options.lora.to_dict()
+    summary["options"] = d
+    atomic_write_json(out / "results.json", summary)
+    _write_report(out, history, summary, test_ex, generated)
+    return InstructResult(out, scores, base_scores, history, summary)
+
+
+def _write_report(out: Path, history, summary, test_ex, generated) -> None:
+    import html
+
+    from gptlab.report import html_page, image, plot_losses
+
+    rows = ["<tr><th>metric</th><th>base model</th><th>fine-tuned</th></tr>"]
+    base = summary.get("base_scores") or {}
+    for key in ("rougeL_f", "bleu", "exact_match", "distinct_2", "repetition_rate_3", "mean_words", "empty"):
+        b = base.get(key)
+        rows.append(
+            f"<tr><td>{key}</td><td>{'' if b is None else f'{b:.4g}'}</td><td>{summary['scores'][key]:.4g}</td></tr>"
+        )
+    forgetting = summary.get("forgetting") or {}
+    if forgetting.get("before") and forgetting.get("after"):
+        rows.append(
+            f"<tr><td>pretraining val perplexity</td><td>{forgetting['before']['perplexity']:.3f}</td>"
+            f"<td>{forgetting['after']['perplexity']:.3f}</td></tr>"
+        )
+    samples = "".join(
+        f"<h3>{html.escape(ex.instruction)}</h3><p><b>input</b> {html.escape(ex.input)}</p>"
+        f"<p><b>reference</b> {html.escape(ex.output)}</p><p><b>generated</b> {html.escape(g)}</p>"
+        for ex, g in list(zip(test_ex, generated))[:10]
+    )
+    curve = [{"kind": "train", "step": r["step"], "loss": r["train_loss"]} for r in history]
+    curve += [{"kind": "eval", "step": r["step"], "val_loss": r["val_loss"]} for r in history]
+    body = f"<table>{''.join(rows)}</table>" + image(plot_losses(curve, "instruction fine-tuning"), "loss")
+    (out / "report.html").write_text(
+        html_page("Instruction fine-tuning", body + "<h2>Test responses</h2>" + samples), encoding="utf-8"
+    )
