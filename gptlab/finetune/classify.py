@@ -53,9 +53,9 @@ from gptlab.finetune.common import (
     file_size_mb,
     lm_val_loss,
     make_optimizer,
-    peak_rss_mb,
+    optimizer_step,
     pretraining_val_dir,
-    training_state_mb,
+    training_costs,
 )
 from gptlab.io import (
     atomic_write,
@@ -423,13 +423,7 @@ def finetune_classifier(
                 schedule.set(step)
                 idx, lengths, labels = idx.to(device), lengths.to(device), labels.to(device)
                 logits, loss = model(idx, lengths, labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if options.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(
-                        [p for p in model.parameters() if p.requires_grad], options.grad_clip
-                    )
-                optimizer.step()
+                optimizer_step(model, optimizer, loss, options.grad_clip)
                 timer.stop()
                 step += 1
                 loss_sum += loss.item() * len(labels)
@@ -467,13 +461,7 @@ def finetune_classifier(
 
     summary["train_seconds"] = round(time.time() - started, 2)
     summary["stopped_early"] = stopped_early
-    summary["costs"] = {
-        "trainable_params": params.trainable,
-        "total_params": params.total,
-        "trainable_percent": params.percent,
-        "optimizer_state_mb": training_state_mb(model),
-        "peak_rss_mb": peak_rss_mb(),
-        "step_seconds_median": timer.median,
+    summary["costs"] = training_costs(params, timer) | {
         "checkpoint_mb": file_size_mb(*(out / f for f in (ADAPTER_FILE, HEAD_FILE, "model.safetensors"))),
     }
     if device.type == "cuda":

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from gptlab.errors import GptlabError
-from gptlab.model.lora import DEFAULT_TARGETS, apply_lora, count_trainable
+from gptlab.model.lora import DEFAULT_TARGETS, apply_lora
 from gptlab.train.optim import make_adamw, set_lr
 from gptlab.train.schedule import LRSchedule
 
@@ -149,10 +149,27 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def training_state_mb(model: nn.Module) -> float:
-    """Memory the optimiser needs on top of the weights: a gradient and AdamW's two moments per
-    trainable parameter (fp32), in MiB. The part LoRA shrinks."""
-    return count_trainable(model).trainable * 4 * 3 / 2**20
+def optimizer_step(model: nn.Module, optimizer, loss: torch.Tensor, grad_clip: float) -> None:
+    """Backward, clip the trainable parameters' gradient norm (0: no clipping), AdamW step."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], grad_clip)
+    optimizer.step()
+
+
+def training_costs(params, timer: StepTimer) -> dict:
+    """What a fine-tune cost: trainable parameters (a ParamCount), the optimiser state they need
+    (a gradient and AdamW's two fp32 moments each: the part LoRA shrinks, in MiB), this process's
+    peak RSS and the median step time."""
+    return {
+        "trainable_params": params.trainable,
+        "total_params": params.total,
+        "trainable_percent": params.percent,
+        "optimizer_state_mb": params.trainable * 4 * 3 / 2**20,
+        "peak_rss_mb": peak_rss_mb(),
+        "step_seconds_median": timer.median,
+    }
 
 
 def file_size_mb(*paths: Path) -> float:

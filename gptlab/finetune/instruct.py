@@ -57,9 +57,9 @@ from gptlab.finetune.common import (
     file_size_mb,
     lm_val_loss,
     make_optimizer,
-    peak_rss_mb,
+    optimizer_step,
     pretraining_val_dir,
-    training_state_mb,
+    training_costs,
 )
 from gptlab.generate import generate
 from gptlab.io import atomic_write_json
@@ -332,13 +332,7 @@ def finetune_instruct(
                 schedule.set(step)
                 x, y = x.to(device), y.to(device)
                 _, loss = gpt(x, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if options.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(
-                        [p for p in gpt.parameters() if p.requires_grad], options.grad_clip
-                    )
-                optimizer.step()
+                optimizer_step(gpt, optimizer, loss, options.grad_clip)
                 timer.stop()
                 step += 1
                 n = int((y != -100).sum())
@@ -369,13 +363,7 @@ def finetune_instruct(
 
     summary["train_seconds"] = round(time.time() - started, 2)
     summary["stopped_early"] = stopped_early
-    summary["costs"] = {
-        "trainable_params": params.trainable,
-        "total_params": params.total,
-        "trainable_percent": params.percent,
-        "optimizer_state_mb": training_state_mb(gpt),
-        "peak_rss_mb": peak_rss_mb(),
-        "step_seconds_median": timer.median,
+    summary["costs"] = training_costs(params, timer) | {
         "adapter_mb": file_size_mb(out / "adapter.safetensors") if options.lora.enabled else None,
         "model_mb": file_size_mb(out / "model.safetensors"),
     }
