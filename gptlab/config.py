@@ -82,7 +82,7 @@ class TrainSection:
     out_dir: str = "runs/run"
     max_steps: int = 2000
     batch_size: int = 12  # sequences per micro-batch
-    grad_accum: int = 1  # micro-batches per optimizer step (global batch = batch_size * grad_accum)
+    grad_accum: int = 1  # micro-batches per step (global batch = batch_size * grad_accum * ranks)
     eval_every: int = 250  # steps between evaluations (and checkpoints); the last step is evaluated too
     eval_batches: int = 20  # fixed val (and train) windows batches per evaluation
     log_every: int = 10
@@ -90,8 +90,13 @@ class TrainSection:
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:1, mps
     dtype: str = "auto"  # float32 | bfloat16 (autocast) | auto: bfloat16 only with native hardware bf16
     compile: bool = False  # torch.compile the model (measure: it pays on GPUs, rarely on small CPU runs)
+    strategy: str = "auto"  # torchrun: auto (= ddp) | ddp | fsdp; docs/scaling.md
+    activation_checkpointing: bool = False  # recompute blocks in backward: less memory, more compute
     max_minutes: float = 0.0  # stop (and checkpoint) after this much wall time; 0 = no budget
     early_stop_patience: int = 0  # stop after this many evals without a new best val loss; 0 = off
+    stop_val_loss: float = (
+        0.0  # stop at the first evaluation with val loss <= this (a speedrun target); 0 = off
+    )
     sample_prompt: str = ""  # "" starts samples from <|endoftext|>
     sample_tokens: int = 200  # tokens generated at each evaluation (0 = none)
     sample_temperature: float = 0.8

@@ -409,3 +409,45 @@ def test_eval_batches_are_fixed_and_spread_over_the_split(counting_dataset):
     assert sorted(b[0] for batches in by_rank for b in batches) == sorted(b[0] for b in every)
     for x, y in iter_eval_batches(counting_dataset, batch_size=3, block_size=10, max_batches=2):
         assert torch.equal(y, x + 1)
+
+
+# ----- ranks under torchrun ---------------------------------------------------------------------
+
+
+def test_ranks_together_draw_the_single_process_batch_in_epoch_mode(counting_dataset):
+    """What makes DDP reproduce one process (tests/test_distributed.py): in epoch mode the W ranks'
+    batch k of batch_size b hold, between them, exactly the windows of a single process's batch k of
+    batch_size W * b, with no window on two ranks (here 99 windows, W = 3: across epoch ends too)."""
+    world, batch = 3, 4
+    single = BatchSampler(counting_dataset, batch_size=world * batch, block_size=10, seed=2, mode="epoch")
+    ranks = [
+        BatchSampler(
+            counting_dataset, batch_size=batch, block_size=10, seed=2, rank=r, world_size=world, mode="epoch"
+        )
+        for r in range(world)
+    ]
+    for step in range(20):  # 240 windows: two epochs and a half
+        per_rank = [set(s.batch_starts(step).tolist()) for s in ranks]
+        assert sum(len(s) for s in per_rank) == len(set().union(*per_rank)) == world * batch  # disjoint
+        assert set().union(*per_rank) == set(single.batch_starts(step).tolist())
+
+
+def test_eval_windows_are_disjoint_across_ranks_and_match_one_process(counting_dataset):
+    """The trainer asks each of W ranks for ``eval_batches * W`` batches: between them they evaluate
+    the windows one process with the same global batch (W * batch_size) evaluates, each once."""
+    world, batch, eval_batches = 2, 3, 4
+
+    def windows(**kw):
+        return [tuple(x[:, 0].tolist()) for x, _ in iter_eval_batches(counting_dataset, block_size=10, **kw)]
+
+    per_rank = [
+        [
+            s
+            for b in windows(batch_size=batch, max_batches=eval_batches * world, rank=r, world_size=world)
+            for s in b
+        ]
+        for r in range(world)
+    ]
+    assert not set(per_rank[0]) & set(per_rank[1])
+    single = [s for b in windows(batch_size=world * batch, max_batches=eval_batches) for s in b]
+    assert sorted(per_rank[0] + per_rank[1]) == sorted(single) and len(single) == world * batch * eval_batches

