@@ -28,6 +28,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "eval": ("eval", "evaluate a model or its outputs: perplexity, BLEU, ROUGE, judge, classify"),
     "convert": ("convert", "import Hugging Face GPT-2 weights into a gptlab run directory"),
     "export": ("export", "export a gptlab run to Hugging Face GPT-2 format"),
+    "quantize": ("quantize", "weight-only int8 / int4 quantisation of a run (smaller, faster decoding)"),
     "bench": ("bench", "run a benchmark from bench/ (train, speedrun, decode, tokenizer, finetune-lora)"),
 }
 

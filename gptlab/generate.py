@@ -202,8 +202,18 @@ def _prefill(model: GPT, rows: list[list[int]]) -> tuple[torch.Tensor, KVCache]:
     pad = torch.tensor([longest - len(c) for c in contexts], dtype=torch.long, device=device)
     idx = torch.tensor([[PAD_ID] * (longest - len(c)) + c for c in contexts], dtype=torch.long, device=device)
     cache = KVCache.for_model(model, len(rows), pad)
-    logits, _ = model(idx, kv_cache=cache)  # (B, longest, V)
-    return logits[:, -1, :], cache
+    return _last_logits(model, idx, cache), cache
+
+
+def _last_logits(model: GPT, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
+    """Run idx (B, T) through the model with the cache; logits of the last position only (B, V).
+
+    Sampling needs only the last position, and the LM head is the largest matrix: on a 512-token
+    prompt of GPT-2 small, logits for every position would cost 512 x 50257 x 768 multiply-adds
+    (as much as the rest of the model) and a 100 MB tensor. It goes through ``forward`` (not
+    the model's internals), so wrappers that hook it (FSDP gathering its shards) still work."""
+    logits, _ = model(idx, kv_cache=cache, last_only=True)  # (B, 1, V)
+    return logits[:, -1, :]
 
 
 @torch.no_grad()
@@ -224,23 +234,28 @@ def _decode_steps(
         return
     rows = [list(p) for p in prompts]
     device = _device(model)
-    seen = _seen_mask(rows, model.config.vocab_size, device)
+    # the (B, V) mask of tokens seen so far, kept only when the repetition penalty needs it
+    seen = _seen_mask(rows, model.config.vocab_size, device) if sampler.repetition_penalty != 1.0 else None
+    batch_index = torch.arange(len(rows), device=device)
     finisher = _Finisher(len(rows), eos_id, device)
+    pending: list[torch.Tensor] = []  # tokens generated since the rows were last extended
     with _eval_mode(model):
         logits, cache = _prefill(model, rows)
         for step in range(max_new_tokens):
             next_ids = finisher(sampler(logits, seen, generator))  # (B,)
-            seen[torch.arange(len(rows)), next_ids] = True
+            if seen is not None:
+                seen[batch_index, next_ids] = True
             yield next_ids
             if finisher.all_done or step == max_new_tokens - 1:
                 return
-            for row, t in zip(rows, next_ids.tolist()):
-                row.append(t)
+            pending.append(next_ids)
             if cache.pos == cache.max_len:  # context full: slide it (see the module docstring)
+                for row, new in zip(rows, torch.stack(pending, dim=1).tolist()):
+                    row.extend(new)  # the rows as python lists only when they are needed
+                pending = []
                 logits, cache = _prefill(model, rows)
             else:
-                logits, _ = model(next_ids[:, None], kv_cache=cache)  # (B, 1, V)
-                logits = logits[:, -1, :]
+                logits = _last_logits(model, next_ids[:, None], cache)  # (B, V)
 
 
 def generate(

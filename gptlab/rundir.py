@@ -5,6 +5,11 @@
     RUN/model.safetensors   the weights (a tied LM head is stored once, as transformer.wte.weight)
     RUN/tokenizer.json      the tokenizer (gptlab.tokenizers format)
 
+A quantised run (``gptlab quantize``, gptlab/quantize.py) has the same three files; model.json
+gains ``"quantization": {"bits": 8 or 4, "group_size": ..., "scheme": ...}`` and the weights file
+holds int8/uint8 ``qweight`` tensors with float32 ``scales`` (and ``mins``) for every quantised
+layer. `load_model` rebuilds the quantised modules from it, so generate, chat and eval work as is.
+
 Each file is written atomically (temp file + rename), weights first and model.json last, so a
 crash mid-save leaves every file either old or new, never half-written: the previous checkpoint
 of a run (same architecture, same tokenizer, older weights) stays loadable.
@@ -49,7 +54,7 @@ def model_state_dict(model: GPT) -> dict[str, torch.Tensor]:
     model = unwrap(model)
     state = model.state_dict()
     if model.config.tie_weights:
-        state.pop("lm_head.weight")
+        state.pop("lm_head.weight", None)  # a quantised tied head owns no tensors: nothing to pop
     return state
 
 
@@ -66,11 +71,20 @@ def save_model(
         "n_params": model.num_params(),
         "extra": extra or {},
     }
+    quantization = getattr(model, "quantization", None)
+    if quantization is not None:  # quantised weights are buffers: count the float model's parameters
+        meta["n_params"] = _float_num_params(model.config)
+        meta["quantization"] = quantization
     with os_errors_as_gptlab(f"cannot save the model to {run_dir}"):
         save_safetensors(model_state_dict(model), run_dir / WEIGHTS_FILE, metadata={"format": "pt"})
         atomic_write(run_dir / TOKENIZER_FILE, lambda tmp: tokenizer.save(tmp))
         atomic_write_json(run_dir / MODEL_JSON, meta)
     return run_dir
+
+
+def _float_num_params(config: GPTConfig) -> int:
+    with torch.device("meta"):
+        return GPT(config).num_params()
 
 
 def make_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
@@ -146,9 +160,16 @@ def load_model(
     dtype = resolve_dtype(dtype)
     device = resolve_device(device)
     if (path / MODEL_JSON).is_file():
-        config, _ = read_model_json(path)
+        config, meta = read_model_json(path)
         state = load_safetensors(path / WEIGHTS_FILE)
-        model = GPT.from_state_dict(config, state, source=str(path / WEIGHTS_FILE))
+        if meta.get("quantization") is not None:
+            from gptlab.quantize import quantized_from_state_dict
+
+            model = quantized_from_state_dict(
+                config, meta["quantization"], state, source=str(path / WEIGHTS_FILE)
+            )
+        else:
+            model = GPT.from_state_dict(config, state, source=str(path / WEIGHTS_FILE))
         tokenizer = _load_tokenizer(path / TOKENIZER_FILE)
     elif (path / HF_CONFIG_FILE).is_file():
         from gptlab.model.hf import load_hf_gpt2

@@ -200,12 +200,22 @@ class GPT(nn.Module):
         return n
 
     def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache: KVCache | None = None
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        last_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) token ids -> logits (B, T, V) and the mean cross-entropy against targets (B, T)
         (entries equal to -100 ignored), or None without targets. With a KV cache, idx holds only
-        the new tokens; they are appended at ``kv_cache.pos``."""
+        the new tokens; they are appended at ``kv_cache.pos``. ``last_only``: logits of the last
+        position only, (B, 1, V): all that sampling needs, and the LM head is the largest matmul
+        (on a 512-token GPT-2 prompt, all positions would cost as much as the rest of the model)."""
+        if last_only and targets is not None:
+            raise GptlabError("last_only gives the last position's logits: it cannot compute a loss")
         x, _, _ = self._run(idx, kv_cache)
+        if last_only:
+            x = x[:, -1:, :]  # (B, 1, C)
         logits = self.unembed(x)  # (B, T, V)
         loss = None
         if targets is not None:

@@ -7,6 +7,11 @@ Layout: ``k`` and ``v`` are preallocated ``(n_layer, B, H, max_len, D)`` tensors
 shares one write position ``pos`` (slots ``0..pos-1`` are filled). Prompts of different lengths
 are left-padded: row b's first ``pad[b]`` slots are padding that no query attends to, and its
 token in slot t sits at position ``t - pad[b]``, so each row sees exactly what it would alone.
+
+Decoding speed: every layer asks for the same attention mask at a given step, so the mask is built
+once per step and reused; without padding, the first (prefill) step needs no mask at all (plain
+causal attention over the new tokens, the fused kernel's fastest path) and later steps a causal
+mask shared by all rows, (1, 1, T, S) instead of (B, 1, T, S).
 """
 
 from __future__ import annotations
@@ -29,13 +34,18 @@ class KVCache:
         dtype: torch.dtype = torch.float32,
     ) -> None:
         shape = (n_layer, batch_size, n_head, max_len, head_size)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        # uninitialised: slots are read only after they are written (0..pos-1), and zero-filling two
+        # (n_layer, B, H, block_size, D) tensors costs more than a short generation (75 MB for GPT-2 small)
+        self.k = torch.empty(shape, device=device, dtype=dtype)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
         self.max_len = max_len
         self.pos = 0
         if pad is None:
             pad = torch.zeros(batch_size, dtype=torch.long)
         self.pad = pad.to(device=device, dtype=torch.long)  # (B,) left padding of each row
+        self.padded = bool((self.pad > 0).any())  # one check now, not one per step
+        self._mask_key: tuple[int, int] | None = None  # (pos, T) the memoised mask is for
+        self._mask: torch.Tensor | None = None
 
     @classmethod
     def for_model(cls, model: torch.nn.Module, batch_size: int, pad: torch.Tensor | None = None) -> KVCache:
@@ -55,17 +65,29 @@ class KVCache:
         slots = torch.arange(self.pos, self.pos + T, device=self.pad.device)  # (T,)
         return (slots[None, :] - self.pad[:, None]).clamp(min=0)
 
-    def attention_mask(self, T: int) -> torch.Tensor:
-        """Which cached slots each of the next T queries may attend to: (B, 1, T, pos + T) bool.
+    def attention_mask(self, T: int) -> torch.Tensor | None:
+        """Which cached slots each of the next T queries may attend to: (B, 1, T, pos + T) bool,
+        (1, 1, T, pos + T) when no row is padded, or None (plain causal attention over the T new
+        tokens) when nothing is cached yet and no row is padded. Built once per step (see above).
 
         Causal, and padding is hidden. A padding query attends to itself only: a row with no
         visible key would make softmax produce NaN, which would then leak through the values.
         """
-        q_slot = torch.arange(self.pos, self.pos + T, device=self.pad.device)[:, None]  # (T, 1)
-        k_slot = torch.arange(self.pos + T, device=self.pad.device)[None, :]  # (1, pos+T)
-        causal = k_slot <= q_slot  # (T, pos+T)
-        not_pad = k_slot[None] >= self.pad[:, None, None]  # (B, 1, pos+T)
-        return (causal & (not_pad | (k_slot == q_slot)))[:, None]  # (B, 1, T, pos+T)
+        if self._mask_key == (self.pos, T):
+            return self._mask
+        if self.pos == 0 and not self.padded:
+            mask = None
+        else:
+            q_slot = torch.arange(self.pos, self.pos + T, device=self.pad.device)[:, None]  # (T, 1)
+            k_slot = torch.arange(self.pos + T, device=self.pad.device)[None, :]  # (1, pos+T)
+            causal = k_slot <= q_slot  # (T, pos+T)
+            if self.padded:
+                not_pad = k_slot[None] >= self.pad[:, None, None]  # (B, 1, pos+T)
+                mask = (causal & (not_pad | (k_slot == q_slot)))[:, None]  # (B, 1, T, pos+T)
+            else:
+                mask = causal[None, None]  # (1, 1, T, pos+T)
+        self._mask_key, self._mask = (self.pos, T), mask
+        return mask
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store the new keys/values (B, H, T, D) at ``pos`` and return all of them: (B, H, pos+T, D)."""
