@@ -287,3 +287,39 @@ def test_from_state_dict_refuses_integer_tensors_and_unifies_mixed_dtypes():
         model.config, dict(state, **{"transformer.wpe.weight": mixed["transformer.wpe.weight"].float()})
     )
     torch.testing.assert_close(loaded(idx)[0], expected(idx)[0], rtol=0, atol=0)
+
+
+def test_rope_matches_the_complex_rotation_and_depends_on_relative_position_only():
+    """RoPE as RoFormer defines it: channel pair (i, i + D/2) is the complex number x1 + i x2,
+    multiplied by e^(i pos theta_i) with theta_i = base^(-2i/D). Then <q_m, k_n> depends on m - n."""
+    from gptlab.model.gpt import apply_rope, rope_angles
+
+    torch.manual_seed(0)
+    D, base = 16, 10000.0
+    pos = torch.arange(12)
+    x = torch.randn(2, 3, 12, D)  # (B, H, T, D)
+    theta = base ** (-torch.arange(0, D, 2).float() / D)  # (D/2,)
+    z = torch.complex(x[..., : D // 2], x[..., D // 2 :]) * torch.polar(
+        torch.ones(12, D // 2), pos[:, None] * theta
+    )
+    expected = torch.cat((z.real, z.imag), dim=-1)
+    torch.testing.assert_close(apply_rope(x, *rope_angles(pos, D, base)), expected, rtol=1e-5, atol=1e-5)
+
+    q, k = torch.randn(D), torch.randn(D)
+
+    def rotated(v, p):
+        return apply_rope(v.view(1, 1, 1, D), *rope_angles(torch.tensor([p]), D, base)).flatten()
+
+    assert torch.allclose(rotated(q, 7) @ rotated(k, 3), rotated(q, 14) @ rotated(k, 10), atol=1e-4)
+
+
+def test_last_only_gives_the_last_positions_logits_and_refuses_a_loss():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig.preset("tiny", vocab_size=50, n_layer=1, n_embd=32, n_head=2, block_size=16)).eval()
+    x = torch.randint(0, 50, (3, 10))
+    full, _ = model(x)
+    last, _ = model(x, last_only=True)
+    assert last.shape == (3, 1, 50)
+    torch.testing.assert_close(last[:, 0], full[:, -1], rtol=1e-5, atol=1e-6)
+    with pytest.raises(GptlabError, match="last_only"):
+        model(x, x, last_only=True)

@@ -55,16 +55,20 @@ def sinusoidal_encoding(pos: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def rope_angles(pos: torch.Tensor, head_size: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of the rotary angles for positions (...,): each (..., 1, D/2), broadcast over heads."""
+    """The rotary factors for positions (...,), each (..., 1, D) and broadcast over heads:
+    (cos, cos) and (-sin, sin) over the two halves of the head, computed once per forward for
+    every layer, so that `apply_rope` is three element-wise ops and a copy."""
     inv_freq = base ** (-torch.arange(0, head_size, 2, device=pos.device, dtype=torch.float32) / head_size)
     angles = pos.float()[..., None] * inv_freq  # (..., D/2)
-    return angles.cos().unsqueeze(-3), angles.sin().unsqueeze(-3)
+    cos, sin = angles.cos(), angles.sin()
+    return torch.cat((cos, cos), dim=-1).unsqueeze(-3), torch.cat((-sin, sin), dim=-1).unsqueeze(-3)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate each (x1, x2) channel pair of x (B, H, T, D) by its position's angle (RoPE)."""
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """Rotate each (x1, x2) channel pair of x (B, H, T, D) by its position's angle (RoPE):
+    (x1 cos - x2 sin, x1 sin + x2 cos), written as x * cos + (x2, x1) * (-sin, sin)."""
     x1, x2 = x.float().chunk(2, dim=-1)  # (B, H, T, D/2) each
-    rotated = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    rotated = x.float() * cos + torch.cat((x2, x1), dim=-1) * signed_sin
     return rotated.to(x.dtype)
 
 
