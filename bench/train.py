@@ -69,7 +69,7 @@ def build_gptlab(shape: str, dtype: str, compile_model: bool):
     preset, vocab, _, _ = SHAPES[shape]
     model = GPT(GPTConfig.preset(preset, vocab_size=vocab, dropout=0.0))
     optimizer = make_adamw(model, LR, device_type="cpu")
-    autocast_dtype = resolve_autocast(dtype, torch.device("cpu"), model.config.n_embd)
+    autocast_dtype = resolve_autocast(dtype, torch.device("cpu"))
     run = torch.compile(model) if compile_model else model
 
     def loss_fn(x, y):

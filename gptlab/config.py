@@ -88,9 +88,7 @@ class TrainSection:
     log_every: int = 10
     seed: int = 1337
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:1, mps
-    dtype: str = (
-        "auto"  # float32 | bfloat16 (autocast) | auto: bf16 with native hardware bf16 (CPU: n_embd >= 512)
-    )
+    dtype: str = "auto"  # float32 | bfloat16 (autocast) | auto: bfloat16 only with native hardware bf16
     compile: bool = False  # torch.compile the model (measure: it pays on GPUs, rarely on small CPU runs)
     strategy: str = "auto"  # torchrun: auto (= ddp) | ddp | fsdp; docs/scaling.md
     activation_checkpointing: bool = False  # recompute blocks in backward: less memory, more compute

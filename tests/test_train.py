@@ -260,18 +260,15 @@ def test_cli_train_and_resume(tmp_path, shared_data, capsys):
     assert "no training data" in capsys.readouterr().err
 
 
-def test_auto_dtype_uses_bf16_only_where_it_pays(monkeypatch):
-    """dtype=auto: fp32 without native bf16; with it, bf16 except for narrow models on a CPU
-    (bf16 matmuls with a 128 inner dimension are slower than fp32 there: docs/performance.md)."""
+def test_auto_dtype_uses_bf16_only_with_native_hardware_bf16(monkeypatch):
     from gptlab.train import trainer
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(trainer, "native_bf16", lambda device: False)
-    assert trainer.resolve_autocast("auto", cpu, 768) is None
+    assert trainer.resolve_autocast("auto", cpu) is None
+    assert trainer.resolve_autocast("bfloat16", cpu) is torch.bfloat16  # asked for: given
     monkeypatch.setattr(trainer, "native_bf16", lambda device: True)
-    assert trainer.resolve_autocast("auto", cpu, 768) is torch.bfloat16
-    assert trainer.resolve_autocast("auto", cpu, 128) is None
-    assert trainer.resolve_autocast("bfloat16", cpu, 128) is torch.bfloat16  # asked for: given
-    assert trainer.resolve_autocast("float32", cpu, 768) is None
+    assert trainer.resolve_autocast("auto", cpu) is torch.bfloat16
+    assert trainer.resolve_autocast("float32", cpu) is None
     with pytest.raises(GptlabError, match="train.dtype"):
         trainer.resolve_autocast("int8", cpu)

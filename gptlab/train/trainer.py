@@ -58,7 +58,6 @@ DATA_DIR = "data"
 BUILTIN_CORPUS = "builtin"
 EOT = "<|endoftext|>"
 UNIGRAM_SAMPLE_TOKENS = 10_000_000  # train tokens counted for the unigram baseline
-CPU_BF16_MIN_WIDTH = 512  # dtype=auto on a CPU: bf16 autocast only from this n_embd (see resolve_autocast)
 
 
 @dataclass
@@ -98,18 +97,12 @@ def native_bf16(device: torch.device) -> bool:
     return False
 
 
-def resolve_autocast(dtype: str, device: torch.device, width: int | None = None) -> torch.dtype | None:
-    """The autocast dtype for ``train.dtype`` (None: plain fp32).
-
-    ``auto``: bf16 where the hardware runs it natively, except on a CPU for a model narrower than
-    ``CPU_BF16_MIN_WIDTH`` (``width`` = n_embd): there oneDNN's bf16 matmuls with an inner
-    dimension of 128 are slower than fp32 (measured on AVX512-BF16: 6.2 vs 3.9 ms for
-    2048x128 @ 128x384), and only win from ~512 (3.0 vs 7.6 ms at 512). docs/performance.md."""
+def resolve_autocast(dtype: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``train.dtype`` (None: plain fp32). ``auto``: bf16 where the
+    hardware runs it natively (on an AVX512-BF16 CPU, bf16 matmuls are 2-4x faster than fp32 at
+    every shape of the tiny and 124M models, measured: docs/performance.md), else fp32."""
     if dtype == "auto":
-        if not native_bf16(device):
-            return None
-        narrow = device.type == "cpu" and width is not None and width < CPU_BF16_MIN_WIDTH
-        return None if narrow else torch.bfloat16
+        return torch.bfloat16 if native_bf16(device) else None
     if dtype in ("float32", "fp32"):
         return None
     if dtype in ("bfloat16", "bf16"):
@@ -193,7 +186,7 @@ class _Run:
         _check_train_section(config)
         self.strategy = distributed.resolve_strategy(t.strategy, dist)  # single | ddp | fsdp
         self.device = dist.device if dist.enabled else resolve_device(t.device)
-        resolve_autocast(t.dtype, self.device)  # a bad train.dtype fails now, before data preparation
+        self.autocast_dtype = resolve_autocast(t.dtype, self.device)
 
         if dist.is_main:
             data_dir = prepare_run_data(config, self.run_dir, t.progress)
@@ -210,7 +203,6 @@ class _Run:
             raise GptlabError(
                 f"model.vocab_size {model_config.vocab_size} is smaller than the data's {self.train_data.vocab_size}"
             )
-        self.autocast_dtype = resolve_autocast(t.dtype, self.device, model_config.n_embd)
         torch.manual_seed(t.seed)
         self.raw_model = GPT(model_config)
         self.raw_model.activation_checkpointing = t.activation_checkpointing
