@@ -102,3 +102,40 @@ def test_bad_inputs_are_clear_errors(model):
         attention_weights(model, [])
     with pytest.raises(GptlabError, match="context"):
         attention_weights(model, list(range(30)))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, model):
+    from gptlab.rundir import save_model
+    from gptlab.tokenizers import CharTokenizer
+
+    tok = CharTokenizer.train(["the cat sat on the mat, abcdefghijklmnopqrstuvwxyz"])
+    assert tok.vocab_size <= 40
+    path = tmp_path_factory.mktemp("run") / "tiny"
+    save_model(path, model, tok)
+    return path
+
+
+def test_cli_analyze_views(run_dir, capsys):
+    import json
+
+    from gptlab.cli import main
+
+    text = "the cat sat on the"
+    assert main(["analyze", "attention", "--model", str(run_dir), "--text", text, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out["heads"]) == 3 * 4 and len(out["tokens"]) == len(text)
+    assert sum(out["rollout_last_token"]) == pytest.approx(1.0, abs=1e-5)
+    assert main(["analyze", "lens", "--model", str(run_dir), "--text", text, "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["last_position"]) == 4
+    assert (
+        main(["analyze", "saliency", "--model", str(run_dir), "--text", text, "--target", "m", "--json"]) == 0
+    )
+    sal = json.loads(capsys.readouterr().out)
+    assert sal["target"] == "m" and sal["completeness_gap"] < 1e-2
+    assert set(sal["attributions"]) == {"gradient", "gradient_x_input", "integrated_gradients", "occlusion"}
+    assert main(["analyze", "attention", "--model", str(run_dir), "--text", text]) == 0
+    assert "rollout into the last token" in capsys.readouterr().out
+    assert main(["analyze", "saliency", "--model", str(run_dir), "--text", text, "--target", "ma"]) == 2
+    assert "exactly one token" in capsys.readouterr().err
+    assert main(["analyze", "attention", "--model", str(run_dir), "--text", text, "--sigmas", "a,b"]) == 2
