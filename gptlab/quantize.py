@@ -39,6 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gptlab.errors import GptlabError
+from gptlab.model.gpt import check_tensor_names
 
 BITS = (8, 4)
 GROUP_SIZES = (32, 64, 128)
@@ -406,13 +407,7 @@ def quantized_from_state_dict(
     except GptlabError as e:
         raise GptlabError(f"{source}: {e}") from None
     expected = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        problems = [f"missing tensor {k!r}" for k in missing[:3]] + [
-            f"unexpected tensor {k!r}" for k in unexpected[:3]
-        ]
-        raise GptlabError(f"{source} does not match the quantised model: {'; '.join(problems)}")
+    check_tensor_names(expected, state, f"{source} does not match the quantised model")
     for name, (shape, dtype) in expected.items():
         t = state[name]
         if tuple(t.shape) != shape:

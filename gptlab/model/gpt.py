@@ -29,6 +29,18 @@ SINUSOID_BASE = 10000.0  # wavelength scale of the fixed sinusoidal encoding ("A
 IGNORE_INDEX = -100  # targets equal to this do not count in the loss (padding, prompt tokens)
 
 
+def check_tensor_names(expected, state, context: str) -> None:
+    """GptlabError ``"{context}: missing tensor 'a'; unexpected tensor 'b'"`` (up to 3 of each)
+    unless ``state`` has exactly the names of ``expected``."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        problems = [f"missing tensor {k!r}" for k in missing[:3]] + [
+            f"unexpected tensor {k!r}" for k in unexpected[:3]
+        ]
+        raise GptlabError(f"{context}: {'; '.join(problems)}")
+
+
 class RMSNorm(nn.Module):
     """x / sqrt(mean(x^2) + eps) * weight: LayerNorm without centering and without bias."""
 
@@ -290,13 +302,7 @@ class GPT(nn.Module):
         if config.tie_weights:
             expected.pop("lm_head.weight")
             state = {k: v for k, v in state.items() if k != "lm_head.weight"}
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        if missing or unexpected:
-            problems = [f"missing tensor {k!r}" for k in missing[:3]] + [
-                f"unexpected tensor {k!r}" for k in unexpected[:3]
-            ]
-            raise GptlabError(f"{source} does not match the model config: {'; '.join(problems)}")
+        check_tensor_names(expected, state, f"{source} does not match the model config")
         for name, shape in expected.items():
             if tuple(state[name].shape) != shape:
                 raise GptlabError(
