@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
+bash scripts/setup-browser.sh
 . .venv/bin/activate
 ruff check gptlab tests bench
 ruff format --check gptlab tests bench

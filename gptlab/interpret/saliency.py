@@ -3,8 +3,9 @@ occlusion.
 
 All four work on a scalar function of the token embeddings, ``f: (N, T, C) -> (N,)``, so they
 apply to any target: the log-probability (or logit) of a next token, or a classifier's class
-score. `next_token_target` builds f for a GPT: the model runs with its token-embedding output
-replaced by the given embeddings (positions are added inside the model, as usual).
+score. `next_token_target` builds f for a GPT, `class_target` for a classifier (gptlab.model.heads):
+the model runs with its token-embedding output replaced by the given embeddings (positions are
+added inside the model, as usual).
 
 - gradient: ||df/de_t||_2 per token (how sensitive f is to token t; sign-less).
 - gradient x input: sum over channels of df/de_t * e_t (first-order contribution of token t).
@@ -26,6 +27,7 @@ import torch
 from gptlab.errors import GptlabError
 from gptlab.interpret.attention import _ids_tensor
 from gptlab.model.gpt import GPT
+from gptlab.model.heads import GPTClassifier
 
 ScalarFn = Callable[[torch.Tensor], torch.Tensor]  # embeddings (N, T, C) -> scores (N,)
 IG_METHODS = ("gausslegendre", "riemann_trapezoid")
@@ -113,13 +115,49 @@ def next_token_target(
     wte = model.transformer.wte
 
     def f(emb: torch.Tensor) -> torch.Tensor:
-        handle = wte.register_forward_hook(lambda module, inputs, output: emb)
+        handle = _embedding_swap(wte, emb)
         try:
             logits, _ = model(idx.expand(emb.shape[0], -1), last_only=True)  # (N, 1, V)
         finally:
             handle.remove()
         last = logits[:, -1, :].float()
         return last.log_softmax(-1)[:, target_id] if score == "logprob" else last[:, target_id]
+
+    with torch.no_grad():
+        emb = wte(idx).detach()
+    return f, emb
+
+
+def _embedding_swap(wte: torch.nn.Module, emb: torch.Tensor):
+    """A forward hook on the token-embedding layer that returns ``emb`` instead of its lookup."""
+    return wte.register_forward_hook(lambda module, inputs, output: emb)
+
+
+def class_target(
+    classifier: GPTClassifier, ids: Sequence[int] | torch.Tensor, class_index: int, score: str = "logprob"
+) -> tuple[ScalarFn, torch.Tensor]:
+    """f(embeddings) = the log-probability (or logit) of class ``class_index`` for the text ``ids``
+    under a GPT classifier, and the text's token embeddings (1, T, C) to attribute."""
+    if score not in ("logprob", "logit"):
+        raise GptlabError(f"score must be logprob or logit, got {score!r}")
+    if not 0 <= class_index < classifier.num_classes:
+        raise GptlabError(
+            f"class index {class_index} is outside the classifier's classes (0..{classifier.num_classes - 1})"
+        )
+    idx = _ids_tensor(classifier.gpt, ids)  # (1, T)
+    classifier.eval()
+    wte = classifier.gpt.transformer.wte
+
+    def f(emb: torch.Tensor) -> torch.Tensor:
+        n = emb.shape[0]
+        lengths = torch.full((n,), idx.shape[1], dtype=torch.long, device=idx.device)
+        handle = _embedding_swap(wte, emb)
+        try:
+            logits, _ = classifier(idx.expand(n, -1), lengths)  # (N, K)
+        finally:
+            handle.remove()
+        logits = logits.float()
+        return logits.log_softmax(-1)[:, class_index] if score == "logprob" else logits[:, class_index]
 
     with torch.no_grad():
         emb = wte(idx).detach()
