@@ -29,7 +29,14 @@ VERBS: dict[str, tuple[str, str]] = {
     "convert": ("convert", "import Hugging Face GPT-2 weights into a gptlab run directory"),
     "export": ("export", "export a gptlab run to Hugging Face GPT-2 format"),
     "quantize": ("quantize", "weight-only int8 / int4 quantisation of a run (smaller, faster decoding)"),
-    "analyze": ("analyze", "interpretability: attention statistics, logit lens, token attributions"),
+    "analyze": (
+        "analyze",
+        "interpretability: attention, logit lens, attributions, embeddings, sampling; HTML views",
+    ),
+    "audit": (
+        "audit",
+        "security and robustness audits: memorisation, membership, injection, attacks, bias, poisoning",
+    ),
     "bench": ("bench", "run a benchmark from bench/ (train, speedrun, decode, tokenizer, finetune-lora)"),
 }
 

@@ -1,12 +1,13 @@
 """Run configs: typed dataclasses, TOML files, and ``section.key=value`` overrides.
 
-A training run is described by one `RunConfig` with four sections, each a dataclass whose field
+A training run is described by one `RunConfig` with five sections, each a dataclass whose field
 defaults are the single source of defaults (the CLI never repeats them):
 
     [model]  the architecture: a preset name plus any GPTConfig field (n_layer, dropout, ...)
     [data]   where the tokens come from: a prepared data folder, or raw text + a tokenizer recipe
     [optim]  AdamW and the learning-rate schedule
     [train]  steps, batch, evaluation, checkpoints, device, precision, budget
+    [dp]     differentially private training (DP-SGD), off unless dp.epsilon > 0
 
 Sources are applied in order: defaults, then a TOML file (``--config``: a path or the name of a
 preset shipped in ``gptlab/configs/``), then ``key=value`` overrides from the command line. Values
@@ -105,11 +106,22 @@ class TrainSection:
 
 
 @dataclass
+class DPSection:
+    """DP-SGD (gptlab.train.dp): per-window gradient clipping and Gaussian noise calibrated so the
+    run's train.max_steps spend ``epsilon`` at ``delta``; the protected unit is one window."""
+
+    epsilon: float = 0.0  # target epsilon over the run; 0 = off (ordinary training)
+    delta: float = 0.0  # 0 = the largest power of ten below 1/N (at most 1e-5), N = train windows
+    max_grad_norm: float = 1.0  # C: each window's gradient is clipped to this L2 norm
+
+
+@dataclass
 class RunConfig:
     model: ModelSection = field(default_factory=ModelSection)
     data: DataSection = field(default_factory=DataSection)
     optim: OptimSection = field(default_factory=OptimSection)
     train: TrainSection = field(default_factory=TrainSection)
+    dp: DPSection = field(default_factory=DPSection)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

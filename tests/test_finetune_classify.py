@@ -4,11 +4,11 @@ synthetic task (a random tiny GPT learns it to 100%), LoRA runs, and clear error
 from __future__ import annotations
 
 import json
-import random
 import string
 
 import pytest
 import torch
+from synthetic_task import synthetic_rows
 
 from gptlab.cli import main
 from gptlab.data.tasks import load_classification, stratified_split
@@ -19,18 +19,6 @@ from gptlab.model import GPT, GPTConfig
 from gptlab.rundir import load_model, save_model
 from gptlab.tokenizers.base import EOT
 from gptlab.tokenizers.char import CharTokenizer
-
-
-def synthetic_rows(n: int, seed: int = 0) -> list[tuple[str, str]]:
-    """label "alarm" if the text contains a 'z' anywhere, else "calm": the last token must look back."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        text = [rng.choice("abcd") for _ in range(rng.randint(3, 12))]
-        if i % 2:
-            text[rng.randrange(len(text))] = "z"
-        rows.append(("alarm" if "z" in text else "calm", "".join(text)))
-    return rows
 
 
 @pytest.fixture(scope="module")

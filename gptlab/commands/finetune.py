@@ -36,6 +36,25 @@ def add_lora_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_dp_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("differential privacy (DP-SGD, gptlab.train.dp)")
+    group.add_argument(
+        "--dp-epsilon",
+        type=float,
+        metavar="EPS",
+        help="train with DP-SGD, noise calibrated to spend this epsilon over the run (default: off)",
+    )
+    group.add_argument(
+        "--dp-delta",
+        type=float,
+        metavar="DELTA",
+        help="DP delta (default: the largest power of 10 below 1/N)",
+    )
+    group.add_argument(
+        "--dp-max-grad-norm", type=float, default=1.0, metavar="C", help="per-example gradient clip (DP-SGD)"
+    )
+
+
 def lora_options(args: argparse.Namespace):
     from gptlab.finetune.common import LoraOptions
 
@@ -112,6 +131,7 @@ def register(subparsers) -> None:
         help="prompting baselines to report (k-shot, label words = label names); none to skip",
     )
     add_lora_arguments(clf)
+    add_dp_arguments(clf)
     clf.set_defaults(func=run_classify)
 
     from gptlab.commands.finetune_instruct import register_instruct
@@ -148,6 +168,9 @@ def run_classify(args: argparse.Namespace) -> int:
         device=args.device,
         prompting_shots=tuple(args.prompting_shots),
         progress=not args.no_progress and not args.json,
+        dp_epsilon=args.dp_epsilon,
+        dp_delta=args.dp_delta,
+        dp_max_grad_norm=args.dp_max_grad_norm,
     )
 
     def on_epoch(r: dict) -> None:
@@ -181,5 +204,9 @@ def run_classify(args: argparse.Namespace) -> int:
             f"pretraining val perplexity: {f['before']['perplexity']:.2f} before, "
             f"{f['after']['perplexity']:.2f} after fine-tuning"
         )
+    if s.get("privacy"):
+        from gptlab.train.dp import format_privacy
+
+        print(format_privacy(s["privacy"]))
     print(f"report: {result.out_dir / 'report.html'}")
     return 0

@@ -41,6 +41,16 @@ def register(subparsers) -> None:
         choices=["auto", "ddp", "fsdp"],
         help="under torchrun: ddp (auto) replicates the model, fsdp shards it (same as train.strategy=S)",
     )
+    p.add_argument(
+        "--dp-epsilon",
+        type=float,
+        metavar="EPS",
+        help="DP-SGD, noise calibrated to spend EPS over train.max_steps (same as dp.epsilon=EPS)",
+    )
+    p.add_argument("--dp-delta", type=float, metavar="DELTA", help="DP delta (same as dp.delta=DELTA)")
+    p.add_argument(
+        "--dp-max-grad-norm", type=float, metavar="C", help="per-window gradient clip (dp.max_grad_norm=C)"
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON (no progress bar)")
     p.set_defaults(func=run)
 
@@ -65,6 +75,13 @@ def run(args: argparse.Namespace) -> int:
         config.train.max_minutes = args.max_minutes
     if args.strategy is not None:
         config.train.strategy = args.strategy
+    for flag, key in (
+        ("dp_epsilon", "epsilon"),
+        ("dp_delta", "delta"),
+        ("dp_max_grad_norm", "max_grad_norm"),
+    ):
+        if getattr(args, flag) is not None:
+            setattr(config.dp, key, getattr(args, flag))
     if args.json:
         config.train.progress = False
     result = train(config, resume=bool(args.resume))
@@ -84,5 +101,9 @@ def format_result(result) -> str:
         lines.append(f"val loss {result.final_val_loss:.4f} (best {result.best_val_loss:.4f})")
     if result.unigram_val_loss is not None:
         lines.append(f"unigram baseline val loss {result.unigram_val_loss:.4f}")
+    if getattr(result, "privacy", None):
+        from gptlab.train.dp import format_privacy
+
+        lines.append(format_privacy(result.privacy))
     lines.append(f"report: {result.run_dir / 'report.html'}")
     return "\n".join(lines)

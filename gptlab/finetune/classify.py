@@ -108,6 +108,9 @@ class ClassifyOptions:
     device: str = "auto"
     prompting_shots: tuple[int, ...] = (0, 4)  # prompting baselines to report; () for none
     progress: bool = True
+    dp_epsilon: float | None = None  # DP-SGD to this epsilon (gptlab.train.dp); None: off
+    dp_delta: float | None = None  # None: the largest power of ten below 1/N (at most 1e-5)
+    dp_max_grad_norm: float = 1.0  # per-example gradient clip C (DP-SGD only)
 
     def check(self) -> None:
         for name in ("epochs", "batch_size", "lr"):
@@ -118,6 +121,9 @@ class ClassifyOptions:
             check_positive("max_length", self.max_length)
         if self.max_minutes is not None:
             check_positive("max_minutes", self.max_minutes)
+        if self.dp_epsilon is not None:
+            check_positive("dp_epsilon", self.dp_epsilon)
+            check_positive("dp_max_grad_norm", self.dp_max_grad_norm)
 
 
 @dataclass
@@ -394,6 +400,20 @@ def finetune_classifier(
 
     optimizer = make_optimizer(model, options.lr, options.weight_decay, device)
     total_steps = options.epochs * len(train_loader)
+    dp_plan = None
+    if options.dp_epsilon is not None:  # DP-SGD: Poisson batches, as many steps per epoch as before
+        from gptlab.train.dp import DPPlan, PoissonSampler
+
+        dp_plan = DPPlan.make(
+            options.dp_epsilon,
+            options.dp_max_grad_norm,
+            len(datasets["train"]),
+            options.batch_size,
+            total_steps,
+            options.dp_delta,
+            unit="one text of the training split",
+        )
+        dp_sampler = PoissonSampler(len(datasets["train"]), dp_plan.sample_rate, options.seed)
     schedule = StepSchedule(optimizer, options.lr, total_steps, options.warmup_fraction)
     meta = {
         "format": CLASSIFIER_FORMAT,
@@ -417,13 +437,22 @@ def finetune_classifier(
         for epoch in range(1, options.epochs + 1):
             model.train()
             y_true, y_pred, loss_sum = [], [], 0.0
-            batches = _progress(train_loader, epoch, options)
+            if dp_plan is None:
+                batches = _progress(train_loader, epoch, options)
+            else:
+                dp_batches = _dp_batches(datasets["train"], dp_sampler, step, len(train_loader), pad_id)
+                batches = _progress(dp_batches, epoch, options)
             for idx, lengths, labels in batches:
                 timer.start()
                 schedule.set(step)
                 idx, lengths, labels = idx.to(device), lengths.to(device), labels.to(device)
-                logits, loss = model(idx, lengths, labels)
-                optimizer_step(model, optimizer, loss, options.grad_clip)
+                if dp_plan is None:
+                    logits, loss = model(idx, lengths, labels)
+                    optimizer_step(model, optimizer, loss, options.grad_clip)
+                else:
+                    logits, loss = _dp_step(
+                        model, optimizer, dp_plan, idx, lengths, labels, options.batch_size
+                    )
                 timer.stop()
                 step += 1
                 loss_sum += loss.item() * len(labels)
@@ -473,10 +502,47 @@ def finetune_classifier(
         summary["forgetting"]["after"] = lm_val_loss(best.model.gpt, baseline_data)
     summary["best_epoch"] = best_epoch
     summary["test"] = test_m.to_dict()
+    if dp_plan is not None:  # all the steps taken: the best epoch's weights are one of their outputs
+        summary["privacy"] = dp_plan.report(step)
     summary["options"] = _options_dict(options)
     atomic_write_json(out / "results.json", summary)
     _write_report(out, history, summary, test_m)
     return ClassifyResult(out, test_m, best_epoch, history, summary)
+
+
+def _dp_batches(dataset, sampler, first_step: int, steps: int, pad_id: int):
+    """One epoch of DP-SGD batches: ``steps`` Poisson samples (sizes vary; an empty one is a step
+    too: the noise alone), drawn as a function of the global step."""
+    for step in range(first_step, first_step + steps):
+        items = [dataset[i] for i in sampler.indices(step).tolist()]
+        if items:
+            yield collate_classification(items, pad_id)
+        else:
+            empty = torch.empty(0, 1, dtype=torch.long)
+            yield empty, torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
+
+
+def _dp_step(model, optimizer, plan, idx, lengths, labels, chunk_size: int):
+    """One DP-SGD step (gptlab.train.dp): private gradient into .grad, then AdamW. The usual
+    global-norm clip is not applied: per-example clipping bounds the update already. Returns the
+    batch's logits (B, K) and mean loss, for the train metrics (which are not private)."""
+    from gptlab.train.dp import ClassifierSampleLoss, classifier_sample_loss, dp_sgd_gradients, set_gradients
+
+    wrapper = ClassifierSampleLoss(model)
+    grads, stats = dp_sgd_gradients(
+        wrapper,
+        classifier_sample_loss,
+        (idx, lengths, labels),
+        plan.max_grad_norm,
+        plan.noise_multiplier,
+        plan.expected_batch_size,
+        chunk_size,
+    )
+    optimizer.zero_grad(set_to_none=True)
+    set_gradients(wrapper, grads)
+    optimizer.step()
+    logits = stats.aux if stats.aux is not None else torch.empty(0, model.num_classes)
+    return logits, torch.tensor(stats.loss_sum / max(1, stats.batch_size))
 
 
 def _brief(m: ClassificationMetrics) -> dict:
@@ -521,6 +587,10 @@ def _write_report(out: Path, history: list[dict], summary: dict, test: Classific
         ),
         ("train seconds", summary["train_seconds"]),
     ]
+    if summary.get("privacy"):
+        from gptlab.train.dp import format_privacy
+
+        rows.append(("differential privacy", format_privacy(summary["privacy"])))
     for name, r in summary.get("prompting", {}).items():
         value = r["accuracy"] if r["accuracy"] is not None else r.get("error")
         rows.append((f"prompting baseline, {name} (first {r['examples']} test texts)", value))

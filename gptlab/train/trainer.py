@@ -22,6 +22,16 @@ Under ``torchrun`` (gptlab.train.distributed, docs/scaling.md) every rank draws 
 gradients are averaged (DDP) or reduce-scattered (FSDP), the logged loss is the mean over ranks,
 and rank 0 alone writes the run directory, in the same format as a single process.
 
+Differential privacy (``[dp]`` with ``dp.epsilon`` > 0, gptlab.train.dp): each step is a DP-SGD
+step instead. The train split is cut into fixed windows of block_size + 1 tokens (the protected
+unit), every window joins a step's batch independently with probability q = batch_size *
+grad_accum / N (Poisson sampling, a function of seed and step, so resume stays exact), each
+window's gradient is clipped to ``dp.max_grad_norm``, Gaussian noise calibrated to spend
+``dp.epsilon`` over ``train.max_steps`` steps is added, and AdamW steps on the result
+(``optim.grad_clip`` is not applied). Eval records carry ``dp_epsilon`` (spent so far); the
+end writes RUN/privacy.json (epsilon, delta, noise multiplier, clip, sample rate, steps). Single
+process only.
+
 Host syncs: the loss is read back (``.item()``) only at log steps, so the GPU is not stalled
 every step.
 """
@@ -43,6 +53,7 @@ import torch
 from gptlab.config import RunConfig, save_toml
 from gptlab.data.shards import BatchSampler, TokenDataset, iter_eval_batches, prepare
 from gptlab.errors import GptlabError
+from gptlab.io import atomic_write_json
 from gptlab.model import GPT
 from gptlab.rundir import resolve_device, save_model
 from gptlab.train import distributed
@@ -52,6 +63,7 @@ from gptlab.train.optim import make_adamw, set_lr
 from gptlab.train.schedule import LRSchedule
 
 METRICS_FILE = "metrics.jsonl"
+PRIVACY_FILE = "privacy.json"  # DP runs: the privacy spent (gptlab.train.dp.DPPlan.report)
 SAMPLES_FILE = "samples.txt"
 BEST_DIR = "best"
 DATA_DIR = "data"
@@ -72,6 +84,7 @@ class TrainResult:
     elapsed_s: float
     n_params: int
     history: list[dict] = field(default_factory=list)  # the metrics.jsonl records
+    privacy: dict | None = None  # DP runs: epsilon spent, delta, noise multiplier, ... (privacy.json)
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.__dict__.items() if k != "history"}
@@ -233,6 +246,7 @@ class _Run:
         self.sampler = BatchSampler(
             self.train_data, t.batch_size, block_size, t.seed, dist.rank, dist.world_size, config.data.sampler
         )
+        self.dp = _make_dp(config, self.train_data, block_size, dist) if config.dp.epsilon > 0 else None
         self.state: dict[str, Any] = {
             "step": 0,
             "tokens_seen": 0,
@@ -283,6 +297,8 @@ class _Run:
         """One optimizer step; returns the mean loss (a tensor: no sync) and the grad norm."""
         t = self.config.train
         set_lr(self.optimizer, self.schedule.lr_at(step))
+        if self.dp is not None:
+            return self.dp_step(step), None
         total = torch.zeros((), device=self.device)
         for micro in range(t.grad_accum):
             x, y = self.sampler.next_batch()
@@ -301,6 +317,29 @@ class _Run:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total, norm
+
+    def dp_step(self, step: int) -> torch.Tensor:
+        """One DP-SGD step (module doc); returns the mean loss of the sampled windows (0 for the
+        rare empty batch, a noise-only step)."""
+        from gptlab.train.dp import dp_sgd_gradients, lm_sample_loss, set_gradients
+
+        plan, windows, sampler = self.dp
+        x, y = windows.batch(sampler.indices(step))  # (B, T) each, B ~ Binomial(N, q)
+        x, y = x.to(self.device), y.to(self.device)
+        with self.autocast():
+            grads, stats = dp_sgd_gradients(
+                self.raw_model,
+                lm_sample_loss,
+                (x, y),
+                plan.max_grad_norm,
+                plan.noise_multiplier,
+                plan.expected_batch_size,
+                chunk_size=self.config.train.batch_size,
+            )
+        set_gradients(self.raw_model, grads)
+        self.optimizer.step()  # the optimiser sees only the private gradient: post-processing
+        self.optimizer.zero_grad(set_to_none=True)
+        return torch.tensor(stats.loss_sum / max(1, stats.batch_size), device=self.device)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -377,6 +416,26 @@ class _Run:
                 f.write(json.dumps(record) + "\n")
 
 
+def _make_dp(config: RunConfig, train_data: TokenDataset, block_size: int, dist):
+    """(DPPlan, WindowData, PoissonSampler) of a DP run, checking what DP training supports."""
+    from gptlab.train.dp import DPPlan, PoissonSampler, WindowData
+
+    t = config.train
+    if dist.enabled:
+        raise GptlabError("DP training (dp.epsilon > 0) runs in a single process: launch it without torchrun")
+    windows = WindowData(train_data.tokens, block_size)
+    plan = DPPlan.make(
+        config.dp.epsilon,
+        config.dp.max_grad_norm,
+        len(windows),
+        t.batch_size * t.grad_accum,
+        t.max_steps,
+        config.dp.delta or None,
+        unit=f"one window of {block_size + 1} tokens of the train split",
+    )
+    return plan, windows, PoissonSampler(len(windows), plan.sample_rate, t.seed)
+
+
 def _check_train_section(config: RunConfig) -> None:
     t = config.train
     for name in ("max_steps", "batch_size", "grad_accum", "eval_every", "eval_batches", "log_every"):
@@ -389,6 +448,13 @@ def _check_train_section(config: RunConfig) -> None:
         raise GptlabError("train.early_stop_patience and train.sample_tokens must be >= 0")
     if config.optim.grad_clip < 0:
         raise GptlabError(f"optim.grad_clip must be >= 0, got {config.optim.grad_clip}")
+    if config.dp.epsilon < 0 or config.dp.delta < 0 or config.dp.max_grad_norm <= 0:
+        raise GptlabError("dp.epsilon and dp.delta must be >= 0 (0: off / default), dp.max_grad_norm > 0")
+    if config.dp.epsilon > 0 and (t.compile or t.activation_checkpointing):
+        raise GptlabError(
+            "DP training computes per-window gradients with torch.func: set train.compile=false and "
+            "train.activation_checkpointing=false"
+        )
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
@@ -518,7 +584,10 @@ def _train(config, resume, on_step, dist) -> TrainResult:
         elapsed_s=run.state["elapsed_s"],
         n_params=run.raw_model.num_params(),
         history=history,
+        privacy=run.dp[0].report(step) if run.dp is not None else None,
     )
+    if dist.is_main and result.privacy is not None:
+        atomic_write_json(run.run_dir / PRIVACY_FILE, result.privacy)
     if dist.is_main and stop_reason != "interrupted":
         from gptlab.report import write_run_report
 
@@ -531,6 +600,8 @@ def _evaluate_and_save(run: _Run, step: int, rng: dict[str, Any]) -> dict[str, f
     t = run.config.train
     losses = run.evaluate()
     record = {"kind": "eval", "step": step, **losses, "time": time.time()}
+    if run.dp is not None:
+        record["dp_epsilon"] = run.dp[0].epsilon(step)
     val = losses.get("val_loss")
     if val is not None:
         record["val_ppl"] = math.exp(min(val, 50.0))

@@ -1,0 +1,248 @@
+"""Membership inference (`gptlab audit membership`): can an attacker tell whether a text was in the
+training set from the model's outputs alone?
+
+Members are texts from the training data, non-members held-out texts from the same distribution.
+Each text gets, from teacher-forced losses (one plain forward pass, after <|endoftext|> when the
+tokenizer has one, cut to the model's context):
+
+- **loss**: the mean token cross-entropy under the target model; members score lower (the
+  loss-threshold attack, Yeom, Giacomelli, Fredrikson & Jha, CSF 2018).
+- **zlib**: loss / zlib entropy (bits of the zlib-compressed UTF-8 text): texts that are easy for
+  any compressor (repetitive) are discounted (Carlini et al., "Extracting Training Data from Large
+  Language Models", USENIX Security 2021, Section 6.2).
+- **reference**: target loss - reference loss, where the reference model was trained on data
+  disjoint from the target's: a text that is easy for both is just easy; only the difference is
+  evidence of membership (Carlini et al. 2021; the calibration of Watson et al., ICLR 2022, and
+  Mireshghallah et al. 2022's likelihood-ratio form for LMs). Each model reads the text with its
+  own tokenizer.
+- **classifier**: a gradient-boosting classifier (scikit-learn) on those features (plus the zlib
+  length, the token count and the reference loss). Its scores are out-of-fold: stratified k-fold
+  cross-validation, each text scored by a model that did not see its label, so its AUC is an
+  honest estimate rather than a fit to the evaluation set. It is the strongest attacker here and
+  assumes some labelled members and non-members (as the shadow-model attack of Shokri et al., S&P
+  2017, does through shadow models). On a few hundred texts without signal its out-of-fold AUC
+  scatters around 0.5 and leans slightly below it (a known effect of cross-validating a flexible
+  model on noise); read it with its interval.
+
+Texts are scored from the start of a document (after <|endoftext|>); windows cut from a run's
+token splits start mid-document, which costs members and non-members alike.
+
+For every score (higher = "more likely a member": the negated losses and ratios) the audit reports
+the ROC AUC and the TPR at 1% and 0.1% FPR (the low-FPR regime that matters for privacy, Carlini
+et al., "Membership Inference Attacks From First Principles", S&P 2022), each with a stratified
+percentile bootstrap interval, and the ROC curves on linear and log axes. TPR at an FPR below
+1/#non-members is the TPR at FPR 0: the interval says how little that resolution supports.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gptlab.audit.common import (
+    AuditResult,
+    Finding,
+    bootstrap_interval,
+    plot_png,
+    roc_auc,
+    roc_curve,
+    tpr_at_fpr,
+)
+from gptlab.errors import GptlabError
+
+THREAT = "membership inference"
+FPRS = (0.01, 0.001)
+SCORE_LABELS = {
+    "loss": "loss",
+    "zlib": "zlib ratio",
+    "reference": "reference-calibrated",
+    "classifier": "attack classifier (OOF)",
+}
+
+
+def text_losses(model, tokenizer, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean token cross-entropy (nats) and the number of scored tokens of every text."""
+    from gptlab.audit.memorization import score_tokens
+
+    block = model.config.block_size
+    rows, starts = [], []
+    for i, text in enumerate(texts):
+        ids = tokenizer.encode(text)
+        if tokenizer.eot_id is not None:
+            ids = [tokenizer.eot_id] + ids  # so the first token is predicted, as in training
+        ids = ids[: block + 1]
+        if len(ids) < 2:
+            raise GptlabError(f"text {i} ({text[:40]!r}) is too short to score: give texts of 2+ tokens")
+        rows.append(ids)
+        starts.append(1)
+    counts = np.array([len(r) - 1 for r in rows], dtype=np.float64)
+    return -score_tokens(model, rows, starts) / counts, counts
+
+
+def zlib_bits(texts: Sequence[str]) -> np.ndarray:
+    return np.array([8.0 * len(zlib.compress(t.encode("utf-8"), 9)) for t in texts])
+
+
+def membership_features(
+    model, tokenizer, texts: Sequence[str], reference: tuple[Any, Any] | None = None
+) -> dict[str, np.ndarray]:
+    """Per-text features: loss, zlib_bits, zlib_ratio, n_tokens and, with a (model, tokenizer)
+    reference, ref_loss and calibrated = loss - ref_loss."""
+    loss, n_tokens = text_losses(model, tokenizer, texts)
+    bits = zlib_bits(texts)
+    feats = {"loss": loss, "zlib_bits": bits, "zlib_ratio": loss / bits, "n_tokens": n_tokens}
+    if reference is not None:
+        ref_loss, _ = text_losses(reference[0], reference[1], texts)
+        feats["ref_loss"] = ref_loss
+        feats["calibrated"] = loss - ref_loss
+    return feats
+
+
+def attack_classifier_scores(
+    features: np.ndarray, labels: np.ndarray, folds: int = 5, seed: int = 0
+) -> np.ndarray:
+    """Out-of-fold member probabilities of a gradient-boosting classifier: each row is scored by a
+    model fitted on the other folds only."""
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    labels = np.asarray(labels)
+    smallest = int(min(labels.sum(), len(labels) - labels.sum()))
+    folds = min(folds, smallest)
+    if folds < 2:
+        raise GptlabError("the attack classifier needs at least 2 members and 2 non-members")
+    # shallow trees, few rounds and a leaf minimum: the attack sets are small (hundreds of texts)
+    clf = GradientBoostingClassifier(
+        n_estimators=50, max_depth=2, learning_rate=0.1, min_samples_leaf=5, random_state=seed
+    )
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return cross_val_predict(clf, features, labels, cv=cv, method="predict_proba")[:, 1]
+
+
+def membership_scores(
+    member_feats: dict[str, np.ndarray],
+    nonmember_feats: dict[str, np.ndarray],
+    folds: int = 5,
+    seed: int = 0,
+    classifier: bool = True,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Attack scores (higher = member) for members followed by non-members, and the labels."""
+    feats = {k: np.r_[member_feats[k], nonmember_feats[k]] for k in member_feats}
+    labels = np.r_[np.ones(len(member_feats["loss"])), np.zeros(len(nonmember_feats["loss"]))].astype(int)
+    scores = {"loss": -feats["loss"], "zlib": -feats["zlib_ratio"]}
+    if "calibrated" in feats:
+        scores["reference"] = -feats["calibrated"]
+    if classifier:
+        names = [
+            k for k in ("loss", "zlib_ratio", "zlib_bits", "n_tokens", "ref_loss", "calibrated") if k in feats
+        ]
+        X = np.stack([feats[k] for k in names], axis=1)  # (N, F)
+        scores["classifier"] = attack_classifier_scores(X, labels, folds=folds, seed=seed)
+    return scores, labels
+
+
+def audit_membership(
+    model,
+    tokenizer,
+    members: Sequence[str],
+    nonmembers: Sequence[str],
+    reference: tuple[Any, Any] | str | Path | None = None,
+    *,
+    folds: int = 5,
+    classifier: bool = True,
+    n_boot: int = 1000,
+    seed: int = 0,
+    auc_threshold: float = 0.6,
+    tpr_thresholds: tuple[float, float] = (0.05, 0.01),
+) -> AuditResult:
+    """Membership inference on ``members`` (training texts) vs ``nonmembers`` (held-out texts);
+    ``reference`` is a (model, tokenizer) or run directory trained on disjoint data. A score fails
+    when its AUC exceeds ``auc_threshold`` or its TPR at 1% / 0.1% FPR exceeds ``tpr_thresholds``
+    (chance is the FPR itself)."""
+    from gptlab.rundir import load_model
+
+    if isinstance(model, (str, Path)):
+        model, tokenizer = load_model(model)
+    if isinstance(reference, (str, Path)):
+        reference = load_model(reference)
+    if len(members) < 2 or len(nonmembers) < 2:
+        raise GptlabError("membership inference needs at least 2 member and 2 non-member texts")
+    mf = membership_features(model, tokenizer, members, reference)
+    nf = membership_features(model, tokenizer, nonmembers, reference)
+    scores, labels = membership_scores(mf, nf, folds=folds, seed=seed, classifier=classifier)
+    findings: list[Finding] = [
+        Finding(
+            THREAT,
+            "loss gap (non-members - members)",
+            float(nf["loss"].mean() - mf["loss"].mean()),
+            note="nats per token; the generalisation gap the loss attack exploits",
+        )
+    ]
+    details: dict[str, Any] = {
+        "n_members": len(members),
+        "n_nonmembers": len(nonmembers),
+        "mean_loss": {"members": float(mf["loss"].mean()), "nonmembers": float(nf["loss"].mean())},
+        "scores": {},
+    }
+    curves = {}
+    for name, s in scores.items():
+        label = SCORE_LABELS[name]
+        auc = roc_auc(s, labels)
+        auc_iv = bootstrap_interval(roc_auc, s, labels, n_boot=n_boot, seed=seed, stratify=labels)
+        findings.append(Finding(THREAT, f"ROC AUC ({label})", auc, interval=auc_iv, threshold=auc_threshold))
+        entry = {"auc": auc, "auc_interval": list(auc_iv)}
+        for fpr, threshold in zip(FPRS, tpr_thresholds):
+            tpr = tpr_at_fpr(s, labels, fpr)
+            iv = bootstrap_interval(
+                lambda a, b, f=fpr: tpr_at_fpr(a, b, f), s, labels, n_boot=n_boot, seed=seed, stratify=labels
+            )
+            note = f"chance = {fpr:g}"
+            if fpr * len(nonmembers) < 1:
+                # fewer non-members than 1/FPR: this is the TPR at FPR 0, too coarse for a verdict
+                note += f"; only {len(nonmembers)} non-members: the TPR at FPR 0, no verdict"
+                threshold = None
+            findings.append(
+                Finding(
+                    THREAT,
+                    f"TPR@{fpr * 100:g}%FPR ({label})",
+                    tpr,
+                    interval=iv,
+                    threshold=threshold,
+                    note=note,
+                )
+            )
+            entry[f"tpr_at_{fpr:g}"] = tpr
+            entry[f"tpr_at_{fpr:g}_interval"] = list(iv)
+        details["scores"][name] = entry
+        curves[label] = roc_curve(s, labels)
+    plots = {"roc.png": _roc_plot(curves, log=False), "roc_log.png": _roc_plot(curves, log=True)}
+    return AuditResult("membership", findings, details, plots)
+
+
+def _roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], log: bool) -> bytes:
+    def draw(ax):
+        floor = 1e-4
+        for label, (fpr, tpr) in curves.items():
+            if log:
+                ax.step(np.maximum(fpr, floor), np.maximum(tpr, floor), where="post", label=label)
+            else:
+                ax.plot(fpr, tpr, label=label)
+        grid = np.logspace(-4, 0, 50) if log else np.linspace(0, 1, 2)
+        ax.plot(grid, grid, "k--", lw=0.8, label="chance")
+        if log:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        ax.set_xlabel("false positive rate")
+        ax.set_ylabel("true positive rate")
+        ax.set_title("Membership inference ROC" + (" (log scale)" if log else ""))
+        ax.legend(fontsize=8)
+
+    return plot_png(draw)
+
+
+def texts_from_windows(tokenizer, windows: Sequence[Sequence[int]]) -> list[str]:
+    return [tokenizer.decode(w) for w in windows]

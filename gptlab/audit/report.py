@@ -1,0 +1,101 @@
+"""One report for several audits: ``audit.json`` (every finding, detail and plot name) and a
+self-contained ``report.html`` with the summary table (threat, metric, value, interval, verdict
+against its threshold) and each audit's plots embedded as data: URIs, so it opens offline."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from gptlab.audit.common import AuditResult, _jsonable
+from gptlab.io import atomic_write_text
+from gptlab.report import html_page, image
+
+AUDIT_JSON = "audit.json"
+REPORT_HTML = "report.html"
+
+_CSS = (
+    "<style>td.pass{background:#e3f4e3}td.fail{background:#f9dcdc;font-weight:bold}td.info{color:#555}"
+    "td.num{text-align:right;font-variant-numeric:tabular-nums}details{margin:.5rem 0}</style>"
+)
+
+
+def _num(v) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def summary_rows(results: Sequence[AuditResult]) -> str:
+    rows = []
+    for result in results:
+        for f in result.findings:
+            iv = "–" if f.interval is None else f"[{_num(f.interval[0])}, {_num(f.interval[1])}]"
+            threshold = (
+                "–" if f.threshold is None else ("> " if f.higher_is_worse else "< ") + _num(f.threshold)
+            )
+            rows.append(
+                f"<tr><td>{html.escape(result.name)}</td><td>{html.escape(f.threat)}</td>"
+                f"<td>{html.escape(f.metric)}</td><td class='num'>{_num(f.value)}</td>"
+                f"<td class='num'>{iv}</td><td class='num'>{html.escape(threshold)}</td>"
+                f"<td class='{f.verdict}'>{f.verdict}</td><td>{html.escape(f.note)}</td></tr>"
+            )
+    head = (
+        "<tr><th>audit</th><th>threat</th><th>metric</th><th>value</th><th>95% interval</th>"
+        "<th>fails when</th><th>verdict</th><th>note</th></tr>"
+    )
+    return f'<table id="summary">{head}{"".join(rows)}</table>'
+
+
+def render_report(
+    results: Sequence[AuditResult],
+    title: str = "gptlab security audit",
+    skipped: dict[str, str] | None = None,
+) -> str:
+    sections = []
+    for result in results:
+        plots = "".join(
+            f"<figure>{image(png, name)}<figcaption>{html.escape(name)}</figcaption></figure>"
+            for name, png in sorted(result.plots.items())
+        )
+        details = html.escape(json.dumps(result.details, indent=1, default=_jsonable)[:200_000])
+        sections.append(
+            f'<section id="audit-{html.escape(result.name)}"><h2>{html.escape(result.name)}</h2>{plots}'
+            f"<details><summary>details (JSON)</summary><pre>{details}</pre></details></section>"
+        )
+    fails = sum(f.verdict == "fail" for r in results for f in r.findings)
+    total = sum(len(r.findings) for r in results)
+    body = (
+        f"{_CSS}<p>{len(results)} audits, {total} findings, {fails} past their threshold. Intervals are "
+        f"95% (bootstrap unless the note says otherwise); thresholds are configurable.</p>"
+        f"<h2>Summary</h2>{summary_rows(results)}{_skipped(skipped or {})}{''.join(sections)}"
+    )
+    return html_page(title, body)
+
+
+def _skipped(skipped: dict[str, str]) -> str:
+    if not skipped:
+        return ""
+    items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in skipped.items())
+    return f'<h2>Not run</h2><ul id="skipped">{items}</ul>'
+
+
+def write_report(
+    results: Sequence[AuditResult],
+    out_dir: str | Path,
+    title: str = "gptlab security audit",
+    skipped: dict[str, str] | None = None,
+) -> Path:
+    """Write every audit's JSON and plots, ``audit.json`` and ``report.html`` into ``out_dir``;
+    returns the report's path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for result in results:
+        result.save(out)
+    combined = {"audits": [r.to_dict() for r in results], "skipped": skipped or {}}
+    atomic_write_text(out / AUDIT_JSON, json.dumps(combined, indent=2, default=_jsonable) + "\n")
+    path = out / REPORT_HTML
+    atomic_write_text(path, render_report(results, title, skipped))
+    return path

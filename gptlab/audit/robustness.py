@@ -1,0 +1,658 @@
+"""Robustness to adversarial text (`gptlab audit robustness`): how much typos, look-alike
+characters and gradient-chosen token swaps cost a classifier, how much a typo costs a language
+model, and what adversarial training buys back.
+
+What is measured, on a classifier run's held-out test split (or given texts):
+
+- Random character noise (gptlab.audit.perturb: swap, insert, delete, keyboard neighbour,
+  homoglyph) at a set of rates (edits per character): accuracy under each (kind, rate), and the
+  accuracy drop from clean with a paired bootstrap interval (the same texts, clean vs perturbed).
+  Noise is not an attack, but it is the floor: a model that breaks under 5% random typos needs no
+  adversary (Belinkov & Bisk 2018).
+- A greedy black-box character attack: per correctly classified text, up to ``max_edits`` rounds;
+  each round tries ``candidates`` random single edits and keeps the one that lowers the true
+  class's probability most, stopping when the prediction flips (the greedy search of Gao et al.
+  2018, "DeepWordBug", with random rather than scored positions). Reports the attack success rate
+  and the mean edits needed.
+- HotFlip (Ebrahimi et al. 2018, "HotFlip: white-box adversarial examples for text
+  classification"), at the token level: the gradient g_t of the true class's log-probability with
+  respect to token t's embedding gives, to first order, the change from swapping token t for
+  token v as (E_v - e_t) . g_t. Each round scores every (position, token) pair that way, evaluates
+  the ``candidates`` best exactly (one batched forward; 1 = the pure first-order HotFlip) and keeps
+  the one that lowers the true class most; a position is flipped at most once, special tokens and
+  ids past the tokenizer's vocabulary (padding rows of the embedding) are never used. Stops when
+  the prediction changes or ``budget`` flips are spent. Reports accuracy under attack, attack
+  success rate (over texts classified correctly before the attack) and mean flips needed. The
+  flips are on token ids: decoding and re-encoding a flipped BPE text may not give the same ids.
+- The perplexity shift of a language model under typos: each text clean vs perturbed, scored
+  after ``<|endoftext|>`` (when the tokenizer has one) and cut to the model's context. Typos change
+  how many tokens a text has, so per-token loss is not comparable across the two; the findings
+  report **bits per character** (total NLL / ln 2 / characters scored), the details both.
+
+Adversarial training (Goodfellow et al. 2015; for text, Pruthi et al. 2019 and Belinkov & Bisk
+2018 train on noise): `adversarial_training` splits a labelled file once, holds the test part out,
+writes the training part clean and augmented (originals + perturbed copies, same labels), trains a
+classifier on each with `finetune_classifier`, and compares them on the held-out test texts: clean
+accuracy (what robustness costs) and accuracy under noise (what it buys). finetune_classifier
+splits each file again into train/val/(internal) test; those internal splits are not used for the
+comparison, and in the augmented file a perturbed copy can sit in the internal val split while
+its original trains (that only flatters the checkpoint choice).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gptlab.audit import perturb as P
+from gptlab.audit.common import AuditResult, Finding, bootstrap_interval, plot_png
+from gptlab.errors import GptlabError
+
+DEFAULT_RATES = (0.02, 0.05, 0.1, 0.2)
+THREAT = "adversarial text"
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def tokenizer_alphabet(tokenizer) -> set[str] | None:
+    """Characters a perturbation may introduce: a char tokenizer without an unknown token encodes
+    only its vocabulary; anything else (byte-level BPE) encodes every character (None)."""
+    chars = getattr(tokenizer, "chars", None)
+    if chars is not None and getattr(tokenizer, "unk", None) is None:
+        return set(chars)
+    return None
+
+
+def _as_classifier(classifier, device: str = "cpu"):
+    from gptlab.finetune.classify import load_classifier
+
+    return load_classifier(classifier, device=device) if isinstance(classifier, (str, Path)) else classifier
+
+
+def predict(clf, texts: Sequence[str], batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted class (N,) and class probabilities (N, K) of a LoadedClassifier."""
+    probs = clf.predict_proba(list(texts), batch_size=batch_size).numpy()  # (N, K)
+    return probs.argmax(-1), probs
+
+
+def _accuracy(correct: np.ndarray) -> float:
+    return float(np.mean(correct)) if len(correct) else float("nan")
+
+
+def _interval(stat, *arrays, seed: int) -> tuple[float, float] | None:
+    if len(arrays[0]) < 2:
+        return None
+    return bootstrap_interval(stat, *arrays, n_boot=1000, seed=seed)
+
+
+# --- random character noise ---------------------------------------------------------------------
+
+
+def noise_accuracy(
+    clf,
+    texts: Sequence[str],
+    labels: Sequence[int],
+    kinds: Sequence[str] = P.KINDS,
+    rates: Sequence[float] = DEFAULT_RATES,
+    seed: int = 0,
+) -> dict[str, dict[float, np.ndarray]]:
+    """kind -> rate -> (N,) bool, whether each text is still classified right after perturbation
+    (rate 0 = the clean texts)."""
+    alphabet = tokenizer_alphabet(clf.tokenizer)
+    y = np.asarray(labels)
+    clean = predict(clf, texts)[0] == y
+    out: dict[str, dict[float, np.ndarray]] = {}
+    for kind in P.check_kinds(kinds):
+        out[kind] = {0.0: clean}
+        for rate in rates:
+            noisy = [P.perturb(t, kind, rate, seed, alphabet) for t in texts]
+            out[kind][float(rate)] = predict(clf, noisy)[0] == y
+    return out
+
+
+# --- greedy character attack --------------------------------------------------------------------
+
+
+@dataclass
+class AttackOutcome:
+    """One text's attack: whether it was right before, whether the attack flipped it, with how
+    many edits (None when it did not), and the final text (or ids)."""
+
+    correct_before: bool
+    success: bool
+    edits: int | None
+    adversarial: Any
+
+
+def greedy_char_attack(
+    clf,
+    texts: Sequence[str],
+    labels: Sequence[int],
+    kinds: Sequence[str] = P.KINDS,
+    max_edits: int = 5,
+    candidates: int = 16,
+    seed: int = 0,
+) -> list[AttackOutcome]:
+    """Black-box greedy search over random single character edits (see the module docstring)."""
+    kinds = P.check_kinds(kinds)
+    alphabet = tokenizer_alphabet(clf.tokenizer)
+    pred, _ = predict(clf, texts)
+    outcomes = []
+    for i, (text, label) in enumerate(zip(texts, labels)):
+        if pred[i] != label:
+            outcomes.append(AttackOutcome(False, False, None, text))
+            continue
+        rng = random.Random(f"{seed}|greedy|{i}")
+        current, done = text, None
+        for step in range(1, max_edits + 1):
+            tries = list(
+                dict.fromkeys(
+                    P.apply(rng.choice(kinds), current, 1, rng, alphabet) for _ in range(candidates)
+                )
+            )
+            tries = [t for t in tries if t != current] or [current]
+            p_pred, probs = predict(clf, tries)
+            best = int(np.argmin(probs[:, label]))  # the edit that hurts the true class most
+            current = tries[best]
+            if p_pred[best] != label:
+                done = step
+                break
+        outcomes.append(AttackOutcome(True, done is not None, done, current))
+    return outcomes
+
+
+# --- HotFlip ------------------------------------------------------------------------------------
+
+
+def allowed_token_mask(tokenizer, vocab_rows: int) -> torch.Tensor:
+    """(V,) bool: ids HotFlip may substitute: real tokenizer ids, no special tokens."""
+    mask = torch.zeros(vocab_rows, dtype=torch.bool)
+    mask[: min(tokenizer.vocab_size, vocab_rows)] = True
+    for token_id in tokenizer.special_tokens.values():
+        if token_id < vocab_rows:
+            mask[token_id] = False
+    return mask
+
+
+def _class_logprob(model, batch: torch.Tensor, label: int) -> torch.Tensor:
+    """log p(label) for each row of ``batch`` (N, T), all rows full length."""
+    lengths = torch.full((batch.shape[0],), batch.shape[1], dtype=torch.long, device=batch.device)
+    logits, _ = model(batch, lengths)  # (N, K)
+    return logits.float().log_softmax(-1)[:, label]
+
+
+def hotflip(
+    model,
+    ids: Sequence[int],
+    label: int,
+    allowed: torch.Tensor,
+    budget: int = 5,
+    candidates: int = 8,
+) -> AttackOutcome:
+    """HotFlip one text (token ids) against a GPTClassifier; ``allowed`` (V,) marks the ids that
+    may be written in."""
+    if budget < 0 or candidates < 1:
+        raise GptlabError(f"HotFlip needs budget >= 0 and candidates >= 1, got {budget}, {candidates}")
+    from gptlab.interpret.saliency import class_target
+
+    device = next(model.parameters()).device
+    model.eval()
+    weight = model.gpt.transformer.wte.weight.detach().float()  # (V, C)
+    blocked = ~allowed.to(device)  # (V,)
+    idx = torch.as_tensor(list(ids), dtype=torch.long, device=device)[None]  # (1, T)
+    with torch.no_grad():
+        correct = int(model(idx, torch.tensor([idx.shape[1]], device=device))[0].argmax(-1)) == label
+    if not correct:
+        return AttackOutcome(False, False, None, idx[0].tolist())
+    flipped: set[int] = set()
+    for step in range(1, budget + 1):
+        f, emb = class_target(model, idx[0], label)  # f: embeddings (N, T, C) -> log p(label) (N,)
+        emb = emb.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(f(emb).sum(), emb)
+        grad, e = grad[0].float(), emb[0].detach().float()  # (T, C)
+        # first-order change of log p(label) when token t becomes v: E_v . g_t - e_t . g_t
+        scores = grad @ weight.T - (grad * e).sum(-1, keepdim=True)  # (T, V)
+        scores[:, blocked] = float("inf")
+        scores[torch.arange(idx.shape[1], device=device), idx[0]] = float("inf")  # no-op swaps
+        if flipped:
+            scores[sorted(flipped)] = float("inf")
+        k = min(candidates, int(torch.isfinite(scores).sum()))
+        if k == 0:
+            break
+        top = scores.flatten().topk(k, largest=False).indices
+        pos, tok = top // scores.shape[1], top % scores.shape[1]
+        batch = idx.repeat(k, 1)  # (k, T)
+        batch[torch.arange(k, device=device), pos] = tok
+        with torch.no_grad():
+            logp = _class_logprob(model, batch, label)  # (k,)
+            best = int(logp.argmin())
+            idx = batch[best : best + 1]
+            flipped.add(int(pos[best]))
+            still = int(model(idx, torch.tensor([idx.shape[1]], device=device))[0].argmax(-1)) == label
+        if not still:
+            return AttackOutcome(True, True, step, idx[0].tolist())
+    return AttackOutcome(True, False, None, idx[0].tolist())
+
+
+def hotflip_attack(
+    clf, texts: Sequence[str], labels: Sequence[int], budget: int = 5, candidates: int = 8
+) -> list[AttackOutcome]:
+    """HotFlip every text of a LoadedClassifier (cut to its max_length); the adversarial ids
+    are decoded back to text in ``adversarial``."""
+    allowed = allowed_token_mask(clf.tokenizer, clf.model.gpt.transformer.wte.weight.shape[0])
+    outcomes = []
+    for ids, label in zip(clf.encode(texts), labels):
+        o = hotflip(clf.model, ids, int(label), allowed, budget, candidates)
+        o.adversarial = clf.tokenizer.decode(o.adversarial)
+        outcomes.append(o)
+    return outcomes
+
+
+def attack_summary(outcomes: Sequence[AttackOutcome], seed: int = 0) -> dict[str, Any]:
+    """Accuracy under attack (over all texts), attack success rate (over texts right before the
+    attack) and mean edits needed (over successes), with bootstrap intervals."""
+    right = np.array([o.correct_before for o in outcomes], dtype=bool)
+    success = np.array([o.success for o in outcomes], dtype=bool)
+    edits = np.array([o.edits for o in outcomes if o.success], dtype=float)
+    after = right & ~success
+    s = success[right].astype(float)
+    return {
+        "texts": len(outcomes),
+        "correct_before": int(right.sum()),
+        "accuracy_before": _accuracy(right),
+        "accuracy_under_attack": _accuracy(after),
+        "accuracy_under_attack_interval": _interval(np.mean, after.astype(float), seed=seed),
+        "success_rate": _accuracy(s),
+        "success_rate_interval": _interval(np.mean, s, seed=seed) if len(s) else None,
+        "mean_edits": float(edits.mean()) if len(edits) else float("nan"),
+        "mean_edits_interval": _interval(np.mean, edits, seed=seed) if len(edits) else None,
+    }
+
+
+# --- language model under typos -----------------------------------------------------------------
+
+
+@torch.no_grad()
+def text_nll(model, tokenizer, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:
+    """(N, 3): total NLL (nats), tokens scored, characters scored per text. Each text is scored
+    after ``<|endoftext|>`` when the tokenizer has one (every character counts), else from its
+    second token; texts longer than the context are cut to it."""
+    block = model.config.block_size
+    device = next(model.parameters()).device
+    rows = []
+    for text in texts:
+        ids = tokenizer.encode(text, allowed_special=set())
+        if tokenizer.eot_id is not None:
+            ids = [tokenizer.eot_id, *ids]
+        ids = ids[: block + 1]
+        if len(ids) < 2:
+            raise GptlabError(f"text {text[:40]!r} is too short to score (fewer than 2 tokens)")
+        rows.append(ids)
+    out = np.zeros((len(rows), 3))
+    model.eval()
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        T = max(len(r) for r in chunk) - 1
+        x = torch.zeros((len(chunk), T), dtype=torch.long)  # (B, T), right padding is never attended
+        y = torch.full((len(chunk), T), -100, dtype=torch.long)  # (B, T)
+        for r, ids in enumerate(chunk):
+            x[r, : len(ids) - 1] = torch.tensor(ids[:-1])
+            y[r, : len(ids) - 1] = torch.tensor(ids[1:])
+        logits, _ = model(x.to(device))  # (B, T, V)
+        nll = F.cross_entropy(
+            logits.float().transpose(1, 2), y.to(device), ignore_index=-100, reduction="none"
+        )  # (B, T)
+        for r, ids in enumerate(chunk):
+            out[start + r] = (float(nll[r].sum()), len(ids) - 1, len(tokenizer.decode(ids[1:])))
+    return out
+
+
+def _bits_per_char(nll: np.ndarray, chars: np.ndarray) -> float:
+    return float(nll.sum() / np.log(2) / chars.sum())
+
+
+def lm_typo_shift(
+    model,
+    tokenizer,
+    texts: Sequence[str],
+    kinds: Sequence[str] = P.KINDS,
+    rates: Sequence[float] = DEFAULT_RATES,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Per (kind, rate): bits per character and mean NLL per token, clean and perturbed, and the
+    bits-per-character shift with a paired bootstrap interval over texts."""
+    alphabet = tokenizer_alphabet(tokenizer)
+    clean = text_nll(model, tokenizer, texts)
+    out: dict[str, Any] = {
+        "texts": len(texts),
+        "clean": {
+            "bits_per_char": _bits_per_char(clean[:, 0], clean[:, 2]),
+            "nll_per_token": float(clean[:, 0].sum() / clean[:, 1].sum()),
+            "perplexity_per_token": float(np.exp(clean[:, 0].sum() / clean[:, 1].sum())),
+        },
+        "perturbed": {},
+    }
+
+    def shift(nc, cc, nn, cn):
+        return _bits_per_char(nn, cn) - _bits_per_char(nc, cc)
+
+    for kind in P.check_kinds(kinds):
+        for rate in rates:
+            noisy = text_nll(model, tokenizer, [P.perturb(t, kind, rate, seed, alphabet) for t in texts])
+            out["perturbed"][f"{kind}@{rate}"] = {
+                "kind": kind,
+                "rate": float(rate),
+                "bits_per_char": _bits_per_char(noisy[:, 0], noisy[:, 2]),
+                "nll_per_token": float(noisy[:, 0].sum() / noisy[:, 1].sum()),
+                "perplexity_per_token": float(np.exp(noisy[:, 0].sum() / noisy[:, 1].sum())),
+                "bits_per_char_shift": shift(clean[:, 0], clean[:, 2], noisy[:, 0], noisy[:, 2]),
+                "bits_per_char_shift_interval": _interval(
+                    shift, clean[:, 0], clean[:, 2], noisy[:, 0], noisy[:, 2], seed=seed
+                ),
+            }
+    return out
+
+
+# --- adversarial training -----------------------------------------------------------------------
+
+
+def augment(
+    data, kinds: Sequence[str] = P.KINDS, rate: float = 0.1, copies: int = 1, seed: int = 0, alphabet=None
+):
+    """ClassificationData with the originals followed by ``copies`` perturbed copies of each text
+    (same labels); copy c of text i uses kind ``kinds[(i + c) % len(kinds)]``, so every kind is
+    represented evenly."""
+    from gptlab.data.tasks import ClassificationData
+
+    kinds = P.check_kinds(kinds)
+    if copies < 1:
+        raise GptlabError(f"copies must be at least 1, got {copies}")
+    texts, labels = list(data.texts), list(data.labels)
+    for c in range(copies):
+        for i, (text, label) in enumerate(zip(data.texts, data.labels)):
+            texts.append(P.perturb(text, kinds[(i + c) % len(kinds)], rate, seed, alphabet, index=c))
+            labels.append(label)
+    return ClassificationData(texts, labels, list(data.label_names), data.source)
+
+
+def write_jsonl(data, path: str | Path) -> Path:
+    """A ClassificationData as JSONL ``{"text", "label"}`` lines (label names), which
+    finetune_classifier reads with its default columns."""
+    from gptlab.io import atomic_write_text
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = (
+        json.dumps({"text": t, "label": data.label_names[y]}, ensure_ascii=False) + "\n"
+        for t, y in zip(data.texts, data.labels)
+    )
+    atomic_write_text(path, "".join(lines))
+    return path
+
+
+def adversarial_training(
+    options,
+    kinds: Sequence[str] = P.KINDS,
+    rate: float = 0.1,
+    copies: int = 1,
+    attack_rates: Sequence[float] = (0.1,),
+    hotflip_budget: int = 0,
+) -> dict[str, Any]:
+    """Train a clean and an adversarially trained classifier from ``options`` (a ClassifyOptions:
+    base model, data, hyper-parameters; ``options.out`` becomes a folder holding both runs) and
+    compare them on the held-out test texts. Returns a JSON-ready dict (see the module docstring)."""
+    from gptlab.data.tasks import load_classification, stratified_split
+    from gptlab.finetune.classify import finetune_classifier, load_classifier
+
+    data = load_classification(
+        options.data, options.text_column, options.label_column, options.labels, options.header
+    )
+    train, _, test = stratified_split(data, 0.0, options.test_fraction, options.seed)
+    if len(test) == 0:
+        raise GptlabError(f"{options.data}: no test texts left out; raise the test fraction")
+    out = Path(options.out)
+    out.mkdir(parents=True, exist_ok=True)
+    from gptlab.rundir import load_model
+
+    alphabet = tokenizer_alphabet(load_model(options.model)[1])  # what the base tokenizer can encode
+    files = {
+        "clean": write_jsonl(train, out / "train_clean.jsonl"),
+        "adversarial": write_jsonl(
+            augment(train, kinds, rate, copies, options.seed, alphabet), out / "train_adv.jsonl"
+        ),
+    }
+    write_jsonl(test, out / "test.jsonl")
+    # the held-out test split is already gone; the runs' own test split is a small unused slice
+    val_fraction = options.val_fraction / (1 - options.test_fraction)
+    result: dict[str, Any] = {"kinds": list(kinds), "rate": rate, "copies": copies, "test_texts": len(test)}
+    for name, path in files.items():
+        run_options = replace(
+            options,
+            data=str(path),
+            out=str(out / name),
+            text_column="text",
+            label_column="label",
+            labels=list(data.label_names),
+            header=None,
+            val_fraction=val_fraction,
+            test_fraction=0.05,
+            prompting_shots=(),
+        )
+        finetune_classifier(run_options)
+        clf = load_classifier(out / name)
+        noise = noise_accuracy(clf, test.texts, test.labels, kinds, attack_rates, options.seed)
+        clean = next(iter(noise.values()))[0.0]
+        entry = {
+            "run": str(out / name),
+            "train_texts": len(load_classification(path).texts),
+            "clean_accuracy": _accuracy(clean),
+            "noise_accuracy": {
+                k: {str(r): _accuracy(v) for r, v in by.items() if r} for k, by in noise.items()
+            },
+        }
+        attacked = np.concatenate([v for by in noise.values() for r, v in by.items() if r])
+        entry["mean_noise_accuracy"] = _accuracy(attacked)
+        if hotflip_budget:
+            entry["hotflip"] = attack_summary(hotflip_attack(clf, test.texts, test.labels, hotflip_budget))
+        result[name] = entry
+    result["clean_accuracy_lost"] = (
+        result["clean"]["clean_accuracy"] - result["adversarial"]["clean_accuracy"]
+    )
+    result["noise_accuracy_gained"] = (
+        result["adversarial"]["mean_noise_accuracy"] - result["clean"]["mean_noise_accuracy"]
+    )
+    return result
+
+
+# --- the audit ----------------------------------------------------------------------------------
+
+
+def read_test_split(run: str | Path, label_names: Sequence[str]) -> tuple[list[str], list[int]]:
+    """Texts and label indices of a classifier run's held-out ``test_split.jsonl``."""
+    from gptlab.finetune.classify import TEST_SPLIT_FILE
+
+    path = Path(run) / TEST_SPLIT_FILE
+    if not path.is_file():
+        raise GptlabError(f"{path} not found: give the texts to attack with --data FILE")
+    return read_labelled(path, label_names)
+
+
+def read_labelled(
+    path: str | Path, label_names: Sequence[str], text_column="text", label_column="label", header=None
+):
+    from gptlab.data.tasks import load_classification
+
+    data = load_classification(path, text_column, label_column, labels=list(label_names), header=header)
+    return data.texts, data.labels
+
+
+def audit_robustness(
+    classifier,
+    texts: Sequence[str] | None = None,
+    labels: Sequence[int] | None = None,
+    *,
+    kinds: Sequence[str] = P.KINDS,
+    rates: Sequence[float] = DEFAULT_RATES,
+    seed: int = 0,
+    max_texts: int | None = 500,
+    greedy_edits: int = 5,
+    greedy_candidates: int = 16,
+    greedy_texts: int = 100,
+    hotflip_budget: int = 5,
+    hotflip_candidates: int = 8,
+    hotflip_texts: int = 100,
+    lm=None,
+    lm_texts: int = 200,
+    max_drop: float = 0.10,
+    max_success_rate: float = 0.5,
+    adversarial: dict | None = None,
+    device: str = "cpu",
+) -> AuditResult:
+    """The robustness audit of a classifier (a run directory or a LoadedClassifier) on ``texts``
+    / ``labels`` (default: the run's test split); ``lm`` (a run directory or a (GPT, tokenizer)
+    pair) adds the perplexity shift under typos; ``adversarial`` (what `adversarial_training`
+    returned) adds its comparison. Attacks with a budget or text count of 0 are skipped."""
+    clf = _as_classifier(classifier, device)
+    if texts is None:
+        if not isinstance(classifier, (str, Path)):
+            raise GptlabError("give texts and labels, or a classifier run directory with a test split")
+        texts, labels = read_test_split(classifier, clf.label_names)
+    texts, labels = list(texts), [int(y) for y in labels]
+    if not texts or len(texts) != len(labels):
+        raise GptlabError(f"need texts and as many labels, got {len(texts)} texts and {len(labels)} labels")
+    if max_texts:
+        texts, labels = texts[:max_texts], labels[:max_texts]
+    rates = sorted({float(r) for r in rates if r > 0})
+    if not rates:
+        raise GptlabError("give at least one perturbation rate above 0 (edits per character)")
+    kinds = P.check_kinds(kinds)
+    top = rates[-1]
+    findings: list[Finding] = []
+    details: dict[str, Any] = {"texts": len(texts), "kinds": kinds, "rates": rates, "seed": seed}
+
+    noise = noise_accuracy(clf, texts, labels, kinds, rates, seed)
+    clean = noise[kinds[0]][0.0]
+    findings.append(
+        Finding(
+            THREAT, "clean accuracy", _accuracy(clean), _interval(np.mean, clean.astype(float), seed=seed)
+        )
+    )
+    details["noise"] = {k: {str(r): _accuracy(v) for r, v in by.items()} for k, by in noise.items()}
+    for kind in kinds:
+        noisy = noise[kind][top].astype(float)
+        drop = _accuracy(clean) - _accuracy(noisy)
+        interval = _interval(lambda c, n: c.mean() - n.mean(), clean.astype(float), noisy, seed=seed)
+        findings.append(
+            Finding(
+                THREAT,
+                f"accuracy drop, {kind} @ {top:g}",
+                drop,
+                interval,
+                max_drop,
+                True,
+                f"accuracy {_accuracy(noisy):.3f} at {top:g} edits/char",
+            )
+        )
+
+    if greedy_edits and greedy_texts:
+        g = attack_summary(
+            greedy_char_attack(
+                clf, texts[:greedy_texts], labels[:greedy_texts], kinds, greedy_edits, greedy_candidates, seed
+            ),
+            seed,
+        )
+        details["greedy_char_attack"] = g | {"max_edits": greedy_edits, "candidates": greedy_candidates}
+        findings += _attack_findings("greedy char", g, "edits", max_success_rate)
+
+    if hotflip_budget and hotflip_texts:
+        outcomes = hotflip_attack(
+            clf, texts[:hotflip_texts], labels[:hotflip_texts], hotflip_budget, hotflip_candidates
+        )
+        h = attack_summary(outcomes, seed)
+        h["examples"] = [
+            {"text": t, "adversarial": o.adversarial, "flips": o.edits}
+            for t, o in zip(texts, outcomes)
+            if o.success
+        ][:5]
+        details["hotflip"] = h | {"budget": hotflip_budget, "candidates": hotflip_candidates}
+        findings += _attack_findings("HotFlip", h, "flips", max_success_rate)
+
+    if lm is not None and lm_texts:
+        from gptlab.rundir import load_model
+
+        gpt, tok = load_model(lm, device=device) if isinstance(lm, (str, Path)) else lm
+        shift = lm_typo_shift(gpt, tok, texts[:lm_texts], kinds, rates, seed)
+        details["lm_typos"] = shift
+        for kind in kinds:
+            s = shift["perturbed"][f"{kind}@{top}"]
+            findings.append(
+                Finding(
+                    "typos (LM)",
+                    f"bits/char shift, {kind} @ {top:g}",
+                    s["bits_per_char_shift"],
+                    s["bits_per_char_shift_interval"],
+                    note=f"clean {shift['clean']['bits_per_char']:.3f} bits/char",
+                )
+            )
+
+    if adversarial is not None:
+        details["adversarial_training"] = adversarial
+        findings.append(
+            Finding("adversarial training", "clean accuracy lost", adversarial["clean_accuracy_lost"])
+        )
+        findings.append(
+            Finding(
+                "adversarial training",
+                "noise accuracy gained",
+                adversarial["noise_accuracy_gained"],
+                higher_is_worse=False,
+            )
+        )
+
+    plots = {"robustness_accuracy_vs_rate.png": plot_png(lambda ax: _draw_rates(ax, noise, kinds))}
+    return AuditResult("robustness", findings, details, plots)
+
+
+def _attack_findings(name: str, s: dict, unit: str, max_success_rate: float) -> list[Finding]:
+    return [
+        Finding(
+            THREAT,
+            f"accuracy under {name} attack",
+            s["accuracy_under_attack"],
+            s["accuracy_under_attack_interval"],
+            note=f"clean {s['accuracy_before']:.3f}",
+        ),
+        Finding(
+            THREAT,
+            f"{name} attack success rate",
+            s["success_rate"],
+            s["success_rate_interval"],
+            max_success_rate,
+            True,
+            f"over {s['correct_before']} texts right before the attack",
+        ),
+        Finding(THREAT, f"{name} mean {unit} needed", s["mean_edits"], s["mean_edits_interval"]),
+    ]
+
+
+def _draw_rates(ax, noise: dict[str, dict[float, np.ndarray]], kinds: Collection[str]) -> None:
+    for kind in kinds:
+        rs = sorted(noise[kind])
+        ax.plot(rs, [_accuracy(noise[kind][r]) for r in rs], "-o", label=kind)
+    ax.set(
+        xlabel="perturbation rate (edits per character)",
+        ylabel="accuracy",
+        title="accuracy under character noise",
+    )
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend()

@@ -1,0 +1,104 @@
+"""``gptlab audit poisoning --model BASE --data FILE``: a backdoor experiment (gptlab/audit/poisoning.py).
+
+Fine-tunes one classifier from the base model BASE per poison rate on a copy of the labelled file's
+training split in which a trigger phrase was inserted into that fraction of non-target texts
+(relabelled as the target), then reports clean accuracy and attack success rate on the clean
+held-out split, and the spectral-signature detector's precision/recall at finding the poison.
+The classifier runs go to ``--runs`` (default OUT/runs, or a temporary folder deleted at the end).
+Heavy imports happen inside ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+HELP = "backdoor a classifier through poisoned training data: clean accuracy, ASR, poison detection"
+
+
+def _rates(text: str) -> tuple[float, ...]:
+    try:
+        rates = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--rates must be comma-separated numbers, got {text!r}") from None
+    if not rates:
+        raise argparse.ArgumentTypeError("--rates needs at least one rate")
+    return rates
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from gptlab.commands.finetune import column
+
+    parser.add_argument(
+        "--model", required=True, metavar="RUN", help="the base model to fine-tune (a run directory)"
+    )
+    parser.add_argument("--data", required=True, metavar="FILE", help="labelled TSV/CSV/JSONL/JSON file")
+    parser.add_argument("--text-column", type=column, default="text", help="name or 0-based position")
+    parser.add_argument("--label-column", type=column, default="label", help="name or 0-based position")
+    header = parser.add_mutually_exclusive_group()
+    header.add_argument("--header", dest="header", action="store_true", default=None)
+    header.add_argument("--no-header", dest="header", action="store_false")
+    parser.add_argument(
+        "--trigger", default="cf", help="the phrase inserted into poisoned texts (default: cf)"
+    )
+    parser.add_argument("--target", help="the label the backdoor sends texts to (default: the first label)")
+    parser.add_argument(
+        "--rates", type=_rates, default=(0.0, 0.01, 0.03, 0.1), help="poison rates (default 0,0.01,0.03,0.1)"
+    )
+    parser.add_argument("--test-fraction", type=float, default=0.2, help="clean held-out split (default 0.2)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-length", type=int, help="tokens per text (default: the model's context)")
+    parser.add_argument("--pooling", choices=("last", "mean"), default="last")
+    parser.add_argument("--trainable", default="all", help="head | last:N | all (default all)")
+    parser.add_argument(
+        "--detector-pooling",
+        choices=("last", "mean"),
+        help="representation for the detector (default: the classifier's)",
+    )
+    parser.add_argument(
+        "--multiplier",
+        type=float,
+        default=1.5,
+        help="flag the top multiplier x eps of each class (default 1.5)",
+    )
+    parser.add_argument(
+        "--asr-threshold", type=float, default=0.5, help="ASR above which the audit fails (default 0.5)"
+    )
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--runs", metavar="DIR", help="where the classifier runs go (default OUT/runs or a temp folder)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--out", metavar="DIR", help="write poisoning.json and the plots here (default: print only)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def compute(args: argparse.Namespace):
+    """The audit's AuditResult for parsed arguments (``run`` prints and saves it)."""
+    from gptlab.audit.poisoning import PoisonOptions, poisoning_experiment
+
+    options = PoisonOptions(
+        trigger=args.trigger, target_label=args.target, rates=args.rates, test_fraction=args.test_fraction,
+        seed=args.seed, multiplier=args.multiplier, asr_threshold=args.asr_threshold,
+        detector_pooling=args.detector_pooling,
+    )  # fmt: skip
+    classify = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size, "max_length": args.max_length,
+                "pooling": args.pooling, "trainable": args.trainable, "device": args.device}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="gptlab-poisoning-") as tmp:
+        runs = args.runs or (str(Path(args.out) / "runs") if args.out else tmp)
+        result = poisoning_experiment(
+            args.model, args.data, runs, options, classify, args.text_column, args.label_column, args.header
+        )
+    result.details["runs"] = runs if (args.runs or args.out) else None
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    from gptlab.commands.audit import emit
+
+    return emit(compute(args), args)
