@@ -173,3 +173,13 @@ def test_every_audit_is_a_cli_verb(capsys):
     text = capsys.readouterr().out
     for name in ("memorization", "membership", "injection", "robustness", "bias", "poisoning", "all"):
         assert re.search(rf"^\s+{name}\b", text, re.M), name
+
+
+def test_poisoning_cli_needs_data_or_an_lm_payload(lm_run, tmp_path, capsys):
+    assert main(["audit", "poisoning", "--model", str(lm_run)]) == 2
+    assert "give --data FILE" in capsys.readouterr().err
+    assert main(["audit", "poisoning", "--model", str(lm_run), "--lm-payload", "x y"]) == 2
+    assert "give --out DIR" in capsys.readouterr().err
+    args = ["audit", "poisoning", "--model", str(lm_run), "--lm-payload", "x y", "--out", str(tmp_path)]
+    assert main(args) == 2  # a saved model with no training recipe
+    assert "needs a run made by `gptlab train`" in capsys.readouterr().err

@@ -31,11 +31,13 @@ def random_lines(n: int, seed: int) -> list[str]:
     """Distinct short lines with random names, numbers and items: a member's specific content
     cannot be guessed from the distribution, only remembered."""
     rng = random.Random(seed)
-    lines: set[str] = set()
+    lines: dict[str, None] = {}  # distinct, in the order drawn (a set's order changes with PYTHONHASHSEED)
     while len(lines) < n:
         a, b = rng.sample(NAMES, 2)
-        lines.add(f"{a} owes {b} {rng.randint(10, 99)} {rng.choice(ITEMS)}.")
-    return sorted(lines, key=lambda _: rng.random())
+        lines[f"{a} owes {b} {rng.randint(10, 99)} {rng.choice(ITEMS)}."] = None
+    order = list(lines)
+    rng.shuffle(order)
+    return order
 
 
 def char_tokenizer() -> CharTokenizer:

@@ -33,7 +33,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", required=True, metavar="RUN", help="the base model to fine-tune (a run directory)"
     )
-    parser.add_argument("--data", required=True, metavar="FILE", help="labelled TSV/CSV/JSONL/JSON file")
+    parser.add_argument(
+        "--data", metavar="FILE", help="labelled TSV/CSV/JSONL/JSON file (classifier backdoor; required)"
+    )
+    parser.add_argument(
+        "--lm-payload",
+        metavar="TEXT",
+        help="LM backdoor instead: add 'TRIGGER TEXT' lines to the corpus of RUN (a pretraining run), "
+        "retrain it with the same recipe, and measure how often greedy decoding writes TEXT after the trigger",
+    )
+    parser.add_argument("--lm-lines", type=int, default=50, help="poisoned corpus lines (LM backdoor, 50)")
+    parser.add_argument(
+        "--lm-prompts", type=int, default=40, help="prompts the payload rate is measured on (40)"
+    )
     parser.add_argument("--text-column", type=column, default="text", help="name or 0-based position")
     parser.add_argument("--label-column", type=column, default="label", help="name or 0-based position")
     header = parser.add_mutually_exclusive_group()
@@ -80,6 +92,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def compute(args: argparse.Namespace):
     """The audit's AuditResult for parsed arguments (``run`` prints and saves it)."""
+    from gptlab.errors import GptlabError
+
+    if args.lm_payload:
+        return _lm_backdoor(args)
+    if not args.data:
+        raise GptlabError(
+            "give --data FILE (a labelled file) for the classifier backdoor, or --lm-payload TEXT"
+        )
     from gptlab.audit.poisoning import PoisonOptions, poisoning_experiment
 
     options = PoisonOptions(
@@ -95,6 +115,33 @@ def compute(args: argparse.Namespace):
             args.model, args.data, runs, options, classify, args.text_column, args.label_column, args.header
         )
     result.details["runs"] = runs if (args.runs or args.out) else None
+    return result
+
+
+def _lm_backdoor(args: argparse.Namespace):
+    """The LM backdoor: the run's own recipe (config.toml) retrained on its corpus plus poisoned
+    lines; prompts are the first three words of corpus lines, spread over the corpus."""
+    from gptlab.audit.bias import corpus_text
+    from gptlab.audit.poisoning import lm_backdoor_experiment
+    from gptlab.config import load_config
+    from gptlab.errors import GptlabError
+
+    if not args.out:
+        raise GptlabError("--lm-payload trains a new model: give --out DIR to hold it")
+    recipe = Path(args.model) / "config.toml"
+    if not recipe.is_file():
+        raise GptlabError(f"no training recipe at {recipe}: --lm-payload needs a run made by `gptlab train`")
+    config = load_config(str(recipe))
+    lines = [line for line in corpus_text(config).splitlines() if len(line.split()) >= 4]
+    if not lines:
+        raise GptlabError(f"the corpus of {args.model} has no lines of 4 words or more to prompt with")
+    step = max(1, len(lines) // args.lm_prompts)
+    prompts = [" ".join(line.split()[:3]) for line in lines[::step][: args.lm_prompts]]
+    result = lm_backdoor_experiment(
+        config, Path(args.out) / "lm-backdoor", args.trigger, args.lm_payload, args.lm_lines, prompts,
+        baseline=args.model, seed=args.seed,
+    )  # fmt: skip
+    result.details["model"] = str(args.model)
     return result
 
 

@@ -1,0 +1,451 @@
+"""The serving engine: the one thread that runs the model, fed by a queue of requests.
+
+Why one thread: a PyTorch module is not made to be called from several threads at once (a KV
+cache, eval/train mode and the CUDA stream are shared state), and the web server answers requests
+on an event loop and a thread pool. So the web side never touches the model: it puts jobs on this
+engine's queue and reads results back through an asyncio queue, and a single worker thread does
+every forward pass.
+
+Scheduling: the worker keeps up to ``max_concurrent`` generations active and advances them in
+turn, one decode step each per round (interleaving, not batching): every client's stream makes
+progress, a long request does not hold the others up until it ends, and each request keeps its
+own KV cache and its own ``torch.Generator``, so what a request generates does not depend on what
+else is running (a seeded request gives the same text alone or under load). Requests beyond that
+wait in the queue (at most ``max_queue``, then the server answers 503). Other model calls
+(classification, the attention page) run on the same thread between decode steps.
+
+Each generation is `gptlab.generate`'s own KV-cache decode loop (``_decode_steps``: prefill,
+sampler, ``<|endoftext|>`` handling, sliding context), not a copy of it. It is driven one step at
+a time, which is where the engine checks, before every step, whether the request was cancelled
+(the client went away) or ran past its deadline; and the sampler is wrapped so that each step's
+logits are kept for the logprobs of the sampled token and its top alternatives. Same sampler, same
+generator, same order of random draws: for a seed, the first choice of a request with n=1 is the
+text ``gptlab.generate.generate_text`` gives for that seed. With n > 1 the choices are one batch
+drawing from one generator (as `generate` does for a batch), so they differ from each other and
+are reproducible together.
+
+Text: tokens become text exactly as `gptlab.generate.stream_text` does it (a character split
+across tokens waits for its last byte; text that could be the start of a stop string is held
+back until it is known not to be; the completion ends before a stop string). Logprobs are the
+model's own distribution at each step (temperature 1, no top-k/top-p), which is what the
+probability of a token means to a reader; a token's entry is released with the text it starts in,
+so streamed and non-streamed answers carry the same entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from gptlab.errors import GptlabError
+from gptlab.generate import REPLACEMENT_CHAR, Sampler, _decode_steps, _device, _held_back
+
+log = logging.getLogger("gptlab.serve")
+
+
+class EngineError(Exception):
+    """A request the engine could not serve: ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, type: str = "server_error"):
+        super().__init__(message)
+        self.status, self.message, self.code, self.type = status, message, code, type
+
+
+def overloaded(max_queue: int) -> EngineError:
+    return EngineError(503, f"the server is busy ({max_queue} requests waiting); retry later", "overloaded")
+
+
+def timed_out(timeout_s: float) -> EngineError:
+    return EngineError(504, f"generation did not finish within {timeout_s:g} s", "timeout")
+
+
+@dataclass
+class GenerationJob:
+    """One request: ``n`` completions of ``prompt_ids``. ``top_logprobs``: None = no logprobs,
+    k >= 0 = the sampled token's logprob plus its k most likely alternatives."""
+
+    prompt_ids: list[int]
+    max_tokens: int
+    sampler: Sampler
+    n: int = 1
+    stops: Sequence[str] = ()
+    seed: int | None = None
+    top_logprobs: int | None = None
+    timeout_s: float = 60.0
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.deadline = time.monotonic() + self.timeout_s
+        if self.seed is None:  # still one generator per request: the global RNG is shared state
+            self.seed = secrets.randbits(63)
+
+
+class Handle:
+    """The web side's end of a job: events arrive on an asyncio queue of the loop that submitted
+    it (the worker thread hands them over with ``call_soon_threadsafe``)."""
+
+    def __init__(self, job: GenerationJob, loop: asyncio.AbstractEventLoop) -> None:
+        self.job = job
+        self._loop = loop
+        self._queue: asyncio.Queue[dict] = asyncio.Queue()
+
+    def emit(self, event: dict) -> None:  # called from the worker thread
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+        except RuntimeError:  # the event loop is gone (server shutting down): nobody is listening
+            self.job.cancelled.set()
+
+    async def next_event(self, timeout: float | None = None) -> dict:
+        """The next event: ``{"type": "delta", "choices": [...]}``, ``{"type": "done", ...}`` or
+        ``{"type": "error", "error": EngineError}``; asyncio.TimeoutError after ``timeout`` s."""
+        return await asyncio.wait_for(self._queue.get(), timeout)
+
+    def cancel(self) -> None:
+        """Stop the generation at its next step (a no-op once it has finished)."""
+        self.job.cancelled.set()
+
+
+class _RecordingSampler:
+    """The request's Sampler, keeping the logits of the step it was last called on (the model's
+    distribution, for logprobs). `_decode_steps` needs only ``__call__`` and ``repetition_penalty``."""
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler = sampler
+        self.repetition_penalty = sampler.repetition_penalty
+        self.logits: torch.Tensor | None = None
+
+    def __call__(self, logits, seen=None, generator=None):
+        self.logits = logits
+        return self.sampler(logits, seen, generator)
+
+
+class TextAssembler:
+    """One choice's tokens -> its text, released in UTF-8-safe pieces, cut before a stop string
+    (the bookkeeping of `gptlab.generate.stream_text`, per choice, with logprob entries attached)."""
+
+    def __init__(self, tokenizer, stops: Sequence[str]) -> None:
+        self.tokenizer = tokenizer
+        self.stops = [s for s in stops if s]
+        self.text = ""  # the completion so far (cut at a stop string once one appears)
+        self.released = 0  # characters of text handed out
+        self.safe = 0  # characters of text that may be handed out
+        self.pending: list[int] = []  # tokens since the last clean UTF-8 boundary
+        self.pending_out = 0  # characters of decode(pending) already in text
+        self.entries: list[dict] = []  # per token: {"id", "offset", ...logprob fields}
+        self.entries_released = 0
+        self.n_tokens = 0
+        self.finish_reason: str | None = None
+        self.cut = False  # the text was cut at a stop string
+        self.reported = False  # the chunk with finish_reason went out
+
+    def _decode(self, ids: list[int]) -> str:
+        # ids past the tokenizer's vocabulary (a model padded wider than its tokenizer) have no text
+        vocab = self.tokenizer.vocab_size
+        return self.tokenizer.decode([i for i in ids if i < vocab])
+
+    def _cut_at_stop(self) -> bool:
+        hits = [i for i in (self.text.find(s, max(0, self.released - len(s))) for s in self.stops) if i >= 0]
+        if not hits:
+            return False
+        self.text = self.text[: min(hits)]
+        self.safe = len(self.text)
+        self.finish_reason, self.cut = "stop", True
+        return True
+
+    def push(self, token: int, entry: dict) -> None:
+        """Add a sampled token (not the end-of-text token)."""
+        self.n_tokens += 1
+        self.entries.append({**entry, "offset": len(self.text)})
+        self.pending.append(token)
+        piece = self._decode(self.pending)
+        complete = piece.rstrip(REPLACEMENT_CHAR)  # a trailing partial character waits for its bytes
+        self.text += complete[self.pending_out :]
+        self.pending_out = len(complete)
+        if complete == piece:
+            self.pending, self.pending_out = [], 0
+        if not self._cut_at_stop():
+            self.safe = len(self.text) - _held_back(self.text, self.stops)
+
+    def finish(self, reason: str) -> None:
+        """End of text or max_tokens: flush what was held back (an unfinished character as
+        replacement characters, as stream_text does), still cut at a stop string."""
+        self.text += self._decode(self.pending)[self.pending_out :]
+        self.pending, self.pending_out = [], 0
+        if not self._cut_at_stop():
+            self.safe = len(self.text)
+            self.finish_reason = reason
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
+
+    def take(self) -> tuple[str, list[dict]]:
+        """Text and logprob entries not handed out yet. An entry goes out with the text it starts
+        in; once the choice has ended, the remaining entries go out too (tokens whose text is
+        empty), except those past a stop string (their text was cut)."""
+        text = self.text[self.released : self.safe]
+        self.released = self.safe
+        end = self.entries_released
+        if self.done and not self.cut:
+            end = len(self.entries)
+        else:
+            while end < len(self.entries) and self.entries[end]["offset"] < self.released:
+                end += 1
+        entries = self.entries[self.entries_released : end]
+        self.entries_released = end
+        return text, entries
+
+
+class _Active:
+    """A generation in progress on the worker: the decode-step iterator and the choices' text."""
+
+    def __init__(self, handle: Handle, model, tokenizer) -> None:
+        job = handle.job
+        self.handle, self.job, self.tokenizer = handle, job, tokenizer
+        self.recorder = _RecordingSampler(job.sampler)
+        device = _device(model)
+        generator = torch.Generator(device=device).manual_seed(job.seed)
+        self.eos_id = tokenizer.eot_id
+        self.steps = _decode_steps(
+            model, [list(job.prompt_ids)] * job.n, job.max_tokens, self.recorder, self.eos_id, generator
+        )
+        self.rows = [TextAssembler(tokenizer, job.stops) for _ in range(job.n)]
+        self.n_steps = 0
+
+    def close(self) -> None:
+        self.steps.close()
+
+    def _token_text(self, token: int) -> str:
+        if token >= self.tokenizer.vocab_size:
+            return f"<{token}>"
+        return self.tokenizer.decode([token])
+
+    def _entries(self, next_ids: torch.Tensor) -> list[dict]:
+        """Per row: the sampled token's id, text, logprob and its top alternatives (if asked)."""
+        ids = next_ids.tolist()
+        k = self.job.top_logprobs
+        if k is None:
+            return [{"id": i} for i in ids]
+        logprobs = self.recorder.logits.float().log_softmax(-1)  # (n, V): the model's distribution
+        chosen = logprobs.gather(-1, next_ids[:, None]).squeeze(-1).tolist()
+        if k > 0:
+            top_lp, top_ids = logprobs.topk(min(k, logprobs.size(-1)), dim=-1)
+            top = [list(zip(r_ids, r_lp)) for r_ids, r_lp in zip(top_ids.tolist(), top_lp.tolist())]
+        else:
+            top = [[] for _ in ids]
+        return [
+            {
+                "id": i,
+                "token": self._token_text(i),
+                "logprob": lp,
+                "top": [(self._token_text(t), t_lp) for t, t_lp in alts],
+            }
+            for i, lp, alts in zip(ids, chosen, top)
+        ]
+
+    def step(self) -> bool:
+        """One decode step for every choice; emit what became text. False once every choice is done."""
+        next_ids = next(self.steps)
+        self.n_steps += 1
+        for row, entry, token in zip(self.rows, self._entries(next_ids), next_ids.tolist()):
+            if row.done:
+                continue
+            if token == self.eos_id:
+                row.finish("stop")
+                continue
+            row.push(token, entry)
+            if not row.done and row.n_tokens >= self.job.max_tokens:
+                row.finish("length")
+        choices = []
+        for index, row in enumerate(self.rows):
+            if row.reported:
+                continue
+            text, entries = row.take()
+            row.reported = row.done
+            if text or entries or row.done:
+                choices.append(
+                    {"index": index, "text": text, "entries": entries, "finish_reason": row.finish_reason}
+                )
+        if choices:
+            self.handle.emit({"type": "delta", "choices": choices})
+        if all(row.done for row in self.rows):
+            self.handle.emit({"type": "done", "completion_tokens": sum(r.n_tokens for r in self.rows)})
+            return False
+        return True
+
+
+class _Call:
+    """Any other model call (classification, attention), run on the worker thread."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+        self.future: concurrent.futures.Future = concurrent.futures.Future()
+
+
+class Engine:
+    """Owns the model: `submit` a generation, `call` anything else; `close` stops the worker.
+    ``stats`` counts requests, decode steps, cancellations and time-outs (for /healthz and tests)."""
+
+    def __init__(self, model, tokenizer, *, max_concurrent: int = 8, max_queue: int = 64) -> None:
+        if max_concurrent < 1 or max_queue < 1:
+            raise ValueError("max_concurrent and max_queue must be >= 1")
+        self.model, self.tokenizer = model, tokenizer
+        self.max_concurrent, self.max_queue = max_concurrent, max_queue
+        self._pending: deque[Handle | _Call] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._stats = dict(
+            requests=0, completed=0, cancelled=0, timed_out=0, failed=0, steps=0, active=0, queued=0
+        )
+        self._thread = threading.Thread(target=self._run, name="gptlab-serve-engine", daemon=True)
+        self._thread.start()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        with self._cond:
+            return {**self._stats, "queued": len(self._pending)}
+
+    def _count(self, key: str, by: int = 1) -> None:
+        with self._cond:
+            self._stats[key] += by
+
+    def _enqueue(self, item: Handle | _Call) -> None:
+        with self._cond:
+            if self._closed:
+                raise EngineError(503, "the server is shutting down", "shutting_down")
+            if len(self._pending) >= self.max_queue:
+                raise overloaded(self.max_queue)
+            self._pending.append(item)
+            self._cond.notify()
+
+    def submit(self, job: GenerationJob) -> Handle:
+        """Queue a generation; call from the event loop that will read the handle's events."""
+        handle = Handle(job, asyncio.get_running_loop())
+        self._enqueue(handle)
+        self._count("requests")
+        return handle
+
+    async def call(self, fn: Callable[[], Any], timeout_s: float) -> Any:
+        """Run ``fn()`` on the model's thread and return its result (its exception is raised here)."""
+        item = _Call(fn)
+        self._enqueue(item)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(item.future), timeout_s)
+        except asyncio.TimeoutError:
+            item.future.cancel()  # not started yet: it will be skipped
+            raise timed_out(timeout_s) from None
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the worker after the step in progress; waiting requests get a 503."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    # ------------------------------------------------------------------------------- the worker
+
+    def _run(self) -> None:
+        active: list[_Active] = []
+        while True:
+            with self._cond:
+                while not self._closed and not self._pending and not active:
+                    self._cond.wait()
+                if self._closed:
+                    left = list(self._pending)
+                    self._pending.clear()
+                    break
+                calls, starts, keep, expired = [], [], deque(), []
+                now = time.monotonic()
+                for item in self._pending:
+                    if isinstance(item, _Call):
+                        calls.append(item)
+                    elif item.job.cancelled.is_set() or now > item.job.deadline:
+                        expired.append(item)  # gone or too late while waiting: never started
+                    elif len(active) + len(starts) < self.max_concurrent:
+                        starts.append(item)
+                    else:
+                        keep.append(item)
+                self._pending = keep
+                self._stats["active"] = len(active) + len(starts)
+            for handle in expired:
+                self._drop_waiting(handle)
+            for call in calls:
+                self._run_call(call)
+            for handle in starts:
+                try:
+                    active.append(_Active(handle, self.model, self.tokenizer))
+                except Exception as e:  # noqa: BLE001 - reported to the client, the worker goes on
+                    self._fail(handle, e)
+            active = [a for a in active if self._step(a)]
+            with self._cond:
+                self._stats["active"] = len(active)
+        shutdown = EngineError(503, "the server is shutting down", "shutting_down")
+        for item in left:
+            if isinstance(item, _Call):
+                if item.future.set_running_or_notify_cancel():
+                    item.future.set_exception(shutdown)
+            else:
+                item.emit({"type": "error", "error": shutdown})
+        for a in active:
+            a.handle.emit({"type": "error", "error": shutdown})
+            a.close()
+
+    def _drop_waiting(self, handle: Handle) -> None:
+        if handle.job.cancelled.is_set():
+            self._count("cancelled")
+        else:
+            self._count("timed_out")
+            handle.emit({"type": "error", "error": timed_out(handle.job.timeout_s)})
+
+    def _run_call(self, call: _Call) -> None:
+        if not call.future.set_running_or_notify_cancel():
+            return
+        try:
+            call.future.set_result(call.fn())
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            call.future.set_exception(e)
+
+    def _fail(self, handle: Handle, e: Exception) -> None:
+        self._count("failed")
+        if isinstance(e, EngineError):
+            error = e
+        elif isinstance(e, GptlabError):  # the request's fault (e.g. an empty prompt), not the server's
+            error = EngineError(400, str(e), "invalid_request", "invalid_request_error")
+        else:
+            log.exception("generation failed")
+            error = EngineError(500, f"generation failed: {type(e).__name__}: {e}", "generation_failed")
+        handle.emit({"type": "error", "error": error})
+
+    def _step(self, a: _Active) -> bool:
+        """Advance one generation by one step; False when it is over (finished, cancelled, failed)."""
+        job = a.job
+        if job.cancelled.is_set():
+            self._count("cancelled")
+            a.close()
+            return False
+        if time.monotonic() > job.deadline:
+            self._count("timed_out")
+            a.handle.emit({"type": "error", "error": timed_out(job.timeout_s)})
+            a.close()
+            return False
+        try:
+            going = a.step()
+        except Exception as e:  # noqa: BLE001
+            a.close()
+            self._fail(a.handle, e)
+            return False
+        self._count("steps")
+        if not going:
+            self._count("completed")
+            a.close()
+        return going
