@@ -16,7 +16,6 @@ import importlib.util
 import json
 import math
 import os
-import shutil
 import socket
 import threading
 import time
@@ -78,29 +77,6 @@ def server_url(run_dir):
     server.should_exit = True
     thread.join(15)
     sock.close()
-
-
-def _chromium() -> str | None:
-    return os.environ.get("GPTLAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Debian's Chromium driven by playwright. In CI both must be there (scripts/test.sh installs
-    them): a missing browser fails the run there instead of skipping the test."""
-    executable = _chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    if executable is None or sync_playwright is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI needs chromium and playwright for the browser test (scripts/setup-browser.sh)")
-        pytest.skip("no chromium or playwright here: run scripts/setup-browser.sh")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def _watch(page) -> list[str]:

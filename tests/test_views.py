@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -175,29 +174,6 @@ def test_cli_views_write_html(run_dir, tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------ browser
-
-
-def _chromium() -> str | None:
-    return os.environ.get("GPTLAB_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Debian's Chromium driven by playwright. In CI both must be there (scripts/test.sh installs
-    them): a missing browser fails the run there instead of skipping the test."""
-    executable = _chromium()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        sync_playwright = None
-    if executable is None or sync_playwright is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI needs chromium and playwright for the browser test (scripts/setup-browser.sh)")
-        pytest.skip("no chromium or playwright here: run scripts/setup-browser.sh")
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def _open(browser, path: Path):
