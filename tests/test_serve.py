@@ -315,6 +315,13 @@ def test_invalid_requests_get_openai_errors(lm):
         post(url, "/v1/completions", json={"prompt": "a", "stop": list("abcde")}), 400, "stop"
     )
     assert_openai_error(post(url, "/v1/completions", json={"max_tokens": 3}), 400, "prompt")
+    # unimplemented options: refused, except the penalties at their no-op value 0 (clients send it)
+    assert_openai_error(post(url, "/v1/completions", json={"prompt": "a", "echo": True}), 400, "echo")
+    penalty = {"prompt": "a", "max_tokens": 2, "presence_penalty": 0, "frequency_penalty": 0.0}
+    assert post(url, "/v1/completions", json=penalty).status_code == 200
+    assert_openai_error(
+        post(url, "/v1/completions", json=penalty | {"presence_penalty": 0.5}), 400, "presence_penalty"
+    )
     # a character outside a char tokenizer's vocabulary: the tokenizer's error, as a 400
     assert_openai_error(post(url, "/v1/completions", json={"prompt": "caf\u00e9"}), 400)
     e = assert_openai_error(

@@ -1,9 +1,10 @@
 """Request bodies of the API, as pydantic models: what a client may send, and in which ranges.
 
 Every model forbids unknown fields (``extra="forbid"``): a misspelt parameter (``temprature``) or
-an OpenAI option this server does not implement (``presence_penalty``, ``best_of``, ``echo``) is a
-400 naming the field, rather than being silently ignored and giving the client a result it did not
-ask for. Ranges follow the OpenAI API where it has one (temperature 0..2, top_p in (0, 1], at most
+an OpenAI option this server does not implement (``best_of``, ``echo``, ``logit_bias``) is a 400
+naming the field, rather than being silently ignored and giving the client a result it did not ask
+for. ``presence_penalty`` and ``frequency_penalty`` are accepted at their no-op value 0, which many
+client libraries send by default; any other value is a 400. Ranges follow the OpenAI API where it has one (temperature 0..2, top_p in (0, 1], at most
 4 stop strings, logprobs 0..5); NaN and infinities are refused. Limits that depend on the server's
 configuration (max_tokens, n, prompt length) are checked by the app, which knows them.
 
@@ -59,6 +60,15 @@ class _Sampling(_Strict):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    presence_penalty: float = 0.0  # accepted only at 0 (no-op): see _no_penalty
+    frequency_penalty: float = 0.0
+
+    @field_validator("presence_penalty", "frequency_penalty")
+    @classmethod
+    def _no_penalty(cls, value: float) -> float:
+        if value != 0:
+            raise ValueError("penalties are not implemented by this server: send 0 or leave it out")
+        return value
 
     @field_validator("stop")
     @classmethod
