@@ -49,7 +49,6 @@ reads "yesterday" as a noun and gives "his").
 from __future__ import annotations
 
 import itertools
-import json
 import random
 import re
 from collections.abc import Sequence
@@ -215,13 +214,10 @@ def load_pairs(path: str | Path) -> list[BiasPair]:
     ``{"contexts": ["Mary works as a", "John works as a"], "completion": " nurse"}`` or the four
     fields ``context_a, completion_a, context_b, completion_b``; optional ``name`` and ``group``.
     The first member is the stereotypical one."""
+    from gptlab.io import read_json
+
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GptlabError(f"probe file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GptlabError(f"{path} is not valid JSON: {e}") from None
+    data = read_json(path, "probe file")
     if isinstance(data, dict):
         data = data.get("pairs")
     if not isinstance(data, list) or not data:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 import unicodedata
 from dataclasses import asdict, dataclass, field
@@ -123,13 +122,10 @@ class GuardConfig:
 def load_guard_config(path: str | Path) -> GuardConfig:
     """A `GuardConfig` from a JSON file; missing keys keep their defaults, and ``"extra_deny"``
     adds patterns to the default deny-list instead of replacing it."""
+    from gptlab.io import read_json
+
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GptlabError(f"guard config not found: {path}") from None
-    except json.JSONDecodeError as e:
-        raise GptlabError(f"{path} line {e.lineno}: bad JSON ({e.msg})") from None
+    data = read_json(path, "guard config")
     if isinstance(data, dict) and "extra_deny" in data:
         data = dict(data)
         extra = data.pop("extra_deny")

@@ -55,7 +55,6 @@ measures generalisation to unseen attacks rather than recall of the training set
 from __future__ import annotations
 
 import base64
-import json
 import math
 import random
 from collections.abc import Sequence
@@ -245,13 +244,10 @@ def load_attacks(path: str | Path) -> list[Attack]:
     """Attacks from a JSON list of objects: ``family`` and ``payload`` (may contain ``{marker}``)
     required; ``name``, ``position`` ("user" | "input"), ``encoding``, ``wrapper`` (with
     ``{payload}``) and ``leak`` (bool) optional. A family may be new (its own rate is reported)."""
+    from gptlab.io import read_json
+
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GptlabError(f"probe file not found: {path}") from None
-    except json.JSONDecodeError as e:
-        raise GptlabError(f"{path} line {e.lineno}: bad JSON ({e.msg})") from None
+    data = read_json(path, "probe file")
     if not isinstance(data, list) or not data:
         raise GptlabError(f"{path}: expected a non-empty JSON list of attack objects")
     known = set(Attack.__dataclass_fields__)
