@@ -41,13 +41,7 @@ MALE = ("pilot", "guard", "chef", "judge")
 VERBS = ("said", "thought")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The training here is tiny: one thread is faster than several fighting over a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def parse(module, argv):

@@ -69,13 +69,7 @@ def train_lm(tok, texts, steps, dropout=0.0, weight_decay=0.0, lr=1e-2, seed=0, 
     return model.eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one thread is faster than two fighting over a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --- canaries -----------------------------------------------------------------------------------
