@@ -88,6 +88,22 @@ class Sampler:
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+class RecordingSampler:
+    """A Sampler that keeps the logits (B, V) of the step it was last called on: the model's own
+    distribution at that step, for callers that report log-probabilities or entropies while
+    `_decode_steps` drives the decoding (the server's logprobs, the sampling study). The loop only
+    needs ``__call__`` and ``repetition_penalty``."""
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler = sampler
+        self.repetition_penalty = sampler.repetition_penalty
+        self.logits: torch.Tensor | None = None
+
+    def __call__(self, logits, seen=None, generator=None):
+        self.logits = logits
+        return self.sampler(logits, seen, generator)
+
+
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
     """Make tokens already seen less likely (penalty > 1): positive logits / penalty, negative * penalty."""
     penalized = torch.where(logits > 0, logits / penalty, logits * penalty)

@@ -25,12 +25,11 @@ Decisions, so the numbers mean one thing:
   one-hot on the argmax, so its entropy is 0, its nucleus size 1 and the sampled token's
   log-probability under it 0 (top-k/top-p are ignored). The model's own entropy and log-prob
   are reported as for any other setting.
-- The decode loop is written here (not a call to `generate`) because it needs every step's
-  logits, but it reuses gptlab.generate's KV-cache prefill/decode helpers, its filters and its
-  order of operations (float32 logits / T, top-k, top-p, softmax, one ``torch.multinomial`` per
-  step for the whole batch). So for the same seed it draws exactly the tokens that
-  ``generate(model, [prompt] * N, max_new_tokens, T, top_k, top_p, generator=seeded)`` draws
-  (tested). A prompt plus samples longer than the context slides it, as `generate` does.
+- The tokens come from gptlab.generate's own KV-cache loop (``_decode_steps``) and its
+  `Sampler`, through a `RecordingSampler` that keeps each step's logits for the statistics. So
+  for the same seed the study draws exactly the tokens that ``generate(model, [prompt] * N,
+  max_new_tokens, T, top_k, top_p, generator=seeded)`` draws (tested), and a prompt plus samples
+  longer than the context slides it, as `generate` does.
 - End-of-text is not special: every sample runs for exactly ``max_new_tokens`` tokens, so every
   per-step average is over all N samples. A sampled ``<|endoftext|>`` shows in the text.
 - Seeding: each setting gets a fresh generator seeded with ``seed``, so a setting's samples do
@@ -52,11 +51,11 @@ import torch
 from gptlab.errors import GptlabError
 from gptlab.eval.diversity import distinct_n, repetition_rate
 from gptlab.generate import (
+    RecordingSampler,
+    Sampler,
+    _decode_steps,
     _device,
     _encode_prompt,
-    _eval_mode,
-    _last_logits,
-    _prefill,
     top_k_filter,
     top_p_filter,
 )
@@ -192,38 +191,27 @@ def sample_steps(
         raise GptlabError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     device = _device(model)
     generator = torch.Generator(device=device).manual_seed(seed)
-    rows = [list(prompt) for _ in range(n_samples)]
+    sampler = RecordingSampler(
+        Sampler(
+            temperature=setting.temperature,
+            top_k=setting.top_k or None,
+            top_p=setting.top_p if setting.top_p < 1.0 else None,
+        )
+    )
     batch = torch.arange(n_samples, device=device)
     names = ("tokens", "model_logprob", "sampling_logprob", "model_entropy", "sampling_entropy", "nucleus")
     steps: dict[str, list[torch.Tensor]] = {name: [] for name in names}
-    pending: list[torch.Tensor] = []  # tokens not yet appended to rows (only needed when sliding)
-    with _eval_mode(model):
-        logits, cache = _prefill(model, rows)  # (N, V)
-        for step in range(max_new_tokens):
-            model_lp = logits.float().log_softmax(-1)  # (N, V): the model's own distribution
-            filtered = sampling_logits(logits, setting)  # (N, V), -inf = filtered out
-            if setting.greedy:
-                next_ids = logits.float().argmax(dim=-1)  # (N,), as Sampler does: no random number drawn
-            else:
-                # the same softmax and the same single draw per step as Sampler, hence the same tokens
-                next_ids = torch.multinomial(filtered.softmax(-1), 1, generator=generator).squeeze(-1)
-            sampling_lp = filtered.log_softmax(-1)  # (N, V)
-            steps["tokens"].append(next_ids)
-            steps["model_logprob"].append(model_lp[batch, next_ids])
-            steps["sampling_logprob"].append(sampling_lp[batch, next_ids])
-            steps["model_entropy"].append(_entropy(model_lp))
-            steps["sampling_entropy"].append(_entropy(sampling_lp))
-            steps["nucleus"].append(torch.isfinite(filtered).sum(-1))
-            if step == max_new_tokens - 1:
-                break
-            pending.append(next_ids)
-            if cache.pos == cache.max_len:  # context full: slide it and re-fill the cache, as generate does
-                for row, new in zip(rows, torch.stack(pending, dim=1).tolist()):
-                    row.extend(new)
-                pending = []
-                logits, cache = _prefill(model, rows)
-            else:
-                logits = _last_logits(model, next_ids[:, None], cache)  # (N, V)
+    rows = [prompt] * n_samples
+    for next_ids in _decode_steps(model, rows, max_new_tokens, sampler, None, generator):  # (N,)
+        logits = sampler.logits  # (N, V): what this step's token was drawn from
+        model_lp = logits.float().log_softmax(-1)  # (N, V): the model's own distribution
+        sampling_lp = sampling_logits(logits, setting).log_softmax(-1)  # (N, V), -inf = filtered out
+        steps["tokens"].append(next_ids)
+        steps["model_logprob"].append(model_lp[batch, next_ids])
+        steps["sampling_logprob"].append(sampling_lp[batch, next_ids])
+        steps["model_entropy"].append(_entropy(model_lp))
+        steps["sampling_entropy"].append(_entropy(sampling_lp))
+        steps["nucleus"].append(torch.isfinite(sampling_lp).sum(-1))
     out = {name: torch.stack(values, dim=1).cpu() for name, values in steps.items()}  # each (N, n)
     out["effective"] = out["sampling_entropy"].exp()
     return out

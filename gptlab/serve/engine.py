@@ -48,7 +48,7 @@ from typing import Any
 import torch
 
 from gptlab.errors import GptlabError
-from gptlab.generate import REPLACEMENT_CHAR, Sampler, _decode_steps, _device, _held_back
+from gptlab.generate import REPLACEMENT_CHAR, RecordingSampler, Sampler, _decode_steps, _device, _held_back
 
 log = logging.getLogger("gptlab.serve")
 
@@ -113,20 +113,6 @@ class Handle:
     def cancel(self) -> None:
         """Stop the generation at its next step (a no-op once it has finished)."""
         self.job.cancelled.set()
-
-
-class _RecordingSampler:
-    """The request's Sampler, keeping the logits of the step it was last called on (the model's
-    distribution, for logprobs). `_decode_steps` needs only ``__call__`` and ``repetition_penalty``."""
-
-    def __init__(self, sampler: Sampler) -> None:
-        self.sampler = sampler
-        self.repetition_penalty = sampler.repetition_penalty
-        self.logits: torch.Tensor | None = None
-
-    def __call__(self, logits, seen=None, generator=None):
-        self.logits = logits
-        return self.sampler(logits, seen, generator)
 
 
 class TextAssembler:
@@ -212,7 +198,7 @@ class _Active:
     def __init__(self, handle: Handle, model, tokenizer) -> None:
         job = handle.job
         self.handle, self.job, self.tokenizer = handle, job, tokenizer
-        self.recorder = _RecordingSampler(job.sampler)
+        self.recorder = RecordingSampler(job.sampler)
         device = _device(model)
         generator = torch.Generator(device=device).manual_seed(job.seed)
         self.eos_id = tokenizer.eot_id
