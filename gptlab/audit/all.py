@@ -36,12 +36,6 @@ QUICK = {
 }
 
 
-def _is_classifier(run: Path) -> bool:
-    from gptlab.finetune.classify import CLASSIFIER_JSON
-
-    return (run / CLASSIFIER_JSON).is_file()
-
-
 def _is_instruct(run: Path) -> bool:
     """An instruction-tuned run: `gptlab finetune instruct` writes "finetune": "instruct" into the
     extra metadata of model.json."""
@@ -59,7 +53,9 @@ def applicable(run: str | Path) -> list[str]:
     run = Path(run)
     if not run.exists():
         raise GptlabError(f"{run} does not exist: give a run directory made by gptlab")
-    if _is_classifier(run):
+    from gptlab.finetune.classify import is_classifier_run
+
+    if is_classifier_run(run):
         return ["robustness"]
     names = ["memorization", "membership", "bias"]
     if _is_instruct(run):

@@ -89,24 +89,12 @@ def _saliency_args(p) -> None:
 # ------------------------------------------------------------------------------------------ loading
 
 
-def _is_classifier(path) -> bool:
-    from gptlab.finetune.classify import CLASSIFIER_JSON
-
-    return (Path(path) / CLASSIFIER_JSON).is_file()
-
-
 def load_for_analysis(path):
     """(gpt, tokenizer, classifier or None): a classifier run gives its GPT for the views that read
     a language model, and the classifier for saliency."""
-    if _is_classifier(path):
-        from gptlab.finetune.classify import load_classifier
+    from gptlab.finetune.classify import load_run
 
-        clf = load_classifier(path)
-        return clf.model.gpt, clf.tokenizer, clf
-    from gptlab.rundir import load_model
-
-    model, tokenizer = load_model(path)
-    return model, tokenizer, None
+    return load_run(path)
 
 
 def _encode(tokenizer, text: str) -> list[int]:

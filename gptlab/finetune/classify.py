@@ -187,6 +187,22 @@ def _pad_id(tokenizer) -> int:
     return int(eot) if eot is not None else 0
 
 
+def is_classifier_run(path: str | Path) -> bool:
+    """Whether ``path`` is a classifier run (it holds classifier.json)."""
+    return (Path(path) / CLASSIFIER_JSON).is_file()
+
+
+def load_run(path: str | Path, device: str = "cpu") -> tuple[Any, Any, LoadedClassifier | None]:
+    """Any run directory as (gpt, tokenizer, classifier or None): a classifier run gives its GPT
+    (for what reads a language model: attention, the lens, generation) and the classifier; any
+    other run (or HF GPT-2 folder) gives the model and None."""
+    if is_classifier_run(path):
+        clf = load_classifier(path, device=device)
+        return clf.model.gpt, clf.tokenizer, clf
+    gpt, tokenizer = load_model(path, device=device)
+    return gpt, tokenizer, None
+
+
 def read_classifier_json(run: Path) -> dict:
     path = run / CLASSIFIER_JSON
     if not path.is_file():

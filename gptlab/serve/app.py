@@ -348,14 +348,10 @@ class _ChatFormat(_CompletionFormat):
 
 def _load(model_dir: str, device: str):
     """(kind, gpt, tokenizer, classifier or None) for a run directory."""
-    from gptlab.finetune.classify import CLASSIFIER_JSON, load_classifier
-    from gptlab.rundir import load_model
+    from gptlab.finetune.classify import load_run
 
-    if (Path(model_dir) / CLASSIFIER_JSON).is_file():
-        clf = load_classifier(model_dir, device=device)
-        return "classifier", clf.model.gpt, clf.tokenizer, clf
-    model, tokenizer = load_model(model_dir, device=device)
-    return "lm", model, tokenizer, None
+    gpt, tokenizer, clf = load_run(model_dir, device=device)
+    return ("lm" if clf is None else "classifier"), gpt, tokenizer, clf
 
 
 def _playground() -> str | None:
