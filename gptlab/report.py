@@ -55,7 +55,9 @@ def html_page(title: str, body: str) -> str:
         "white-space:pre-wrap;border:1px solid #e4e4e4}img{max-width:100%}"
     )
     return (
-        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        # a data: icon, so a browser opening the file asks for no favicon (an error offline)
+        f'<link rel="icon" href="data:,"><title>{html.escape(title)}</title>'
         f"<style>{style}</style></head><body>\n<h1>{html.escape(title)}</h1>\n{body}\n</body></html>\n"
     )
 

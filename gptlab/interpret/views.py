@@ -17,14 +17,6 @@ import torch
 
 from gptlab.report import html_page
 
-# A data: icon so the browser asks for no favicon (which would be a console error offline).
-_HEAD_EXTRA = '<link rel="icon" href="data:,">'
-
-
-def _page(title: str, body: str) -> str:
-    page = html_page(title, body)
-    return page.replace("<title>", _HEAD_EXTRA + "<title>", 1)
-
 
 def _json_for_script(data) -> str:
     """JSON safe inside <script>: '</' and '<!--' can't close or open anything once '<' is escaped."""
@@ -218,7 +210,7 @@ it in the head view.</p><div id="model-view"></div></section>
 <table><tr><th>sigma</th><th>mean TV distance</th><th>per layer</th></tr>{noise_rows}</table></section>
 <script type="application/json" id="attention-data">{_json_for_script(data)}</script>
 <script>{_ATTENTION_JS}</script>"""
-    return _page(title, body)
+    return html_page(title, body)
 
 
 # ---------------------------------------------------------------------------------------- saliency
@@ -269,7 +261,7 @@ def saliency_page(
 own largest |value|. Hover a token for its number.</p>
 <section id="attributions">{"".join(rows)}</section>
 <section><h2>Values</h2><table id="attribution-table"><tr><th>token</th>{header}</tr>{table_rows}</table></section>"""
-    return _page("Token attributions", body)
+    return html_page("Token attributions", body)
 
 
 # -------------------------------------------------------------------------------------------- lens
@@ -307,7 +299,7 @@ def lens_page(tokens: Sequence[str], lens: Sequence[Sequence[Sequence[dict]]], p
 norm and unembedding) at that position; darker = more probable. The top row is the model's own
 prediction. Hover a cell for the top-{len(lens[0][0])}.</p>
 <table id="lens">{header}</tr>{"".join(rows)}</table>"""
-    return _page("Logit lens", body)
+    return html_page("Logit lens", body)
 
 
 def index_page(title: str, links: Sequence[tuple[str, str, str]]) -> str:
@@ -316,4 +308,4 @@ def index_page(title: str, links: Sequence[tuple[str, str, str]]) -> str:
         f'<li><a href="{html.escape(href)}">{html.escape(name)}</a>: {html.escape(desc)}</li>'
         for href, name, desc in links
     )
-    return _page(title, f'<ul id="views">{items}</ul>')
+    return html_page(title, f'<ul id="views">{items}</ul>')
