@@ -107,9 +107,10 @@ def _encode(tokenizer, text: str) -> list[int]:
 
 
 def _piece(tokenizer, i: int) -> str:
-    """The text of token id i; ids past the tokenizer's vocabulary (a model padded wider than its
-    tokenizer) show as <id>."""
-    return tokenizer.decode([i]) if i < tokenizer.vocab_size else f"<{i}>"
+    """The text of token id i (<id> past the tokenizer's vocabulary, for a padded model)."""
+    from gptlab.interpret.sampling import decode_padded
+
+    return decode_padded(tokenizer, [i])
 
 
 def _tokens(tokenizer, ids) -> list[str]:

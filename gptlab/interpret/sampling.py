@@ -252,7 +252,7 @@ def sampling_study(
     for setting in settings:
         s = sample_steps(model, prompt_ids, setting, n_samples, max_new_tokens, seed)
         token_ids = s["tokens"].tolist()
-        texts = [_decode(tokenizer, ids) for ids in token_ids]
+        texts = [decode_padded(tokenizer, ids) for ids in token_ids]
         records.append(
             {
                 **setting.to_dict(),
@@ -397,9 +397,10 @@ def render_sampling_html(result: dict, png: bytes, title: str = "gptlab sampling
     return html_page(title, body)
 
 
-def _decode(tokenizer, ids: list[int]) -> str:
-    """Text of sampled ids; ids past the tokenizer's vocabulary (a model padded wider than its
-    tokenizer can still sample them, untrained) show as <id> instead of failing the study."""
+def decode_padded(tokenizer, ids: list[int]) -> str:
+    """Text of ids from a model that may be padded wider than its tokenizer (e.g. to a multiple
+    of 64): ids past the tokenizer's vocabulary (untrained rows a sampler can still draw) show as
+    <id> instead of failing; runs of ordinary ids are decoded together."""
     if all(i < tokenizer.vocab_size for i in ids):
         return tokenizer.decode(ids)
     parts, run = [], []
