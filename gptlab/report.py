@@ -64,12 +64,12 @@ def html_page(title: str, body: str) -> str:
 
 def table(rows: list[tuple[str, Any]]) -> str:
     cells = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(format_value(v))}</td></tr>" for k, v in rows
     )
     return f"<table>{cells}</table>"
 
 
-def _fmt(v: Any) -> str:
+def format_value(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:,.4f}" if abs(v) < 1e5 else f"{v:,.0f}"
     if isinstance(v, int) and not isinstance(v, bool):
@@ -113,8 +113,8 @@ def write_run_report(run_dir: Path, config, result) -> Path:
         (f"{section}.{k}", v) for section, values in config.to_dict().items() for k, v in values.items()
     ]
     eval_rows = "".join(
-        f"<tr><td>{r['step']}</td><td>{_fmt(r.get('train_loss', ''))}</td><td>{_fmt(r.get('val_loss', ''))}</td>"
-        f"<td>{_fmt(r.get('val_ppl', ''))}</td></tr>"
+        f"<tr><td>{r['step']}</td><td>{format_value(r.get('train_loss', ''))}</td><td>{format_value(r.get('val_loss', ''))}</td>"
+        f"<td>{format_value(r.get('val_ppl', ''))}</td></tr>"
         for r in evals
     )
     sample_html = "".join(

@@ -69,7 +69,7 @@ class AuditResult:
         for name, png in self.plots.items():
             atomic_write_bytes(out / name, png)
         path = out / f"{self.name}.json"
-        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, default=_jsonable) + "\n")
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, default=to_jsonable) + "\n")
         return path
 
     def table(self) -> str:
@@ -81,7 +81,7 @@ class AuditResult:
         return "\n".join(lines)
 
 
-def _jsonable(o):
+def to_jsonable(o):
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
     if isinstance(o, np.ndarray):

@@ -9,7 +9,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from gptlab.audit.common import AuditResult, _jsonable
+from gptlab.audit.common import AuditResult, to_jsonable
 from gptlab.io import atomic_write_text
 from gptlab.report import html_page, image
 
@@ -60,7 +60,7 @@ def render_report(
             f"<figure>{image(png, name)}<figcaption>{html.escape(name)}</figcaption></figure>"
             for name, png in sorted(result.plots.items())
         )
-        details = html.escape(json.dumps(result.details, indent=1, default=_jsonable)[:200_000])
+        details = html.escape(json.dumps(result.details, indent=1, default=to_jsonable)[:200_000])
         sections.append(
             f'<section id="audit-{html.escape(result.name)}"><h2>{html.escape(result.name)}</h2>{plots}'
             f"<details><summary>details (JSON)</summary><pre>{details}</pre></details></section>"
@@ -95,7 +95,7 @@ def write_report(
     for result in results:
         result.save(out)
     combined = {"audits": [r.to_dict() for r in results], "skipped": skipped or {}}
-    atomic_write_text(out / AUDIT_JSON, json.dumps(combined, indent=2, default=_jsonable) + "\n")
+    atomic_write_text(out / AUDIT_JSON, json.dumps(combined, indent=2, default=to_jsonable) + "\n")
     path = out / REPORT_HTML
     atomic_write_text(path, render_report(results, title, skipped))
     return path

@@ -351,13 +351,13 @@ METRIC_COLUMNS = (
 def render_sampling_html(result: dict, png: bytes, title: str = "gptlab sampling study") -> str:
     """A self-contained HTML page: the metrics table (one row per setting), the plots (a data:
     URI) and the first few samples of each setting, every text escaped."""
-    from gptlab.report import _fmt, html_page, image, table
+    from gptlab.report import format_value, html_page, image, table
 
     records = result["settings"]
     head = "".join(f"<th>{html.escape(name)}</th>" for _, name in METRIC_COLUMNS)
     rows = "".join(
         f"<tr><td>{html.escape(r['label'])}</td>"
-        + "".join(f"<td>{html.escape(_fmt(r[key]))}</td>" for key, _ in METRIC_COLUMNS)
+        + "".join(f"<td>{html.escape(format_value(r[key]))}</td>" for key, _ in METRIC_COLUMNS)
         + "</tr>"
         for r in records
     )
