@@ -159,6 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data.is_file():
         print(f"error: data file not found: {args.data}", file=sys.stderr)
         return 2
+    from gptlab.data.corpus import read_text_file
+    from gptlab.errors import GptlabError
+
+    try:
+        read_text_file(args.data)  # a clear error for a binary or non-UTF-8 file, before timing
+    except GptlabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     result = run(args.data, args.vocab_size, args.repeats)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0

@@ -42,8 +42,35 @@ VERBS: dict[str, tuple[str, str]] = {
 }
 
 
+class UsageError(GptlabError):
+    """A command line argparse could not accept; ``main`` prints it like any other error."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with usage errors in gptlab's one-line form: ``error: ...`` on stderr, exit 2.
+    (Sub-parsers inherit the class, so every verb's flags get the same treatment.)"""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # every `type=float` flag refuses nan and inf: no verb has a use for them, and a NaN
+        # learning rate or threshold would otherwise pass every `<`/`>` check silently
+        self.register("type", float, _finite_float)
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _finite_float(text: str) -> float:
+    from gptlab.commands import _float
+
+    return _float(text)
+
+
+_finite_float.__name__ = "float"  # argparse names the type in its message: "invalid float value"
+
+
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="gptlab",
         description="Build, train, evaluate and study GPT-style language models from scratch.",
     )
@@ -68,7 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verb = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(verb if verb in VERBS else None)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.verb is None:
         parser.print_help()
         return 0

@@ -19,6 +19,7 @@ does nothing. ``save_toml`` writes the resolved config (every field) into the ru
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -137,6 +138,51 @@ class RunConfig:
 
 SECTIONS = {f.name: f for f in fields(RunConfig)}
 MODEL_FIELDS = {f.name for f in fields(GPTConfig)}
+MAX_SEED = 2**63 - 1  # torch.manual_seed takes at most a uint64, and TOML integers are int64
+
+
+def check_values(config: RunConfig) -> None:
+    """Refuse values that make no sense before any work is done: a GptlabError naming the key.
+
+    TOML (and so every override) accepts ``nan`` and ``inf``; no float setting has a use for them,
+    and a NaN passes every ``<``/``>`` check silently, so they are refused first."""
+    for section in SECTIONS:
+        for key, value in _float_values(getattr(config, section), section):
+            if not math.isfinite(value):
+                raise GptlabError(f"{section}.{key} must be a finite number, got {value}")
+    o, t, d, dp = config.optim, config.train, config.data, config.dp
+    checks = [
+        (o.lr > 0, "optim.lr must be > 0", o.lr),
+        (o.min_lr >= 0, "optim.min_lr must be >= 0", o.min_lr),
+        (o.weight_decay >= 0, "optim.weight_decay must be >= 0", o.weight_decay),
+        (0 <= o.beta1 < 1, "optim.beta1 must be in [0, 1)", o.beta1),
+        (0 <= o.beta2 < 1, "optim.beta2 must be in [0, 1)", o.beta2),
+        (o.eps > 0, "optim.eps must be > 0", o.eps),
+        (o.grad_clip >= 0, "optim.grad_clip must be >= 0 (0 disables clipping)", o.grad_clip),
+        (o.warmup_steps >= 0, "optim.warmup_steps must be >= 0", o.warmup_steps),
+        (o.decay_steps >= 0, "optim.decay_steps must be >= 0 (0: train.max_steps)", o.decay_steps),
+        (0 <= t.seed <= MAX_SEED, "train.seed must be an integer in [0, 2**63 - 1]", t.seed),
+        (0 <= d.val_fraction < 1, "data.val_fraction must be in [0, 1)", d.val_fraction),
+        (dp.epsilon >= 0, "dp.epsilon must be >= 0 (0: off)", dp.epsilon),
+        (0 <= dp.delta < 1, "dp.delta must be in [0, 1) (0: the default)", dp.delta),
+        (dp.max_grad_norm > 0, "dp.max_grad_norm must be > 0", dp.max_grad_norm),
+    ]
+    for name in ("max_steps", "batch_size", "grad_accum", "eval_every", "eval_batches", "log_every"):
+        checks.append((getattr(t, name) >= 1, f"train.{name} must be at least 1", getattr(t, name)))
+    for name in ("max_minutes", "stop_val_loss", "early_stop_patience", "sample_tokens", "sample_top_k"):
+        checks.append((getattr(t, name) >= 0, f"train.{name} must be >= 0", getattr(t, name)))
+    checks.append((t.sample_temperature >= 0, "train.sample_temperature must be >= 0", t.sample_temperature))
+    for ok, message, value in checks:
+        if not ok:
+            raise GptlabError(f"{message}, got {value!r}")
+    config.model.build(vocab_size=256)  # the architecture's own checks (dropout, heads, ...), now
+
+
+def _float_values(section: Any, name: str) -> list[tuple[str, float]]:
+    values = (
+        section.overrides if name == "model" else {f.name: getattr(section, f.name) for f in fields(section)}
+    )
+    return [(k, v) for k, v in values.items() if isinstance(v, float)]
 
 
 def apply_dict(config: RunConfig, d: dict[str, Any], source: str) -> None:
@@ -200,6 +246,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw  # a bare word: cpu, cosine, runs/x
+    except RecursionError:  # [[[[...: no setting is nested that deep
+        raise GptlabError(f"override {key.strip()!r}: the value is nested too deeply") from None
     return key.strip(), value
 
 
@@ -229,6 +277,10 @@ def load_toml(path: str | os.PathLike) -> dict[str, Any]:
         raise GptlabError(f"config file not found: {path}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise GptlabError(f"config file {path} is not valid TOML: {e}") from None
+    except RecursionError:  # tomllib recurses per level of [[[ ... ]]] or {a={b={...}}}
+        raise GptlabError(f"config file {path} is nested too deeply to be a gptlab config") from None
+    except OSError as e:  # permission denied, a folder, ...
+        raise GptlabError(f"cannot read config file {path}: {e.strerror or e}") from None
 
 
 def load_config(config: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:

@@ -5,8 +5,10 @@ which token comes next and feeds it back.
 
 - Samplers (`Sampler`), applied in this order to the last position's logits: repetition penalty
   (CTRL: a seen token's logit is divided by the penalty if positive, multiplied if negative), then
-  greedy argmax if temperature <= 0, else temperature, top-k, top-p (nucleus: the smallest set of
-  most likely tokens whose mass reaches p), and a draw from an explicit `torch.Generator`.
+  greedy argmax if temperature < 1e-5 (0: greedy), else temperature, top-k, top-p (nucleus: the
+  smallest set of most likely tokens whose mass reaches p, at least one token), and a draw from an
+  explicit `torch.Generator`. NaN logits are a GptlabError; any other logits, inf included, and any
+  valid setting give a finite distribution that sums to 1.
 - `generate_naive` re-runs the model on the whole context for every token: slow, obviously right,
   the reference `generate` is tested against. `generate` prefills a KV cache with the prompts and
   then runs the model on one new token per step.
@@ -27,6 +29,7 @@ which token comes next and feeds it back.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,45 +43,48 @@ from gptlab.model.kv_cache import KVCache
 DEFAULT_MAX_NEW_TOKENS = 200
 REPLACEMENT_CHAR = "\ufffd"  # what decoding an incomplete UTF-8 sequence produces
 PAD_ID = 0  # fills left padding; padded slots are masked out, so any valid id works
+GREEDY_BELOW = 1e-5  # temperatures below this are greedy: logits / 1e-320 would overflow to inf
 
 
 @dataclass(frozen=True)
 class Sampler:
-    """Picks the next token from logits; validates its settings on construction."""
+    """Picks the next token from logits; validates its settings on construction.
+
+    Numerically safe for any valid setting and any logits: the draw is from a finite vector that
+    sums to 1 (`probs`), top-p keeps at least the most likely token, +inf logits share the mass
+    (-inf ones get none), and NaN logits are a GptlabError rather than an error inside torch."""
 
     temperature: float = 1.0
-    top_k: int | None = None
-    top_p: float | None = None
+    top_k: int | None = None  # None or 0: no limit
+    top_p: float | None = None  # None or 1: no limit
     repetition_penalty: float = 1.0
 
     def __post_init__(self) -> None:
         t = self.temperature
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
-            raise GptlabError(f"temperature must be a finite number (<= 0: greedy), got {self.temperature!r}")
-        if self.top_k is not None and (
-            isinstance(self.top_k, bool) or int(self.top_k) != self.top_k or self.top_k < 1
-        ):
-            raise GptlabError(f"top_k must be an integer >= 1 (or None for no limit), got {self.top_k!r}")
-        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
-            raise GptlabError(f"top_p must be in (0, 1] (or None for no limit), got {self.top_p!r}")
-        if not 0 < self.repetition_penalty < math.inf:
-            raise GptlabError(f"repetition_penalty must be > 0 (1.0 = none), got {self.repetition_penalty!r}")
+        if not _is_number(t) or not math.isfinite(t) or t < 0:
+            raise GptlabError(f"temperature must be a finite number >= 0 (0: greedy), got {t!r}")
+        k = self.top_k
+        if k is not None and not (_is_number(k) and math.isfinite(k) and int(k) == k and k >= 0):
+            raise GptlabError(f"top_k must be an integer >= 0 (0 or None: no limit), got {k!r}")
+        p = self.top_p
+        if p is not None and not (_is_number(p) and 0.0 < p <= 1.0):
+            raise GptlabError(f"top_p must be in (0, 1] (1 or None: no limit), got {p!r}")
+        r = self.repetition_penalty
+        if not (_is_number(r) and 0 < r < math.inf):
+            raise GptlabError(f"repetition_penalty must be a number > 0 (1.0 = none), got {r!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature < GREEDY_BELOW
 
     def __call__(
         self, logits: torch.Tensor, seen: torch.Tensor | None = None, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """logits (B, V), seen (B, V) bool (tokens already in each row) -> next token ids (B,)."""
-        logits = logits.float()
-        if seen is not None and self.repetition_penalty != 1.0:
-            logits = apply_repetition_penalty(logits, seen, self.repetition_penalty)
-        if self.temperature <= 0:
+        logits = self._penalized(logits, seen)
+        if self.greedy:
             return logits.argmax(dim=-1)
-        logits = logits / self.temperature
-        if self.top_k is not None:
-            logits = top_k_filter(logits, int(self.top_k))
-        if self.top_p is not None:
-            logits = top_p_filter(logits, self.top_p)
-        probs = logits.softmax(dim=-1)
+        probs = self._filtered_probs(logits)
         if generator is not None and generator.device != probs.device:
             return (
                 torch.multinomial(probs.to(generator.device), 1, generator=generator)
@@ -86,6 +92,44 @@ class Sampler:
                 .to(probs.device)
             )
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+    def probs(self, logits: torch.Tensor, seen: torch.Tensor | None = None) -> torch.Tensor:
+        """The distribution (B, V) the next token is drawn from: finite, each row sums to 1, zero
+        outside the kept tokens; greedy: one-hot at the argmax."""
+        logits = self._penalized(logits, seen)
+        if self.greedy:
+            return torch.zeros_like(logits).scatter_(-1, logits.argmax(dim=-1, keepdim=True), 1.0)
+        return self._filtered_probs(logits)
+
+    def _penalized(self, logits: torch.Tensor, seen: torch.Tensor | None) -> torch.Tensor:
+        logits = logits.float()
+        # one check per step (a sync on GPU): NaN would otherwise make argmax pick a NaN slot, or
+        # multinomial fail in torch (on CUDA, with a device-side assert that ruins the process)
+        if bool(torch.isnan(logits).any()):
+            raise GptlabError(
+                "the model produced NaN logits: its weights contain NaN/inf, or its activations "
+                "overflowed in this dtype (try --dtype float32, or an earlier checkpoint)"
+            )
+        if seen is not None and self.repetition_penalty != 1.0:
+            logits = apply_repetition_penalty(logits, seen, self.repetition_penalty)
+        return logits
+
+    def _filtered_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        # Shift each row so that its largest logit is 0 before dividing by the temperature: then
+        # no division overflows to +inf (softmax of inf is NaN). A +inf logit becomes 0 like the
+        # max (the +inf tokens share the mass, the limit of huge logits); -inf stays -inf, and a
+        # row of -inf only becomes uniform (nothing to prefer) rather than NaN.
+        top = logits.amax(dim=-1, keepdim=True)
+        logits = torch.where(logits == top, 0.0, logits - top) / self.temperature
+        if self.top_k:
+            logits = top_k_filter(logits, int(self.top_k))
+        if self.top_p is not None:
+            logits = top_p_filter(logits, self.top_p)
+        return logits.softmax(dim=-1)  # at least one 0 logit (exp = 1) is kept: the sum is >= 1
+
+
+def _is_number(x: object) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)  # numpy scalars too
 
 
 class RecordingSampler:
@@ -111,8 +155,9 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the k largest logits of each row (B, V); the others become -inf."""
-    k = min(k, logits.size(-1))
+    """Keep the k largest logits of each row (B, V); the others become -inf. k >= V: all kept."""
+    if k >= logits.size(-1):
+        return logits
     keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, logits.topk(k, dim=-1).indices, True)
     return logits.masked_fill(~keep, float("-inf"))
 
@@ -121,10 +166,15 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     """Keep the smallest set of most likely tokens whose probability mass reaches p; others -inf."""
     if p >= 1.0:
         return logits
-    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    # stable: among equal logits the lowest id comes first, so greedy's argmax is always kept and
+    # ties are cut the same way on every device
+    sorted_logits, order = logits.sort(dim=-1, descending=True, stable=True)
     probs = sorted_logits.softmax(dim=-1)
     mass_before = probs.cumsum(dim=-1) - probs  # mass of the strictly more likely tokens
-    drop_sorted = mass_before >= p  # the set already reached p without this token (never the first)
+    drop_sorted = mass_before >= p  # the set already reached p without this token
+    # always keep the most likely token: a p below float32's smallest value (1e-300) rounds to 0,
+    # and 0 >= 0 would drop every token
+    drop_sorted[..., 0] = False
     drop = torch.zeros_like(drop_sorted).scatter_(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 

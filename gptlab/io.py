@@ -3,13 +3,17 @@
 Threat model: files given to gptlab (weights, tokenizers, checkpoints) may come from anyone, so
 nothing here unpickles: tensors are read with safetensors, and the only `torch.load` call uses
 ``weights_only=True``. Writes are atomic (temp file in the same folder, fsync, rename) so a
-crash or Ctrl-C mid-save leaves the previous file intact, never a half-written one.
+crash or Ctrl-C mid-save leaves the previous file intact, never a half-written one. Reads turn
+every failure (missing, permission denied, not UTF-8, invalid or absurdly nested JSON) into a
+GptlabError naming the file: `read_bytes`, `read_text`, `read_json`, `parse_json`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import struct
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -50,23 +54,61 @@ def atomic_write_json(path: PathLike, obj: Any, indent: int | None = 2) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
 
 
-def read_json(path: PathLike, what: str = "JSON file") -> Any:
-    """Read a JSON file, turning every failure into a GptlabError that names the file."""
+def read_bytes(path: PathLike, what: str = "file") -> bytes:
+    """The bytes of a file; a missing, unreadable (permission denied, I/O error) or directory path
+    is a GptlabError naming ``what`` and the path, never an OSError traceback."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise GptlabError(f"{what} not found: {path}") from None
-    except IsADirectoryError:
-        raise GptlabError(f"{what} {path} is a directory, expected a file") from None
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise read_error(e, what, path) from None
+
+
+def read_error(e: OSError, what: str, path: PathLike) -> GptlabError:
+    """The GptlabError for an OSError met while opening or reading ``path``."""
+    if isinstance(e, FileNotFoundError):
+        return GptlabError(f"{what} not found: {path}")
+    if isinstance(e, IsADirectoryError):
+        return GptlabError(f"{what} {path} is a directory, expected a file")
+    return GptlabError(f"cannot read {what} {path}: {e.strerror or e}")
+
+
+def read_text(path: PathLike, what: str = "file") -> str:
+    """A UTF-8 text file (see `read_bytes` for the errors); bytes that are not UTF-8 are an error."""
+    data = read_bytes(path, what)
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise GptlabError(f"{what} {path} is not UTF-8 text (byte {e.start}): is it a binary file?") from None
+
+
+def parse_json(text: str | bytes, where: str) -> Any:
+    """``json.loads`` for untrusted text; ``where`` (e.g. "tokenizer file tok.json") names it in
+    the GptlabError for invalid or too deeply nested JSON. The standard decoder recurses once per
+    ``[`` or ``{``, so ``[[[[...`` a hundred thousand deep would otherwise end in a RecursionError."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise GptlabError(
-            f"{what} {path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"
+            f"{where} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}"
         ) from None
+    except RecursionError:
+        raise nested_too_deeply(where) from None
+    except UnicodeDecodeError as e:  # bytes given, and they are not UTF-8
+        raise GptlabError(f"{where} is not UTF-8 text (byte {e.start})") from None
+
+
+def nested_too_deeply(where: str) -> GptlabError:
+    return GptlabError(
+        f"{where} is nested too deeply (lists or objects more than ~{sys.getrecursionlimit()} levels "
+        "inside each other): no file gptlab reads is like that; is it corrupt or hostile?"
+    )
+
+
+def read_json(path: PathLike, what: str = "JSON file") -> Any:
+    """Read a JSON file, turning every failure into a GptlabError that names the file."""
+    return parse_json(read_text(path, what), f"{what} {path}")
 
 
 def save_safetensors(tensors: dict, path: PathLike, metadata: dict[str, str] | None = None) -> Path:
@@ -77,20 +119,70 @@ def save_safetensors(tensors: dict, path: PathLike, metadata: dict[str, str] | N
     return atomic_write(path, lambda p: save_file(flat, str(p), metadata=metadata))
 
 
+# safetensors' own limit on the JSON header (its Rust reader refuses larger ones)
+MAX_SAFETENSORS_HEADER = 100_000_000
+
+
+def read_safetensors_header(path: PathLike, what: str = "weights file") -> dict[str, tuple[int, ...]]:
+    """``{tensor name: shape}`` from a safetensors file's header alone (8-byte little-endian
+    length, then that much JSON), without reading or allocating any tensor: what a loader checks
+    a model config against before it builds anything the config's sizes could make enormous."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            prefix = f.read(8)
+            length = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else None
+            if length is None or not 2 <= length <= min(size - 8, MAX_SAFETENSORS_HEADER):
+                raise GptlabError(
+                    f"cannot read {what} {path}: no valid safetensors header (truncated, or not a "
+                    "safetensors file?)"
+                )
+            raw = f.read(length)
+    except OSError as e:
+        raise read_error(e, what, path) from None
+    header = parse_json(raw, f"the header of {what} {path}")
+    if not isinstance(header, dict):
+        raise GptlabError(f"cannot read {what} {path}: its header is not a JSON object")
+    shapes = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise GptlabError(f"cannot read {what} {path}: tensor {name!r} has no valid shape in the header")
+        shapes[name] = tuple(shape)
+    return shapes
+
+
 def load_safetensors(path: PathLike, device: str = "cpu") -> dict:
-    """Load a safetensors file; a missing, truncated or corrupt file gives a GptlabError naming it."""
+    """Load a safetensors file; a missing, unreadable, truncated or corrupt file gives a
+    GptlabError naming it."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path)
     if not path.is_file():
         raise GptlabError(f"weights file not found: {path}")
+    _check_readable(path, "weights file")
     try:
         return load_file(str(path), device=device)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise GptlabError(
             f"cannot read weights file {path}: {e} (truncated or not a safetensors file?)"
         ) from None
+
+
+def _check_readable(path: Path, what: str) -> None:
+    """Open ``path`` once with Python: a library that opens it itself (safetensors' Rust code,
+    torch.load) reports permission denied in its own words, or as "No such file"."""
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise read_error(e, what, path) from None
 
 
 def torch_load_safe(path: PathLike, map_location: str = "cpu") -> Any:
@@ -102,6 +194,7 @@ def torch_load_safe(path: PathLike, map_location: str = "cpu") -> Any:
     path = Path(path)
     if not path.is_file():
         raise GptlabError(f"file not found: {path}")
+    _check_readable(path, "file")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:

@@ -39,7 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gptlab.errors import GptlabError
-from gptlab.model.gpt import check_tensor_names
+from gptlab.model.gpt import check_config_matches_shapes, check_tensor_names
 
 BITS = (8, 4)
 GROUP_SIZES = (32, 64, 128)
@@ -395,18 +395,26 @@ def empty_quantized_model(config, info: dict[str, Any]) -> nn.Module:
     return model
 
 
+def quantized_tensor_specs(config, info: Any, source: str) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """``{name: (shape, dtype)}`` of the tensors a quantised run's weights file holds, from a model
+    built on the meta device (nothing allocated); a bad ``quantization`` entry is a GptlabError."""
+    if not isinstance(info, dict) or info.get("bits") not in BITS:
+        raise GptlabError(f"{source}: invalid quantization entry {info!r} (bits must be 8 or 4)")
+    try:
+        with torch.device("meta"):
+            model = empty_quantized_model(config, info)
+    except GptlabError as e:
+        raise GptlabError(f"{source}: {e}") from None
+    return {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+
+
 def quantized_from_state_dict(
     config, info: dict[str, Any], state: dict[str, torch.Tensor], source: str
 ) -> nn.Module:
     """Build a quantised GPT from saved tensors; a missing, extra or misshapen tensor is a
     GptlabError naming ``source`` and the tensor."""
-    if not isinstance(info, dict) or info.get("bits") not in BITS:
-        raise GptlabError(f"{source}: invalid quantization entry {info!r} (bits must be 8 or 4)")
-    try:
-        model = empty_quantized_model(config, info)
-    except GptlabError as e:
-        raise GptlabError(f"{source}: {e}") from None
-    expected = {k: (tuple(v.shape), v.dtype) for k, v in model.state_dict().items()}
+    check_config_matches_shapes(config, {k: tuple(v.shape) for k, v in state.items()}, source)
+    expected = quantized_tensor_specs(config, info, source)
     check_tensor_names(expected, state, f"{source} does not match the quantised model")
     for name, (shape, dtype) in expected.items():
         t = state[name]
@@ -422,6 +430,7 @@ def quantized_from_state_dict(
             )
     # float32 copies, and fresh (aligned) allocations for the integer tensors (see _kernel_tensors)
     state = {k: (v.float() if v.is_floating_point() else v.clone()) for k, v in state.items()}
+    model = empty_quantized_model(config, info)
     model.load_state_dict(state, strict=True, assign=True)
     if config.tie_weights:  # assign=True replaced the embedding's buffers; the head reads them through it
         model.lm_head = TiedQuantizedHead(model.transformer.wte)
@@ -491,6 +500,8 @@ def quantize_run(
 
     group_size = group_size if bits == 4 else None
     check_settings(bits, group_size)
+    if eval_max_chars is not None and eval_max_chars < 1:  # text[:-5] would silently drop the tail
+        raise GptlabError(f"eval_max_chars must be a positive number of characters, got {eval_max_chars}")
     src, out = Path(model_path), Path(out)
     if not src.exists():
         raise GptlabError(f"model not found: {src}")

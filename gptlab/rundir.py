@@ -16,13 +16,17 @@ of a run (same architecture, same tokenizer, older weights) stays loadable.
 
 Threat model: the files may come from anyone. Weights are read with safetensors (or, for a
 Hugging Face ``pytorch_model.bin``, ``torch.load(weights_only=True)``), never unpickled; JSON is
-validated; a missing, truncated or corrupt file or a tensor of the wrong shape is a GptlabError
-naming the file (and the tensor with its expected and actual shape), never a crash deep in torch.
+validated; a missing, unreadable, truncated or corrupt file or a tensor of the wrong shape is a
+GptlabError naming the file (and the tensor with its expected and actual shape), never a crash
+deep in torch. model.json's sizes are checked against the weights file's header before anything
+is built (a hostile n_layer=10^9 must not build 10^9 blocks), and weights holding NaN/inf are
+refused on load, naming the tensor.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,8 +35,16 @@ from typing import Any
 import torch
 
 from gptlab.errors import GptlabError
-from gptlab.io import atomic_write, atomic_write_json, load_safetensors, read_json, save_safetensors
+from gptlab.io import (
+    atomic_write,
+    atomic_write_json,
+    load_safetensors,
+    read_json,
+    read_safetensors_header,
+    save_safetensors,
+)
 from gptlab.model import GPT, GPTConfig
+from gptlab.model.gpt import check_config_matches_shapes, check_tensor_shapes
 
 MODEL_FORMAT = "gptlab-model"
 MODEL_VERSION = 1
@@ -40,6 +52,8 @@ MODEL_JSON = "model.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 HF_CONFIG_FILE = "config.json"
+CHECKPOINTS_DIR = "checkpoints"  # a training run's checkpoint folders (gptlab.train.checkpoint)
+CHECKPOINT_POINTER = "latest.json"  # in CHECKPOINTS_DIR: names the newest complete one
 
 
 def unwrap(model: torch.nn.Module) -> GPT:
@@ -159,8 +173,12 @@ def load_model(
     path = Path(path)
     dtype = resolve_dtype(dtype)
     device = resolve_device(device)
+    path = _latest_checkpoint(path)
     if (path / MODEL_JSON).is_file():
         config, meta = read_model_json(path)
+        # the config against the weights file's header first: the config's sizes decide what
+        # gets built, so they must be the file's before anything is loaded or built
+        check_weights_header(config, meta.get("quantization"), path / WEIGHTS_FILE, str(path / MODEL_JSON))
         state = load_safetensors(path / WEIGHTS_FILE)
         if meta.get("quantization") is not None:
             from gptlab.quantize import quantized_from_state_dict
@@ -186,8 +204,71 @@ def load_model(
             f"directory; to import a hub model use `gptlab convert --from hf NAME --out RUN`)"
         )
     check_vocab(model, tokenizer, str(path))
+    check_finite(model, str(path))
     model.to(device=device, dtype=dtype)
     return model.eval(), tokenizer
+
+
+def check_weights_header(config: GPTConfig, quantization: Any, weights: Path, config_source: str) -> None:
+    """GptlabError naming the field or the tensor unless the tensor names and shapes in the header
+    of ``weights`` are those ``config`` (and ``quantization``) imply. Reads the header only: a
+    model.json saying n_layer=10^9 or n_embd=2^40 for a small file is refused before anything
+    is allocated."""
+    shapes = read_safetensors_header(weights)
+    source = str(weights)
+    check_config_matches_shapes(config, shapes, source, config_source)
+    if quantization is None:
+        expected = GPT.tensor_shapes(config)
+        if config.tie_weights:
+            shapes.pop("lm_head.weight", None)  # ignored on load, as GPT.from_state_dict does
+    else:
+        from gptlab.quantize import quantized_tensor_specs
+
+        expected = {
+            k: shape for k, (shape, _) in quantized_tensor_specs(config, quantization, source).items()
+        }
+    check_tensor_shapes(expected, shapes, source)
+
+
+def check_finite(model: torch.nn.Module, source: str) -> None:
+    """GptlabError naming the first tensor holding NaN or inf: such weights give NaN logits, and
+    every command would fail later with an obscure error (or print garbage)."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise GptlabError(
+                f"{source}: the weights contain NaN/inf (tensor {name!r}): the model is broken, e.g. "
+                "saved by a training run that diverged; use an earlier checkpoint (such as RUN/best)"
+            )
+
+
+def read_checkpoint_pointer(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """RUN/checkpoints/latest.json of a training run (None when there is none): ``{"step", "dir"}``."""
+    path = Path(run_dir) / CHECKPOINTS_DIR / CHECKPOINT_POINTER
+    if not path.is_file():
+        return None
+    pointer = read_json(path, "checkpoint pointer")
+    name = pointer.get("dir") if isinstance(pointer, dict) else None
+    step = pointer.get("step") if isinstance(pointer, dict) else None
+    # a folder name, never a path: the pointer may come from anyone, like every file of a run
+    if not (isinstance(name, str) and re.fullmatch(r"step-\d{8,}", name) and type(step) is int):
+        raise GptlabError(f'{path}: expected {{"step": N, "dir": "step-NNNNNNNN"}}, got {pointer!r}')
+    return pointer
+
+
+def _latest_checkpoint(path: Path) -> Path:
+    """A training run's newest committed checkpoint folder, when ``path`` is a run that has one:
+    a run killed while publishing that checkpoint's top-level model files has them half old,
+    half new; the folder the pointer names is whole. Anything else: ``path`` unchanged."""
+    try:
+        pointer = read_checkpoint_pointer(path)
+    except GptlabError:
+        return path  # a damaged pointer: the top-level files are the best left
+    if pointer is None:
+        return path
+    folder = path / CHECKPOINTS_DIR / pointer["dir"]
+    if all((folder / name).is_file() for name in (MODEL_JSON, WEIGHTS_FILE, TOKENIZER_FILE)):
+        return folder
+    return path
 
 
 def check_vocab(model: GPT, tokenizer, source: str) -> None:

@@ -129,15 +129,36 @@ def test_audit_all_on_an_lm_run(lm_run, tmp_path, capsys):
 
 def test_audit_all_says_which_audits_could_not_run(tmp_path, capsys):
     """A model with no data splits: membership and the typo audit need held-out text; they are
-    listed as not run, with the reason, and the others still report."""
+    listed as not run, with the reason, and the others still report. The exit status (1) says
+    that not every audit that applies ran."""
     from gptlab.rundir import save_model
 
     tok = _tokenizer()
     run = save_model(tmp_path / "bare", _tiny_gpt(tok), tok)
-    assert main(["audit", "all", "--model", str(run), "--out", str(tmp_path / "a"), "--quick"]) == 0
+    assert main(["audit", "all", "--model", str(run), "--out", str(tmp_path / "a"), "--quick"]) == 1
     combined = json.loads((tmp_path / "a" / "audit.json").read_text())
     assert "membership" in combined["skipped"] and "bias" in [a["audit"] for a in combined["audits"]]
     assert 'id="skipped"' in (tmp_path / "a" / "report.html").read_text()
+    assert "not run: membership:" in capsys.readouterr().err
+    # a second run into the same folder would replace the report: refused unless --overwrite
+    args = ["audit", "all", "--model", str(run), "--out", str(tmp_path / "a"), "--quick"]
+    before = (tmp_path / "a" / "report.html").read_bytes()
+    assert main(args) == 2
+    assert "already holds" in capsys.readouterr().err
+    assert (tmp_path / "a" / "report.html").read_bytes() == before
+
+
+def test_audit_all_fails_with_the_load_error_when_the_model_cannot_be_loaded(tmp_path, capsys):
+    from gptlab.rundir import save_model
+
+    tok = _tokenizer()
+    run = save_model(tmp_path / "broken", _tiny_gpt(tok), tok)
+    (run / "model.safetensors").write_bytes(b"not a safetensors file")
+    out = tmp_path / "a"
+    assert main(["audit", "all", "--model", str(run), "--out", str(out), "--quick"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "model.safetensors" in err[0]
+    assert not (out / "report.html").exists() and not (out / "audit.json").exists()
 
 
 def test_audit_all_on_a_classifier_run_runs_robustness(tmp_path):

@@ -96,7 +96,7 @@ def test_temperature_towards_zero_equals_greedy():
     logits = torch.randn(16, 100, generator=seeded(5))
     greedy = Sampler(temperature=0.0)(logits)
     assert torch.equal(greedy, logits.argmax(-1))
-    assert torch.equal(Sampler(temperature=-1.0)(logits), greedy)
+    assert torch.equal(Sampler(temperature=1e-320)(logits, generator=seeded(6)), greedy)  # no inf/NaN
     assert torch.equal(Sampler(temperature=1e-4)(logits, generator=seeded(6)), greedy)
 
 
@@ -116,8 +116,14 @@ def test_repetition_penalty_lowers_the_probability_of_seen_tokens():
     [
         (dict(top_p=0.0), "top_p"),
         (dict(top_p=1.5), "top_p"),
-        (dict(top_k=0), "top_k"),
+        (dict(top_k=-1), "top_k"),
         (dict(top_k=2.5), "top_k"),
+        (dict(top_k=float("inf")), "top_k"),
+        (dict(top_k="5"), "top_k"),
+        (dict(top_p="0.5"), "top_p"),
+        (dict(temperature=-0.5), "temperature"),
+        (dict(temperature=True), "temperature"),
+        (dict(repetition_penalty="2"), "repetition_penalty"),
         (dict(top_p=-0.1), "top_p"),
         (dict(top_p=float("nan")), "top_p"),
         (dict(repetition_penalty=0.0), "repetition_penalty"),

@@ -190,7 +190,7 @@ def test_hub_name_without_network_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
     with pytest.raises(GptlabError, match="cannot download 'gpt2'.*no network|without network"):
         resolve_hf_source("gpt2")
-    with pytest.raises(GptlabError, match="not a directory"):
+    with pytest.raises(GptlabError, match="no such directory"):
         resolve_hf_source(str(tmp_path / "nowhere" / "x"))
     assert resolve_hf_source(str(tmp_path)) == tmp_path
 
@@ -284,7 +284,7 @@ def test_cli_bad_input_is_error_and_exit_2(tmp_path, bpe, capsys):
         (["convert", "--from", "hf", str(hf_dir), "--out", str(tmp_path / "r")], "no tokenizer"),
         (
             ["convert", "--from", "hf", str(tmp_path / "nope" / "x"), "--out", str(tmp_path / "r")],
-            "not a dir",
+            "no such directory",
         ),
         (
             ["export", "--model", str(tmp_path / "nope"), "--format", "hf", "--out", str(tmp_path / "e")],

@@ -47,3 +47,33 @@ def test_safetensors_roundtrip_and_truncation(tmp_path):
     path.write_bytes(b"garbage")
     with pytest.raises(GptlabError, match="w.safetensors"):
         load_safetensors(path)
+
+
+def test_read_json_reports_deep_nesting_and_unreadable_files(tmp_path, monkeypatch):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a": ' * 50_000)
+    with pytest.raises(GptlabError, match="deep.json is nested too deeply"):
+        read_json(deep)
+    (tmp_path / "folder.json").mkdir()
+    with pytest.raises(GptlabError, match="folder.json is a directory"):
+        read_json(tmp_path / "folder.json")
+    ok = tmp_path / "ok.json"
+    ok.write_text('{"a": [1, 2]}')
+    assert read_json(ok) == {"a": [1, 2]}
+
+    def broken_open(file, *args, **kwargs):
+        raise OSError(5, "Input/output error", str(file))
+
+    monkeypatch.setattr("builtins.open", broken_open)
+    with pytest.raises(GptlabError, match=r"cannot read settings .*ok.json: Input/output error"):
+        read_json(ok, "settings")
+
+
+def test_parse_json_names_where_the_text_came_from():
+    from gptlab.io import parse_json
+
+    assert parse_json(b'{"x": 1}', "header") == {"x": 1}
+    with pytest.raises(GptlabError, match=r"the reply is not valid JSON: .* line 1, column 2"):
+        parse_json("{,}", "the reply")
+    with pytest.raises(GptlabError, match="the reply is not UTF-8"):
+        parse_json(b'{"x": "\xff"}', "the reply")

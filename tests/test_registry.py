@@ -83,8 +83,9 @@ def test_every_entry_is_complete():
         assert entry.url.startswith("https://")
         assert entry.filename and "/" not in entry.filename
         assert entry.description and entry.license
-        assert entry.sha256 is None or re.fullmatch(r"[0-9a-f]{64}", entry.sha256)
-    assert not get_entry("sms-spam").verified and not get_entry("instruction-data").verified
+        # every entry pinned: an unpinned one would accept any file a mirror serves
+        assert entry.verified and re.fullmatch(r"[0-9a-f]{64}", entry.sha256)
+        assert entry.size and entry.size > 0
 
 
 def test_download_verifies_and_then_reuses_the_cache(mirror, tmp_path, shared_data):
@@ -119,7 +120,8 @@ def test_a_corrupt_cached_file_is_downloaded_again(mirror, tmp_path, shared_data
 
 def test_checksum_mismatch_deletes_the_partial_file(mirror, tmp_path, shared_data):
     _, served, _ = mirror
-    tampered = (shared_data / "the-verdict.txt").read_bytes().replace(b"Gisburn", b"Grisburn")
+    # same length: a longer file would be stopped by the size check before the hash is compared
+    tampered = (shared_data / "the-verdict.txt").read_bytes().replace(b"Gisburn", b"Gisborn")
     (served / "the-verdict.txt").write_bytes(tampered)
     cache = tmp_path / "cache"
     with pytest.raises(GptlabError, match="checksum mismatch for the-verdict") as e:
@@ -145,7 +147,7 @@ def test_unreachable_host_suggests_a_mirror(tmp_path):
 
 def test_truncated_transfer_is_an_error(server, tmp_path):
     base, _, _ = server
-    # sms-spam has no pinned hash: only the Content-Length check can catch the short read
+    # the Content-Length check catches the short read before the hash is compared
     with pytest.raises(GptlabError, match="cut short: got 10 of 1000 bytes"):
         download("sms-spam", tmp_path / "cache", url=base + TRUNCATED_PATH, progress=False)
     assert list((tmp_path / "cache").iterdir()) == []
@@ -192,7 +194,7 @@ def test_cli_get_and_list(mirror, tmp_path, shared_data, capsys):
 def test_bad_url_and_bad_folder_are_clear_errors(tmp_path, capsys):
     with pytest.raises(GptlabError, match="'notaurl' is not a valid URL"):
         download("the-verdict", tmp_path / "cache", url="notaurl", progress=False)
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert not (tmp_path / "cache").exists()  # the URL is checked before anything is written
     (tmp_path / "file").write_text("x")
     with pytest.raises(GptlabError, match="cannot write to the dataset folder"):
         download("the-verdict", tmp_path / "file" / "sub", url="http://127.0.0.1:9/x", progress=False)

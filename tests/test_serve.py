@@ -35,6 +35,7 @@ from gptlab.model.heads import GPTClassifier  # noqa: E402
 from gptlab.rundir import load_model, save_model  # noqa: E402
 from gptlab.serve.app import create_app  # noqa: E402
 from gptlab.serve.engine import Engine, EngineError, GenerationJob, TextAssembler  # noqa: E402
+from gptlab.serve.guards import HeaderDeadlineProtocol, TrustedHosts, uvicorn_options  # noqa: E402
 from gptlab.tokenizers import CharTokenizer  # noqa: E402
 from gptlab.tokenizers.base import EOT  # noqa: E402
 
@@ -71,8 +72,11 @@ def runs(tmp_path_factory):
 
 @contextmanager
 def serving(app):
-    """uvicorn on 127.0.0.1 and a free port in a thread; stopped (lifespan included) on exit."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=2)
+    """uvicorn on 127.0.0.1 and a free port in a thread, with the options `gptlab serve` gives it;
+    stopped (lifespan included) on exit."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=2, **uvicorn_options()
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -562,7 +566,7 @@ def test_serve_command_binds_loopback_and_reads_the_key_from_the_env(runs, monke
     seen = {}
     monkeypatch.setenv(serve_cmd.API_KEY_ENV, "from-env")
     monkeypatch.setattr(
-        uvicorn, "run", lambda app, host, port, **kw: seen.update(app=app, host=host, port=port)
+        uvicorn, "run", lambda app, host, port, **kw: seen.update(app=app, host=host, port=port, kw=kw)
     )
     assert serve_cmd.run(args) == 0
     app = seen["app"]
@@ -570,5 +574,12 @@ def test_serve_command_binds_loopback_and_reads_the_key_from_the_env(runs, monke
         assert seen["host"] == "127.0.0.1"
         guard = [m for m in app.user_middleware if m.cls is serve_app._Guard][0]
         assert guard.kwargs["api_key"] == "from-env"
+        assert guard.kwargs["read_timeout_s"] == 30.0
+        hosts = [m for m in app.user_middleware if m.cls is TrustedHosts][0]
+        assert hosts.kwargs["allowed_hosts"] == ["127.0.0.1", "localhost", "[::1]"]
+        # uvicorn runs with the header deadline and the connection limit
+        assert issubclass(seen["kw"]["http"], HeaderDeadlineProtocol)
+        assert seen["kw"]["http"].header_timeout_s == 30.0
+        assert seen["kw"]["limit_concurrency"] == 128
     finally:
         app.state.engine.close()

@@ -57,7 +57,10 @@ def test_train_options_special_and_pattern(corpus, tmp_path, capsys):
     tok = load_tokenizer(out)
     assert tok.special_tokens == {"<|a|>": 298, "<|b|>": 299} and tok.eot_id is None
     assert tok.pattern == BPETokenizer.train("x", vocab_size=256, special_tokens=[], pattern="gpt4").pattern
-    assert main([*args, "--special"]) == 0
+    before = out.read_bytes()
+    assert main([*args, "--special"]) == 2  # an existing tokenizer is never replaced silently
+    assert "already exists: pass --overwrite" in capsys.readouterr().err and out.read_bytes() == before
+    assert main([*args, "--special", "--overwrite"]) == 0
     assert load_tokenizer(out).special_tokens == {}
 
 
@@ -140,7 +143,7 @@ def test_train_shows_a_progress_bar_unless_json(corpus, tmp_path, capsys):
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "BPE merges" in err and "43/43" in err  # 300 - 256 - 1 merges
-    assert main([*args, "--json"]) == 0
+    assert main([*args, "--json", "--overwrite"]) == 0
     assert capsys.readouterr().err == ""
 
 

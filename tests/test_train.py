@@ -73,9 +73,15 @@ def test_training_learns_and_writes_the_run_directory(tmp_path, shared_data):
         )
     )
     run = tmp_path / "run"
-    for name in ("config.toml", "model.json", "model.safetensors", "tokenizer.json", "trainer_state.json",
-                 "optimizer.pt", "metrics.jsonl", "loss.png", "samples.txt", "report.html"):  # fmt: skip
+    for name in ("config.toml", "model.json", "model.safetensors", "tokenizer.json", "metrics.jsonl",
+                 "loss.png", "samples.txt", "report.html", "checkpoints/latest.json"):  # fmt: skip
         assert (run / name).is_file(), name
+    # one checkpoint folder, the last step's; the earlier ones were removed once it was committed
+    assert sorted(os.listdir(run / "checkpoints")) == ["latest.json", "step-00000150"]
+    assert sorted(os.listdir(run / "checkpoints" / "step-00000150")) == [
+        "model.json", "model.safetensors", "optimizer.pt", "tokenizer.json", "trainer_state.json"
+    ]  # fmt: skip
+    assert not (run / "trainer_state.json").exists() and not (run / "optimizer.pt").exists()
     assert (run / "best" / "model.safetensors").is_file()
     assert result.final_val_loss < result.unigram_val_loss  # beats a context-free model
     train_losses = [loss for _, loss in losses(run)]
@@ -97,10 +103,11 @@ def test_a_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, sha
     config = small_config(tmp_path, shared_data, **{"train.max_steps": 4})
     train(config)
     run = tmp_path / "run"
-    before = {
-        name: (run / name).read_bytes()
-        for name in ("model.safetensors", "trainer_state.json", "optimizer.pt")
-    }
+    names = ["model.safetensors", "model.json", "checkpoints/latest.json"]
+    names += [
+        f"checkpoints/step-00000004/{n}" for n in ("model.safetensors", "trainer_state.json", "optimizer.pt")
+    ]
+    before = {name: (run / name).read_bytes() for name in names}
 
     import gptlab.train.checkpoint as checkpoint
 
@@ -113,20 +120,23 @@ def test_a_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, sha
         train(config, resume=True)
     after = {name: (run / name).read_bytes() for name in before}
     assert after == before
-    assert not [p for p in os.listdir(run) if p.endswith(".staged")]
+    assert not [p for p in os.listdir(run / "checkpoints" / "step-00000008") if p.endswith(".staged")]
     state, _ = load_checkpoint(run)
     assert state["step"] == 4
     load_model(run)  # still loads
+    monkeypatch.undo()
+    assert train(config, resume=True).step == 8  # and resumes; the uncommitted folder was replaced
+    assert sorted(os.listdir(run / "checkpoints")) == ["latest.json", "step-00000008"]
 
 
 def test_mixed_step_checkpoint_files_refuse_to_resume(tmp_path, shared_data):
     config = small_config(tmp_path, shared_data, **{"train.max_steps": 4})
     train(config)
-    state_path = tmp_path / "run" / "trainer_state.json"
+    state_path = tmp_path / "run" / "checkpoints" / "step-00000004" / "trainer_state.json"
     state = json.loads(state_path.read_text())
     state["step"] = 3
     state_path.write_text(json.dumps(state))
-    with pytest.raises(GptlabError, match="different steps"):
+    with pytest.raises(GptlabError, match="different steps.*no earlier complete checkpoint"):
         train(config, resume=True)
 
 

@@ -99,17 +99,25 @@ def typo_audit(run: str | Path, seed: int = 0, quick: bool = False) -> AuditResu
     return AuditResult("typos", findings, {"lm_typos": shift, "texts": len(texts)})
 
 
-def audit_all(run: str | Path, out_dir: str | Path, seed: int = 0, quick: bool = False) -> Path:
+def audit_all(
+    run: str | Path, out_dir: str | Path, seed: int = 0, quick: bool = False
+) -> tuple[Path, dict[str, str]]:
     """Run the applicable audits on ``run``; write audit.json, report.html and each audit's files
-    into ``out_dir``; return the report's path."""
+    into ``out_dir``; return the report's path and ``{audit: why it could not run}`` (empty when
+    every applicable audit ran). A model that cannot be loaded is a GptlabError before any audit:
+    an empty report would look like a clean bill of health."""
     from gptlab.audit.report import write_report
+    from gptlab.finetune.classify import load_run
 
+    names = applicable(run)
+    load_run(run)  # the load error itself, not one "skipped" line per audit
     results, skipped = [], {}
-    for name in applicable(run):
+    for name in names:
         try:
             result = typo_audit(run, seed, quick) if name == "typos" else run_audit(name, run, seed, quick)
         except GptlabError as e:  # this audit does not apply to this run: say why, go on
             skipped[name] = str(e)
             continue
         results.append(result)
-    return write_report(results, out_dir, title=f"gptlab security audit of {run}", skipped=skipped)
+    path = write_report(results, out_dir, title=f"gptlab security audit of {run}", skipped=skipped)
+    return path, skipped

@@ -8,7 +8,7 @@ import argparse
 import json
 from pathlib import Path
 
-from gptlab.commands import analyze_embeddings, analyze_sampling
+from gptlab.commands import add_overwrite, analyze_embeddings, analyze_sampling, claim_views, positive_int
 
 
 def _common(p, text_required: bool = True) -> None:
@@ -22,6 +22,7 @@ def _common(p, text_required: bool = True) -> None:
 
 def _out(p) -> None:
     p.add_argument("--out", metavar="DIR", help="also write the self-contained HTML view into DIR")
+    add_overwrite(p, "the view in DIR")
 
 
 def register(subparsers) -> None:
@@ -42,7 +43,7 @@ def register(subparsers) -> None:
     p = views.add_parser("lens", help="top-k next tokens read from every layer's residual stream")
     _common(p)
     _out(p)
-    p.add_argument("--top-k", type=int, default=3, help="predictions shown per layer")
+    p.add_argument("--top-k", type=positive_int, default=3, help="predictions shown per layer")
     p.set_defaults(func=run_lens)
 
     p = views.add_parser(
@@ -71,8 +72,13 @@ def register(subparsers) -> None:
         "--text", required=True, help="the text for attention, lens and saliency (and the sampling prompt)"
     )
     p.add_argument("--out", required=True, metavar="DIR", help="folder for index.html and the views")
-    p.add_argument("--samples", type=int, default=6, help="samples per setting in the sampling study")
-    p.add_argument("--max-new-tokens", type=int, default=30, help="tokens per sample in the sampling study")
+    add_overwrite(p, "the views in DIR")
+    p.add_argument(
+        "--samples", type=positive_int, default=6, help="samples per setting in the sampling study"
+    )
+    p.add_argument(
+        "--max-new-tokens", type=positive_int, default=30, help="tokens per sample in the sampling study"
+    )
     p.set_defaults(func=run_all)
 
 
@@ -82,7 +88,7 @@ def _saliency_args(p) -> None:
         help="the next token to explain (default: the model's top prediction); for a classifier run, "
         "a label name (default: the predicted class)",
     )
-    p.add_argument("--steps", type=int, default=50, help="integrated-gradients steps")
+    p.add_argument("--steps", type=positive_int, default=50, help="integrated-gradients steps")
     p.add_argument("--score", choices=("logprob", "logit"), default="logprob", help="what is attributed")
 
 
@@ -118,12 +124,17 @@ def _tokens(tokenizer, ids) -> list[str]:
 
 
 def _parse_floats(text: str, flag: str) -> list[float]:
+    import math
+
     from gptlab.errors import GptlabError
 
     try:
-        return [float(s) for s in text.split(",") if s.strip()]
+        values = [float(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise GptlabError(f"{flag} must be comma-separated numbers, got {text!r}") from None
+    if not values or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise GptlabError(f"{flag} must be one or more finite numbers >= 0, got {text!r}")
+    return values
 
 
 def _write(out_dir, name: str, page: str) -> Path:
@@ -169,6 +180,7 @@ def attention_html(out: dict, attns) -> str:
 
 
 def run_attention(args: argparse.Namespace) -> int:
+    claim_views(args, ["attention.html"])
     model, tokenizer, _ = load_for_analysis(args.model)
     ids = _encode(tokenizer, args.text)
     out, attns = attention_analysis(model, tokenizer, ids, _parse_floats(args.sigmas, "--sigmas"))
@@ -217,6 +229,7 @@ def lens_html(tokenizer, out: dict, lens) -> str:
 
 
 def run_lens(args: argparse.Namespace) -> int:
+    claim_views(args, ["lens.html"])
     model, tokenizer, _ = load_for_analysis(args.model)
     ids = _encode(tokenizer, args.text)
     out, lens = lens_analysis(model, tokenizer, ids, args.top_k)
@@ -308,6 +321,7 @@ def saliency_html(out: dict) -> str:
 
 
 def run_saliency(args: argparse.Namespace) -> int:
+    claim_views(args, ["saliency.html"])
     model, tokenizer, clf = load_for_analysis(args.model)
     ids = _encode(tokenizer, args.text)
     out = saliency_analysis(model, tokenizer, clf, ids, args.target, args.steps, args.score)
@@ -331,10 +345,23 @@ def run_saliency(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- all
 
 
+ALL_VIEW_FILES = [
+    "attention.html",
+    "lens.html",
+    "saliency.html",
+    analyze_embeddings.HTML_FILE,
+    analyze_embeddings.PNG_FILE,
+    analyze_sampling.HTML_FILE,
+    analyze_sampling.PNG_FILE,
+    "index.html",
+]
+
+
 def run_all(args: argparse.Namespace) -> int:
     """Every view for one text into --out, and an index.html that links them."""
     from gptlab.interpret.views import index_page
 
+    claim_views(args, ALL_VIEW_FILES)
     model, tokenizer, clf = load_for_analysis(args.model)
     ids = _encode(tokenizer, args.text)
     out_dir = Path(args.out)

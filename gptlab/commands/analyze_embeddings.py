@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from gptlab.commands import add_overwrite, positive_float, positive_int
+
 HELP = "nearest tokens, sentence similarity (beside a pretrained MiniLM), PCA and clusters of embeddings"
 HTML_FILE = "embeddings.html"
 PNG_FILE = "embeddings_pca.png"
@@ -30,13 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="comma-separated words for the PCA map and the clusters (default: about 20 common English "
         "words); each is tried as ' word' then 'word', words that are not one token are reported",
     )
-    parser.add_argument("--k", type=int, default=10, help="nearest neighbours listed (default 10)")
+    parser.add_argument("--k", type=positive_int, default=10, help="nearest neighbours listed (default 10)")
     parser.add_argument(
-        "--eps", type=float, default=0.5, help="DBSCAN radius in cosine distance, 1 - cosine (default 0.5)"
+        "--eps",
+        type=positive_float,
+        default=0.5,
+        help="DBSCAN radius in cosine distance, 1 - cosine (default 0.5)",
     )
     parser.add_argument(
         "--min-samples",
-        type=int,
+        type=positive_int,
         default=2,
         help="DBSCAN: neighbours a core point needs, itself included (default 2)",
     )
@@ -52,6 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="leave out the pretrained MiniLM column (no extra packages needed)",
     )
     parser.add_argument("--out", metavar="DIR", help=f"write DIR/{HTML_FILE} and DIR/{PNG_FILE}")
+    add_overwrite(parser, "those files")
 
 
 def parse_pairs(spec: str) -> list[tuple[str, str]]:
@@ -72,6 +78,7 @@ def parse_pairs(spec: str) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gptlab.commands import claim_views
     from gptlab.errors import GptlabError
     from gptlab.interpret.embeddings import (
         DEFAULT_PAIRS,
@@ -90,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         tokens = list(DEFAULT_TOKENS)
     if args.k < 1:
         raise GptlabError(f"--k must be >= 1, got {args.k}")
+    claim_views(args, [HTML_FILE, PNG_FILE])
     model, tokenizer = load_model(args.model)
     result = analyze_embeddings(
         model,
@@ -155,7 +163,11 @@ def write_views(model, tokenizer, out_dir, model_name: str = "the model"):
     if len(resolve_tokens(tokenizer, tokens)[0]) < 2:
         pieces = [tokenizer.decode([i]) for i in range(min(tokenizer.vocab_size, 64))]
         tokens = [p for p in pieces if p.strip() and p.isprintable()]
-    token = " the" if encodes(" the") and len(tokenizer.encode(" the")) == 1 else tokens[0]
+    single = resolve_tokens(tokenizer, tokens)[1]  # the words that are one token, as decoded
+    if encodes(" the") and len(tokenizer.encode(" the")) == 1:
+        token = " the"
+    else:  # a small vocabulary: the first word that is one token (never a multi-token default)
+        token = single[0] if single else tokens[0]
     result = analyze_embeddings(model, tokenizer, token=token, pairs=pairs, tokens=tokens)
     return write_page(result, out_dir, model_name)
 

@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from gptlab.commands import add_overwrite, positive_int, seed_type
+
 HELP = "sample a prompt at several temperatures, top-k and top-p: diversity, log-prob, entropy, nucleus size"
 HTML_FILE = "sampling.html"
 PNG_FILE = "sampling.png"
@@ -37,11 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="every temperature x top-k x top-p combination instead of one factor at a time",
     )
     parser.add_argument(
-        "--samples", type=int, default=8, help="samples per setting, drawn as one batch (default 8)"
+        "--samples", type=positive_int, default=8, help="samples per setting, drawn as one batch (default 8)"
     )
-    parser.add_argument("--max-new-tokens", type=int, default=40, help="tokens per sample (default 40)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of every setting's generator (default 0)")
+    parser.add_argument(
+        "--max-new-tokens", type=positive_int, default=40, help="tokens per sample (default 40)"
+    )
+    parser.add_argument(
+        "--seed", type=seed_type, default=0, help="seed of every setting's generator (default 0)"
+    )
     parser.add_argument("--out", metavar="DIR", help=f"write DIR/{HTML_FILE} and DIR/{PNG_FILE}")
+    add_overwrite(parser, "those files")
 
 
 def parse_list(spec: str, kind: type, option: str) -> list:
@@ -85,6 +92,7 @@ def write_views(
 
 
 def run(args: argparse.Namespace) -> int:
+    from gptlab.commands import claim_views
     from gptlab.errors import GptlabError
     from gptlab.interpret.sampling import build_sweep, sampling_study
     from gptlab.rundir import load_model
@@ -99,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         raise GptlabError(f"--samples must be >= 1, got {args.samples}")
     if args.max_new_tokens < 1:
         raise GptlabError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    claim_views(args, [HTML_FILE, PNG_FILE])
     model, tokenizer = load_model(args.model)
     result = sampling_study(
         model, tokenizer, args.prompt, settings, args.samples, args.max_new_tokens, args.seed

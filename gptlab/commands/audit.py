@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from gptlab.commands import add_overwrite, seed_type
+
 AUDITS = ("memorization", "membership", "injection", "robustness", "bias", "poisoning")
 
 
@@ -26,20 +28,37 @@ def register(subparsers) -> None:
         module.add_arguments(p)
         p.set_defaults(func=module.run)
 
-    p = audits.add_parser("all", help="every audit that applies to a run, into audit.json and report.html")
+    p = audits.add_parser(
+        "all",
+        help="every audit that applies to a run, into audit.json and report.html",
+        description="Run every audit that applies to RUN into DIR (audit.json, report.html, plots). "
+        "Exit status: 0 when every audit that applies ran, 1 when the report lists some as not run "
+        "(the reasons are in the report and on stderr), 2 on an error before any audit.",
+    )
     p.add_argument("--model", required=True, metavar="RUN", help="a pretraining run or a classifier run")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for audit.json, report.html and plots")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_type, default=0)
     p.add_argument("--quick", action="store_true", help="fewer texts and samples (minutes on a laptop CPU)")
+    add_overwrite(p, "the report files in DIR")
     p.set_defaults(func=run_all)
 
 
 def run_all(args: argparse.Namespace) -> int:
-    from gptlab.audit.all import audit_all
+    """Exit 0 when every audit that applies ran, 1 when the report lists some as not run (with
+    why), 2 on an error (the model cannot be loaded, --out is unusable) before any audit."""
+    import sys
 
-    path = audit_all(args.model, args.out, seed=args.seed, quick=args.quick)
+    from gptlab.audit.all import applicable, audit_all
+    from gptlab.audit.report import AUDIT_JSON, REPORT_HTML
+    from gptlab.outputs import claim_files
+
+    names = [AUDIT_JSON, REPORT_HTML] + [f"{name}.json" for name in applicable(args.model)]
+    claim_files(args.out, names, overwrite=args.overwrite, sources=[args.model])
+    path, skipped = audit_all(args.model, args.out, seed=args.seed, quick=args.quick)
+    for name, why in skipped.items():
+        print(f"not run: {name}: {why}", file=sys.stderr)
     print(f"wrote {path}")
-    return 0
+    return 1 if skipped else 0
 
 
 def emit(result, args: argparse.Namespace) -> int:

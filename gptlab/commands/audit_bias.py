@@ -12,6 +12,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gptlab.commands import (
+    add_overwrite,
+    claim_views,
+    nonnegative_float,
+    open_unit_interval,
+    positive_int,
+    seed_type,
+)
+
 HELP = "counterfactual bias probes (log-prob gap, permutation test), optionally CDA before/after"
 
 
@@ -31,16 +40,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="built-in probes to include (default: all, or none when --probes is given)",
     )
     parser.add_argument(
-        "--n-perm", type=int, default=10000, help="random sign flips above 16 pairs (default 10000)"
+        "--n-perm", type=positive_int, default=10000, help="random sign flips above 16 pairs (default 10000)"
     )
     parser.add_argument(
-        "--n-boot", type=int, default=1000, help="bootstrap resamples of the mean gap (default 1000)"
+        "--n-boot", type=positive_int, default=1000, help="bootstrap resamples of the mean gap (default 1000)"
     )
     parser.add_argument(
-        "--gap-threshold", type=float, default=0.1, help="mean gap (nats) above which it fails"
+        "--gap-threshold", type=nonnegative_float, default=0.1, help="mean gap (nats) above which it fails"
     )
     parser.add_argument(
-        "--alpha", type=float, default=0.05, help="p-value below which the gap is significant"
+        "--alpha", type=open_unit_interval, default=0.05, help="p-value below which the gap is significant"
     )
     parser.add_argument("--device", default="cpu")
     cda = parser.add_argument_group("counterfactual data augmentation (retrains a model: needs --out)")
@@ -54,11 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a recipe key for the retraining (e.g. train.max_steps=500); repeatable",
     )  # fmt: skip
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_type, default=0)
     parser.add_argument(
         "--out", metavar="DIR", help="write bias.json and the plots here (default: print only)"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_overwrite(parser, "DIR/bias.json")
 
 
 def _pairs(args):
@@ -109,4 +119,5 @@ def compute(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from gptlab.commands.audit import emit
 
+    claim_views(args, ["bias.json"])  # before the work, not after
     return emit(compute(args), args)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+from gptlab.commands import add_overwrite, claim_views, fraction, int_at_least, positive_int, seed_type
+
 HELP = "membership inference: loss, zlib, reference-calibrated and classifier attacks; AUC, TPR@low FPR"
 
 
@@ -29,26 +31,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference", metavar="RUN", help="a model trained on data disjoint from the target's"
     )
     parser.add_argument(
-        "--windows", type=int, default=500, help="windows per split when reading the run (500)"
+        "--windows", type=positive_int, default=500, help="windows per split when reading the run (500)"
     )
     parser.add_argument(
-        "--window-tokens", type=int, default=64, help="tokens per window (default 64, at most the context)"
+        "--window-tokens",
+        type=positive_int,
+        default=64,
+        help="tokens per window (default 64, at most the context)",
     )
-    parser.add_argument("--max-texts", type=int, default=2000, help="at most this many texts per side (2000)")
     parser.add_argument(
-        "--folds", type=int, default=5, help="cross-validation folds of the attack classifier (5)"
+        "--max-texts", type=positive_int, default=2000, help="at most this many texts per side (2000)"
+    )
+    parser.add_argument(
+        "--folds", type=int_at_least(2), default=5, help="cross-validation folds of the attack classifier (5)"
     )
     parser.add_argument("--no-classifier", action="store_true", help="skip the gradient-boosting attack")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
     parser.add_argument(
-        "--auc-threshold", type=float, default=0.6, help="fail when an AUC exceeds this (0.6)"
+        "--bootstrap", type=positive_int, default=1000, help="bootstrap resamples (default 1000)"
+    )
+    parser.add_argument(
+        "--auc-threshold", type=fraction, default=0.6, help="fail when an AUC exceeds this (0.6)"
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the windows, folds and bootstrap (0)")
+    parser.add_argument(
+        "--seed", type=seed_type, default=0, help="seed of the windows, folds and bootstrap (0)"
+    )
     parser.add_argument(
         "--out", metavar="DIR", help="write membership.json, roc.png and roc_log.png into DIR"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_overwrite(parser, "DIR/membership.json")
 
 
 def _read_lines(path: str) -> list[str]:
@@ -112,4 +124,5 @@ def compute(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from gptlab.commands.audit import emit
 
+    claim_views(args, ["membership.json"])  # before the work, not after
     return emit(compute(args), args)

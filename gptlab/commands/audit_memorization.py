@@ -19,6 +19,16 @@ from __future__ import annotations
 
 import argparse
 
+from gptlab.commands import (
+    add_overwrite,
+    claim_views,
+    nonnegative_float,
+    nonnegative_int,
+    positive_int,
+    seed_type,
+)
+from gptlab.commands.train import add_overrides_argument
+
 HELP = "canary exposure (secret sharer), greedy canary extraction, k-extractable train vs held-out"
 
 
@@ -45,12 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", default="tiny-cpu", help="training config for --insert (default tiny-cpu)"
     )
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="KEY=VALUE",
-        help="config overrides for --insert, e.g. train.max_steps=500",
-    )
+    add_overrides_argument(parser, help="config overrides for --insert, e.g. train.max_steps=500")
     parser.add_argument(
         "--format",
         default="my phone number is 555-NNN-NNNN",
@@ -61,52 +66,68 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repeats", type=_ints, default=[0, 1, 4, 16], help="copies per canary, comma-separated (0,1,4,16)"
     )
-    parser.add_argument("--per-repeat", type=int, default=2, help="canaries per repeat count (default 2)")
+    parser.add_argument(
+        "--per-repeat", type=positive_int, default=2, help="canaries per repeat count (default 2)"
+    )
     parser.add_argument(
         "--exact-max",
-        type=int,
+        type=nonnegative_int,
         default=100_000,
         help="score every candidate up to this candidate-space size, else sample (default 100000)",
     )
-    parser.add_argument("--samples", type=int, default=2000, help="random candidates when sampling (2000)")
+    parser.add_argument(
+        "--samples", type=positive_int, default=2000, help="random candidates when sampling (2000)"
+    )
     parser.add_argument(
         "--windows",
-        type=int,
+        type=nonnegative_int,
         default=200,
         help="train and held-out windows for k-extractability (200; 0 = off)",
     )
-    parser.add_argument("--prefix-len", type=int, default=32, help="prefix tokens of a window (default 32)")
     parser.add_argument(
-        "--suffix-len", type=int, default=32, help="suffix tokens to reproduce, k (default 32)"
+        "--prefix-len", type=positive_int, default=32, help="prefix tokens of a window (default 32)"
     )
     parser.add_argument(
-        "--exposure-threshold", type=float, default=10.0, help="fail above this canary exposure in bits (10)"
+        "--suffix-len", type=positive_int, default=32, help="suffix tokens to reproduce, k (default 32)"
     )
     parser.add_argument(
-        "--extraction-gap", type=float, default=0.01, help="fail above this train - held-out extractable gap"
+        "--exposure-threshold",
+        type=nonnegative_float,
+        default=10.0,
+        help="fail above this canary exposure in bits (10)",
     )
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    parser.add_argument(
+        "--extraction-gap",
+        type=nonnegative_float,
+        default=0.01,
+        help="fail above this train - held-out extractable gap",
+    )
+    parser.add_argument(
+        "--bootstrap", type=positive_int, default=1000, help="bootstrap resamples (default 1000)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the canaries, sampling, windows (0)")
+    parser.add_argument(
+        "--seed", type=seed_type, default=0, help="seed of the canaries, sampling, windows (0)"
+    )
     parser.add_argument("--out", metavar="DIR", help="write memorization.json and exposure.png into DIR")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_overwrite(parser, "DIR/memorization.json and the --insert folder")
 
 
 def _insert_and_train(args) -> tuple[str, str]:
     """Write the canaried corpus + canaries.json, train on it; returns (run dir, canaries file)."""
-    from pathlib import Path
 
     from gptlab.audit.memorization import insert_canaries, make_canaries, write_canaries
     from gptlab.config import load_config, set_value
     from gptlab.data.corpus import read_text_file
     from gptlab.errors import GptlabError
     from gptlab.io import atomic_write_text
+    from gptlab.outputs import claim_folder
     from gptlab.train import train
 
     if not args.corpus:
         raise GptlabError("--insert needs --corpus FILE: the text to insert the canaries into")
-    out = Path(args.insert)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_folder(args.insert, what="--insert folder", overwrite=args.overwrite, sources=[args.corpus])
     config = load_config(args.config, list(args.overrides))
     repeats = [r for r in args.repeats for _ in range(args.per_repeat)]
     canaries = make_canaries(len(repeats), args.format, args.seed, args.placeholder, args.alphabet)
@@ -188,4 +209,5 @@ def compute(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from gptlab.commands.audit import emit
 
+    claim_views(args, ["memorization.json"])  # before the work, not after
     return emit(compute(args), args)

@@ -14,6 +14,17 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from gptlab.commands import (
+    add_overwrite,
+    claim_training_folder,
+    claim_views,
+    fraction,
+    open_unit_interval,
+    positive_float,
+    positive_int,
+    seed_type,
+)
+
 HELP = "backdoor a classifier through poisoned training data: clean accuracy, ASR, poison detection"
 
 
@@ -42,9 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="LM backdoor instead: add 'TRIGGER TEXT' lines to the corpus of RUN (a pretraining run), "
         "retrain it with the same recipe, and measure how often greedy decoding writes TEXT after the trigger",
     )
-    parser.add_argument("--lm-lines", type=int, default=50, help="poisoned corpus lines (LM backdoor, 50)")
     parser.add_argument(
-        "--lm-prompts", type=int, default=40, help="prompts the payload rate is measured on (40)"
+        "--lm-lines", type=positive_int, default=50, help="poisoned corpus lines (LM backdoor, 50)"
+    )
+    parser.add_argument(
+        "--lm-prompts", type=positive_int, default=40, help="prompts the payload rate is measured on (40)"
     )
     parser.add_argument("--text-column", type=column, default="text", help="name or 0-based position")
     parser.add_argument("--label-column", type=column, default="label", help="name or 0-based position")
@@ -58,11 +71,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rates", type=_rates, default=(0.0, 0.01, 0.03, 0.1), help="poison rates (default 0,0.01,0.03,0.1)"
     )
-    parser.add_argument("--test-fraction", type=float, default=0.2, help="clean held-out split (default 0.2)")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--max-length", type=int, help="tokens per text (default: the model's context)")
+    parser.add_argument(
+        "--test-fraction", type=open_unit_interval, default=0.2, help="clean held-out split (default 0.2)"
+    )
+    parser.add_argument("--epochs", type=positive_int, default=3)
+    parser.add_argument("--lr", type=positive_float, default=3e-4)
+    parser.add_argument("--batch-size", type=positive_int, default=16)
+    parser.add_argument(
+        "--max-length", type=positive_int, help="tokens per text (default: the model's context)"
+    )
     parser.add_argument("--pooling", choices=("last", "mean"), default="last")
     parser.add_argument("--trainable", default="all", help="head | last:N | all (default all)")
     parser.add_argument(
@@ -72,22 +89,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--multiplier",
-        type=float,
+        type=positive_float,
         default=1.5,
         help="flag the top multiplier x eps of each class (default 1.5)",
     )
     parser.add_argument(
-        "--asr-threshold", type=float, default=0.5, help="ASR above which the audit fails (default 0.5)"
+        "--asr-threshold", type=fraction, default=0.5, help="ASR above which the audit fails (default 0.5)"
     )
     parser.add_argument("--device", default="cpu")
     parser.add_argument(
         "--runs", metavar="DIR", help="where the classifier runs go (default OUT/runs or a temp folder)"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_type, default=0)
     parser.add_argument(
         "--out", metavar="DIR", help="write poisoning.json and the plots here (default: print only)"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_overwrite(parser, "DIR/poisoning.json")
 
 
 def compute(args: argparse.Namespace):
@@ -148,4 +166,6 @@ def _lm_backdoor(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from gptlab.commands.audit import emit
 
+    claim_views(args, ["poisoning.json"])  # before the work, not after
+    claim_training_folder(args, args.runs, "--runs folder")
     return emit(compute(args), args)

@@ -11,6 +11,16 @@ from __future__ import annotations
 
 import argparse
 
+from gptlab.commands import (
+    add_overwrite,
+    claim_training_folder,
+    claim_views,
+    fraction,
+    nonnegative_int,
+    positive_int,
+    seed_type,
+)
+
 HELP = (
     "classifier accuracy under typos, homoglyphs and HotFlip; LM bits/char under typos; adversarial training"
 )
@@ -48,31 +58,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[0.02, 0.05, 0.1, 0.2],
         help="edits per character, comma-separated (default: 0.02,0.05,0.1,0.2); findings use the largest",
     )
-    parser.add_argument("--max-texts", type=int, default=500, help="texts attacked with noise (default 500)")
     parser.add_argument(
-        "--greedy-edits", type=int, default=5, help="greedy char attack: edit budget (0 = off)"
+        "--max-texts", type=positive_int, default=500, help="texts attacked with noise (default 500)"
     )
-    parser.add_argument("--greedy-candidates", type=int, default=16, help="random edits tried per round (16)")
-    parser.add_argument("--greedy-texts", type=int, default=100, help="texts for the greedy attack (100)")
     parser.add_argument(
-        "--hotflip-budget", type=int, default=5, help="HotFlip: token flips allowed (0 = off)"
+        "--greedy-edits", type=nonnegative_int, default=5, help="greedy char attack: edit budget (0 = off)"
+    )
+    parser.add_argument(
+        "--greedy-candidates", type=positive_int, default=16, help="random edits tried per round (16)"
+    )
+    parser.add_argument(
+        "--greedy-texts", type=positive_int, default=100, help="texts for the greedy attack (100)"
+    )
+    parser.add_argument(
+        "--hotflip-budget", type=nonnegative_int, default=5, help="HotFlip: token flips allowed (0 = off)"
     )
     parser.add_argument(
         "--hotflip-candidates",
-        type=int,
+        type=positive_int,
         default=8,
         help="first-order best flips evaluated exactly per round (default 8; 1 = pure HotFlip)",
     )
-    parser.add_argument("--hotflip-texts", type=int, default=100, help="texts for HotFlip (default 100)")
+    parser.add_argument(
+        "--hotflip-texts", type=positive_int, default=100, help="texts for HotFlip (default 100)"
+    )
     parser.add_argument(
         "--lm", metavar="RUN", help="a language-model run: measure its bits/char shift under the same typos"
     )
-    parser.add_argument("--lm-texts", type=int, default=200, help="texts the LM scores (default 200)")
     parser.add_argument(
-        "--max-drop", type=float, default=0.10, help="fail when noise costs more accuracy than this (0.10)"
+        "--lm-texts", type=positive_int, default=200, help="texts the LM scores (default 200)"
     )
     parser.add_argument(
-        "--max-success-rate", type=float, default=0.5, help="fail when an attack succeeds more often (0.5)"
+        "--max-drop", type=fraction, default=0.10, help="fail when noise costs more accuracy than this (0.10)"
+    )
+    parser.add_argument(
+        "--max-success-rate", type=fraction, default=0.5, help="fail when an attack succeeds more often (0.5)"
     )
     parser.add_argument(
         "--adversarial-training",
@@ -83,13 +103,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--train-data", metavar="FILE", help="labelled file for --adversarial-training (default: the run's)"
     )
-    parser.add_argument("--adv-rate", type=float, default=0.1, help="edits per character of the copies (0.1)")
-    parser.add_argument("--adv-copies", type=int, default=1, help="perturbed copies per training text (1)")
-    parser.add_argument("--epochs", type=int, help="epochs for --adversarial-training (default: the run's)")
+    parser.add_argument(
+        "--adv-rate", type=fraction, default=0.1, help="edits per character of the copies (0.1)"
+    )
+    parser.add_argument(
+        "--adv-copies", type=positive_int, default=1, help="perturbed copies per training text (1)"
+    )
+    parser.add_argument(
+        "--epochs", type=positive_int, help="epochs for --adversarial-training (default: the run's)"
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto (default cpu)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the perturbations and the bootstrap (0)")
+    parser.add_argument(
+        "--seed", type=seed_type, default=0, help="seed of the perturbations and the bootstrap (0)"
+    )
     parser.add_argument("--out", metavar="DIR", help="write robustness.json and the plot into DIR")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_overwrite(parser, "DIR/robustness.json")
 
 
 def _adversarial(args) -> dict:
@@ -169,4 +198,6 @@ def compute(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from gptlab.commands.audit import emit
 
+    claim_views(args, ["robustness.json"])  # before the work, not after
+    claim_training_folder(args, args.adversarial_training, "--adversarial-training folder")
     return emit(compute(args), args)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import TextIO
 
 from gptlab.chat import CHAT_TEMPLATES, DEFAULT_TEMPERATURE, ChatSession, run_template
+from gptlab.commands import nonnegative_float, nonnegative_int, positive_int, seed_type
 from gptlab.generate import DEFAULT_MAX_NEW_TOKENS
 from gptlab.rundir import load_model
 
@@ -39,14 +40,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-new-tokens",
-        type=int,
+        type=positive_int,
         default=DEFAULT_MAX_NEW_TOKENS,
         help="longest reply (default: %(default)s)",
     )
     p.add_argument(
-        "--temperature", type=float, default=DEFAULT_TEMPERATURE, help="<= 0 is greedy (default: %(default)s)"
+        "--temperature",
+        type=nonnegative_float,
+        default=DEFAULT_TEMPERATURE,
+        help="0 is greedy (default: %(default)s)",
     )
-    p.add_argument("--top-k", type=int, help="sample only among the K most likely tokens")
+    p.add_argument("--top-k", type=nonnegative_int, help="sample only among the K most likely tokens")
     p.add_argument(
         "--top-p", type=float, help="sample only among the most likely tokens with mass P, in (0, 1]"
     )
@@ -56,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=1.0,
         help="> 1 makes tokens already in the text less likely (default: %(default)s)",
     )
-    p.add_argument("--seed", type=int, help="random seed; reply i of a conversation uses seed + i")
+    p.add_argument("--seed", type=seed_type, help="random seed; reply i of a conversation uses seed + i")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--dtype", help="float32, bfloat16 or float16 (default: as stored)")
     p.set_defaults(func=run)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from gptlab.commands import add_overwrite
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -17,18 +19,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--from", dest="source_format", choices=["hf"], required=True, help="source format")
-    p.add_argument("source", metavar="SRC", help="Hugging Face GPT-2 directory or hub name")
+    p.add_argument(
+        "source",
+        metavar="SRC",
+        help="Hugging Face GPT-2 directory, or a hub name (NAME or OWNER/NAME); a path that starts "
+        "with . / ~, has more parts, or whose first part is a local folder is always a directory",
+    )
+    p.add_argument(
+        "--revision",
+        metavar="REV",
+        help="hub downloads only: the branch, tag or commit to download (a commit hash pins the files)",
+    )
     p.add_argument("--out", required=True, metavar="RUN", help="run directory to write")
+    add_overwrite(p, "RUN")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from gptlab.model.hf import convert_from_hf
+    from gptlab.outputs import claim_folder
 
-    out, model = convert_from_hf(args.source, args.out)
+    claim_folder(args.out, what="run directory", overwrite=args.overwrite, sources=[args.source])
+    out, model = convert_from_hf(args.source, args.out, revision=args.revision)
     summary = {
         "source": args.source,
+        **({"revision": args.revision} if args.revision is not None else {}),
         "out": str(out),
         "n_params": model.num_params(),
         **model.config.to_dict(),

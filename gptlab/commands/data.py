@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from gptlab.commands import add_overwrite, positive_int, seed_type
 from gptlab.errors import GptlabError
 
 EOT = "<|endoftext|>"
@@ -40,7 +42,8 @@ def register(subparsers) -> None:
         description=(
             "Download a named dataset, verify its SHA-256 (for entries with a pinned hash) and print the "
             "local path. A cached file with the right hash is reused without network access. "
-            "GPTLAB_DATA_MIRROR=URL downloads from URL/<filename> instead of upstream."
+            "GPTLAB_DATA_MIRROR=URL downloads from URL/<filename> instead of upstream. Only https:// "
+            "sources (and http:// to this machine, a local mirror) are accepted."
         ),
     )
     get.add_argument("name", help="dataset name (see `gptlab data list`)")
@@ -51,6 +54,17 @@ def register(subparsers) -> None:
     )
     get.add_argument("--url", help="download from this URL instead (the hash is still checked)")
     get.add_argument("--force", action="store_true", help="download again even if a valid copy is cached")
+    get.add_argument(
+        "--allow-insecure-url",
+        action="store_true",
+        help="accept a source that is not https:// (http:// to another host, file://, ...; also "
+        "GPTLAB_ALLOW_INSECURE_URLS=1)",
+    )
+    get.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="accept an entry without a pinned sha256 (its content cannot be checked)",
+    )
     get.add_argument("--json", action="store_true", help="print machine-readable JSON")
     get.set_defaults(func=run_get)
 
@@ -74,18 +88,22 @@ def register(subparsers) -> None:
     )
     prep.add_argument(
         "--vocab-size",
-        type=int,
+        type=positive_int,
         metavar="N",
         help=f"train a byte-level BPE tokenizer with N tokens (including {EOT}) on the input first",
     )
     prep.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_overwrite(prep, "DIR")
     prep.add_argument(
         "--val-fraction", type=float, default=0.1, metavar="F", help="share of tokens held out for validation"
     )
     prep.add_argument(
-        "--workers", type=int, metavar="N", help="tokenizer processes (default: all cores for big inputs)"
+        "--workers",
+        type=positive_int,
+        metavar="N",
+        help="tokenizer processes (default: all cores for big inputs)",
     )
-    prep.add_argument("--seed", type=int, default=0, help="seed of the document-level split")
+    prep.add_argument("--seed", type=seed_type, default=0, help="seed of the document-level split")
     prep.add_argument("--json", action="store_true", help="print meta.json as machine-readable JSON")
     prep.set_defaults(func=run_prepare)
 
@@ -110,9 +128,21 @@ def run_list(args: argparse.Namespace) -> int:
 def run_get(args: argparse.Namespace) -> int:
     from gptlab.data.registry import download, file_sha256, get_entry
 
-    path = download(args.name, args.dir, url=args.url, force=args.force)
+    path = download(
+        args.name,
+        args.dir,
+        url=args.url,
+        force=args.force,
+        allow_insecure_url=args.allow_insecure_url,
+        allow_unverified=args.allow_unverified,
+    )
+    entry = get_entry(args.name)
+    if not entry.verified:  # only reached with --allow-unverified: say what was not checked
+        print(
+            f"warning: {args.name} has no pinned sha256: {path} is complete but its content is unverified",
+            file=sys.stderr,
+        )
     if args.json:
-        entry = get_entry(args.name)
         info = {
             "name": args.name,
             "path": str(path),
@@ -127,11 +157,12 @@ def run_get(args: argparse.Namespace) -> int:
 
 def run_prepare(args: argparse.Namespace) -> int:
     from gptlab.data.shards import prepare
+    from gptlab.outputs import claim_folder
 
     inputs = [Path(p) for p in args.input]
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():  # before training a tokenizer, not after
-        raise GptlabError(f"output folder {out} exists and is not a folder")
+    tokenizer_file = args.tokenizer if args.tokenizer not in (None, "char") else None
+    # before training a tokenizer, not after; never into (or over) an input
+    claim_folder(args.out, what="data folder", overwrite=args.overwrite, sources=[*inputs, tokenizer_file])
     tokenizer = _make_tokenizer(args, inputs)
     meta = prepare(
         inputs, tokenizer, args.out, val_fraction=args.val_fraction, num_workers=args.workers, seed=args.seed

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from gptlab.commands import positive_int
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -51,9 +53,13 @@ def register_perplexity(metrics) -> None:
         help="a run directory (or anything gptlab's load_model reads)",
     )
     ppl.add_argument("--input", required=True, metavar="FILE", help="UTF-8 text file to score")
-    ppl.add_argument("--stride", type=int, help="tokens between window starts (default: half the context)")
-    ppl.add_argument("--block-size", type=int, help="window length (default: the model's context length)")
-    ppl.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+    ppl.add_argument(
+        "--stride", type=positive_int, help="tokens between window starts (default: half the context)"
+    )
+    ppl.add_argument(
+        "--block-size", type=positive_int, help="window length (default: the model's context length)"
+    )
+    ppl.add_argument("--batch-size", type=positive_int, default=8, help="windows per forward pass")
     ppl.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, mps (default: cuda if available)")
     ppl.add_argument("--json", action="store_true", help="print machine-readable JSON")
     ppl.set_defaults(func=run_perplexity)

@@ -18,6 +18,7 @@ import os
 import sys
 from pathlib import Path
 
+from gptlab.commands import add_overwrite
 from gptlab.errors import GptlabError
 from gptlab.eval.judge import DEFAULT_TIMEOUT_S
 from gptlab.io import atomic_write_json, read_json
@@ -68,6 +69,7 @@ def register_judge(metrics: argparse._SubParsersAction) -> None:
     judge.add_argument(
         "--out", metavar="FILE", help="write the per-response scores and judge replies as JSON"
     )
+    add_overwrite(judge, "the --out file")
     judge.add_argument("--json", action="store_true", help="print machine-readable JSON")
     judge.set_defaults(func=run_judge)
 
@@ -103,6 +105,10 @@ def run_judge(args: argparse.Namespace) -> int:
 
     if not args.timeout > 0:
         raise GptlabError(f"--timeout must be > 0 seconds, got {args.timeout}")
+    if args.out:  # before any request is sent, not after
+        from gptlab.outputs import claim_file
+
+        claim_file(args.out, what="--out file", overwrite=args.overwrite, sources=[args.responses])
     responses = load_judge_responses(args.responses)
     api_key = _api_key(args.api_key_env)
 

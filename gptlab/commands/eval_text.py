@@ -16,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+from gptlab.commands import open_unit_interval, positive_float, positive_int, seed_type
 from gptlab.errors import GptlabError
 from gptlab.eval.bleu import SMOOTH_DEFAULTS, TOKENIZERS
 from gptlab.eval.rouge import DEFAULT_CONFIDENCE, ROUGE_TYPES
@@ -41,7 +42,9 @@ def register_text_metrics(eval_subparsers: argparse._SubParsersAction) -> None:
     bleu.add_argument(
         "--smooth", choices=list(SMOOTH_DEFAULTS), default="exp", help="smoothing of zero precisions"
     )
-    bleu.add_argument("--smooth-value", type=float, help="value for floor (default 0.1) or add-k (default 1)")
+    bleu.add_argument(
+        "--smooth-value", type=positive_float, help="value for floor (default 0.1) or add-k (default 1)"
+    )
     bleu.add_argument("--lowercase", action="store_true", help="lowercase before scoring")
     bleu.add_argument("--json", action="store_true", help="print machine-readable JSON")
     bleu.set_defaults(func=run_bleu)
@@ -58,12 +61,12 @@ def register_text_metrics(eval_subparsers: argparse._SubParsersAction) -> None:
     )
     rouge.add_argument("--stemmer", action="store_true", help="Porter-stem tokens longer than 3 characters")
     rouge.add_argument(
-        "--bootstrap", type=int, default=0, metavar="N", help="bootstrap samples for a CI (0: none)"
+        "--bootstrap", type=positive_int, default=0, metavar="N", help="bootstrap samples for a CI (0: none)"
     )
     rouge.add_argument(
-        "--confidence", type=float, default=DEFAULT_CONFIDENCE, help="CI level for --bootstrap"
+        "--confidence", type=open_unit_interval, default=DEFAULT_CONFIDENCE, help="CI level for --bootstrap"
     )
-    rouge.add_argument("--seed", type=int, default=0, help="seed of the bootstrap resampling")
+    rouge.add_argument("--seed", type=seed_type, default=0, help="seed of the bootstrap resampling")
     rouge.add_argument("--json", action="store_true", help="print machine-readable JSON")
     rouge.set_defaults(func=run_rouge)
 

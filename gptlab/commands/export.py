@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from gptlab.commands import add_overwrite
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -19,13 +21,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, metavar="RUN", help="run directory")
     p.add_argument("--format", choices=["hf"], required=True, help="target format")
     p.add_argument("--out", required=True, metavar="DIR", help="directory to write")
+    add_overwrite(p, "DIR")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from gptlab.model.hf import export_to_hf
+    from gptlab.outputs import claim_folder
 
+    claim_folder(args.out, what="export folder", overwrite=args.overwrite, sources=[args.model])
     out = export_to_hf(args.model, args.out)
     files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     if args.json:

@@ -6,6 +6,16 @@ from __future__ import annotations
 import argparse
 import json
 
+from gptlab.commands import (
+    add_overwrite,
+    nonnegative_float,
+    nonnegative_int,
+    open_unit_interval,
+    positive_float,
+    positive_int,
+    seed_type,
+)
+
 
 def column(value: str) -> str | int:
     """A column given on the command line: a 0-based position if it is a number, else a name."""
@@ -18,13 +28,13 @@ def add_lora_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("LoRA (gptlab.model.lora)")
     group.add_argument(
         "--lora-rank",
-        type=int,
+        type=nonnegative_int,
         default=0,
         metavar="R",
         help="train rank-R adapters instead of the weights (0: off)",
     )
     group.add_argument(
-        "--lora-alpha", type=float, default=16.0, help="LoRA scaling numerator (update * alpha/r)"
+        "--lora-alpha", type=positive_float, default=16.0, help="LoRA scaling numerator (update * alpha/r)"
     )
     group.add_argument("--lora-dropout", type=float, default=0.0, help="dropout on the LoRA branch input")
     group.add_argument(
@@ -40,18 +50,22 @@ def add_dp_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("differential privacy (DP-SGD, gptlab.train.dp)")
     group.add_argument(
         "--dp-epsilon",
-        type=float,
+        type=positive_float,
         metavar="EPS",
         help="train with DP-SGD, noise calibrated to spend this epsilon over the run (default: off)",
     )
     group.add_argument(
         "--dp-delta",
-        type=float,
+        type=open_unit_interval,
         metavar="DELTA",
         help="DP delta (default: the largest power of 10 below 1/N)",
     )
     group.add_argument(
-        "--dp-max-grad-norm", type=float, default=1.0, metavar="C", help="per-example gradient clip (DP-SGD)"
+        "--dp-max-grad-norm",
+        type=positive_float,
+        default=1.0,
+        metavar="C",
+        help="per-example gradient clip (DP-SGD)",
     )
 
 
@@ -67,22 +81,30 @@ def add_common_training(parser: argparse.ArgumentParser, epochs: int, batch_size
     )
     parser.add_argument("--data", required=True, metavar="FILE", help="the task's data file")
     parser.add_argument("--out", required=True, metavar="DIR", help="output run directory")
-    parser.add_argument("--epochs", type=int, default=epochs)
-    parser.add_argument("--batch-size", type=int, default=batch_size)
+    add_overwrite(parser, "DIR")
+    parser.add_argument("--epochs", type=positive_int, default=epochs)
+    parser.add_argument("--batch-size", type=positive_int, default=batch_size)
     parser.add_argument(
-        "--lr", type=float, default=lr, help="peak learning rate (warmup, then cosine to lr/10)"
+        "--lr", type=positive_float, default=lr, help="peak learning rate (warmup, then cosine to lr/10)"
     )
-    parser.add_argument("--weight-decay", type=float, default=0.01)
-    parser.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm (0: off)")
+    parser.add_argument("--weight-decay", type=nonnegative_float, default=0.01)
+    parser.add_argument("--grad-clip", type=nonnegative_float, default=1.0, help="max gradient norm (0: off)")
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--test-fraction", type=float, default=0.2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-minutes", type=float, help="stop training after this many minutes")
+    parser.add_argument("--seed", type=seed_type, default=0)
+    parser.add_argument("--max-minutes", type=positive_float, help="stop training after this many minutes")
     parser.add_argument(
         "--device", default="auto", help="cpu, cuda, cuda:1, mps (default: cuda if available)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def claim_output(args: argparse.Namespace) -> None:
+    """The new run directory: empty (or --overwrite), writable, and not the base run or the data."""
+    from gptlab.outputs import claim_folder
+
+    claim_folder(args.out, what="run directory", overwrite=args.overwrite, sources=[args.model, args.data])
 
 
 def register(subparsers) -> None:
@@ -114,7 +136,7 @@ def register(subparsers) -> None:
     header.add_argument("--no-header", dest="header", action="store_false", help="no header row (TSV/CSV)")
     clf.add_argument("--balance", choices=("none", "undersample", "oversample"), default="none")
     clf.add_argument("--class-weights", action="store_true", help="weigh the loss by inverse class frequency")
-    clf.add_argument("--max-length", type=int, help="tokens per text (default: the model's context)")
+    clf.add_argument("--max-length", type=positive_int, help="tokens per text (default: the model's context)")
     clf.add_argument("--pooling", choices=("last", "mean"), default="last")
     clf.add_argument(
         "--trainable",
@@ -142,6 +164,7 @@ def register(subparsers) -> None:
 def run_classify(args: argparse.Namespace) -> int:
     from gptlab.finetune.classify import ClassifyOptions, finetune_classifier
 
+    claim_output(args)
     options = ClassifyOptions(
         model=args.model,
         data=args.data,

@@ -7,6 +7,7 @@ import json
 
 
 def register_instruct(tasks) -> None:
+    from gptlab.commands import positive_int
     from gptlab.commands.finetune import add_common_training, add_lora_arguments
 
     parser = tasks.add_parser(
@@ -22,17 +23,22 @@ def register_instruct(tasks) -> None:
     parser.set_defaults(val_fraction=0.05, test_fraction=0.1, weight_decay=0.1)
     parser.add_argument("--template", choices=("alpaca", "chat"), default="alpaca", help="prompt template")
     parser.add_argument("--mask-prompt", action="store_true", help="no loss on the prompt tokens")
-    parser.add_argument("--max-new-tokens", type=int, default=128, help="response length for the evaluation")
-    parser.add_argument("--max-test-examples", type=int, help="evaluate on the first N test examples only")
+    parser.add_argument(
+        "--max-new-tokens", type=positive_int, default=128, help="response length for the evaluation"
+    )
+    parser.add_argument(
+        "--max-test-examples", type=positive_int, help="evaluate on the first N test examples only"
+    )
     parser.add_argument("--no-base-comparison", action="store_true", help="skip the base model's responses")
     add_lora_arguments(parser)
     parser.set_defaults(func=run_instruct)
 
 
 def run_instruct(args: argparse.Namespace) -> int:
-    from gptlab.commands.finetune import lora_options
+    from gptlab.commands.finetune import claim_output, lora_options
     from gptlab.finetune.instruct import InstructOptions, finetune_instruct
 
+    claim_output(args)
     options = InstructOptions(
         model=args.model,
         data=args.data,

@@ -7,6 +7,7 @@ import inspect
 import json
 import sys
 
+from gptlab.commands import nonnegative_float, nonnegative_int, positive_int, seed_type
 from gptlab.errors import GptlabError
 from gptlab.generate import generate_text, stream_text
 from gptlab.rundir import load_model
@@ -20,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "generate",
         help="sample text from a trained or converted model",
         description=(
-            "Continue a prompt with a model. Sampling: repetition penalty, then temperature (<= 0: greedy), "
+            "Continue a prompt with a model. Sampling: repetition penalty, then temperature (0: greedy), "
             "top-k, top-p. An empty prompt starts from <|endoftext|>. A prompt longer than the context keeps "
             "its last block_size tokens, and the context slides once it is full."
         ),
@@ -30,15 +31,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--prompt", default="", help="text to continue (default: empty, start from <|endoftext|>)")
     p.add_argument(
-        "--max-new-tokens", type=int, default=_DEFAULTS["max_new_tokens"], help="default: %(default)s"
+        "--max-new-tokens",
+        type=positive_int,
+        default=_DEFAULTS["max_new_tokens"],
+        help="default: %(default)s",
     )
     p.add_argument(
         "--temperature",
-        type=float,
+        type=nonnegative_float,
         default=_DEFAULTS["temperature"],
-        help="<= 0 is greedy (default: %(default)s)",
+        help="0 is greedy (default: %(default)s)",
     )
-    p.add_argument("--top-k", type=int, help="sample only among the K most likely tokens")
+    p.add_argument("--top-k", type=nonnegative_int, help="sample only among the K most likely tokens")
     p.add_argument(
         "--top-p", type=float, help="sample only among the most likely tokens with mass P, in (0, 1]"
     )
@@ -51,8 +55,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--stop", action="append", default=[], metavar="S", help="stop before this text (repeatable)"
     )
-    p.add_argument("--seed", type=int, help="random seed; sample i uses seed + i")
-    p.add_argument("--num-samples", type=int, default=1, help="how many completions (default: %(default)s)")
+    p.add_argument("--seed", type=seed_type, help="random seed; sample i uses seed + i")
+    p.add_argument(
+        "--num-samples", type=positive_int, default=1, help="how many completions (default: %(default)s)"
+    )
     p.add_argument("--stream", action="store_true", help="print text as it is generated")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from gptlab.commands import add_overwrite, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from gptlab.quantize import DEFAULT_GROUP_SIZE, GROUP_SIZES
@@ -29,7 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, metavar="RUN_Q", help="new run directory to write")
     p.add_argument("--eval-file", metavar="FILE", help="UTF-8 text: report perplexity before and after")
-    p.add_argument("--eval-max-chars", type=int, help="score only the first N characters of --eval-file")
+    p.add_argument(
+        "--eval-max-chars", type=positive_int, help="score only the first N characters of --eval-file"
+    )
+    add_overwrite(p, "RUN_Q")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=run)
 
@@ -39,8 +44,12 @@ def _mb(n: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gptlab.outputs import claim_folder
     from gptlab.quantize import quantize_run
 
+    claim_folder(
+        args.out, what="run directory", overwrite=args.overwrite, sources=[args.model, args.eval_file]
+    )
     r = quantize_run(args.model, args.out, args.bits, args.group_size, args.eval_file, args.eval_max_chars)
     if args.json:
         print(json.dumps(r, indent=2))

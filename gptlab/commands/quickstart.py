@@ -11,7 +11,10 @@ import argparse
 import json
 import math
 import shutil
+import sys
 from pathlib import Path
+
+from gptlab.commands import positive_float, positive_int
 
 
 def register(subparsers) -> None:
@@ -27,8 +30,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--out", default="runs/quickstart", metavar="DIR", help="run directory (default: %(default)s)"
     )
-    p.add_argument("--max-minutes", type=float, help="wall-time budget (default: the config's)")
-    p.add_argument("--max-steps", type=int, help="optimizer steps (default: the config's)")
+    p.add_argument("--max-minutes", type=positive_float, help="wall-time budget (default: the config's)")
+    p.add_argument("--max-steps", type=positive_int, help="optimizer steps (default: the config's)")
     p.add_argument("--fresh", action="store_true", help="delete DIR first if it holds an earlier run")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -36,12 +39,19 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from gptlab.config import load_config
+    from gptlab.errors import GptlabError
     from gptlab.generate import generate_text
     from gptlab.rundir import load_model
-    from gptlab.train import train
+    from gptlab.train import signals, train
+    from gptlab.train.checkpoint import foreign_entries, has_checkpoint
 
     out = Path(args.out)
-    if args.fresh and (out / "config.toml").is_file():
+    if foreign := foreign_entries(out):  # not a quickstart: --fresh must not delete it, nor train in it
+        raise GptlabError(
+            f"{out} already exists and holds files that are not a gptlab run "
+            f"({', '.join(foreign[:5])}): choose another --out"
+        )
+    if args.fresh and out.is_dir():
         shutil.rmtree(out)
     overrides = [f'train.out_dir="{out}"']
     if args.max_minutes is not None:
@@ -50,10 +60,16 @@ def run(args: argparse.Namespace) -> int:
         overrides.append(f"train.max_steps={args.max_steps}")
     config = load_config("tiny-cpu", overrides)
     config.train.progress = not args.json
-    resume = (out / "trainer_state.json").is_file()
+    resume = has_checkpoint(out)
     if resume and not args.json:
         print(f"{out} holds an earlier quickstart: continuing it (--fresh starts over)")
-    result = train(config, resume=resume)
+    try:
+        result = train(config, resume=resume)
+    except signals.Terminated:  # before the first step
+        return signals.SIGTERM_EXIT
+    if signals.exit_code(result.stop_reason):  # Ctrl-C or SIGTERM: the checkpoint is saved, stop here
+        print(f"run `gptlab quickstart --out {out}` again to continue", file=sys.stderr)
+        return signals.exit_code(result.stop_reason)
     model, tokenizer = load_model(out / "best" if (out / "best").is_dir() else out)
     samples = [
         generate_text(model, tokenizer, prompt, max_new_tokens=60, temperature=0.8, top_k=40, seed=i)

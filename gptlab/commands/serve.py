@@ -2,17 +2,34 @@
 gptlab.serve.create_app and uvicorn).
 
 Binds 127.0.0.1 unless ``--host`` says otherwise: exposing a model to a network is a decision the
-user makes explicitly (and then ``--api-key`` is the way to keep it to the people who have the key).
+user makes explicitly (and then an API key is the way to keep it to the people who have the key).
+The key is best given in the environment or a file: a command line is visible to every user of the
+machine (``ps``). Every limit is checked before the model is loaded, so a bad flag fails at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import stat
+import sys
+from pathlib import Path
 
 from gptlab.errors import GptlabError
 
 API_KEY_ENV = "GPTLAB_API_KEY"
+# flags that must be >= 1, and seconds that must be > 0: checked in `run` before the model loads
+POSITIVE_INTS = (
+    "max_prompt_tokens",
+    "max_tokens",
+    "max_n",
+    "max_body_bytes",
+    "max_concurrent",
+    "max_queue",
+    "max_connections",
+)
+POSITIVE_SECONDS = ("timeout", "read_timeout")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "/v1/chat/completions (streaming, n, stop, seed, logprobs), /v1/classify for classifier runs, "
             "/v1/analyze/attention, GET /healthz, and the playground page at /. The official openai "
             "client works against http://HOST:PORT/v1. Binds 127.0.0.1 by default; CORS is closed unless "
-            "--cors-origin is given."
+            "--cors-origin is given; requests naming another host in their Host header are refused "
+            "(DNS rebinding) unless --allowed-hosts lists it. API key: --api-key-file FILE or the "
+            f"environment variable {API_KEY_ENV} (--api-key KEY works too, but shows the key in ps)."
         ),
     )
     p.add_argument(
@@ -37,7 +56,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--api-key",
         default=None,
-        help=f"require 'Authorization: Bearer KEY' on /v1 routes (default: env {API_KEY_ENV}, else none)",
+        help=(
+            "require 'Authorization: Bearer KEY' on /v1 routes. Visible to other users in ps: "
+            f"prefer --api-key-file or the environment variable {API_KEY_ENV} (used when neither "
+            "flag is given)"
+        ),
+    )
+    p.add_argument(
+        "--api-key-file",
+        metavar="FILE",
+        help="read the API key from the first line of FILE (keep it chmod 600)",
     )
     p.add_argument(
         "--max-prompt-tokens",
@@ -64,6 +92,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="generations run at once, interleaved step by step; more wait in a queue (default: %(default)s)",
     )
     p.add_argument(
+        "--max-queue",
+        type=int,
+        default=64,
+        help="generations waiting for a slot; beyond it requests get a 503 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--read-timeout",
+        type=float,
+        default=30.0,
+        help=(
+            "seconds a request's headers, and then its body, may take to arrive; a slower client gets "
+            "a 408 and the connection is closed (default: %(default)s)"
+        ),
+    )
+    p.add_argument(
+        "--max-connections",
+        type=int,
+        default=128,
+        help="open connections at once; beyond it requests get a 503 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--allowed-hosts",
+        metavar="HOST,...",
+        help=(
+            "the names this server answers to in the Host header, instead of 127.0.0.1, localhost, "
+            "[::1] and --host's own (ports do not matter; *.example.lan matches subdomains; '*' turns "
+            "the check off)"
+        ),
+    )
+    p.add_argument(
         "--cors-origin",
         action="append",
         default=[],
@@ -74,18 +132,77 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_limits(args: argparse.Namespace) -> None:
+    """Every numeric flag in range (a GptlabError naming the flag otherwise)."""
+    if not 0 <= args.port <= 65535:
+        raise GptlabError(f"--port must be in 0..65535, got {args.port}")
+    for name in POSITIVE_INTS:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise GptlabError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    for name in POSITIVE_SECONDS:
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):
+            raise GptlabError(f"--{name.replace('_', '-')} must be a number of seconds > 0, got {value}")
+
+
+def read_key_file(path: str) -> str:
+    """The first line of ``path``, stripped; a clear error if it cannot be read or is empty."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise GptlabError(f"cannot read the API key file {path}: {reason}") from None
+    key = text.splitlines()[0].strip() if text.strip() else ""
+    if not key:
+        raise GptlabError(f"the API key file {path} is empty: put the key on its first line")
+    mode = Path(path).stat().st_mode
+    if os.name == "posix" and mode & (stat.S_IRGRP | stat.S_IROTH):
+        print(f"warning: {path} is readable by other users: chmod 600 {path}", file=sys.stderr)
+    return key
+
+
+def resolve_api_key(args: argparse.Namespace) -> str | None:
+    """--api-key, else --api-key-file, else $GPTLAB_API_KEY, else None (no key)."""
+    if args.api_key is not None and args.api_key_file is not None:
+        raise GptlabError("give --api-key or --api-key-file, not both")
+    if args.api_key_file is not None:
+        return read_key_file(args.api_key_file)
+    if args.api_key is not None:
+        return args.api_key
+    return os.environ.get(API_KEY_ENV) or None
+
+
+def allowed_hosts(args: argparse.Namespace) -> list[str]:
+    from gptlab.serve.guards import default_allowed_hosts, parse_allowed_hosts
+
+    if args.allowed_hosts is None:
+        return default_allowed_hosts(args.host)
+    hosts = parse_allowed_hosts(args.allowed_hosts)
+    if not hosts:
+        raise GptlabError("--allowed-hosts is empty: give host names separated by commas, or '*' for any")
+    if "*" in hosts:
+        print(
+            "warning: --allowed-hosts '*' turns the Host check off: any web page can reach this server "
+            "through DNS rebinding; set an API key",
+            file=sys.stderr,
+        )
+    return hosts
+
+
 def run(args: argparse.Namespace) -> int:
+    check_limits(args)
     try:
         import uvicorn
 
         from gptlab.serve.app import create_app
+        from gptlab.serve.guards import uvicorn_options
     except ImportError as e:
         raise GptlabError(
             f"gptlab serve needs FastAPI and uvicorn ({e.name} is missing): pip install 'gptlab[serve]'"
         ) from None
-    if not 0 <= args.port <= 65535:
-        raise GptlabError(f"--port must be in 0..65535, got {args.port}")
-    api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
+    api_key = resolve_api_key(args)
+    hosts = allowed_hosts(args)
     app = create_app(
         args.model,
         api_key=api_key,
@@ -97,8 +214,13 @@ def run(args: argparse.Namespace) -> int:
         cors_origins=tuple(args.cors_origin),
         device=args.device,
         max_concurrent=args.max_concurrent,
+        max_queue=args.max_queue,
+        allowed_hosts=hosts,
+        read_timeout_s=args.read_timeout,
     )
     auth = "API key required" if api_key else "no API key"
     print(f"serving {args.model} on http://{args.host}:{args.port} ({auth}); Ctrl-C stops", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    print(f"answering to Host: {', '.join(hosts)} (--allowed-hosts changes it)", flush=True)
+    options = uvicorn_options(header_timeout_s=args.read_timeout, max_connections=args.max_connections)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", **options)
     return 0

@@ -14,6 +14,7 @@ import time
 import warnings
 from pathlib import Path
 
+from gptlab.commands import add_overwrite, positive_int
 from gptlab.errors import GptlabError
 from gptlab.tokenizers.base import EOT
 from gptlab.tokenizers.bpe import DEFAULT_MIN_FREQUENCY, DEFAULT_VOCAB_SIZE
@@ -40,7 +41,7 @@ def register(subparsers) -> None:
     )
     train.add_argument(
         "--vocab-size",
-        type=int,
+        type=positive_int,
         default=DEFAULT_VOCAB_SIZE,
         help="total vocabulary size (default: %(default)s)",
     )
@@ -61,10 +62,11 @@ def register(subparsers) -> None:
     )
     train.add_argument(
         "--min-frequency",
-        type=int,
+        type=positive_int,
         default=DEFAULT_MIN_FREQUENCY,
         help="stop merging when no pair occurs this often (default: %(default)s)",
     )
+    add_overwrite(train, "TOK.json")
     train.add_argument("--json", action="store_true", help="print a JSON summary (and no progress bar)")
     train.set_defaults(func=run_train)
 
@@ -108,8 +110,10 @@ def register(subparsers) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from gptlab.data.corpus import read_text_file
+    from gptlab.outputs import claim_file
     from gptlab.tokenizers import BPETokenizer
 
+    claim_file(args.out, what="tokenizer file", overwrite=args.overwrite, sources=args.input)
     texts = [read_text_file(path) for path in args.input]
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:

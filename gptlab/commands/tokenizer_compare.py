@@ -9,6 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
+from gptlab.commands import positive_int
 from gptlab.errors import GptlabError
 from gptlab.tokenizers import compare
 
@@ -22,7 +23,10 @@ def register(subsub) -> None:
     stats.add_argument("--tokenizer", required=True, metavar="TOK.json", help="a gptlab tokenizer file")
     _add_text_args(stats)
     stats.add_argument(
-        "--top-k", type=int, default=compare.DEFAULT_TOP_K, help="how many top and longest tokens to list"
+        "--top-k",
+        type=positive_int,
+        default=compare.DEFAULT_TOP_K,
+        help="how many top and longest tokens to list",
     )
     stats.add_argument("--json", action="store_true", help="print machine-readable JSON")
     stats.set_defaults(func=run_stats)

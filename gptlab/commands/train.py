@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 from gptlab.errors import GptlabError
@@ -25,9 +26,7 @@ def register(subparsers) -> None:
             "--nproc_per_node=N -m gptlab train ... (see docs/scaling.md)."
         ),
     )
-    p.add_argument(
-        "overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. train.max_steps=500"
-    )
+    add_overrides_argument(p, help="config overrides, e.g. train.max_steps=500 (anywhere among the options)")
     p.add_argument("--config", metavar="FILE|NAME", help="a TOML file or the name of a shipped config")
     p.add_argument("--out", metavar="RUN", help="run directory (same as train.out_dir=RUN)")
     p.add_argument(
@@ -51,13 +50,41 @@ def register(subparsers) -> None:
     p.add_argument(
         "--dp-max-grad-norm", type=float, metavar="C", help="per-window gradient clip (dp.max_grad_norm=C)"
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="empty the run directory first, even if it holds a run (without it: an error)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON (no progress bar)")
     p.set_defaults(func=run)
 
 
+def add_overrides_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """A ``KEY=VALUE ...`` positional that may be split by options: ``train a=1 --out R b=2``.
+
+    argparse fills a positional from one run of plain words only, so words after an option would
+    be "unrecognized arguments"; and its parse_intermixed_args refuses parsers with sub-commands,
+    which every gptlab verb sits under. So this parser collects the KEY=VALUE words argparse left
+    over (anything else left over stays an error)."""
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=help)
+    parse_known_args = parser.parse_known_args
+
+    def parse_with_late_overrides(args=None, namespace=None):
+        namespace, extras = parse_known_args(args, namespace)
+        late = [a for a in extras if _is_override(a)]
+        namespace.overrides = list(namespace.overrides or []) + late
+        return namespace, [a for a in extras if not _is_override(a)]
+
+    parser.parse_known_args = parse_with_late_overrides  # what the verb's sub-parser action calls
+
+
+def _is_override(word: str) -> bool:
+    return "=" in word and not word.startswith("-")
+
+
 def run(args: argparse.Namespace) -> int:
     from gptlab.config import load_config
-    from gptlab.train import train
+    from gptlab.train import signals, train
 
     overrides = list(args.overrides)
     if args.resume:
@@ -84,14 +111,25 @@ def run(args: argparse.Namespace) -> int:
             setattr(config.dp, key, getattr(args, flag))
     if args.json:
         config.train.progress = False
-    result = train(config, resume=bool(args.resume))
+    if args.overwrite:
+        if args.resume:
+            raise GptlabError("--overwrite starts the run over, --resume continues it: give one")
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, the main process empties it once
+            from gptlab.outputs import claim_folder
+
+            claim_folder(config.train.out_dir, what="run directory", overwrite=True)
+    try:
+        result = train(config, resume=bool(args.resume))
+    except signals.Terminated:  # before the first step (preparing data, building the model)
+        print("terminated", file=sys.stderr)
+        return signals.SIGTERM_EXIT
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 reports for all
-        return 130 if result.stop_reason == "interrupted" else 0
+        return signals.exit_code(result.stop_reason)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
         print(format_result(result))
-    return 130 if result.stop_reason == "interrupted" else 0
+    return signals.exit_code(result.stop_reason)  # 130 after Ctrl-C, 143 after SIGTERM
 
 
 def format_result(result) -> str:

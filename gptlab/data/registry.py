@@ -7,27 +7,38 @@ crash, a truncated transfer or a tampered mirror never leaves a file that looks 
 whose hash matches is reused without any network access.
 
 Upstream URLs name a fixed commit where the host allows it, so a pinned hash cannot go stale.
-Some upstream files change over time or could not be hashed when the entry was written: their
-``sha256`` is ``None``, and for them gptlab can only check that the download completed (its size
-matches the ``Content-Length``), not that it is the expected content. ``gptlab data list`` shows
-which entries are verified.
+Every entry pins its SHA-256 and size. An entry without a hash (``sha256=None``) could only be
+checked for completeness (its size matches the ``Content-Length``), not for content, so
+``download`` refuses it unless ``allow_unverified=True`` (``--allow-unverified``); ``gptlab data
+list`` shows which entries are verified.
 
 Where files go: ``--dir DIR`` if given, else ``$GPTLAB_CACHE/datasets`` when ``GPTLAB_CACHE`` is
 set, else ``~/.cache/gptlab/datasets``. Where they come from: ``--url URL`` for one download, else
 ``$GPTLAB_DATA_MIRROR/<filename>`` when ``GPTLAB_DATA_MIRROR`` (a base URL) is set, else the
 upstream URL. The hash is checked whatever the source.
 
+Only ``https://`` URLs are accepted, plus ``http://`` to this machine (a local mirror on
+127.0.0.1 / ::1 / localhost: the bytes never cross a network). Anything else (``http://`` to
+another host, ``file://``, ``ftp://``, a redirect to one of those) is refused before any
+connection unless ``allow_insecure_url=True`` (``--allow-insecure-url``) or
+``$GPTLAB_ALLOW_INSECURE_URLS=1``.
+
 Threat model: the network and the mirror are untrusted. A known hash makes a substituted file an
-error; the downloaded bytes are only written to disk, never parsed or executed here.
+error, and a pinned size stops a source that sends more bytes than expected; the downloaded bytes
+are only written to disk, never parsed or executed here. Requiring HTTPS is defence in depth: a
+hash mismatch is still an error, but it is better not to fetch from a source anyone on the path
+can rewrite, and a ``file://`` URL would copy an arbitrary local file into the cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
+import ipaddress
 import os
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +47,7 @@ from gptlab.errors import GptlabError
 
 CACHE_ENV = "GPTLAB_CACHE"
 MIRROR_ENV = "GPTLAB_DATA_MIRROR"
+INSECURE_ENV = "GPTLAB_ALLOW_INSECURE_URLS"
 DEFAULT_CACHE_ROOT = Path("~/.cache/gptlab")
 CHUNK_BYTES = 1 << 20  # read and hash the download 1 MiB at a time
 TIMEOUT_S = 30.0  # per socket operation, not for the whole download
@@ -96,6 +108,14 @@ REGISTRY: dict[str, DatasetEntry] = {
                 "file has one 'label<TAB>text' per line"
             ),
             license="CC BY 4.0 (as listed by the UCI Machine Learning Repository)",
+            # UCI's archive cannot be fetched from where this was written. The hash is the one
+            # pinned for this exact URL by several unrelated public projects (dataset cards and
+            # download scripts on GitHub, retrieved on different dates); one of them also records
+            # the size, 203,415 bytes, and a 477,907-byte SMSSpamCollection member, which matches
+            # the file in hamzaaacodes/sms-spam-collection@f3e73e1 (477,917 bytes, a 10-byte
+            # "Label<TAB>SMS" header added).
+            sha256="1587ea43e58e82b14ff1f5425c88e17f8496bfcdb67a583dbff9eefaf9963ce3",
+            size=203415,
         ),
         DatasetEntry(
             name="instruction-data",
@@ -108,6 +128,10 @@ REGISTRY: dict[str, DatasetEntry] = {
                 "1,100 Alpaca-style instruction/input/output examples (JSON) from LLMs-from-scratch ch07"
             ),
             license="Apache-2.0 (repository rasbt/LLMs-from-scratch)",
+            # hashed from the file at the commit in the URL (a git snapshot of the repository);
+            # it has had one version only (commit 4ac480c "add instruction dataset")
+            sha256="734deaf9598c891941c211f89c332eed2a35f323a759472fba095b7a2588a651",
+            size=203524,
         ),
     ]
 }
@@ -146,24 +170,76 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def insecure_urls_allowed(allow: bool = False) -> bool:
+    """``allow``, or ``$GPTLAB_ALLOW_INSECURE_URLS`` set to 1 / true / yes."""
+    return allow or os.environ.get(INSECURE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: never resolved here, so not known to be this machine
+        return False
+
+
+def check_url(url: str, name: str, allow_insecure: bool = False) -> None:
+    """Raise GptlabError unless ``url`` may be downloaded from (see the module docstring).
+
+    Runs before any connection is opened, and again on every redirect."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    if not scheme or (scheme != "file" and not parts.netloc):
+        raise GptlabError(f"cannot download {name}: {url!r} is not a valid URL (expected https://HOST/PATH)")
+    if scheme == "https" or (scheme == "http" and _is_loopback(parts.hostname)):
+        return
+    if insecure_urls_allowed(allow_insecure):
+        return
+    why = (
+        "a file:// URL would copy a local file into the cache"
+        if scheme == "file"
+        else f"{scheme}:// to another machine can be read and rewritten on the way"
+    )
+    raise GptlabError(
+        f"refusing to download {name} from {url}: only https:// URLs (and http:// to this machine) "
+        f"are accepted, {why}; use an https:// URL, or pass --allow-insecure-url (or set "
+        f"{INSECURE_ENV}=1) if you trust this source"
+    )
+
+
 def download(
     name: str,
     directory: str | os.PathLike | None = None,
     url: str | None = None,
     force: bool = False,
     progress: bool = True,
+    allow_insecure_url: bool = False,
+    allow_unverified: bool = False,
 ) -> Path:
     """Return the local path of dataset ``name``, downloading and verifying it unless already cached.
 
-    ``force`` downloads again even when a valid cached file exists. Raises GptlabError on an
-    unknown name, a network or HTTP error, a truncated transfer or a checksum mismatch.
+    ``force`` downloads again even when a valid cached file exists. ``allow_insecure_url`` accepts
+    a non-HTTPS source (also ``$GPTLAB_ALLOW_INSECURE_URLS=1``); ``allow_unverified`` accepts an
+    entry without a pinned hash. Raises GptlabError on an unknown name, a refused URL or entry, a
+    network or HTTP error, a truncated or oversized transfer or a checksum mismatch.
     """
     entry = get_entry(name)
+    if not entry.verified and not allow_unverified:
+        raise GptlabError(
+            f"{name} has no pinned sha256, so its content cannot be verified (only that the "
+            "download completed); pass --allow-unverified (allow_unverified=True) to use it anyway"
+        )
+    src = source_url(entry, url)
+    # checked even when the cache would answer: a bad --url or mirror setting is an error at once,
+    # not only on the first cold cache
+    check_url(src, name, allow_insecure_url)
     dest = cache_dir(directory) / entry.filename
     # a cached copy is reused if its hash matches; a corrupt or outdated one is replaced below
     if dest.is_file() and not force and (entry.sha256 is None or file_sha256(dest) == entry.sha256):
         return dest
-    src = source_url(entry, url)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         # a unique .part name, so two processes downloading the same file cannot interleave writes
@@ -173,7 +249,7 @@ def download(
     part = Path(tmp)
     try:
         with os.fdopen(fd, "wb") as out:
-            sha256 = _fetch(src, out, entry, progress)
+            sha256 = _fetch(src, out, entry, progress, allow_insecure_url)
             out.flush()
             os.fsync(out.fileno())
         if entry.sha256 is not None and sha256 != entry.sha256:
@@ -188,20 +264,36 @@ def download(
     return dest
 
 
-def _fetch(url: str, out, entry: DatasetEntry, progress: bool) -> str:
+class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
+    """Applies check_url to every redirect target, so an https:// URL cannot bounce to http://."""
+
+    def __init__(self, name: str, allow_insecure: bool):
+        super().__init__()
+        self.name, self.allow_insecure = name, allow_insecure
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        check_url(newurl, self.name, self.allow_insecure)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _fetch(url: str, out, entry: DatasetEntry, progress: bool, allow_insecure: bool = False) -> str:
     """Stream ``url`` into the open file ``out``; return the SHA-256 of the bytes received."""
     from tqdm import tqdm
 
     from gptlab import __version__
 
-    # some hosts refuse urllib's default User-Agent; say who we are instead
+    # with a pinned hash, more bytes than the pinned size can only end in a mismatch: stop early
+    # rather than let a bad source fill the disk
+    limit = entry.size if entry.verified else None
     digest = hashlib.sha256()
     received = 0
+    opener = urllib.request.build_opener(_CheckedRedirects(entry.name, allow_insecure))
     try:
+        # some hosts refuse urllib's default User-Agent; say who we are instead
         request = urllib.request.Request(
             url, headers={"User-Agent": f"gptlab/{__version__} (dataset download)"}
         )
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+        with opener.open(request, timeout=TIMEOUT_S) as response:
             length = response.headers.get("Content-Length")
             expected = int(length) if length and length.isdigit() else entry.size
             with tqdm(
@@ -217,6 +309,11 @@ def _fetch(url: str, out, entry: DatasetEntry, progress: bool) -> str:
                     digest.update(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
+                    if limit is not None and received > limit:
+                        raise GptlabError(
+                            f"{url} sent more than the {limit:,} bytes expected for {entry.name}; "
+                            "stopped and deleted the partial file (a changed upstream file or a bad mirror?)"
+                        )
     except urllib.error.HTTPError as e:
         raise GptlabError(f"downloading {entry.name} from {url} failed: HTTP {e.code} {e.reason}") from None
     except urllib.error.URLError as e:

@@ -45,6 +45,7 @@ import torch
 from torch.utils.data import Dataset
 
 from gptlab.errors import GptlabError
+from gptlab.io import nested_too_deeply
 from gptlab.model.gpt import IGNORE_INDEX
 from gptlab.tokenizers.base import EOT, Tokenizer
 
@@ -121,6 +122,8 @@ def read_json_records(path: str | os.PathLike, fmt: str | None = None) -> list[t
                 records.append((line_no, json.loads(line)))
             except json.JSONDecodeError as e:
                 raise GptlabError(f"{path} line {line_no}: bad JSON ({e.msg} at column {e.colno})") from None
+            except RecursionError:
+                raise nested_too_deeply(f"{path} line {line_no}") from None
         return records
     if fmt != "json":
         raise GptlabError(f"{path}: expected a JSON or JSONL file, got format {fmt!r}")
@@ -138,6 +141,8 @@ def read_json_records(path: str | os.PathLike, fmt: str | None = None) -> list[t
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as e:
             raise GptlabError(f"{path} line {e.lineno}: bad JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise nested_too_deeply(f"{path} line {_line_of(text, pos)}") from None
         records.append((_line_of(text, pos), value))
         pos = end
         while pos < len(text) and text[pos] in " \t\r\n":

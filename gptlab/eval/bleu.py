@@ -172,6 +172,9 @@ def bleu_from_stats(
     _check_smooth_method(smooth_method)
     if smooth_value is None:
         smooth_value = SMOOTH_DEFAULTS[smooth_method]
+    if smooth_method in ("floor", "add-k") and not (math.isfinite(smooth_value) and smooth_value > 0):
+        # a negative k would push matched counts up and totals down: a precision over 100%
+        raise ValueError(f"smooth_value for {smooth_method!r} must be a positive number, got {smooth_value}")
     correct, total = list(correct), list(total)
 
     bp = 1.0

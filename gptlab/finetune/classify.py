@@ -217,8 +217,15 @@ def read_classifier_json(run: Path) -> dict:
             f"{path}: unsupported version {meta.get('version')!r} (expected {CLASSIFIER_VERSION})"
         )
     for key, kind in (("label_names", list), ("pooling", str), ("max_length", int)):
-        if not isinstance(meta.get(key), kind):
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
             raise GptlabError(f"{path}: field {key!r} must be a {kind.__name__}")
+    if meta["max_length"] < 1:
+        raise GptlabError(
+            f"{path}: field 'max_length' must be a positive number of tokens, got {meta['max_length']}"
+        )
+    names = meta["label_names"]
+    if len(names) < 2 or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise GptlabError(f"{path}: field 'label_names' must list two or more distinct label names")
     return meta
 
 

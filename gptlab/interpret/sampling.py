@@ -96,7 +96,9 @@ class SamplingSetting:
 
     @property
     def greedy(self) -> bool:
-        return self.temperature == 0
+        from gptlab.generate import GREEDY_BELOW
+
+        return self.temperature < GREEDY_BELOW  # as the Sampler: logits / 1e-320 would be inf
 
     @property
     def label(self) -> str:
@@ -155,7 +157,8 @@ def sampling_logits(logits: torch.Tensor, setting: SamplingSetting) -> torch.Ten
     if setting.greedy:
         keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, logits.argmax(-1, keepdim=True), True)
         return torch.zeros_like(logits).masked_fill(~keep, float("-inf"))
-    logits = logits / setting.temperature
+    top = logits.amax(dim=-1, keepdim=True)  # shifted as the Sampler does, so nothing overflows
+    logits = torch.where(logits == top, 0.0, logits - top) / setting.temperature
     if setting.top_k:
         logits = top_k_filter(logits, setting.top_k)
     if setting.top_p < 1.0:

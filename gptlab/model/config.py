@@ -26,6 +26,13 @@ ACTIVATIONS = ("gelu", "relu")
 NORMS = ("layernorm", "rmsnorm")
 GPT2_VOCAB_SIZE = 50257  # 50,000 BPE merges + 256 byte tokens + <|endoftext|>
 GPT2_BLOCK_SIZE = 1024
+# The fields that fix the tensors' shapes: a model file must give them (a default of 12 layers
+# for a file that forgot n_layer would build some other model). The others default as GPT-2.
+SHAPE_FIELDS = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
+# Sanity ceilings, far above any GPT there is (GPT-3 175B: 96 layers, n_embd 12288) yet low
+# enough that a corrupt or hostile model.json cannot make gptlab build a model without end
+# (n_layer 10^9) or overflow a size computation (n_embd 2^40).
+MAX_SIZES = {"vocab_size": 2**24, "block_size": 2**24, "n_layer": 1024, "n_head": 2**16, "n_embd": 2**16}
 
 
 @dataclass
@@ -53,10 +60,14 @@ class GPTConfig:
 
     def validate(self) -> None:
         """Raise GptlabError naming the field when a value is out of range or an unknown option."""
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+        for name in SHAPE_FIELDS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise GptlabError(f"model config: {name} must be a positive integer, got {value!r}")
+            if value > MAX_SIZES[name]:
+                raise GptlabError(
+                    f"model config: {name} must be at most {MAX_SIZES[name]:,}, got {value:,} (a corrupt file?)"
+                )
         if self.n_embd % self.n_head:
             raise GptlabError(
                 f"model config: n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
@@ -88,7 +99,19 @@ class GPTConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GPTConfig:
-        """Build from a plain dict (model.json, TOML); an unknown key is an error naming it."""
+        """Build from a dict read from a file (model.json): an unknown key, or a missing shape
+        field (``SHAPE_FIELDS``), is an error naming it."""
+        if not isinstance(d, dict):
+            raise GptlabError(f"model config: expected an object of fields, got {type(d).__name__}")
+        missing = [name for name in SHAPE_FIELDS if name not in d]
+        if missing:
+            raise GptlabError(
+                f"model config: missing field {missing[0]!r} (a model file must give {', '.join(SHAPE_FIELDS)})"
+            )
+        return cls._from_fields(d)
+
+    @classmethod
+    def _from_fields(cls, d: dict[str, Any]) -> GPTConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -102,7 +125,7 @@ class GPTConfig:
         """A named architecture (``tiny``, ``gpt2-124m`` ... ``gpt2-1558m``) with fields overridden."""
         if name not in PRESETS:
             raise GptlabError(f"unknown model preset {name!r}; known presets: {', '.join(PRESETS)}")
-        return cls.from_dict({**PRESETS[name], **overrides})
+        return cls._from_fields({**PRESETS[name], **overrides})
 
 
 # GPT-2 shapes from the paper / released checkpoints; "tiny" trains on a laptop CPU in minutes.

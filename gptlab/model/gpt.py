@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import functools
 import math
+import re
+from collections.abc import Mapping
 
 import torch
 import torch.nn as nn
@@ -27,6 +29,7 @@ MLP_EXPANSION = 4  # the MLP's hidden width is 4 * n_embd, as in GPT-2
 INIT_STD = 0.02  # GPT-2's initializer range
 SINUSOID_BASE = 10000.0  # wavelength scale of the fixed sinusoidal encoding ("Attention is all you need")
 IGNORE_INDEX = -100  # targets equal to this do not count in the loss (padding, prompt tokens)
+BLOCK_TENSOR = re.compile(r"transformer\.h\.(\d+)\.")  # the tensors of block i
 
 
 def check_tensor_names(expected, state, context: str) -> None:
@@ -39,6 +42,58 @@ def check_tensor_names(expected, state, context: str) -> None:
             f"unexpected tensor {k!r}" for k in unexpected[:3]
         ]
         raise GptlabError(f"{context}: {'; '.join(problems)}")
+
+
+def check_config_matches_shapes(
+    config: GPTConfig,
+    shapes: Mapping[str, tuple[int, ...]],
+    source: str,
+    config_source: str = "the model config",
+) -> None:
+    """Compare the config's sizes with tensor shapes, float or quantised (e.g. read from a weights
+    file's header), before a model is built: a config saying n_layer = 10^9 for a 4-block file
+    is refused here, naming the field, instead of building 10^9 blocks (even on the meta device
+    that takes forever). n_head appears in no shape: `GPTConfig.validate` bounds it."""
+    blocks = {int(m.group(1)) for name in shapes if (m := BLOCK_TENSOR.match(name))}
+    n_blocks = max(blocks) + 1 if blocks else 0
+    if n_blocks != len(blocks):
+        first_gap = min(set(range(n_blocks)) - blocks)
+        raise GptlabError(
+            f"{source}: block {first_gap} has no tensors (the file holds blocks up to {n_blocks - 1})"
+        )
+    if config.n_layer != n_blocks:
+        raise GptlabError(
+            f"{config_source} says n_layer={config.n_layer} but {source} holds {n_blocks} blocks"
+        )
+
+    def mismatch(field: str, name: str, found: int) -> GptlabError:
+        return GptlabError(
+            f"{config_source} says {field}={getattr(config, field)} but {source} holds {field}={found} "
+            f"(tensor {name!r} has shape {shapes[name]})"
+        )
+
+    ln_f = shapes.get("transformer.ln_f.weight", ())  # (n_embd,): never quantised
+    if len(ln_f) == 1 and ln_f[0] != config.n_embd:
+        raise mismatch("n_embd", "transformer.ln_f.weight", ln_f[0])
+    for name in ("transformer.wte.weight", "transformer.wte.qweight"):  # (vocab_size, ...)
+        if shapes.get(name) and shapes[name][0] != config.vocab_size:
+            raise mismatch("vocab_size", name, shapes[name][0])
+    wpe = shapes.get("transformer.wpe.weight")
+    if config.pos_encoding == "learned" and wpe and wpe[0] != config.block_size:
+        raise mismatch("block_size", "transformer.wpe.weight", wpe[0])
+
+
+def check_tensor_shapes(
+    expected: Mapping[str, tuple[int, ...]], shapes: Mapping[str, tuple[int, ...]], source: str
+) -> None:
+    """Exactly the expected tensor names, each with its expected shape, or a GptlabError naming
+    ``source``, the tensor and both shapes."""
+    check_tensor_names(expected, shapes, f"{source} does not match the model config")
+    for name, shape in expected.items():
+        if tuple(shapes[name]) != tuple(shape):
+            raise GptlabError(
+                f"{source}: tensor {name!r} has shape {tuple(shapes[name])}, expected {tuple(shape)}"
+            )
 
 
 class RMSNorm(nn.Module):
@@ -290,24 +345,30 @@ class GPT(nn.Module):
         return x, hidden, attns
 
     @classmethod
+    def tensor_shapes(cls, config: GPTConfig) -> dict[str, tuple[int, ...]]:
+        """``{name: shape}`` of the tensors a saved model holds (no ``lm_head.weight`` when tied),
+        from a model on the meta device: nothing allocated."""
+        with torch.device("meta"):
+            model = cls(config)
+        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        if config.tie_weights:
+            shapes.pop("lm_head.weight")
+        return shapes
+
+    @classmethod
     def from_state_dict(
         cls, config: GPTConfig, state: dict[str, torch.Tensor], source: str = "weights"
     ) -> GPT:
         """Build a model from saved tensors without a random init first. Missing, unexpected or
         wrongly shaped tensors give a GptlabError naming ``source``, the tensor and both shapes.
         With tied weights the state needs only ``transformer.wte.weight``."""
-        with torch.device("meta"):  # shapes only: no memory, no init
-            model = cls(config)
-        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
         if config.tie_weights:
-            expected.pop("lm_head.weight")
             state = {k: v for k, v in state.items() if k != "lm_head.weight"}
-        check_tensor_names(expected, state, f"{source} does not match the model config")
-        for name, shape in expected.items():
-            if tuple(state[name].shape) != shape:
-                raise GptlabError(
-                    f"{source}: tensor {name!r} has shape {tuple(state[name].shape)}, expected {shape}"
-                )
+        shapes = {k: tuple(v.shape) for k, v in state.items()}
+        check_config_matches_shapes(config, shapes, source)  # first: before the config builds anything
+        expected = cls.tensor_shapes(config)
+        check_tensor_shapes(expected, shapes, source)
+        for name in expected:
             if not state[name].is_floating_point():
                 raise GptlabError(
                     f"{source}: tensor {name!r} has dtype {state[name].dtype}, expected a floating-point type"
@@ -317,6 +378,8 @@ class GPT(nn.Module):
         if len(dtypes) > 1:
             common = functools.reduce(torch.promote_types, sorted(dtypes, key=str))
             state = {k: v.to(common) if k in expected else v for k, v in state.items()}
+        with torch.device("meta"):  # shapes only: no memory, no init
+            model = cls(config)
         model.load_state_dict(state, strict=False, assign=True)
         if config.tie_weights:  # assign=True replaced wte's Parameter: point the head at it again
             model.lm_head.weight = model.transformer.wte.weight

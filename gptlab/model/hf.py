@@ -192,6 +192,14 @@ def to_hf_gpt2(model: GPT, out_dir: str | os.PathLike, tokenizer=None) -> Path:
     hf_config = config_to_hf(model.config, eos_id)  # first: refuse before writing anything
     hf_config["torch_dtype"] = str(model.transformer.wte.weight.dtype).removeprefix("torch.")
     state = state_to_hf(model)
+    if tokenizer is not None:
+        from gptlab.tokenizers import BPETokenizer
+
+        if not isinstance(tokenizer, BPETokenizer):  # before the folder is made, not after
+            raise GptlabError(
+                "only byte-level BPE tokenizers can be written as a Hugging Face tokenizer folder, "
+                f"got {type(tokenizer).__name__}"
+            )
     out_dir = make_output_dir(out_dir, "export folder")
     with os_errors_as_gptlab(f"cannot write the Hugging Face model to {out_dir}"):
         if tokenizer is not None:
@@ -203,19 +211,39 @@ def to_hf_gpt2(model: GPT, out_dir: str | os.PathLike, tokenizer=None) -> Path:
     return out_dir
 
 
-def resolve_hf_source(source: str) -> Path:
+def looks_like_local_path(source: str) -> bool:
+    """True when ``source`` can only mean a local folder, not a hub name (NAME or OWNER/NAME).
+
+    It starts with ``.``, ``/`` or ``~``, has more than two components, or its first component is
+    a local folder: ``runs/gpt2`` beside a ``runs/`` folder is a typo'd path, not hub user "runs".
+    """
+    if source.startswith((".", "/", "~")) or source.count("/") > 1:
+        return True
+    first = source.split("/", 1)[0]
+    return "/" in source and Path(first).is_dir()
+
+
+def resolve_hf_source(source: str, revision: str | None = None) -> Path:
     """A local HF directory, or a hub name (``gpt2``, ``openai-community/gpt2``) downloaded with
-    huggingface_hub when online; offline or without huggingface_hub, a GptlabError says so."""
-    path = Path(source)
-    if path.is_dir():
+    huggingface_hub when online, at ``revision`` (a branch, tag or commit) when given; offline or
+    without huggingface_hub, a GptlabError says so."""
+    path = Path(source).expanduser()
+    if path.exists() or looks_like_local_path(source):
+        if not path.exists():
+            raise GptlabError(
+                f"no such directory: {source} (give a folder with a Hugging Face GPT-2 model, or a "
+                "hub name such as gpt2 or openai-community/gpt2)"
+            )
+        if not path.is_dir():
+            raise GptlabError(
+                f"{source} is not a directory with a Hugging Face GPT-2 model (config.json + weights)"
+            )
+        if revision is not None:
+            raise GptlabError(
+                f"--revision {revision} only applies to hub downloads, and {source} is a local "
+                "directory; leave --revision out"
+            )
         return path
-    looks_like_path = (
-        source.startswith((".", "/", "~")) or source.count("/") > 1
-    )  # hub names: NAME or OWNER/NAME
-    if path.exists() or looks_like_path:
-        raise GptlabError(
-            f"{source} is not a directory with a Hugging Face GPT-2 model (config.json + weights)"
-        )
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
@@ -223,21 +251,23 @@ def resolve_hf_source(source: str) -> Path:
             f"{source!r} is not a local directory, and downloading it needs huggingface_hub "
             "(pip install 'gptlab[hf]')"
         ) from None
+    at = f" at revision {revision!r}" if revision is not None else ""
     try:
-        return Path(snapshot_download(repo_id=source, allow_patterns=HUB_FILES))
+        return Path(snapshot_download(repo_id=source, revision=revision, allow_patterns=HUB_FILES))
     except Exception as e:  # network, auth and not-found errors all mean the same to the user
         raise GptlabError(
-            f"cannot download {source!r} from the Hugging Face hub ({type(e).__name__}: {e}); "
+            f"cannot download {source!r}{at} from the Hugging Face hub ({type(e).__name__}: {e}); "
             "without network access, download the model elsewhere and pass its directory"
         ) from None
 
 
-def convert_from_hf(source: str, out_dir: str | os.PathLike) -> tuple[Path, GPT]:
-    """Import an HF GPT-2 directory or hub name into a gptlab run directory."""
+def convert_from_hf(source: str, out_dir: str | os.PathLike, revision: str | None = None) -> tuple[Path, GPT]:
+    """Import an HF GPT-2 directory or hub name (at ``revision``) into a gptlab run directory."""
     from gptlab.rundir import save_model
 
-    model, tokenizer = load_hf_gpt2(resolve_hf_source(source))
-    return save_model(out_dir, model, tokenizer, extra={"converted_from": source}), model
+    model, tokenizer = load_hf_gpt2(resolve_hf_source(source, revision))
+    extra = {"converted_from": source} | ({"revision": revision} if revision is not None else {})
+    return save_model(out_dir, model, tokenizer, extra=extra), model
 
 
 def export_to_hf(model_path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:

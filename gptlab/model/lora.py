@@ -38,7 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gptlab.errors import GptlabError
-from gptlab.io import load_safetensors, save_safetensors
+from gptlab.io import load_safetensors, parse_json, save_safetensors
 
 DEFAULT_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # every Linear in a block
 ADAPTER_FORMAT = "gptlab-lora"
@@ -306,8 +306,10 @@ def _parse_metadata(meta: dict[str, str], source: str) -> dict[str, Any]:
             rank=int(meta["rank"]),
             alpha=float(meta["alpha"]),
             dropout=float(meta["dropout"]),
-            targets=json.loads(meta["targets"]),
-            model_config=json.loads(meta["model_config"]) if "model_config" in meta else None,
+            targets=parse_json(meta["targets"], f"{source}: adapter metadata 'targets'"),
+            model_config=parse_json(meta["model_config"], f"{source}: adapter metadata 'model_config'")
+            if "model_config" in meta
+            else None,
         )
     except (KeyError, ValueError) as e:
         raise GptlabError(f"{source}: malformed adapter metadata ({type(e).__name__}: {e})") from None

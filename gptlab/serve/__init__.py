@@ -4,6 +4,8 @@
 - `gptlab.serve.engine.Engine` owns the model: one worker thread runs every model call, so the
   web side never calls the model from two threads at once;
 - `gptlab.serve.schemas` holds the request bodies (unknown fields refused, ranges checked);
+- `gptlab.serve.guards` refuses foreign Host headers (DNS rebinding) and slow clients, and holds
+  the limits uvicorn runs with;
 - ``static/index.html`` is the playground page served at ``/``.
 
 FastAPI and uvicorn are the optional extra ``gptlab[serve]``; nothing here imports them at

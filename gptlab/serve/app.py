@@ -16,8 +16,9 @@ Decisions:
 
 - Errors always have the OpenAI shape ``{"error": {"message", "type", "param", "code"}}``:
   invalid JSON, unknown fields and out-of-range values are 400 (FastAPI's 422 is mapped to 400, the
-  status OpenAI uses), a missing or wrong API key 401, a body over ``max_body_bytes`` 413, a full
-  queue 503, a generation past ``timeout_s`` 504. A request never gets a 500 for bad input, and
+  status OpenAI uses), a Host header the server does not answer to 400, a missing or wrong API key
+  401, a body slower than ``read_timeout_s`` 408, a body over ``max_body_bytes`` 413, a full queue
+  503, a generation past ``timeout_s`` 504. A request never gets a 500 for bad input, and
   never waits forever: every wait on the engine is bounded by the request's deadline.
 - Limits: ``max_prompt_tokens`` (default: the model's context), ``max_tokens_cap`` on max_tokens,
   ``max_n`` choices, ``max_body_bytes`` (checked on Content-Length and on the bytes actually
@@ -26,13 +27,17 @@ Decisions:
   conversation as sent may not exceed ``max_prompt_tokens``.
 - Security: the CLI binds 127.0.0.1 unless told otherwise; with an API key set, every /v1 route
   needs ``Authorization: Bearer KEY`` (compared in constant time; / and /healthz stay open so a
-  health check or the page itself needs no secret); CORS is closed unless origins are listed.
+  health check or the page itself needs no secret); CORS is closed unless origins are listed; only
+  the ``allowed_hosts`` names are answered (DNS rebinding, see gptlab.serve.guards, which also
+  holds the connection limits ``gptlab serve`` runs uvicorn with).
   Weights are read with safetensors (gptlab.rundir), never unpickled.
 - Streaming (``stream: true``): server-sent events, one ``data: {json}`` chunk per step with the
   text that became final, ending with ``data: [DONE]``. The response starts once the first token
   is out, so a request that fails or times out before that still gets a proper status code; an
   error after that arrives as a ``data: {"error": ...}`` event (the OpenAI client raises it). A
-  client that disconnects cancels its generation at the next decode step.
+  client that disconnects, streaming or not, cancels its generation: the connection is checked
+  every ``DISCONNECT_POLL_S`` while the request waits on the engine, and the engine stops before
+  its next decode step.
 - Chat: messages become a `ChatSession` history (each user message with the assistant reply
   after it; system messages are prepended to the next user message, since the Alpaca and chat
   templates have no system turn); the last message must be the user's. The reply stops at the
@@ -65,6 +70,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from gptlab.errors import GptlabError
 from gptlab.serve.engine import Engine, EngineError, GenerationJob, Handle, timed_out
+from gptlab.serve.guards import LOOPBACK_HOSTS, TrustedHosts
 from gptlab.serve.schemas import (
     AttentionRequest,
     ChatCompletionRequest,
@@ -75,7 +81,8 @@ from gptlab.serve.schemas import (
 DEFAULT_COMPLETION_TOKENS = 16  # OpenAI's default max_tokens for legacy completions
 DEFAULT_CHAT_TOKENS = 256
 WAIT_GRACE_S = 5.0  # beyond a request's deadline, how long the web side waits for the engine to say so
-DISCONNECT_POLL_S = 0.25  # how often a non-streaming request checks that its client is still there
+DISCONNECT_POLL_S = 0.1  # how often (at most) a request checks that its client is still there
+TINY_SAMPLING = 1e-30  # smaller temperatures / top_p break float32 sampling (see sampler below)
 ATTENTION_SIGMAS = (0.1, 0.5, 1.0, 2.0)  # as `gptlab analyze attention` by default
 PLAYGROUND = "index.html"
 
@@ -117,13 +124,17 @@ def _error_type(status: int) -> str:
 
 
 class _Guard:
-    """API key and body size, checked before FastAPI sees the request (a plain ASGI middleware,
-    so streaming responses pass through untouched). The body is read here, at most
-    ``max_body_bytes`` of it, and replayed to the app; later ``receive`` calls (disconnect
-    detection) go to the server as usual."""
+    """API key, body size and body time, checked before FastAPI sees the request (a plain ASGI
+    middleware, so streaming responses pass through untouched). The body is read here, at most
+    ``max_body_bytes`` of it within ``read_timeout_s`` (else a 413 or 408, and the connection is
+    closed: a client trickling its body would otherwise hold it open for ever), and replayed to
+    the app; later ``receive`` calls (disconnect detection) go to the server as usual."""
 
-    def __init__(self, app, *, api_key: str | None, max_body_bytes: int) -> None:
+    def __init__(
+        self, app, *, api_key: str | None, max_body_bytes: int, read_timeout_s: float = 30.0
+    ) -> None:
         self.app, self.api_key, self.max_body_bytes = app, api_key, max_body_bytes
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -152,19 +163,20 @@ class _Guard:
             declared = 0
         if declared > self.max_body_bytes:
             return await too_large.response({"Connection": "close"})(scope, receive, send)
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
-                return await too_large.response({"Connection": "close"})(scope, receive, send)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body, replayed = b"".join(chunks), False
+        try:
+            body = await asyncio.wait_for(self._read_body(receive), self.read_timeout_s)
+        except asyncio.TimeoutError:
+            late = ApiError(
+                408,
+                f"the request body did not arrive within {self.read_timeout_s:g} s",
+                code="request_timeout",
+            )
+            return await late.response({"Connection": "close"})(scope, receive, send)
+        if body is None:  # the client went away while sending it
+            return None
+        if len(body) > self.max_body_bytes:
+            return await too_large.response({"Connection": "close"})(scope, receive, send)
+        replayed = False
 
         async def replay():
             nonlocal replayed
@@ -174,6 +186,19 @@ class _Guard:
             return await receive()
 
         return await self.app(scope, replay, send)
+
+    async def _read_body(self, receive) -> bytes | None:
+        """The body (reading stops once it is over the limit), or None if the client disconnected."""
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > self.max_body_bytes or not message.get("more_body", False):
+                return b"".join(chunks)
 
 
 class _EventStream(StreamingResponse):
@@ -193,6 +218,21 @@ class _EventStream(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             self._on_close()
+
+
+class _ClientWatch:
+    """Is the client of a request still connected? Asks the server at most every
+    ``DISCONNECT_POLL_S`` seconds (uvicorn notices a closed socket when asked to read)."""
+
+    def __init__(self, request: Request) -> None:
+        self.request, self.next_check = request, 0.0
+
+    async def gone(self) -> bool:
+        now = time.monotonic()
+        if now < self.next_check:
+            return False
+        self.next_check = now + DISCONNECT_POLL_S
+        return await self.request.is_disconnected()
 
 
 def _sse(payload: dict | str) -> str:
@@ -377,22 +417,32 @@ def create_app(
     max_concurrent: int = 8,
     max_queue: int = 64,
     max_attention_tokens: int = 128,
+    allowed_hosts: Sequence[str] | None = None,
+    read_timeout_s: float = 30.0,
 ) -> FastAPI:
     """The API for the run at ``model_dir`` (see the module docstring). ``max_prompt_tokens``
     defaults to the model's context (block_size); ``timeout_s`` bounds each request from its
     arrival (queueing included); ``max_concurrent`` generations are interleaved on the model's
     thread and up to ``max_queue`` more wait; ``max_attention_tokens`` caps /v1/analyze/attention
-    (its page embeds layers x heads x tokens^2 weights)."""
+    (its page embeds layers x heads x tokens^2 weights). ``allowed_hosts``: the Host header names
+    answered (default: the loopback names; ``["*"]``: any), see gptlab.serve.guards;
+    ``read_timeout_s``: how long a request's body may take to arrive (then a 408)."""
     for name, value in (
         ("max_tokens_cap", max_tokens_cap),
         ("max_n", max_n),
         ("max_body_bytes", max_body_bytes),
         ("max_attention_tokens", max_attention_tokens),
+        ("max_concurrent", max_concurrent),
+        ("max_queue", max_queue),
     ):
         if value < 1:
             raise GptlabError(f"{name} must be >= 1, got {value}")
-    if not timeout_s > 0:
-        raise GptlabError(f"the timeout must be > 0 seconds, got {timeout_s}")
+    for name, seconds in (("the timeout", timeout_s), ("the read timeout", read_timeout_s)):
+        if not (math.isfinite(seconds) and seconds > 0):
+            raise GptlabError(f"{name} must be a finite number of seconds > 0, got {seconds}")
+    hosts = list(LOOPBACK_HOSTS if allowed_hosts is None else allowed_hosts)
+    if not hosts:
+        raise GptlabError("allowed_hosts is empty: give at least one host name, or '*' for any")
     if api_key is not None and not api_key.strip():
         raise GptlabError("the API key is empty: give a non-empty key, or none to serve without one")
     model_dir = str(model_dir)
@@ -498,29 +548,37 @@ def create_app(
     def sampler(body):
         from gptlab.generate import Sampler
 
+        # Sampling runs on float32 logits: below ~1e-38 a temperature's reciprocal overflows and a
+        # top_p rounds to 0, and the step fails on NaNs. At 1e-30 both already mean "the most
+        # likely token" (ties aside), so smaller values are raised to it rather than refused.
+        temperature = max(body.temperature, TINY_SAMPLING) if body.temperature > 0 else 0.0
         return Sampler(
-            temperature=body.temperature,
+            temperature=temperature,
             top_k=body.top_k or None,
-            top_p=body.top_p if body.top_p < 1.0 else None,
+            top_p=max(body.top_p, TINY_SAMPLING) if body.top_p < 1.0 else None,
         )
 
-    async def wait_event(handle: Handle, request: Request | None) -> dict:
+    async def wait_event(handle: Handle, watch: _ClientWatch) -> dict:
         """The handle's next event, bounded by the request's deadline (plus a grace for the engine
-        to report it); a client gone while waiting cancels the job."""
+        to report it). The connection is checked between events on a clock, not only when the
+        engine is quiet: a generation emits an event every step, so a check made only after a
+        quiet spell never came, and an abandoned request ran to max_tokens."""
         while True:
+            if await watch.gone():
+                handle.cancel()  # the engine frees the slot before its next step
+                raise ApiError(499, "client closed the request")
             left = handle.job.deadline + WAIT_GRACE_S - time.monotonic()
             if left <= 0:
                 handle.cancel()
                 return {"type": "error", "error": timed_out(handle.job.timeout_s)}
             try:
-                return await handle.next_event(min(left, DISCONNECT_POLL_S) if request else left)
+                return await handle.next_event(min(left, DISCONNECT_POLL_S))
             except asyncio.TimeoutError:
-                if request is not None and await request.is_disconnected():
-                    handle.cancel()
-                    raise ApiError(499, "client closed the request") from None
+                continue
 
     async def run_job(request: Request, job: GenerationJob, fmt, stream: bool, include_usage: bool):
         handle = engine.submit(job)
+        watch = _ClientWatch(request)
         prompt_tokens = len(job.prompt_ids)
 
         def usage(completion_tokens: int) -> dict:
@@ -531,7 +589,7 @@ def create_app(
             }
 
         try:
-            first = await wait_event(handle, request)
+            first = await wait_event(handle, watch)
         except BaseException:
             handle.cancel()
             raise
@@ -549,7 +607,7 @@ def create_app(
                         c["text"] += d["text"]
                         c["entries"] += d["entries"]
                         c["finish_reason"] = d["finish_reason"] or c["finish_reason"]
-                    event = await wait_event(handle, request)
+                    event = await wait_event(handle, watch)
             finally:
                 handle.cancel()  # a no-op when it finished; stops it if this request failed
             if event["type"] == "error":
@@ -571,7 +629,10 @@ def create_app(
                     return
                 for d in event["choices"]:
                     yield _sse(fmt.chunk(d))
-                event = await wait_event(handle, None)
+                try:
+                    event = await wait_event(handle, watch)
+                except ApiError:  # the client went away: nobody to tell
+                    return
 
         return _EventStream(events(), handle.cancel)
 
@@ -717,8 +778,9 @@ def create_app(
     async def favicon():
         return Response(status_code=204)
 
-    # outermost last: CORS must answer preflight requests before the API key is asked for
-    app.add_middleware(_Guard, api_key=api_key, max_body_bytes=max_body_bytes)
+    # outermost last: CORS must answer preflight requests before the API key is asked for, and
+    # nothing at all is answered to a Host name the server does not go by (DNS rebinding)
+    app.add_middleware(_Guard, api_key=api_key, max_body_bytes=max_body_bytes, read_timeout_s=read_timeout_s)
     if cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -726,4 +788,5 @@ def create_app(
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    app.add_middleware(TrustedHosts, allowed_hosts=hosts)
     return app

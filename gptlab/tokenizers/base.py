@@ -42,6 +42,10 @@ from gptlab.io import atomic_write_json, read_json
 FORMAT_NAME = "gptlab-tokenizer"
 FORMAT_VERSION = 1
 EOT = "<|endoftext|>"
+# Ids must stay below this (GPTConfig's vocab_size ceiling, 16.7M; the largest real vocabularies
+# hold a few hundred thousand tokens): a file giving a special token the id 2^32 would otherwise
+# load and then break whatever sizes a table by vocab_size (a model, a token histogram, uint32 data).
+MAX_VOCAB_SIZE = 2**24
 
 SpecialSet = Collection[str] | Literal["all"]
 
@@ -187,6 +191,11 @@ def check_special_tokens(data: Any, source: str, field: str = "special_tokens") 
     for token, token_id in data.items():
         if not token or not isinstance(token_id, int) or isinstance(token_id, bool) or token_id < 0:
             raise GptlabError(f"{source}: field {field!r}: {token!r} must map to a non-negative integer id")
+        if token_id >= MAX_VOCAB_SIZE:
+            raise GptlabError(
+                f"{source}: field {field!r}: {token!r} has id {token_id}, over the largest id "
+                f"{MAX_VOCAB_SIZE - 1:,} a gptlab vocabulary may use"
+            )
     if len(set(data.values())) != len(data):
         raise GptlabError(f"{source}: field {field!r} gives the same id to two tokens")
     return dict(data)

@@ -42,8 +42,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from gptlab.errors import GptlabError
+from gptlab.io import read_error
 from gptlab.tokenizers.base import (
     EOT,
+    MAX_VOCAB_SIZE,
     SpecialSet,
     Tokenizer,
     check_disallowed,
@@ -98,7 +100,7 @@ class BPETokenizer(Tokenizer):
         except GptlabError as e:
             raise GptlabError(f"{source}: {e}") from None
         self.mergeable_ranks = _check_ranks(mergeable_ranks, source)
-        self._special_tokens = dict(special_tokens or {})
+        self._special_tokens = check_special_tokens(dict(special_tokens or {}), source)
         clash = {t: i for t, i in self._special_tokens.items() if i in self._rank_ids}
         if clash:
             raise GptlabError(f"{source}: special token ids {clash} are already ids of ordinary tokens")
@@ -257,6 +259,8 @@ class BPETokenizer(Tokenizer):
             raise GptlabError(f"input not found: {path}") from None
         except (UnicodeDecodeError, IsADirectoryError) as e:
             raise GptlabError(f"cannot read {path} as UTF-8 text: {e}") from None
+        except OSError as e:  # permission denied, I/O error
+            raise read_error(e, "input", path) from None
         pieces = self._split_for_workers(text, num_workers, allowed_special)
         ids: list[int] = []
         for piece_ids in self.encode_batch(pieces, allowed_special, (), num_workers, backend):
@@ -592,8 +596,10 @@ def _check_ranks(ranks: Any, source: str) -> dict[bytes, int]:
     for token, rank in ranks.items():
         if not isinstance(token, bytes) or not token:
             raise GptlabError(f"{source}: token {token!r} must be non-empty bytes")
-        if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
-            raise GptlabError(f"{source}: token {token!r} has invalid id {rank!r}")
+        if not isinstance(rank, int) or isinstance(rank, bool) or not 0 <= rank < MAX_VOCAB_SIZE:
+            raise GptlabError(
+                f"{source}: token {token!r} has invalid id {rank!r} (ids are 0 to {MAX_VOCAB_SIZE - 1:,})"
+            )
     if len(set(ranks.values())) != len(ranks):
         raise GptlabError(f"{source}: two tokens share an id")
     missing = [b for b in range(NUM_BYTES) if _SINGLE_BYTES[b] not in ranks]

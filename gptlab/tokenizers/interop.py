@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gptlab.errors import GptlabError
-from gptlab.io import atomic_write_json, atomic_write_text, read_json
+from gptlab.io import atomic_write_json, atomic_write_text, read_error, read_json
 from gptlab.tokenizers.base import EOT, Tokenizer
 from gptlab.tokenizers.bpe import NUM_BYTES, BPETokenizer
 from gptlab.tokenizers.pretokenize import (
@@ -430,6 +430,8 @@ def _read_text(path: Path, what: str) -> str:
         raise GptlabError(f"{what} {path} is a directory, expected a file") from None
     except UnicodeDecodeError as e:
         raise GptlabError(f"{what} {path} is not UTF-8 text (byte {e.start}): is it a binary file?") from None
+    except OSError as e:  # permission denied, I/O error
+        raise read_error(e, what, path) from None
 
 
 def _require_bpe(tokenizer: Any, target: str) -> BPETokenizer:

@@ -1,8 +1,11 @@
 """The pretraining loop: ``train(config)`` turns a `RunConfig` into a run directory.
 
     RUN/config.toml        the resolved config (every field), enough to reproduce the run
-    RUN/data/              the token shards, when the config gave raw text (data.input)
-    RUN/model.*, tokenizer.json, optimizer.pt, trainer_state.json    the last checkpoint
+    RUN/data/              the token shards, when the config gave raw text (data.input), with
+                           the fingerprint of what they were made from (gptlab.train.fingerprint)
+    RUN/checkpoints/       the last checkpoint: step-N/ (model, optimizer.pt, trainer_state.json)
+                           and latest.json naming it (gptlab.train.checkpoint)
+    RUN/model.*, tokenizer.json    the last checkpoint's model, what ``--model RUN`` loads
     RUN/best/              the model with the lowest val loss so far (load with --model RUN/best)
     RUN/metrics.jsonl      one JSON object per log step ("train") and per evaluation ("eval")
     RUN/samples.txt, loss.png, report.html
@@ -15,8 +18,8 @@ mean loss on fixed train and val windows, a sample, a checkpoint, and ``best/`` 
 Exact resume: everything a step depends on is a function of the step (learning rate, batches) or
 saved with the checkpoint (weights, AdamW moments, RNG state for dropout), so a run interrupted
 after step k and resumed with ``resume=True`` logs the same losses as one that never stopped.
-Ctrl-C, the ``max_minutes`` budget, early stopping and ``stop_val_loss`` all end with a checkpoint of the last
-completed step.
+Ctrl-C, SIGTERM (gptlab.train.signals), the ``max_minutes`` budget, early stopping and
+``stop_val_loss`` all end with a checkpoint of the last completed step.
 
 Under ``torchrun`` (gptlab.train.distributed, docs/scaling.md) every rank draws its own batches,
 gradients are averaged (DDP) or reduce-scattered (FSDP), the logged loss is the mean over ranks,
@@ -41,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -50,15 +54,26 @@ from typing import Any
 import numpy as np
 import torch
 
-from gptlab.config import RunConfig, save_toml
+from gptlab.config import RunConfig, check_values, save_toml
 from gptlab.data.shards import BatchSampler, TokenDataset, iter_eval_batches, prepare
 from gptlab.errors import GptlabError
-from gptlab.io import atomic_write_json
+from gptlab.io import atomic_write_json, atomic_write_text
 from gptlab.model import GPT
 from gptlab.rundir import resolve_device, save_model
-from gptlab.train import distributed
-from gptlab.train.checkpoint import has_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from gptlab.train import distributed, signals
+from gptlab.train.checkpoint import (
+    find_checkpoint,
+    foreign_entries,
+    has_checkpoint,
+    load_checkpoint,
+    recover_checkpoints,
+    remove_stale,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from gptlab.train.compile import compile_model
+from gptlab.train.fingerprint import BUILTIN_CORPUS, check_prepared_data, data_fingerprint, record_fingerprint
 from gptlab.train.optim import make_adamw, set_lr
 from gptlab.train.schedule import LRSchedule
 
@@ -67,7 +82,6 @@ PRIVACY_FILE = "privacy.json"  # DP runs: the privacy spent (gptlab.train.dp.DPP
 SAMPLES_FILE = "samples.txt"
 BEST_DIR = "best"
 DATA_DIR = "data"
-BUILTIN_CORPUS = "builtin"
 EOT = "<|endoftext|>"
 UNIGRAM_SAMPLE_TOKENS = 10_000_000  # train tokens counted for the unigram baseline
 
@@ -76,7 +90,9 @@ UNIGRAM_SAMPLE_TOKENS = 10_000_000  # train tokens counted for the unigram basel
 class TrainResult:
     run_dir: Path
     step: int
-    stop_reason: str  # "max_steps" | "time budget" | "early stop" | "target val loss" | "interrupted"
+    # "max_steps" | "time budget" | "early stop" | "target val loss" | "interrupted" (Ctrl-C)
+    # | "terminated" (SIGTERM)
+    stop_reason: str
     final_val_loss: float | None
     best_val_loss: float | None
     unigram_val_loss: float | None  # cross-entropy of the val split under the train unigram distribution
@@ -136,8 +152,10 @@ def make_tokenizer(kind: str, texts: list[str], vocab_size: int):
     return load_tokenizer(kind)
 
 
-def prepare_run_data(config: RunConfig, run_dir: Path, progress: bool) -> Path:
-    """The prepared data folder: ``data.dir``, or RUN/data tokenized from ``data.input``."""
+def prepare_run_data(config: RunConfig, run_dir: Path, progress: bool, check: bool = True) -> Path:
+    """The prepared data folder: ``data.dir``, or RUN/data tokenized from ``data.input``. RUN/data
+    is reused only if it was made from what the config asks for (``check``: compare fingerprints,
+    gptlab.train.fingerprint; other ranks of a torchrun leave that to rank 0)."""
     data = config.data
     if data.dir:
         if data.input:
@@ -149,8 +167,11 @@ def prepare_run_data(config: RunConfig, run_dir: Path, progress: bool) -> Path:
             f'files/folders (data.input=["{BUILTIN_CORPUS}"] for the built-in corpus)'
         )
     out = run_dir / DATA_DIR
-    if (out / "meta.json").is_file():  # already prepared (a resumed run)
+    if (out / "meta.json").is_file():  # already prepared (a resumed run, or a failed start)
+        if check:
+            check_prepared_data(out, data)
         return out
+    fingerprint = data_fingerprint(data)  # before the work: a missing input fails at once
     from gptlab.data.corpus import default_documents, read_texts
 
     inputs: list[Any] = []
@@ -161,6 +182,7 @@ def prepare_run_data(config: RunConfig, run_dir: Path, progress: bool) -> Path:
     texts = [x if isinstance(x, str) else next(file_texts) for x in inputs]
     tokenizer = make_tokenizer(data.tokenizer, texts, data.vocab_size)
     prepare(inputs, tokenizer, out, val_fraction=data.val_fraction, progress=progress)
+    record_fingerprint(out, fingerprint)
     return out
 
 
@@ -186,17 +208,23 @@ class _Run:
         self.config, self.dist = config, dist
         t = config.train
         self.run_dir = Path(t.out_dir)
+        _check_train_section(config)  # every value, before any work
         if resume:
             if not has_checkpoint(self.run_dir):
                 raise GptlabError(
-                    f"cannot resume: {self.run_dir} holds no checkpoint (no trainer_state.json)"
+                    f"cannot resume: {self.run_dir} holds no checkpoint (no checkpoints/latest.json)"
                 )
         elif has_checkpoint(self.run_dir):
             raise GptlabError(
                 f"{self.run_dir} already holds a training run: resume it with --resume {self.run_dir}, "
-                "or choose another train.out_dir"
+                "or choose another train.out_dir (or --overwrite to start over)"
             )
-        _check_train_section(config)
+        elif foreign := foreign_entries(self.run_dir):
+            shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+            raise GptlabError(
+                f"{self.run_dir} is not empty and not a gptlab run (it holds {shown}): choose another "
+                "train.out_dir, or --overwrite to empty it first"
+            )
         self.strategy = distributed.resolve_strategy(t.strategy, dist)  # single | ddp | fsdp
         self.device = dist.device if dist.enabled else resolve_device(t.device)
         self.autocast_dtype = resolve_autocast(t.dtype, self.device)
@@ -205,7 +233,7 @@ class _Run:
             data_dir = prepare_run_data(config, self.run_dir, t.progress)
         dist.barrier()
         if not dist.is_main:
-            data_dir = prepare_run_data(config, self.run_dir, progress=False)  # now only reads
+            data_dir = prepare_run_data(config, self.run_dir, progress=False, check=False)  # only reads
         self.train_data = TokenDataset(data_dir, "train")
         val = TokenDataset(data_dir, "val")
         self.val_data = val if len(val) else None
@@ -233,20 +261,13 @@ class _Run:
             config.optim.eps,
             self.device.type,
         )
-        self.schedule = LRSchedule(
-            lr=config.optim.lr,
-            min_lr=config.optim.min_lr,
-            warmup=config.optim.warmup_steps,
-            decay_steps=config.optim.decay_steps or t.max_steps,
-            kind=config.optim.schedule,
-            step_every=config.optim.step_every,
-            gamma=config.optim.step_gamma,
-        )
+        self.schedule = make_schedule(config)
         block_size = model_config.block_size
         self.sampler = BatchSampler(
             self.train_data, t.batch_size, block_size, t.seed, dist.rank, dist.world_size, config.data.sampler
         )
         self.dp = _make_dp(config, self.train_data, block_size, dist) if config.dp.epsilon > 0 else None
+        self.tokens_per_step = t.batch_size * t.grad_accum * block_size * dist.world_size
         self.state: dict[str, Any] = {
             "step": 0,
             "tokens_seen": 0,
@@ -262,7 +283,8 @@ class _Run:
                 if fsdp
                 else None
             )
-            state, weights = load_checkpoint(self.run_dir, self.optimizer, load_optimizer)
+            source = find_checkpoint(self.run_dir)
+            state, weights = load_checkpoint(self.run_dir, self.optimizer, load_optimizer, source=source)
             weights = {k: v.to(self.device) for k, v in weights.items()}
             if fsdp:
                 missing, unexpected = distributed.load_full_model_state(self.raw_model, weights)
@@ -277,28 +299,47 @@ class _Run:
             self.sampler.load_state_dict(state["sampler"])
             set_rng_state(state["rng"])
             self.state.update({k: state[k] for k in self.state})
+            dist.barrier()  # every rank has read the checkpoint before rank 0 tidies the folder
             if dist.is_main:
+                recover_checkpoints(self.run_dir, source)
                 _truncate_metrics(self.run_dir / METRICS_FILE, self.state["step"])
         elif dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale(self.run_dir, keep=None)  # a save that never committed, of a failed start
             (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
         if dist.is_main:
             save_toml(config, self.run_dir / "config.toml")
         self.model = distributed.wrap(self.raw_model, dist, self.strategy)
         self.model = compile_model(self.model, enabled=t.compile)
         self.unigram = unigram_loss(self.train_data, self.val_data) if self.val_data is not None else None
+        # the RNG state at the last step boundary: what a checkpoint (and a resumed run) restarts from
+        self.rng = rng_state()
 
     def autocast(self):
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def train_step(self, step: int) -> tuple[torch.Tensor, float | None]:
-        """One optimizer step; returns the mean loss (a tensor: no sync) and the grad norm."""
-        t = self.config.train
+    def step_gradients(self, step: int) -> tuple[torch.Tensor, float | None]:
+        """The gradients of optimizer step ``step`` (nothing else changes: it can be interrupted);
+        returns the mean loss (a tensor: no sync) and the grad norm."""
         set_lr(self.optimizer, self.schedule.lr_at(step))
         if self.dp is not None:
-            return self.dp_step(step), None
+            return self.dp_gradients(step), None
+        return self.gradients()
+
+    def update(self, step: int) -> None:
+        """Apply step ``step``, and advance the counters that say it happened (step, tokens, the
+        boundary RNG state). The caller holds stop signals meanwhile (module doc)."""
+        self.optimizer.step()  # under DP it sees only the private gradient: post-processing
+        self.optimizer.zero_grad(set_to_none=True)
+        self.rng = rng_state()
+        self.state["step"] = step + 1
+        self.state["tokens_seen"] += self.tokens_per_step
+
+    def gradients(self) -> tuple[torch.Tensor, float | None]:
+        """Accumulate ``grad_accum`` micro-batches' gradients and clip them: (mean loss, grad norm)."""
+        t = self.config.train
         total = torch.zeros((), device=self.device)
         for micro in range(t.grad_accum):
             x, y = self.sampler.next_batch()
@@ -314,13 +355,11 @@ class _Run:
             norm = torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.config.optim.grad_clip)
             if hasattr(norm, "full_tensor"):  # FSDP: a DTensor (already reduced over the ranks)
                 norm = norm.full_tensor()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
         return total, norm
 
-    def dp_step(self, step: int) -> torch.Tensor:
-        """One DP-SGD step (module doc); returns the mean loss of the sampled windows (0 for the
-        rare empty batch, a noise-only step)."""
+    def dp_gradients(self, step: int) -> torch.Tensor:
+        """The gradients of one DP-SGD step (module doc); returns the mean loss of the sampled
+        windows (0 for the rare empty batch, a noise-only step)."""
         from gptlab.train.dp import dp_sgd_gradients, lm_sample_loss, set_gradients
 
         plan, windows, sampler = self.dp
@@ -337,8 +376,6 @@ class _Run:
                 chunk_size=self.config.train.batch_size,
             )
         set_gradients(self.raw_model, grads)
-        self.optimizer.step()  # the optimiser sees only the private gradient: post-processing
-        self.optimizer.zero_grad(set_to_none=True)
         return torch.tensor(stats.loss_sum / max(1, stats.batch_size), device=self.device)
 
     @torch.no_grad()
@@ -394,8 +431,9 @@ class _Run:
             seed=t.seed,
         )
 
-    def checkpoint(self, rng: dict[str, Any]) -> None:
-        """Rank 0 writes the checkpoint (under FSDP all ranks first gather the full state to it)."""
+    def checkpoint(self) -> None:
+        """Rank 0 writes the checkpoint of the last completed step (under FSDP all ranks first
+        gather the full state to it)."""
         weights = optimizer_state = None
         if self.strategy == "fsdp":
             weights = distributed.full_model_state(self.raw_model)
@@ -405,7 +443,7 @@ class _Run:
         t = self.config.train
         # the sampler position of the step boundary (a Ctrl-C mid-step drew batches it never used)
         self.sampler.step = self.state["step"] * t.grad_accum
-        state = dict(self.state, sampler=self.sampler.state_dict(), rng=rng)
+        state = dict(self.state, sampler=self.sampler.state_dict(), rng=self.rng)
         save_checkpoint(
             self.run_dir, self.raw_model, self.tokenizer, self.optimizer, state, weights, optimizer_state
         )
@@ -436,20 +474,23 @@ def _make_dp(config: RunConfig, train_data: TokenDataset, block_size: int, dist)
     return plan, windows, PoissonSampler(len(windows), plan.sample_rate, t.seed)
 
 
+def make_schedule(config: RunConfig) -> LRSchedule:
+    o = config.optim
+    return LRSchedule(
+        lr=o.lr,
+        min_lr=o.min_lr,
+        warmup=o.warmup_steps,
+        decay_steps=o.decay_steps or config.train.max_steps,
+        kind=o.schedule,
+        step_every=o.step_every,
+        gamma=o.step_gamma,
+    )
+
+
 def _check_train_section(config: RunConfig) -> None:
     t = config.train
-    for name in ("max_steps", "batch_size", "grad_accum", "eval_every", "eval_batches", "log_every"):
-        if getattr(t, name) < 1:
-            raise GptlabError(f"train.{name} must be at least 1, got {getattr(t, name)}")
-    for name in ("max_minutes", "stop_val_loss"):
-        if getattr(t, name) < 0:
-            raise GptlabError(f"train.{name} must be >= 0, got {getattr(t, name)}")
-    if t.early_stop_patience < 0 or t.sample_tokens < 0:
-        raise GptlabError("train.early_stop_patience and train.sample_tokens must be >= 0")
-    if config.optim.grad_clip < 0:
-        raise GptlabError(f"optim.grad_clip must be >= 0, got {config.optim.grad_clip}")
-    if config.dp.epsilon < 0 or config.dp.delta < 0 or config.dp.max_grad_norm <= 0:
-        raise GptlabError("dp.epsilon and dp.delta must be >= 0 (0: off / default), dp.max_grad_norm > 0")
+    check_values(config)
+    make_schedule(config)  # its own checks (schedule name, min_lr <= lr, ...)
     if config.dp.epsilon > 0 and (t.compile or t.activation_checkpointing):
         raise GptlabError(
             "DP training computes per-window gradients with torch.func: set train.compile=false and "
@@ -459,20 +500,41 @@ def _check_train_section(config: RunConfig) -> None:
 
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metrics logged after the checkpoint ``step`` (an interrupted run logged them, the
-    resumed run will log them again)."""
+    resumed run will log them again), and a torn last line (the run was killed mid-write)."""
     if not path.is_file():
         return
-    kept = [
-        line for line in path.read_text("utf-8").splitlines() if line and json.loads(line)["step"] <= step
-    ]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    kept = [line for line, record in _parse_metrics(path) if record["step"] <= step]
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text("utf-8").splitlines() if line]
+    return [record for _, record in _parse_metrics(path)]
+
+
+def _parse_metrics(path: Path) -> list[tuple[str, dict]]:
+    """``(line, record)`` for each record of metrics.jsonl. A torn last line (a kill while it was
+    being appended) is ignored, as log readers do; a bad line before it is a GptlabError."""
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
+    out = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            record = None
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            if number == len(lines) and record is None:
+                break  # the torn last line
+            raise GptlabError(
+                f"{path}, line {number}: not a metrics record (expected a JSON object with a step): "
+                f"{line[:80]!r}; fix or delete that line"
+            )
+        out.append((line, record))
+    return out
 
 
 def train(
@@ -482,7 +544,8 @@ def train(
     ``on_step(step, record)`` is called after every logged step (tests use it to interrupt)."""
     dist = distributed.init()
     try:
-        return _train(config, resume, on_step, dist)
+        with signals.stop_signals():  # SIGTERM: checkpoint and stop, as Ctrl-C
+            return _train(config, resume, on_step, dist)
     finally:
         distributed.shutdown(dist)
 
@@ -490,7 +553,7 @@ def train(
 def _train(config, resume, on_step, dist) -> TrainResult:
     run = _Run(config, resume, dist)
     t = config.train
-    tokens_per_step = t.batch_size * t.grad_accum * run.raw_model.config.block_size * dist.world_size
+    tokens_per_step = run.tokens_per_step
     start_time = time.perf_counter()
     elapsed_before = run.state["elapsed_s"]
     step = run.state["step"]
@@ -498,50 +561,50 @@ def _train(config, resume, on_step, dist) -> TrainResult:
     last_eval: dict[str, float] = {}
     bar = _progress(t, step, dist)
     window_start, window_steps = time.perf_counter(), 0
-    rng = rng_state()  # the RNG state at the last step boundary: what a resumed run restarts from
     try:
         while step < t.max_steps:
-            loss, norm = run.train_step(step)
-            rng = rng_state()
-            step += 1
-            window_steps += 1
-            run.state["step"] = step
-            run.state["tokens_seen"] += tokens_per_step
-            now = time.perf_counter()
-            run.state["elapsed_s"] = elapsed_before + now - start_time
-            if step % t.log_every == 0 or step == t.max_steps:
-                loss_value = dist.mean_item(loss)
-                tokens_per_s = window_steps * tokens_per_step / max(now - window_start, 1e-9)
-                record = {
-                    "kind": "train",
-                    "step": step,
-                    "loss": loss_value,
-                    "lr": run.schedule.lr_at(step - 1),
-                    "grad_norm": None if norm is None else float(norm),
-                    "tokens_seen": run.state["tokens_seen"],
-                    "tokens_per_s": tokens_per_s,
-                    "elapsed_s": run.state["elapsed_s"],
-                    "time": time.time(),  # wall clock (speedruns measure from process start)
-                }
-                if not math.isfinite(loss_value):
-                    raise GptlabError(
-                        f"the loss became {loss_value} at step {step}: lower optim.lr or enable optim.grad_clip"
-                    )
-                run.log(record)
-                if bar is not None:
-                    bar.set_postfix(
-                        loss=f"{loss_value:.4f}", lr=f"{record['lr']:.2e}", tok_s=f"{tokens_per_s:,.0f}"
-                    )
-                if on_step is not None:
-                    on_step(step, record)
-                window_start, window_steps = now, 0
+            loss, norm = run.step_gradients(step)
+            # the update, the counters that record it and its log line go together: a stop signal
+            # waits for them, so a checkpoint never holds a half-applied or an unlogged step
+            with signals.deferred():
+                run.update(step)
+                step += 1
+                window_steps += 1
+                now = time.perf_counter()
+                run.state["elapsed_s"] = elapsed_before + now - start_time
+                if step % t.log_every == 0 or step == t.max_steps:
+                    loss_value = dist.mean_item(loss)
+                    tokens_per_s = window_steps * tokens_per_step / max(now - window_start, 1e-9)
+                    record = {
+                        "kind": "train",
+                        "step": step,
+                        "loss": loss_value,
+                        "lr": run.schedule.lr_at(step - 1),
+                        "grad_norm": None if norm is None else float(norm),
+                        "tokens_seen": run.state["tokens_seen"],
+                        "tokens_per_s": tokens_per_s,
+                        "elapsed_s": run.state["elapsed_s"],
+                        "time": time.time(),  # wall clock (speedruns measure from process start)
+                    }
+                    if not math.isfinite(loss_value):
+                        raise GptlabError(
+                            f"the loss became {loss_value} at step {step}: lower optim.lr or enable optim.grad_clip"
+                        )
+                    run.log(record)
+                    if bar is not None:
+                        bar.set_postfix(
+                            loss=f"{loss_value:.4f}", lr=f"{record['lr']:.2e}", tok_s=f"{tokens_per_s:,.0f}"
+                        )
+                    if on_step is not None:
+                        on_step(step, record)
+                    window_start, window_steps = now, 0
             if bar is not None:
                 bar.update(1)
             over_budget = t.max_minutes > 0 and run.state["elapsed_s"] >= 60 * t.max_minutes
             if t.max_minutes > 0 and dist.enabled:  # clocks differ: all ranks must stop at the same step
                 over_budget = dist.max_int(int(over_budget)) > 0
             if step % t.eval_every == 0 or step == t.max_steps or over_budget:
-                last_eval = _evaluate_and_save(run, step, rng)
+                last_eval = _evaluate_and_save(run, step)
                 window_start, window_steps = time.perf_counter(), 0  # tokens/s: training only
                 if t.early_stop_patience and run.state["evals_since_best"] >= t.early_stop_patience:
                     stop_reason = "early stop"
@@ -552,19 +615,21 @@ def _train(config, resume, on_step, dist) -> TrainResult:
             if over_budget:
                 stop_reason = "time budget"
                 break
-    except KeyboardInterrupt:
-        stop_reason = "interrupted"
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (signals.Terminated)
+        stop_reason = "terminated" if isinstance(e, signals.Terminated) else "interrupted"
         step = run.state["step"]
         if run.strategy == "fsdp":  # gathering the shards needs every rank in step, not mid-collective
             if dist.is_main:
                 print(
-                    f"\ninterrupted at step {step}: continue from the last evaluation's checkpoint with --resume"
+                    f"\n{stop_reason} at step {step}: continue from the last evaluation's checkpoint with --resume",
+                    file=sys.stderr,
                 )
         else:
-            run.checkpoint(rng)
+            run.checkpoint()
             if dist.is_main:
                 print(
-                    f"\ninterrupted: checkpoint of step {step} saved in {run.run_dir}; continue with --resume"
+                    f"\n{stop_reason}: checkpoint of step {step} saved in {run.run_dir}; continue with --resume",
+                    file=sys.stderr,
                 )
     finally:
         if bar is not None:
@@ -588,7 +653,7 @@ def _train(config, resume, on_step, dist) -> TrainResult:
     )
     if dist.is_main and result.privacy is not None:
         atomic_write_json(run.run_dir / PRIVACY_FILE, result.privacy)
-    if dist.is_main and stop_reason != "interrupted":
+    if dist.is_main and stop_reason not in ("interrupted", "terminated"):
         from gptlab.report import write_run_report
 
         write_run_report(run.run_dir, config, result)
@@ -596,7 +661,7 @@ def _train(config, resume, on_step, dist) -> TrainResult:
     return result
 
 
-def _evaluate_and_save(run: _Run, step: int, rng: dict[str, Any]) -> dict[str, float]:
+def _evaluate_and_save(run: _Run, step: int) -> dict[str, float]:
     t = run.config.train
     losses = run.evaluate()
     record = {"kind": "eval", "step": step, **losses, "time": time.time()}
@@ -607,16 +672,18 @@ def _evaluate_and_save(run: _Run, step: int, rng: dict[str, Any]) -> dict[str, f
         record["val_ppl"] = math.exp(min(val, 50.0))
         best = run.state["best_val_loss"]
         if best is None or val < best:
-            run.state["best_val_loss"] = val
-            run.state["evals_since_best"] = 0
-            model = run.raw_model
-            if run.strategy == "fsdp":  # gather the full weights (all ranks), rank 0 saves them
-                weights = distributed.full_model_state(model)
-                model = GPT.from_state_dict(model.config, weights) if run.dist.is_main else None
-            if run.dist.is_main:
-                save_model(
-                    run.run_dir / BEST_DIR, model, run.tokenizer, extra={"step": step, "val_loss": val}
-                )
+            # the recorded best and best/ change together: a stop signal waits for both
+            with signals.deferred():
+                run.state["best_val_loss"] = val
+                run.state["evals_since_best"] = 0
+                model = run.raw_model
+                if run.strategy == "fsdp":  # gather the full weights (all ranks), rank 0 saves them
+                    weights = distributed.full_model_state(model)
+                    model = GPT.from_state_dict(model.config, weights) if run.dist.is_main else None
+                if run.dist.is_main:
+                    save_model(
+                        run.run_dir / BEST_DIR, model, run.tokenizer, extra={"step": step, "val_loss": val}
+                    )
         else:
             run.state["evals_since_best"] += 1
     # under FSDP every rank generates (each forward gathers the weights), only rank 0 writes
@@ -626,7 +693,7 @@ def _evaluate_and_save(run: _Run, step: int, rng: dict[str, Any]) -> dict[str, f
         with open(run.run_dir / SAMPLES_FILE, "a", encoding="utf-8") as f:
             f.write(f"--- step {step} ---\n{t.sample_prompt}{record['sample']}\n\n")
     run.log(record)
-    run.checkpoint(rng)
+    run.checkpoint()
     if run.dist.is_main and t.progress:
         shown = ", ".join(f"{k} {v:.4f}" for k, v in losses.items())
         _write_progress(f"step {step}: {shown}")
@@ -642,6 +709,8 @@ def _progress(t, step: int, dist):
 
 
 def _write_progress(message: str) -> None:
+    import sys
+
     from tqdm.auto import tqdm
 
-    tqdm.write(message)
+    tqdm.write(message, file=sys.stderr)  # stdout is for results (`--json` prints only JSON there)
