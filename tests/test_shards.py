@@ -284,7 +284,18 @@ def test_cli_prepare(tmp_path, shared_data, capsys):
     assert code == 0
     assert TokenDataset(tmp_path / "bpe", "train").vocab_size == 300
     assert (
-        main(["data", "prepare", "--input", str(tmp_path / "nope"), "--tokenizer", "char", "--out", str(out)])
+        main(
+            [
+                "data",
+                "prepare",
+                "--input",
+                str(tmp_path / "nope"),
+                "--tokenizer",
+                "char",
+                "--out",
+                str(tmp_path / "o2"),
+            ]
+        )
         == 2
     )
     assert "input not found" in capsys.readouterr().err
