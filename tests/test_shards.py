@@ -303,7 +303,7 @@ def test_cli_prepare(tmp_path, shared_data, capsys):
     code = main(["data", "prepare", "--input", str(shared_data / "the-verdict.txt"), "--vocab-size", "300",
                  "--out", str(tmp_path / "a-file")])  # fmt: skip
     assert code == 2
-    assert capsys.readouterr().err.startswith("error: output folder")
+    assert capsys.readouterr().err.startswith("error: data folder")
 
 
 # ----- batches ----------------------------------------------------------------------------------
