@@ -31,7 +31,6 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +38,7 @@ import torch
 from gptlab.errors import GptlabError
 from gptlab.model.gpt import GPT
 from gptlab.model.kv_cache import KVCache
+from gptlab.model.modes import eval_mode, model_device
 
 DEFAULT_MAX_NEW_TOKENS = 200
 REPLACEMENT_CHAR = "\ufffd"  # what decoding an incomplete UTF-8 sequence produces
@@ -179,21 +179,6 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-@contextmanager
-def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Dropout off while generating, then the model's previous mode back (e.g. mid-training samples)."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
-def _device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 def _seen_mask(rows: Sequence[Sequence[int]], vocab_size: int, device: torch.device) -> torch.Tensor:
     seen = torch.zeros(len(rows), vocab_size, dtype=torch.bool, device=device)
     for b, row in enumerate(rows):
@@ -238,10 +223,10 @@ def generate_naive(
     sampler = Sampler(temperature, top_k, top_p, repetition_penalty)
     _check_lengths(idx.size(1), max_new_tokens)
     block_size = model.config.block_size
-    idx = idx.to(_device(model))
+    idx = idx.to(model_device(model))
     seen = _seen_mask(idx.tolist(), model.config.vocab_size, idx.device)
     finisher = _Finisher(idx.size(0), eos_id, idx.device)
-    with _eval_mode(model):
+    with eval_mode(model):
         for _ in range(max_new_tokens):
             logits, _ = model(idx[:, -block_size:])  # (B, T, V)
             next_ids = finisher(sampler(logits[:, -1, :], seen, generator))  # (B,)
@@ -264,7 +249,7 @@ def _prefill(model: GPT, rows: list[list[int]]) -> tuple[torch.Tensor, KVCache]:
     logits of each row's last token (B, V) and the filled cache."""
     contexts = [row[-model.config.block_size :] for row in rows]
     longest = max(len(c) for c in contexts)
-    device = _device(model)
+    device = model_device(model)
     pad = torch.tensor([longest - len(c) for c in contexts], dtype=torch.long, device=device)
     idx = torch.tensor([[PAD_ID] * (longest - len(c)) + c for c in contexts], dtype=torch.long, device=device)
     cache = KVCache.for_model(model, len(rows), pad)
@@ -299,13 +284,13 @@ def _decode_steps(
     if max_new_tokens == 0:
         return
     rows = [list(p) for p in prompts]
-    device = _device(model)
+    device = model_device(model)
     # the (B, V) mask of tokens seen so far, kept only when the repetition penalty needs it
     seen = _seen_mask(rows, model.config.vocab_size, device) if sampler.repetition_penalty != 1.0 else None
     batch_index = torch.arange(len(rows), device=device)
     finisher = _Finisher(len(rows), eos_id, device)
     pending: list[torch.Tensor] = []  # tokens generated since the rows were last extended
-    with _eval_mode(model):
+    with eval_mode(model):
         logits, cache = _prefill(model, rows)
         for step in range(max_new_tokens):
             next_ids = finisher(sampler(logits, seen, generator))  # (B,)
@@ -344,7 +329,7 @@ def generate(
     if steps:
         new = torch.stack(steps, dim=1)  # (B, n)
     else:
-        new = torch.empty(len(prompts), 0, dtype=torch.long, device=_device(model))
+        new = torch.empty(len(prompts), 0, dtype=torch.long, device=model_device(model))
     if isinstance(idx, torch.Tensor):
         return torch.cat((idx.to(new.device), new), dim=1)
     out = []
@@ -402,7 +387,7 @@ def stream_text(
     prompt_ids = _encode_prompt(tokenizer, prompt)
     generator = None
     if seed is not None:
-        generator = torch.Generator(device=_device(model)).manual_seed(seed)
+        generator = torch.Generator(device=model_device(model)).manual_seed(seed)
 
     pending: list[int] = []  # tokens since the last clean UTF-8 boundary
     pending_out = 0  # characters of decode(pending) already added to text

@@ -60,6 +60,7 @@ import numpy as np
 
 from gptlab.audit.common import AuditResult, Finding, bootstrap_interval, plot_png
 from gptlab.errors import GptlabError
+from gptlab.model.modes import eval_mode
 
 EXACT_PERMUTATION_MAX = 16  # up to 2^16 sign patterns are enumerated; above that, Monte Carlo
 
@@ -260,29 +261,24 @@ def score_completions(model, tokenizer, items: Sequence[tuple[str, str]], batch_
         rows.append((seq, len(comp)))
 
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     scores = np.zeros(len(rows))
-    try:
-        with torch.no_grad():
-            for start in range(0, len(rows), batch_size):
-                chunk = rows[start : start + batch_size]
-                T = max(len(seq) for seq, _ in chunk) - 1
-                idx = torch.zeros(len(chunk), T, dtype=torch.long)  # (B, T), right-padded
-                targets = torch.full((len(chunk), T), -100, dtype=torch.long)  # (B, T), -100 = not scored
-                for r, (seq, n) in enumerate(chunk):
-                    L = len(seq) - 1
-                    idx[r, :L] = torch.tensor(seq[:-1])
-                    # the last n inputs predict the n completion tokens; padding sits after them and,
-                    # attention being causal, cannot change them
-                    targets[r, L - n : L] = torch.tensor(seq[-n:])
-                logits, _ = model(idx.to(device))  # (B, T, V)
-                logp = logits.float().log_softmax(-1).cpu()  # (B, T, V)
-                mask = targets != -100
-                picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
-                scores[start : start + len(chunk)] = (picked * mask).sum(-1).double().numpy()
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            T = max(len(seq) for seq, _ in chunk) - 1
+            idx = torch.zeros(len(chunk), T, dtype=torch.long)  # (B, T), right-padded
+            targets = torch.full((len(chunk), T), -100, dtype=torch.long)  # (B, T), -100 = not scored
+            for r, (seq, n) in enumerate(chunk):
+                L = len(seq) - 1
+                idx[r, :L] = torch.tensor(seq[:-1])
+                # the last n inputs predict the n completion tokens; padding sits after them and,
+                # attention being causal, cannot change them
+                targets[r, L - n : L] = torch.tensor(seq[-n:])
+            logits, _ = model(idx.to(device))  # (B, T, V)
+            logp = logits.float().log_softmax(-1).cpu()  # (B, T, V)
+            mask = targets != -100
+            picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
+            scores[start : start + len(chunk)] = (picked * mask).sum(-1).double().numpy()
     return scores
 
 

@@ -59,6 +59,7 @@ import torch
 
 from gptlab.audit.common import AuditResult, Finding, bootstrap_interval, plot_png
 from gptlab.errors import GptlabError
+from gptlab.model.modes import eval_mode, model_device
 
 THREAT = "memorisation"
 DEFAULT_FORMAT = "my phone number is 555-NNN-NNNN"
@@ -241,10 +242,6 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def score_tokens(model, rows: Sequence[Sequence[int]], starts: Sequence[int]) -> np.ndarray:
     """Sum of log p(row[j] | row[:j]) over j >= starts[i] for every row i, teacher-forced, batched
@@ -264,10 +261,8 @@ def score_tokens(model, rows: Sequence[Sequence[int]], starts: Sequence[int]) ->
         cut_starts.append(start - shift)
     out = np.zeros(len(cut_rows))
     order = np.argsort([len(r) for r in cut_rows], kind="stable")  # similar lengths batch together
-    device = _device(model)
-    was_training = model.training
-    model.eval()
-    try:
+    device = model_device(model)
+    with eval_mode(model):
         i = 0
         while i < len(order):
             batch_size = max(1, LOGITS_BUDGET // (max(len(cut_rows[order[i]]) - 1, 1) * vocab))
@@ -287,8 +282,6 @@ def score_tokens(model, rows: Sequence[Sequence[int]], starts: Sequence[int]) ->
             logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]  # (B, T)
             out[chunk] = (logp * mask).sum(-1).double().cpu().numpy()
             i += len(chunk)
-    finally:
-        model.train(was_training)
     return out
 
 
@@ -461,7 +454,7 @@ def extractable(model, sequences: Sequence[Sequence[int]], prefix_len: int, suff
             f"every sequence needs at least prefix_len + suffix_len = {prefix_len + suffix_len} tokens"
         )
     hits = np.zeros(len(rows))
-    device = _device(model)
+    device = model_device(model)
     batch = 64
     for i in range(0, len(rows), batch):
         ids = torch.tensor(rows[i : i + batch], dtype=torch.long, device=device)  # (B, P + S)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from gptlab.errors import GptlabError
+from gptlab.model.modes import eval_mode
 
 IGNORE_INDEX = -100  # targets with this value are not scored (the model contract's ignore index)
 PAD_ID = 0  # input padding of a short last window: causal attention never lets it reach real tokens
@@ -97,9 +98,7 @@ def perplexity(
 
     windows = strided_windows(len(ids), block_size, stride)
     total_nll, scored = 0.0, 0
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for i in range(0, len(windows), batch_size):
             batch = windows[i : i + batch_size]
             width = max(end - begin for begin, end, _ in batch)
@@ -116,8 +115,6 @@ def perplexity(
             )
             total_nll += nll.item()
             scored += int((y != IGNORE_INDEX).sum())
-    finally:
-        model.train(was_training)
     mean_nll = total_nll / scored
     bits_per_byte = total_nll / math.log(2) / num_bytes if num_bytes else None
     return PerplexityResult(scored, mean_nll, math.exp(mean_nll), bits_per_byte, block_size, stride)

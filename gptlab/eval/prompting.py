@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from gptlab.errors import GptlabError
+from gptlab.model.modes import eval_mode, model_device
 from gptlab.tokenizers.base import Tokenizer
 
 
@@ -89,11 +90,6 @@ def select_shots(
     return [(texts[i], label_words[labels[i]]) for i in chosen]
 
 
-def _device(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
 @torch.no_grad()
 def label_log_probs(
     model: nn.Module,
@@ -126,16 +122,12 @@ def label_log_probs(
 
     rows = [prompt_ids + ids[:-1] for ids in label_ids]
     T = P + longest - 1
-    device = _device(model)
+    device = model_device(model)
     idx = torch.zeros((len(rows), T), dtype=torch.long)  # (L, T); padding value is irrelevant
     for j, row in enumerate(rows):
         idx[j, : len(row)] = torch.tensor(row, dtype=torch.long)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         logits = model(idx.to(device))[0]  # (L, T, V)
-    finally:
-        model.train(was_training)
     log_probs = logits.float().log_softmax(dim=-1)  # (L, T, V)
     scores = torch.empty(len(rows))
     for j, ids in enumerate(label_ids):

@@ -67,6 +67,7 @@ from gptlab.io import (
 )
 from gptlab.model.heads import GPTClassifier
 from gptlab.model.lora import count_trainable, load_adapter, merge_lora, save_adapter
+from gptlab.model.modes import eval_mode
 from gptlab.rundir import load_model, make_output_dir, resolve_device, save_model
 
 CLASSIFIER_JSON = "classifier.json"
@@ -264,10 +265,8 @@ def evaluate_classifier(
 ) -> ClassificationMetrics:
     """Loss and metrics of a full pass over ``loader`` in eval mode."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     y_true, y_pred, total, n = [], [], 0.0, 0
-    try:
+    with eval_mode(model):
         for idx, lengths, labels in loader:
             idx, lengths, labels = idx.to(device), lengths.to(device), labels.to(device)
             logits, loss = model(idx, lengths, labels)
@@ -275,8 +274,6 @@ def evaluate_classifier(
             n += len(labels)
             y_true += labels.tolist()
             y_pred += logits.argmax(-1).tolist()
-    finally:
-        model.train(was_training)
     return classification_metrics(y_true, y_pred, label_names, loss=total / n if n else None)
 
 

@@ -21,6 +21,7 @@ import torch.nn as nn
 
 from gptlab.errors import GptlabError
 from gptlab.model.lora import DEFAULT_TARGETS, apply_lora
+from gptlab.model.modes import eval_mode
 from gptlab.train.optim import make_adamw, set_lr
 from gptlab.train.schedule import LRSchedule
 
@@ -125,17 +126,13 @@ def lm_val_loss(gpt: nn.Module, data_dir: Path, max_batches: int = EVAL_MAX_BATC
     if len(dataset) <= block:
         return None
     device = next(gpt.parameters()).device
-    was_training = gpt.training
-    gpt.eval()
     total, count = 0.0, 0
-    try:
+    with eval_mode(gpt):
         for x, y in iter_eval_batches(dataset, batch_size=8, block_size=block, max_batches=max_batches):
             x, y = torch.as_tensor(x, device=device), torch.as_tensor(y, device=device)
             _, loss = gpt(x, y)
             total += float(loss) * y.numel()
             count += y.numel()
-    finally:
-        gpt.train(was_training)
     loss = total / count
     return {"loss": loss, "perplexity": math.exp(loss), "tokens": count, "data": str(data_dir)}
 

@@ -65,6 +65,7 @@ from gptlab.generate import generate
 from gptlab.io import atomic_write_json
 from gptlab.model.gpt import GPT
 from gptlab.model.lora import count_trainable, remove_lora, save_adapter
+from gptlab.model.modes import eval_mode
 from gptlab.rundir import load_model, make_output_dir, resolve_device, save_model
 from gptlab.tokenizers.base import EOT
 
@@ -221,10 +222,8 @@ def _responses_records(examples, generated) -> list[dict]:
 @torch.no_grad()
 def _val_loss(gpt: GPT, loader: DataLoader) -> float:
     device = next(gpt.parameters()).device
-    was = gpt.training
-    gpt.eval()
     total, count = 0.0, 0
-    try:
+    with eval_mode(gpt):
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             n = int((y != -100).sum())
@@ -233,8 +232,6 @@ def _val_loss(gpt: GPT, loader: DataLoader) -> float:
             _, loss = gpt(x, y)
             total += float(loss) * n
             count += n
-    finally:
-        gpt.train(was)
     return total / count if count else float("nan")
 
 

@@ -15,6 +15,7 @@ import torch
 
 from gptlab.errors import GptlabError
 from gptlab.model.gpt import GPT
+from gptlab.model.modes import eval_mode
 
 
 def _ids_tensor(model: GPT, ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
@@ -31,12 +32,8 @@ def _ids_tensor(model: GPT, ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def attention_weights(model: GPT, ids: Sequence[int] | torch.Tensor) -> list[torch.Tensor]:
     """Every layer's attention weights for one sequence: a list of L tensors (H, T, T), rows sum to 1."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         _, attns = model.forward_with_attention(_ids_tensor(model, ids))
-    finally:
-        model.train(was_training)
     return [a[0].float() for a in attns]
 
 

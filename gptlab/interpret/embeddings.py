@@ -30,6 +30,7 @@ import torch
 
 from gptlab.errors import GptlabError
 from gptlab.model.gpt import GPT
+from gptlab.model.modes import eval_mode
 
 Encoder = Callable[[list[str]], torch.Tensor]  # N texts -> (N, C) vectors
 
@@ -181,9 +182,7 @@ def sentence_embeddings(
         raise GptlabError("no texts to embed")
     index = _layer_index(model, layer)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         out = []
         for text in texts:  # one at a time: the texts have different lengths and no padding mask
             ids = _text_ids(model, tokenizer, text, truncate)
@@ -191,8 +190,6 @@ def sentence_embeddings(
             if index == model.config.n_layer:
                 hidden = model.transformer.ln_f(hidden)
             out.append(hidden[0].float().mean(dim=0))  # (C,)
-    finally:
-        model.train(was_training)
     return torch.stack(out).cpu()  # (N, C)
 
 

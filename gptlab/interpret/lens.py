@@ -13,18 +13,15 @@ import torch
 
 from gptlab.interpret.attention import _ids_tensor
 from gptlab.model.gpt import GPT
+from gptlab.model.modes import eval_mode
 
 
 @torch.no_grad()
 def lens_logits(model: GPT, ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
     """(L + 1, T, V) logits: from the embeddings (row 0) and after each of the L blocks."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         hidden = model.hidden_states(_ids_tensor(model, ids))  # L + 1 tensors (1, T, C)
         return torch.stack([model.unembed(h)[0].float() for h in hidden])
-    finally:
-        model.train(was_training)
 
 
 def logit_lens(model: GPT, ids: Sequence[int] | torch.Tensor, top_k: int = 5) -> list[list[list[dict]]]:

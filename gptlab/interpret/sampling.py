@@ -54,12 +54,12 @@ from gptlab.generate import (
     RecordingSampler,
     Sampler,
     _decode_steps,
-    _device,
     _encode_prompt,
     top_k_filter,
     top_p_filter,
 )
 from gptlab.model.gpt import GPT
+from gptlab.model.modes import model_device
 
 REPETITION_N = 3  # repetition rate over word trigrams, as the instruction-tuning evaluation reports it
 SAMPLES_SHOWN = 3  # samples per setting on the HTML page
@@ -192,7 +192,7 @@ def sample_steps(
         raise GptlabError(f"the number of samples must be >= 1, got {n_samples}")
     if max_new_tokens < 1:
         raise GptlabError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    device = _device(model)
+    device = model_device(model)
     generator = torch.Generator(device=device).manual_seed(seed)
     sampler = RecordingSampler(
         Sampler(

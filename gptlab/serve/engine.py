@@ -48,7 +48,8 @@ from typing import Any
 import torch
 
 from gptlab.errors import GptlabError
-from gptlab.generate import REPLACEMENT_CHAR, RecordingSampler, Sampler, _decode_steps, _device, _held_back
+from gptlab.generate import REPLACEMENT_CHAR, RecordingSampler, Sampler, _decode_steps, _held_back
+from gptlab.model.modes import model_device
 
 log = logging.getLogger("gptlab.serve")
 
@@ -199,7 +200,7 @@ class _Active:
         job = handle.job
         self.handle, self.job, self.tokenizer = handle, job, tokenizer
         self.recorder = RecordingSampler(job.sampler)
-        device = _device(model)
+        device = model_device(model)
         generator = torch.Generator(device=device).manual_seed(job.seed)
         self.eos_id = tokenizer.eot_id
         self.steps = _decode_steps(
