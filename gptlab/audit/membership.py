@@ -242,7 +242,3 @@ def _roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], log: bool) -> by
         ax.legend(fontsize=8)
 
     return plot_png(draw)
-
-
-def texts_from_windows(tokenizer, windows: Sequence[Sequence[int]]) -> list[str]:
-    return [tokenizer.decode(w) for w in windows]

@@ -172,13 +172,6 @@ def _char_ranges(chars: str) -> str:
     return "".join(items)
 
 
-def pattern_name(pattern: str) -> str | None:
-    """ "gpt2" / "gpt4" if ``pattern`` is one of the built-in patterns, else None."""
-    if pattern == TIKTOKEN_GPT2_PATTERN:
-        return "gpt2"
-    return next((name for name, p in PATTERNS.items() if p == pattern), None)
-
-
 def special_token_regex(tokens: set[str] | frozenset[str]) -> regex.Pattern:
     """A regex matching any of ``tokens``, longest first so "<|a|>" wins over a prefix "<|a"."""
     return regex.compile("|".join(regex.escape(t) for t in sorted(tokens, key=lambda t: (-len(t), t))))
