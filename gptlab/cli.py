@@ -13,6 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from gptlab.commands import finite_float
 from gptlab.errors import GptlabError
 
 # verb -> (module under gptlab.commands, one-line help). Order is the order shown in --help.
@@ -54,19 +55,10 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         # every `type=float` flag refuses nan and inf: no verb has a use for them, and a NaN
         # learning rate or threshold would otherwise pass every `<`/`>` check silently
-        self.register("type", float, _finite_float)
+        self.register("type", float, finite_float)
 
     def error(self, message: str):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-
-def _finite_float(text: str) -> float:
-    from gptlab.commands import _float
-
-    return _float(text)
-
-
-_finite_float.__name__ = "float"  # argparse names the type in its message: "invalid float value"
 
 
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:

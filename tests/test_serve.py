@@ -14,7 +14,6 @@ import string
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -24,6 +23,8 @@ import torch
 
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
+
+from live_server import serving  # noqa: E402
 
 import gptlab.serve.app as serve_app  # noqa: E402
 from gptlab.chat import ChatSession  # noqa: E402
@@ -35,7 +36,7 @@ from gptlab.model.heads import GPTClassifier  # noqa: E402
 from gptlab.rundir import load_model, save_model  # noqa: E402
 from gptlab.serve.app import create_app  # noqa: E402
 from gptlab.serve.engine import Engine, EngineError, GenerationJob, TextAssembler  # noqa: E402
-from gptlab.serve.guards import HeaderDeadlineProtocol, TrustedHosts, uvicorn_options  # noqa: E402
+from gptlab.serve.guards import HeaderDeadlineProtocol, TrustedHosts  # noqa: E402
 from gptlab.tokenizers import CharTokenizer  # noqa: E402
 from gptlab.tokenizers.base import EOT  # noqa: E402
 
@@ -70,48 +71,25 @@ def runs(tmp_path_factory):
     return {name: str(root / name) for name in ("lm", "endless", "clf")}
 
 
-@contextmanager
-def serving(app):
-    """uvicorn on 127.0.0.1 and a free port in a thread, with the options `gptlab serve` gives it;
-    stopped (lifespan included) on exit."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=2, **uvicorn_options()
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        assert not thread.is_alive(), "the server did not stop"
-
-
 @pytest.fixture(scope="module")
 def lm(runs):
     app = create_app(
         runs["lm"], max_tokens_cap=64, max_n=4, max_body_bytes=20_000, cors_origins=(ALLOWED_ORIGIN,)
     )
-    with serving(app) as url:
+    with serving(app) as (url, _):
         yield url, app
 
 
 @pytest.fixture(scope="module")
 def endless(runs):
     app = create_app(runs["endless"], api_key=KEY, max_tokens_cap=100_000)
-    with serving(app) as url:
+    with serving(app) as (url, _):
         yield url, app
 
 
 @pytest.fixture(scope="module")
 def clf(runs):
-    with serving(create_app(runs["clf"])) as url:
+    with serving(create_app(runs["clf"])) as (url, _):
         yield url
 
 
@@ -491,7 +469,7 @@ def test_playground_page_or_404(lm, monkeypatch):
 
 
 def test_generation_timeout_is_an_error_not_a_hang(runs):
-    with serving(create_app(runs["endless"], timeout_s=0.3, max_tokens_cap=1_000_000)) as url:
+    with serving(create_app(runs["endless"], timeout_s=0.3, max_tokens_cap=1_000_000)) as (url, _):
         start = time.monotonic()
         r = post(url, "/v1/completions", json={"prompt": "a", "max_tokens": 1_000_000})
         assert assert_openai_error(r, 504)["code"] == "timeout"

@@ -13,9 +13,7 @@ import json
 import os
 import socket
 import string
-import threading
 import time
-from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -24,13 +22,15 @@ import torch
 pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
+from live_server import serving  # noqa: E402
+
 import gptlab.serve.app as serve_app  # noqa: E402
 from gptlab.cli import main  # noqa: E402
 from gptlab.commands import serve as serve_cmd  # noqa: E402
 from gptlab.model import GPT, GPTConfig  # noqa: E402
 from gptlab.rundir import save_model  # noqa: E402
 from gptlab.serve.app import create_app  # noqa: E402
-from gptlab.serve.guards import default_allowed_hosts, host_name, parse_allowed_hosts, uvicorn_options  # noqa: E402
+from gptlab.serve.guards import default_allowed_hosts, host_name, parse_allowed_hosts  # noqa: E402
 from gptlab.tokenizers import CharTokenizer  # noqa: E402
 
 HTTP_TIMEOUT = 30.0
@@ -48,33 +48,6 @@ def endless_run(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("hardening") / "endless"
     save_model(path, GPT(config), tok)
     return str(path)
-
-
-@contextmanager
-def serving(app, **options):
-    """uvicorn on 127.0.0.1, a free port, with gptlab serve's options; yields (url, port)."""
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        timeout_graceful_shutdown=2,
-        **uvicorn_options(**options),
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}", port
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        assert not thread.is_alive(), "the server did not stop"
 
 
 @pytest.fixture(scope="module")

@@ -75,14 +75,14 @@ def nonnegative_int(text: str) -> int:
 
 
 def positive_float(text: str) -> float:
-    value = _float(text)
+    value = finite_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
     return value
 
 
 def nonnegative_float(text: str) -> float:
-    value = _float(text)
+    value = finite_float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
@@ -90,7 +90,7 @@ def nonnegative_float(text: str) -> float:
 
 def open_unit_interval(text: str) -> float:
     """A probability strictly between 0 and 1 (a significance level, a rate)."""
-    value = _float(text)
+    value = finite_float(text)
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text}")
     return value
@@ -103,7 +103,8 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
 
 
-def _float(text: str) -> float:
+def finite_float(text: str) -> float:
+    """Any finite number: what every ``type=float`` flag takes (gptlab.cli registers it for float)."""
     try:
         value = float(text)
     except ValueError:
@@ -115,7 +116,7 @@ def _float(text: str) -> float:
 
 def fraction(text: str) -> float:
     """A rate or share between 0 and 1, both included (a threshold on a success rate)."""
-    value = _float(text)
+    value = finite_float(text)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
     return value

@@ -45,7 +45,7 @@ import torch
 from torch.utils.data import Dataset
 
 from gptlab.errors import GptlabError
-from gptlab.io import nested_too_deeply
+from gptlab.io import nested_too_deeply, read_bytes
 from gptlab.model.gpt import IGNORE_INDEX
 from gptlab.tokenizers.base import EOT, Tokenizer
 
@@ -76,12 +76,7 @@ Column = str | int
 
 
 def _read_text(path: Path, what: str) -> str:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise GptlabError(f"{what} not found: {path}") from None
-    except IsADirectoryError:
-        raise GptlabError(f"{what} {path} is a directory, expected a file") from None
+    data = read_bytes(path, what)  # missing, a folder, permission denied: one GptlabError
     try:
         return data.decode("utf-8-sig")  # tolerate a byte-order mark
     except UnicodeDecodeError as e:

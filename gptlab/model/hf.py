@@ -192,14 +192,10 @@ def to_hf_gpt2(model: GPT, out_dir: str | os.PathLike, tokenizer=None) -> Path:
     hf_config = config_to_hf(model.config, eos_id)  # first: refuse before writing anything
     hf_config["torch_dtype"] = str(model.transformer.wte.weight.dtype).removeprefix("torch.")
     state = state_to_hf(model)
-    if tokenizer is not None:
-        from gptlab.tokenizers import BPETokenizer
+    if tokenizer is not None:  # before the folder is made, not after
+        from gptlab.tokenizers.interop import require_bpe
 
-        if not isinstance(tokenizer, BPETokenizer):  # before the folder is made, not after
-            raise GptlabError(
-                "only byte-level BPE tokenizers can be written as a Hugging Face tokenizer folder, "
-                f"got {type(tokenizer).__name__}"
-            )
+        require_bpe(tokenizer, "a Hugging Face tokenizer folder")
     out_dir = make_output_dir(out_dir, "export folder")
     with os_errors_as_gptlab(f"cannot write the Hugging Face model to {out_dir}"):
         if tokenizer is not None:

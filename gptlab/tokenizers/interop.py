@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gptlab.errors import GptlabError
-from gptlab.io import atomic_write_json, atomic_write_text, read_error, read_json
+from gptlab.io import atomic_write_json, atomic_write_text, read_json, read_text
 from gptlab.tokenizers.base import EOT, Tokenizer
 from gptlab.tokenizers.bpe import NUM_BYTES, BPETokenizer
 from gptlab.tokenizers.pretokenize import (
@@ -78,7 +78,7 @@ def load_tiktoken_file(
 ) -> BPETokenizer:
     """Read a ``.tiktoken`` rank file (tiktoken's ``load_tiktoken_bpe`` format)."""
     path = Path(path)
-    text = _read_text(path, "tiktoken rank file")
+    text = read_text(path, "tiktoken rank file")
     ranks: dict[bytes, int] = {}
     for line_number, line in enumerate(text.splitlines(), start=1):
         if not line:
@@ -99,7 +99,7 @@ def load_tiktoken_file(
 
 def save_tiktoken_file(tokenizer: BPETokenizer, path: str | os.PathLike) -> Path:
     """Write the ranks as a ``.tiktoken`` file (pattern and special tokens are not part of it)."""
-    tokenizer = _require_bpe(tokenizer, "a .tiktoken file")
+    tokenizer = require_bpe(tokenizer, "a .tiktoken file")
     lines = (
         f"{base64.b64encode(token).decode('ascii')} {rank}\n"
         for token, rank in sorted(tokenizer.mergeable_ranks.items(), key=lambda kv: kv[1])
@@ -141,7 +141,7 @@ def save_gpt2_files(
 ) -> tuple[Path, Path]:
     """Write encoder.json + vocab.bpe as GPT-2 / HF's GPT2Tokenizer read them. Only for the GPT-2
     pre-tokenization pattern, since these files cannot say which pattern to use."""
-    tokenizer = _require_bpe(tokenizer, "GPT-2 encoder.json + vocab.bpe files")
+    tokenizer = require_bpe(tokenizer, "GPT-2 encoder.json + vocab.bpe files")
     if tokenizer.pattern != GPT2_PATTERN:
         raise GptlabError(
             "GPT-2 encoder.json + vocab.bpe files always mean GPT-2's pre-tokenization pattern, but this "
@@ -155,7 +155,7 @@ def save_gpt2_files(
 
 
 def _read_merges_file(path: Path) -> list[tuple[bytes, bytes]]:
-    text = _read_text(path, "GPT-2 merges file")
+    text = read_text(path, "GPT-2 merges file")
     merges = []
     for line_number, line in enumerate(text.split("\n"), start=1):
         if not line or (line_number == 1 and line.startswith("#version")):
@@ -229,7 +229,7 @@ def save_hf_tokenizer_json(tokenizer: BPETokenizer, path: str | os.PathLike) -> 
 
 def hf_tokenizer_dict(tokenizer: BPETokenizer) -> dict[str, Any]:
     """The ``tokenizer.json`` content as a dict (see ``save_hf_tokenizer_json``)."""
-    tokenizer = _require_bpe(tokenizer, "a Hugging Face tokenizer.json")
+    tokenizer = require_bpe(tokenizer, "a Hugging Face tokenizer.json")
     byte_level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
     if tokenizer.pattern == GPT2_PATTERN:  # HF's ByteLevel regex is GPT-2's
         pre_tokenizer = byte_level
@@ -301,7 +301,7 @@ def load_hf_gpt2_tokenizer(hf_dir: str | os.PathLike) -> BPETokenizer:
 def save_hf_gpt2_tokenizer(tokenizer: Tokenizer, out_dir: str | os.PathLike) -> Path:
     """Write tokenizer.json and tokenizer_config.json (plus vocab.json + merges.txt when the pattern
     is GPT-2's) so that ``transformers.AutoTokenizer.from_pretrained(out_dir)`` loads the tokenizer."""
-    tokenizer = _require_bpe(tokenizer, "a Hugging Face tokenizer folder")
+    tokenizer = require_bpe(tokenizer, "a Hugging Face tokenizer folder")
     out_dir = Path(out_dir)
     gpt2_pattern = tokenizer.pattern == GPT2_PATTERN
     if gpt2_pattern:
@@ -421,20 +421,7 @@ def _try_token_bytes(token: str) -> bytes | None:
         return None
 
 
-def _read_text(path: Path, what: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise GptlabError(f"{what} not found: {path}") from None
-    except IsADirectoryError:
-        raise GptlabError(f"{what} {path} is a directory, expected a file") from None
-    except UnicodeDecodeError as e:
-        raise GptlabError(f"{what} {path} is not UTF-8 text (byte {e.start}): is it a binary file?") from None
-    except OSError as e:  # permission denied, I/O error
-        raise read_error(e, what, path) from None
-
-
-def _require_bpe(tokenizer: Any, target: str) -> BPETokenizer:
+def require_bpe(tokenizer: Any, target: str) -> BPETokenizer:
     if not isinstance(tokenizer, BPETokenizer):
         raise GptlabError(
             f"only byte-level BPE tokenizers can be written as {target}, got {type(tokenizer).__name__}"

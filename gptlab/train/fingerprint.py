@@ -19,31 +19,25 @@ are accepted and the fingerprint is recorded.
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 from typing import Any
 
 from gptlab.config import DataSection
+from gptlab.data.registry import file_sha256
 from gptlab.errors import GptlabError
 from gptlab.io import atomic_write_json, read_json
 
 BUILTIN_CORPUS = "builtin"
 FINGERPRINT_KEY = "fingerprint"
-HASH_CHUNK = 1 << 20
 
 
 def file_record(path: Path) -> dict[str, Any]:
-    digest = hashlib.sha256()
-    size = 0
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(HASH_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
+        sha256, size = file_sha256(path), path.stat().st_size
     except OSError as e:
         raise GptlabError(f"cannot read input {path}: {e.strerror or e}") from None
-    return {"path": str(path.resolve()), "bytes": size, "sha256": digest.hexdigest()}
+    return {"path": str(path.resolve()), "bytes": size, "sha256": sha256}
 
 
 def input_record(item: str) -> dict[str, Any]:
