@@ -26,7 +26,7 @@ float copy of W every call). ``kernel`` (default on CPU) uses torch's packed CPU
 weights directly. They are only vectorised for bfloat16 activations on CPU (float32 inputs take
 a scalar path ~10x slower), so the kernel path rounds the activations to bfloat16, multiplies,
 and returns float32; for int8 the per-channel scales are applied afterwards in float32 so they
-are not rounded. tests/test_quantize.py checks the kernels against the reference.
+are not rounded. tests/model/test_quantize.py checks the kernels against the reference.
 """
 
 from __future__ import annotations

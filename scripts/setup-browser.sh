@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What the browser test (tests/test_views.py) needs beyond the dev extras, which bring playwright:
+# What the browser test (tests/interpret/test_views.py) needs beyond the dev extras, which bring playwright:
 # a Chromium. We use Debian's (playwright's own browser download needs a CDN we may not reach).
 # Installs it with apt-get when it is missing and this user is root; otherwise says how.
 set -euo pipefail

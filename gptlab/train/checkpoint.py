@@ -25,7 +25,7 @@ resume; their first new checkpoint moves them to this layout.
 no cleanup, as SIGKILL would) at ``point`` of saving (the checkpoint of ``step`` only, if given):
 ``after:<file>`` once that file is renamed into the step folder, ``after:pointer``,
 ``after:publish:<file>`` once that top-level file is replaced, ``after:cleanup``. The crash tests
-(tests/test_checkpoint_crash.py) kill a training at each of them and resume.
+(tests/train/test_checkpoint_crash.py) kill a training at each of them and resume.
 """
 
 from __future__ import annotations

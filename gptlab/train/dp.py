@@ -18,7 +18,7 @@ integer and fractional alphas (Mironov, Talwar, Zhang 2019, "Renyi Differential 
 Sampled Gaussian Mechanism", section 3.3) and converted to (epsilon, delta)-DP with the bound of
 Balle et al. 2020 ("Hypothesis Testing Interpretations and Renyi Differential Privacy", Thm 21).
 The reported epsilon is opacus's RDP accountant's (`opacus_epsilon`); `rdp_epsilon` is the same
-analysis written here from the papers, and tests/test_dp.py checks the two agree to 1e-6.
+analysis written here from the papers, and tests/train/test_dp.py checks the two agree to 1e-6.
 
 Why per-sample gradients come from torch.func and not opacus's GradSampleModule: GradSampleModule
 computes them per layer from each layer's input and output gradient, which assumes every layer

@@ -426,7 +426,7 @@ def test_eval_batches_are_fixed_and_spread_over_the_split(counting_dataset):
 
 
 def test_ranks_together_draw_the_single_process_batch_in_epoch_mode(counting_dataset):
-    """What makes DDP reproduce one process (tests/test_distributed.py): in epoch mode the W ranks'
+    """What makes DDP reproduce one process (tests/train/test_distributed.py): in epoch mode the W ranks'
     batch k of batch_size b hold, between them, exactly the windows of a single process's batch k of
     batch_size W * b, with no window on two ranks (here 99 windows, W = 3: across epoch ends too)."""
     world, batch = 3, 4

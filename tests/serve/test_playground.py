@@ -29,7 +29,7 @@ from gptlab.rundir import save_model
 from gptlab.tokenizers import CharTokenizer
 from gptlab.tokenizers.base import EOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PROMPT = "the cat sat"
 MAX_TOKENS = 20
 SEED = 7

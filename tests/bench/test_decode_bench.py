@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "decode.py"
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "decode.py"
 
 
 def test_decode_bench_quick_json_on_a_tiny_shape():

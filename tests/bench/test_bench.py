@@ -11,7 +11,7 @@ from pathlib import Path
 from gptlab.cli import main
 from gptlab.commands import bench as bench_command
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 def run_script(*args: str) -> dict:

@@ -14,7 +14,7 @@ import pytest
 from gptlab.cli import main
 from gptlab.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 EOT = "<|endoftext|>"
 
