@@ -1,7 +1,11 @@
 """CLI flags built from an options dataclass, so each default and help text is written once.
 
 A library options class (an audit's, an analysis's, a fine-tuning's) is the single source of
-defaults; its CLI subcommand is built from it::
+defaults; its fields are made with gptlab.options (``option``, ``required`` and the value
+checkers, in the library because the library never imports the CLI); its CLI subcommand is built
+from it::
+
+    from gptlab.options import int_list, option, positive_int
 
     @dataclass
     class MemorizationOptions:
@@ -15,7 +19,8 @@ defaults; its CLI subcommand is built from it::
 Field -> flag: ``snake_case`` becomes ``--snake-case`` (or ``metadata["flag"]``); the help text
 comes from ``metadata["help"]`` with the default appended; ``metadata["type"]`` is the argparse
 ``type=`` checker (else the annotation's int/float/str); ``choices``, ``metavar`` and ``nargs``
-pass through. A ``bool`` field is a switch: ``--x`` when it defaults to False, ``--no-x`` when
+pass through; ``metadata["required"]`` (a ``required(help)`` field) makes the flag required. A
+``bool`` field is a switch: ``--x`` when it defaults to False, ``--no-x`` when
 it defaults to True. Fields with ``metadata["cli"] = False`` (or named in ``exclude``) get no flag.
 """
 
@@ -26,16 +31,6 @@ import dataclasses
 import typing
 from collections.abc import Callable, Iterable
 from typing import Any
-
-
-def option(default: Any, help: str, **metadata: Any) -> Any:
-    """A dataclass field with its CLI help (and optional ``type``, ``choices``, ``metavar``,
-    ``nargs``, ``flag``, ``cli``) in its metadata. A list/tuple default is copied per instance."""
-    meta = {"help": help, **metadata}
-    if isinstance(default, (list, dict, set)):
-        frozen = list(default) if isinstance(default, list) else default
-        return dataclasses.field(default_factory=lambda: type(frozen)(frozen), metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
 
 
 def flag_name(field: dataclasses.Field) -> str:
@@ -59,8 +54,12 @@ def _scalar_type(annotation: Any) -> Callable[[str], Any] | None:
 
 
 def _show(value: Any) -> str:
+    """A default as a user would type it: lists comma-separated ("none" when empty), a string
+    with outer spaces quoted (``' the'``)."""
     if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
+        return ",".join(str(v) for v in value) or "none"
+    if isinstance(value, str) and value != value.strip():
+        return repr(value)
     return str(value)
 
 

@@ -18,7 +18,7 @@ from gptlab.model.gpt import GPT
 from gptlab.model.modes import eval_mode
 
 
-def _ids_tensor(model: GPT, ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
+def ids_tensor(model: GPT, ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
     idx = torch.as_tensor(ids, dtype=torch.long, device=next(model.parameters()).device).flatten()
     if idx.numel() == 0:
         raise GptlabError("the text is empty: there is nothing to attend to")
@@ -33,7 +33,7 @@ def _ids_tensor(model: GPT, ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
 def attention_weights(model: GPT, ids: Sequence[int] | torch.Tensor) -> list[torch.Tensor]:
     """Every layer's attention weights for one sequence: a list of L tensors (H, T, T), rows sum to 1."""
     with eval_mode(model):
-        _, attns = model.forward_with_attention(_ids_tensor(model, ids))
+        _, attns = model.forward_with_attention(ids_tensor(model, ids))
     return [a[0].float() for a in attns]
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from gptlab.interpret.attention import _ids_tensor
+from gptlab.interpret.attention import ids_tensor
 from gptlab.model.gpt import GPT
 from gptlab.model.modes import eval_mode
 
@@ -20,7 +20,7 @@ from gptlab.model.modes import eval_mode
 def lens_logits(model: GPT, ids: Sequence[int] | torch.Tensor) -> torch.Tensor:
     """(L + 1, T, V) logits: from the embeddings (row 0) and after each of the L blocks."""
     with eval_mode(model):
-        hidden = model.hidden_states(_ids_tensor(model, ids))  # L + 1 tensors (1, T, C)
+        hidden = model.hidden_states(ids_tensor(model, ids))  # L + 1 tensors (1, T, C)
         return torch.stack([model.unembed(h)[0].float() for h in hidden])
 
 

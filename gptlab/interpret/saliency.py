@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from gptlab.errors import GptlabError
-from gptlab.interpret.attention import _ids_tensor
+from gptlab.interpret.attention import ids_tensor
 from gptlab.model.gpt import GPT
 from gptlab.model.heads import GPTClassifier
 
@@ -110,7 +110,7 @@ def next_token_target(
         raise GptlabError(
             f"target token id {target_id} is outside the vocabulary (0..{model.config.vocab_size - 1})"
         )
-    idx = _ids_tensor(model, ids)  # (1, T)
+    idx = ids_tensor(model, ids)  # (1, T)
     model.eval()
     wte = model.transformer.wte
 
@@ -144,7 +144,7 @@ def class_target(
         raise GptlabError(
             f"class index {class_index} is outside the classifier's classes (0..{classifier.num_classes - 1})"
         )
-    idx = _ids_tensor(classifier.gpt, ids)  # (1, T)
+    idx = ids_tensor(classifier.gpt, ids)  # (1, T)
     classifier.eval()
     wte = classifier.gpt.transformer.wte
 

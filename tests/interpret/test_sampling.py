@@ -310,11 +310,16 @@ def test_cli_rejects_bad_values(run_dir, capsys):
     assert main([*base, "--samples", "0"]) == 2
 
 
-def test_write_views_for_analyze_all(model, tokenizer, tmp_path):
-    """`gptlab analyze all` calls write_views with the default sweep."""
-    from gptlab.commands.analyze_sampling import write_views
+def test_analyze_all_runs_the_default_sweep(run_dir, tmp_path):
+    """`gptlab analyze all` runs the sampling study with the default sweep, its own sample counts."""
+    from gptlab.interpret.analyses import sampling as sampling_analysis
+    from gptlab.interpret.analysis import AllOptions
+    from gptlab.run import Run
 
-    page = write_views(model, tokenizer, PROMPT, tmp_path / "all", n_samples=2, max_new_tokens=4)
+    run = Run.open(run_dir)
+    options = sampling_analysis.in_all(run, AllOptions(text=PROMPT, samples=2, max_new_tokens=4))
+    assert (options.samples, options.max_new_tokens, options.prompt) == (2, 4, PROMPT)
+    page = sampling_analysis.run(run, options).write(tmp_path / "all")
     assert page == tmp_path / "all" / "sampling.html"
     text = page.read_text()
     assert all(label in text for label in ("T=0.1", "T=0.7", "T=1.2", "top-p=0.5", "top-p=0.9"))
