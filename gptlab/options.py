@@ -1,13 +1,16 @@
-"""Options fields and value checkers: what a library options dataclass (an audit's, an analysis's,
-a fine-tuning's) needs to be the single source of its defaults and of its CLI flags.
+"""Options dataclasses whose fields carry their own help and value checks, for the library and the CLI.
 
-``option(default, help, ...)`` is a dataclass field with its help text (and argparse ``type=``,
-``choices``, ... ) in its metadata; ``required(help)`` one without a default, whose flag must be
-given; gptlab.commands.options turns the fields into flags. The checkers below are the ``type=``
-values: each turns a command-line string into a value or raises ``argparse.ArgumentTypeError``,
-so a value that makes no sense (a negative count, a seed torch cannot take) is refused while
-parsing, before any work. They live here, not in gptlab.commands, because the library's options
-classes name them (the library never imports the CLI).
+A library options class (an audit's, an analysis's, a fine-tuning's) is the single source of its
+defaults; ``gptlab.commands.options.add_dataclass_arguments`` builds the CLI flags from it::
+
+    @dataclass
+    class MemorizationOptions:
+        samples: int = option(2000, "random candidates when sampling", type=positive_int)
+
+The checkers below take the text of a value and return it parsed, or raise
+``argparse.ArgumentTypeError`` saying what was expected: the CLI refuses a value that makes no
+sense (a negative count, a seed torch cannot take) while parsing, before any work. They live
+here, not in gptlab.commands, because the library's options name them.
 """
 
 from __future__ import annotations
@@ -32,12 +35,12 @@ def option(default: Any, help: str, **metadata: Any) -> Any:
 
 
 def required(help: str, **metadata: Any) -> Any:
-    """A dataclass field without a default (put it before the fields that have one): its flag
-    must be given (``--text`` of an analysis)."""
+    """A dataclass field without a default (declare it before the fields that have one): its
+    flag must be given, e.g. the ``--text`` of an analysis."""
     return dataclasses.field(metadata={"help": help, "required": True, **metadata})
 
 
-# ------------------------------------------------------------------------------------------ checkers
+# --- value checkers (argparse ``type=``) ---------------------------------------------------------------
 
 
 def int_at_least(minimum: int):
@@ -122,28 +125,27 @@ def fraction(text: str) -> float:
     return value
 
 
-def _items(text: str) -> list[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
+def int_list(text: str) -> list[int]:
+    """Comma-separated integers, e.g. ``0,1,4,16``."""
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def float_list(text: str) -> list[float]:
-    """'0.1, 0.7,1.2' -> [0.1, 0.7, 1.2]; '' -> []. Any float, nan included: what values make
-    sense (finite, >= 0, a probability) is for the options class to check, with a message that
-    says what the numbers are for."""
+    """Comma-separated numbers, e.g. ``0.02,0.05``."""
     try:
-        return [float(item) for item in _items(text)]
+        return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-def int_list(text: str) -> list[int]:
-    """'1, 5,10' -> [1, 5, 10]; '' -> []."""
-    try:
-        return [_int(item) for item in _items(text)]
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+def word_list(text: str) -> list[str]:
+    """Comma-separated words, blanks dropped, e.g. ``swap,insert``."""
+    return [x.strip() for x in text.split(",") if x.strip()]
 
 
-def str_list(text: str) -> list[str]:
-    """'king, queen,dog' -> ['king', 'queen', 'dog'] (each stripped, empty items dropped)."""
-    return _items(text)
+def column(text: str) -> str | int:
+    """A column of a labelled file: a 0-based position if it is a number, else a name."""
+    return int(text) if text.isdigit() else text

@@ -1,8 +1,7 @@
 """CLI verbs: one module per verb, each with ``register(subparsers)``. See gptlab/cli.py.
 
 This file holds the few argument helpers every verb shares: the ``--overwrite`` flag (see
-gptlab/outputs.py for the rule it lifts), the ``--out`` claims, and (from gptlab.options, where the
-library's options classes name them too) the argparse ``type=`` checkers, so a value that makes
+gptlab/outputs.py for the rule it lifts) and the argparse ``type=`` checkers of gptlab.options, so a value that makes
 no sense (a negative count, a seed torch cannot take) is refused while parsing, before any work.
 """
 
@@ -10,34 +9,22 @@ from __future__ import annotations
 
 import argparse
 
-from gptlab.options import (
+# the value checkers are the library's (options dataclasses name them); every verb imports them from here
+from gptlab.options import (  # noqa: F401
     MAX_SEED,
     finite_float,
+    float_list,
     fraction,
     int_at_least,
+    int_list,
     nonnegative_float,
     nonnegative_int,
     open_unit_interval,
     positive_float,
     positive_int,
     seed_type,
+    word_list,
 )
-
-__all__ = [  # the checkers every verb imports from here
-    "MAX_SEED",
-    "add_overwrite",
-    "claim_training_folder",
-    "claim_views",
-    "finite_float",
-    "fraction",
-    "int_at_least",
-    "nonnegative_float",
-    "nonnegative_int",
-    "open_unit_interval",
-    "positive_float",
-    "positive_int",
-    "seed_type",
-]
 
 
 def add_overwrite(parser: argparse.ArgumentParser, what: str = "the output") -> None:

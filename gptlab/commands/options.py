@@ -1,11 +1,7 @@
 """CLI flags built from an options dataclass, so each default and help text is written once.
 
 A library options class (an audit's, an analysis's, a fine-tuning's) is the single source of
-defaults; its fields are made with gptlab.options (``option``, ``required`` and the value
-checkers, in the library because the library never imports the CLI); its CLI subcommand is built
-from it::
-
-    from gptlab.options import int_list, option, positive_int
+defaults; its CLI subcommand is built from it::
 
     @dataclass
     class MemorizationOptions:
@@ -18,10 +14,11 @@ from it::
 
 Field -> flag: ``snake_case`` becomes ``--snake-case`` (or ``metadata["flag"]``); the help text
 comes from ``metadata["help"]`` with the default appended; ``metadata["type"]`` is the argparse
-``type=`` checker (else the annotation's int/float/str); ``choices``, ``metavar`` and ``nargs``
-pass through; ``metadata["required"]`` (a ``required(help)`` field) makes the flag required. A
-``bool`` field is a switch: ``--x`` when it defaults to False, ``--no-x`` when
-it defaults to True. Fields with ``metadata["cli"] = False`` (or named in ``exclude``) get no flag.
+``type=`` checker (else the annotation's int/float/str); ``choices``, ``metavar``, ``nargs`` and
+``action`` (e.g. "append" for a repeatable flag) pass through; ``metadata["required"]`` (a
+``gptlab.options.required`` field, no default) makes the flag required. A ``bool`` field is a switch:
+``--x`` when it defaults to False, ``--no-x`` when it defaults to True. Fields with
+``metadata["cli"] = False`` (or named in ``exclude``) get no flag.
 """
 
 from __future__ import annotations
@@ -31,6 +28,8 @@ import dataclasses
 import typing
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from gptlab.options import option  # noqa: F401  (the field helper lives with the library's options)
 
 
 def flag_name(field: dataclasses.Field) -> str:
@@ -54,12 +53,10 @@ def _scalar_type(annotation: Any) -> Callable[[str], Any] | None:
 
 
 def _show(value: Any) -> str:
-    """A default as a user would type it: lists comma-separated ("none" when empty), a string
-    with outer spaces quoted (``' the'``)."""
     if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value) or "none"
+        return ",".join(str(v) for v in value)
     if isinstance(value, str) and value != value.strip():
-        return repr(value)
+        return repr(value)  # a default with outer spaces, as a user would type it: ' the'
     return str(value)
 
 
@@ -83,12 +80,12 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, exclude:
         kind = meta.get("type") or _scalar_type(annotation)
         if kind is not None:
             kwargs["type"] = kind
-        for key in ("choices", "metavar", "nargs"):
+        for key in ("choices", "metavar", "nargs", "action"):
             if key in meta:
                 kwargs[key] = meta[key]
         if meta.get("required"):
             kwargs["required"] = True
-        elif default is not None and help_text:
+        elif default not in (None, "", [], ()) and help_text:
             help_text = f"{help_text} (default {_show(default)})"
         parser.add_argument(flag_name(field), default=default, help=help_text, **kwargs)
 

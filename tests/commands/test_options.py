@@ -1,4 +1,4 @@
-"""gptlab.commands.options (with gptlab.options): CLI flags built from an options dataclass (the one source of defaults)."""
+"""gptlab.commands.options: CLI flags built from an options dataclass (the one source of defaults)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import dataclass, fields
 
 import pytest
 
-from gptlab.commands.options import add_dataclass_arguments, dataclass_from_args
-from gptlab.options import option, positive_int
+from gptlab.commands import positive_int
+from gptlab.commands.options import add_dataclass_arguments, dataclass_from_args, option
 
 
 def int_list(text: str) -> list[int]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from gptlab.errors import GptlabError
 from gptlab.interpret.analysis import AllOptions, AnalysisResult
-from gptlab.options import option, positive_float, positive_int, str_list
+from gptlab.options import option, positive_float, positive_int, word_list
 
 if TYPE_CHECKING:
     from gptlab.run import Run
@@ -46,7 +46,7 @@ class EmbeddingsOptions:
         None,
         "comma-separated words for the PCA map and the clusters (default: about 20 common English "
         "words); each is tried as ' word' then 'word', words that are not one token are reported",
-        type=str_list,
+        type=word_list,
     )
     k: int = option(10, "nearest neighbours listed", type=positive_int)
     eps: float = option(0.5, "DBSCAN radius in cosine distance, 1 - cosine", type=positive_float)

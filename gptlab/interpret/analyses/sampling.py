@@ -25,7 +25,9 @@ class SamplingOptions:
     temperatures: list[float] = option(
         [0.1, 0.7, 1.2], "comma-separated temperatures, 0 = greedy", type=float_list
     )
-    top_k: list[int] = option([], "comma-separated top-k values, at temperature 1", type=int_list)
+    top_k: list[int] = option(
+        [], "comma-separated top-k values, at temperature 1 (default none)", type=int_list
+    )
     top_p: list[float] = option([0.5, 0.9], "comma-separated top-p values, at temperature 1", type=float_list)
     grid: bool = option(
         False, "every temperature x top-k x top-p combination instead of one factor at a time"
