@@ -1,4 +1,4 @@
-"""The one output rule (gptlab/outputs.py) and the CLI's argument checks (gptlab/commands/__init__.py)."""
+"""The one output rule (gptlab/outputs.py) and the CLI's argument checks (gptlab/options.py)."""
 
 from __future__ import annotations
 
