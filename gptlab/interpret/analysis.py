@@ -32,16 +32,17 @@ class AnalysisResult:
     summary: str = ""  # one line saying what the view shows (its link on `analyze all`'s index)
 
     def write(self, out_dir: str | Path) -> Path:
-        """Write the views into ``out_dir`` (made if needed); the path of the HTML page."""
+        """Write the views into ``out_dir`` (made if needed), the page last, so it never links a
+        file that is not there yet; the path of the page."""
         from gptlab.io import atomic_write_bytes, atomic_write_text
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        views = self.views()
-        for name, content in views.items():
+        (page, *rest) = self.views().items()
+        for name, content in [*rest, page]:
             write = atomic_write_bytes if isinstance(content, bytes) else atomic_write_text
             write(out / name, content)
-        return out / next(iter(views))
+        return out / page[0]
 
 
 @dataclass
