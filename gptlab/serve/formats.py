@@ -88,32 +88,20 @@ class CompletionFormat:
     def opening(self, n: int) -> list[dict]:
         return []
 
+    def _choice(self, c: dict) -> dict:
+        """One choice of a whole answer (and, here, of a chunk) from its text, entries and reason."""
+        return {
+            "index": c["index"],
+            "text": c["text"],
+            "logprobs": self._logprobs(c["entries"]),
+            "finish_reason": c["finish_reason"],
+        }
+
     def chunk(self, delta: dict) -> dict:
-        return self._envelope(
-            [
-                {
-                    "index": delta["index"],
-                    "text": delta["text"],
-                    "logprobs": self._logprobs(delta["entries"]),
-                    "finish_reason": delta["finish_reason"],
-                }
-            ]
-        )
+        return self._envelope([self._choice(delta)])
 
     def whole(self, choices: list[dict], usage: dict) -> dict:
-        out = self._envelope(
-            [
-                {
-                    "index": c["index"],
-                    "text": c["text"],
-                    "logprobs": self._logprobs(c["entries"]),
-                    "finish_reason": c["finish_reason"],
-                }
-                for c in choices
-            ]
-        )
-        out["usage"] = usage
-        return out
+        return {**self._envelope([self._choice(c) for c in choices]), "usage": usage}
 
     def usage_chunk(self, usage: dict) -> dict:
         return {**self._envelope([]), "usage": usage}
@@ -172,20 +160,13 @@ class ChatFormat(CompletionFormat):
             "chat.completion.chunk",
         )
 
-    def whole(self, choices: list[dict], usage: dict) -> dict:
-        out = self._envelope(
-            [
-                {
-                    "index": c["index"],
-                    "message": {"role": "assistant", "content": c["text"]},
-                    "logprobs": self._logprobs(c["entries"]),
-                    "finish_reason": c["finish_reason"],
-                }
-                for c in choices
-            ]
-        )
-        out["usage"] = usage
-        return out
+    def _choice(self, c: dict) -> dict:
+        return {
+            "index": c["index"],
+            "message": {"role": "assistant", "content": c["text"]},
+            "logprobs": self._logprobs(c["entries"]),
+            "finish_reason": c["finish_reason"],
+        }
 
     def usage_chunk(self, usage: dict) -> dict:
         return {**self._envelope([], "chat.completion.chunk"), "usage": usage}

@@ -235,7 +235,7 @@ async def run_job(request: Request, job: GenerationJob, fmt, stream: bool, inclu
     return EventStream(events(), handle.cancel)
 
 
-def _playground() -> str | None:
+def playground_page() -> str | None:
     """The playground page shipped in the package, or None if it is not there."""
     try:
         page = resources.files("gptlab.serve").joinpath("static", PLAYGROUND)
@@ -273,7 +273,7 @@ def model_card(state) -> dict:
 
 
 async def playground(request: Request):
-    page = _playground()
+    page = playground_page()
     if page is None:
         raise ApiError(
             404, "the playground page is not installed (gptlab/serve/static/index.html)", code="not_found"

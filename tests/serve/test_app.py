@@ -27,6 +27,7 @@ uvicorn = pytest.importorskip("uvicorn")
 from live_server import serving  # noqa: E402
 
 import gptlab.serve.app as serve_app  # noqa: E402
+import gptlab.serve.routes as serve_routes  # noqa: E402
 from gptlab.chat import ChatSession  # noqa: E402
 from gptlab.finetune.classify import CLASSIFIER_JSON, HEAD_FILE, load_classifier  # noqa: E402
 from gptlab.generate import Sampler, generate_text  # noqa: E402
@@ -457,9 +458,9 @@ def test_playground_page_or_404(lm, monkeypatch):
         assert r.text == shipped.read_text(encoding="utf-8")
     else:
         assert_openai_error(r, 404)
-    monkeypatch.setattr(serve_app, "_playground", lambda: None)
+    monkeypatch.setattr(serve_routes, "playground_page", lambda: None)
     assert_openai_error(httpx.get(url + "/", timeout=HTTP_TIMEOUT), 404)
-    monkeypatch.setattr(serve_app, "_playground", lambda: "<!doctype html><title>play</title>")
+    monkeypatch.setattr(serve_routes, "playground_page", lambda: "<!doctype html><title>play</title>")
     r = httpx.get(url + "/", timeout=HTTP_TIMEOUT)
     assert r.status_code == 200 and "<title>play</title>" in r.text
 
@@ -468,7 +469,8 @@ def test_playground_page_or_404(lm, monkeypatch):
 
 
 def test_generation_timeout_is_an_error_not_a_hang(runs):
-    with serving(create_app(runs["endless"], limits=ServeLimits(timeout_s=0.3, max_tokens_cap=1_000_000))) as (url, _):
+    limits = ServeLimits(timeout_s=0.3, max_tokens_cap=1_000_000)
+    with serving(create_app(runs["endless"], limits=limits)) as (url, _):
         start = time.monotonic()
         r = post(url, "/v1/completions", json={"prompt": "a", "max_tokens": 1_000_000})
         assert assert_openai_error(r, 504)["code"] == "timeout"
