@@ -450,14 +450,14 @@ def stream_text(
     generator = None
     if seed is not None:
         generator = torch.Generator(device=model_device(model)).manual_seed(seed)
-    text = TextStream(tokenizer, stop)
+    assembler = TextStream(tokenizer, stop)
     for token in stream_tokens(model, prompt_ids, max_new_tokens, sampler, tokenizer.eot_id, generator):
-        piece = text.push(token)
+        piece = assembler.push(token)
         if piece:
             yield piece
-        if text.stopped:
+        if assembler.stopped:
             return
-    piece = text.finish()
+    piece = assembler.finish()
     if piece:
         yield piece
 

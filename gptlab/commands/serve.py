@@ -33,17 +33,10 @@ LIMIT_FLAGS = {
     "max_connections": "max_connections",
 }
 LIMITS = ServeLimits()  # the defaults
-# flags that must be >= 1, and seconds that must be > 0: checked in `run` before the model loads
-POSITIVE_INTS = (
-    "max_prompt_tokens",
-    "max_tokens",
-    "max_n",
-    "max_body_bytes",
-    "max_concurrent",
-    "max_queue",
-    "max_connections",
-)
+# seconds that must be > 0, and the other limit flags, counts that must be >= 1: checked in `run`
+# before the model loads, with the flag's name in the message
 POSITIVE_SECONDS = ("timeout", "read_timeout")
+POSITIVE_INTS = tuple(flag for flag in LIMIT_FLAGS if flag not in POSITIVE_SECONDS)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
