@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from gptlab.errors import GptlabError
+from gptlab.hf_folder import HF_CONFIG_FILE, read_hf_config
 from gptlab.model import GPTConfig
 from gptlab.rundir import (
     CHECKPOINTS_DIR,
-    HF_CONFIG_FILE,
     MODEL_JSON,
     TOKENIZER_FILE,
     latest_checkpoint,
@@ -115,12 +115,7 @@ class Run:
             return GPTConfig(**self.meta["config"])
         if self.kind == "classifier":
             return Run.open(self.classifier_base).config
-        from gptlab.io import read_json
-        from gptlab.model.hf import config_from_hf
-
-        return config_from_hf(
-            read_json(self.path / HF_CONFIG_FILE, "config file"), str(self.path / HF_CONFIG_FILE)
-        )
+        return read_hf_config(self.path)
 
     @property
     def template(self) -> str:

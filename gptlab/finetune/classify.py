@@ -67,8 +67,8 @@ from gptlab.io import (
 )
 from gptlab.model.heads import GPTClassifier
 from gptlab.model.lora import count_trainable, load_adapter, merge_lora, save_adapter
-from gptlab.model.modes import eval_mode
-from gptlab.rundir import load_model, make_output_dir, resolve_device, save_model
+from gptlab.model.modes import eval_mode, resolve_device
+from gptlab.rundir import load_model, save_model
 
 CLASSIFIER_JSON = "classifier.json"
 CLASSIFIER_FORMAT = "gptlab-classifier"
@@ -368,7 +368,8 @@ def finetune_classifier(
     options.check()
     torch.manual_seed(options.seed)
     device = resolve_device(options.device)
-    out = make_output_dir(options.out, "output folder")
+    out = Path(options.out)  # claimed by the caller (gptlab.run.Run.create)
+    out.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
     gpt, tokenizer = load_model(options.model, device=device)

@@ -65,8 +65,8 @@ from gptlab.generate import generate
 from gptlab.io import atomic_write_json
 from gptlab.model.gpt import GPT
 from gptlab.model.lora import count_trainable, remove_lora, save_adapter
-from gptlab.model.modes import eval_mode
-from gptlab.rundir import load_model, make_output_dir, resolve_device, save_model
+from gptlab.model.modes import eval_mode, resolve_device
+from gptlab.rundir import load_model, save_model
 from gptlab.tokenizers.base import EOT
 
 RESPONSES_FILE = "responses.json"
@@ -251,7 +251,8 @@ def finetune_instruct(
     options.check()
     torch.manual_seed(options.seed)
     device = resolve_device(options.device)
-    out = make_output_dir(options.out, "output folder")
+    out = Path(options.out)  # claimed by the caller (gptlab.run.Run.create)
+    out.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
     examples = load_instructions(options.data)
