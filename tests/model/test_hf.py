@@ -9,11 +9,11 @@ import torch
 from safetensors.torch import save_file
 
 from gptlab.cli import main
+from gptlab.convert import resolve_hf_source
 from gptlab.errors import GptlabError
 from gptlab.generate import generate, generate_text
-from gptlab.model import GPT, GPTConfig
-from gptlab.convert import resolve_hf_source
 from gptlab.hf_folder import from_hf_gpt2, to_hf_gpt2
+from gptlab.model import GPT, GPTConfig
 from gptlab.model.hf import config_from_hf, gpt_from_hf_state
 from gptlab.rundir import load_model
 
