@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from gptlab.errors import GptlabError
+from gptlab.finetune.classifier_run import CLASSIFIER_JSON, load_classifier, read_classifier_json
 from gptlab.hf_folder import HF_CONFIG_FILE, read_hf_config
 from gptlab.model import GPTConfig
 from gptlab.rundir import (
@@ -43,7 +44,6 @@ from gptlab.rundir import (
 )
 
 RUN_KINDS = ("lm", "instruct", "classifier", "hf-import", "quantized")
-CLASSIFIER_JSON = "classifier.json"  # what makes a folder a classifier run (gptlab.finetune.classify)
 CONFIG_TOML = "config.toml"  # the training config `gptlab train` copies into its run
 DATA_DIR = "data"  # RUN/data: the data `gptlab train` prepared from data.input
 DATA_META = "meta.json"  # what makes a folder a prepared data folder (gptlab.data.shards)
@@ -129,8 +129,6 @@ class Run:
     @cached_property
     def classifier_meta(self) -> dict[str, Any]:
         """classifier.json, validated (GptlabError when this is not a classifier run)."""
-        from gptlab.finetune.classify import read_classifier_json
-
         return read_classifier_json(self.path)
 
     @property
@@ -187,6 +185,11 @@ class Run:
             )
         return self.data_dir
 
+    def has_split(self, split: str) -> bool:
+        """Whether its data holds the token file of ``split`` ("train" or "val"): a forgetting
+        measure needs the val split of the data the base model was pretrained on."""
+        return self.data_dir is not None and (self.data_dir / f"{split}.bin").is_file()
+
     def windows(self, split: str, n: int, length: int, seed: int = 0) -> list[list[int]]:
         """``n`` random windows of ``length`` tokens from a split ("train" or "val") of its data."""
         from gptlab.audit.common import sample_windows
@@ -215,9 +218,7 @@ class Run:
         return load_model(self.path, device=device, dtype=dtype)
 
     def load_classifier(self, device: str = "cpu"):
-        """The classifier of a classifier run (gptlab.finetune.classify.LoadedClassifier)."""
-        from gptlab.finetune.classify import load_classifier
-
+        """The classifier of a classifier run (gptlab.finetune.classifier_run.LoadedClassifier)."""
         return load_classifier(self.path, device=device)
 
 

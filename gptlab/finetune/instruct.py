@@ -58,7 +58,6 @@ from gptlab.finetune.common import (
     lm_val_loss,
     make_optimizer,
     optimizer_step,
-    pretraining_val_dir,
     training_costs,
 )
 from gptlab.generate import generate
@@ -66,6 +65,7 @@ from gptlab.io import atomic_write_json
 from gptlab.model.gpt import GPT
 from gptlab.model.lora import count_trainable, remove_lora, save_adapter
 from gptlab.model.modes import eval_mode, resolve_device
+from gptlab.run import Run
 from gptlab.rundir import load_model, save_model
 from gptlab.tokenizers.base import EOT
 
@@ -278,7 +278,8 @@ def finetune_instruct(
         "splits": {"train": len(train_ex), "val": len(val_ex), "test": len(test_ex)},
         "template": options.template,
     }
-    baseline_data = pretraining_val_dir(options.model)
+    base = Run.open(options.model)  # the val split of its pretraining data measures forgetting
+    baseline_data = base.data_dir if base.has_split("val") else None
     if baseline_data is not None:
         summary["forgetting"] = {"before": lm_val_loss(gpt, baseline_data)}
     base_scores = None

@@ -388,10 +388,13 @@ class _ChatFormat(_CompletionFormat):
 
 def _load(model_dir: str, device: str):
     """(kind, gpt, tokenizer, classifier or None) for a run directory."""
-    from gptlab.finetune.classify import load_run
+    from gptlab.run import Run
 
-    gpt, tokenizer, clf = load_run(model_dir, device=device)
-    return ("lm" if clf is None else "classifier"), gpt, tokenizer, clf
+    run = Run.open(model_dir)
+    if run.kind == "classifier":
+        clf = run.load_classifier(device)
+        return "classifier", clf.model.gpt, clf.tokenizer, clf
+    return ("lm", *run.load(device), None)
 
 
 def _playground() -> str | None:
@@ -455,9 +458,9 @@ def create_app(
         raise GptlabError(f"max_prompt_tokens must be >= 1, got {prompt_cap}")
     template = None
     if kind == "lm":
-        from gptlab.chat import run_template
+        from gptlab.run import Run
 
-        template = run_template(model_dir)
+        template = Run.open(model_dir).template
     model_id = Path(model_dir).resolve().name
     created = int((Path(model_dir)).stat().st_mtime)
     engine = Engine(model, tokenizer, max_concurrent=max_concurrent, max_queue=max_queue)
