@@ -140,6 +140,10 @@ class Run:
     @cached_property
     def tokenizer(self):
         """Its tokenizer (a LoRA classifier keeps its own copy; a HF folder its tokenizer files)."""
+        if self.kind == "hf-import" and not self.meta:  # its tokenizer.json, if any, is HF's format
+            from gptlab.tokenizers.interop import load_hf_gpt2_tokenizer
+
+            return load_hf_gpt2_tokenizer(self.path)
         if (self.path / TOKENIZER_FILE).is_file():
             from gptlab.tokenizers import load_tokenizer
 
