@@ -1,7 +1,7 @@
 """Chat with a model: a conversation turned into prompts, replies streamed token by token.
 
 Templates (gptlab.data.tasks): an instruction-tuned run's model.json says which one it was
-trained with (``"extra": {"finetune": "instruct", "template": ...}``, read by `run_template`);
+trained with (``"extra": {"finetune": "instruct", "template": ...}``, read by gptlab.run.Run.template);
 any other model (a pretrained base model, a Hugging Face GPT-2) gets ``"alpaca"`` unless told.
 
 - ``"alpaca"`` and ``"chat"``: each turn is rendered exactly as in fine-tuning (`encode_prompt`:
@@ -28,17 +28,14 @@ User text is encoded with no special tokens allowed (as in fine-tuning): typing
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 from gptlab.data.tasks import CHAT_SPECIAL_TOKENS, TEMPLATES, USER_TOKEN, InstructionExample, encode_prompt
 from gptlab.errors import GptlabError
 from gptlab.generate import DEFAULT_MAX_NEW_TOKENS, Sampler, stream_text
-from gptlab.rundir import MODEL_JSON, read_model_json
+from gptlab.run import DEFAULT_TEMPLATE
 
 CHAT_TEMPLATES = (*TEMPLATES, "none")
-DEFAULT_TEMPLATE = "alpaca"
 DEFAULT_SAMPLER = Sampler(temperature=0.7)  # a little cooler than plain sampling: replies stay on topic
 # where a model that goes on past its reply would start a new turn
 STOP_MARKERS = {
@@ -46,16 +43,6 @@ STOP_MARKERS = {
     "chat": (USER_TOKEN, "### Instruction"),
     "none": (),
 }
-
-
-def run_template(run_dir: str | os.PathLike) -> str:
-    """The template an instruction-tuned run was trained with; ``"alpaca"`` for any other model."""
-    if not (Path(run_dir) / MODEL_JSON).is_file():  # e.g. a Hugging Face GPT-2 directory
-        return DEFAULT_TEMPLATE
-    _, meta = read_model_json(run_dir)
-    extra = meta.get("extra")
-    template = extra.get("template") if isinstance(extra, dict) else None
-    return template if template in TEMPLATES else DEFAULT_TEMPLATE
 
 
 class ChatSession:

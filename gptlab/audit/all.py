@@ -53,9 +53,9 @@ def applicable(run: str | Path) -> list[str]:
     run = Path(run)
     if not run.exists():
         raise GptlabError(f"{run} does not exist: give a run directory made by gptlab")
-    from gptlab.finetune.classify import is_classifier_run
+    from gptlab.run import Run
 
-    if is_classifier_run(run):
+    if Run.open(run).kind == "classifier":
         return ["robustness"]
     names = ["memorization", "membership", "bias"]
     if _is_instruct(run):
@@ -107,10 +107,10 @@ def audit_all(
     every applicable audit ran). A model that cannot be loaded is a GptlabError before any audit:
     an empty report would look like a clean bill of health."""
     from gptlab.audit.report import write_report
-    from gptlab.finetune.classify import load_run
+    from gptlab.run import Run
 
     names = applicable(run)
-    load_run(run)  # the load error itself, not one "skipped" line per audit
+    Run.open(run).load()  # the load error itself, not one "skipped" line per audit
     results, skipped = [], {}
     for name in names:
         try:

@@ -8,10 +8,11 @@ import sys
 from collections.abc import Iterator
 from typing import TextIO
 
-from gptlab.chat import CHAT_TEMPLATES, DEFAULT_SAMPLER, ChatSession, run_template
+from gptlab.chat import CHAT_TEMPLATES, DEFAULT_SAMPLER, ChatSession
 from gptlab.commands import positive_int, seed_type
 from gptlab.commands.sampling import add_sampling_arguments, sampler_from_args
 from gptlab.generate import DEFAULT_MAX_NEW_TOKENS
+from gptlab.run import Run
 from gptlab.rundir import load_model
 
 RESET, QUIT = "/reset", ("/quit", "/exit")
@@ -70,7 +71,7 @@ def _messages(stdin: TextIO, interactive: bool) -> Iterator[str]:
 
 def run(args: argparse.Namespace) -> int:
     model, tokenizer = load_model(args.model, device=args.device, dtype=args.dtype)
-    template = args.template or run_template(args.model)
+    template = args.template or Run.open(args.model).template
     session = ChatSession(
         model,
         tokenizer,

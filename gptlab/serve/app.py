@@ -165,10 +165,13 @@ class _Guard:
 
 def _load(model_dir: str, device: str):
     """(kind, gpt, tokenizer, classifier or None) for a run directory."""
-    from gptlab.finetune.classify import load_run
+    from gptlab.run import Run
 
-    gpt, tokenizer, clf = load_run(model_dir, device=device)
-    return ("lm" if clf is None else "classifier"), gpt, tokenizer, clf
+    run = Run.open(model_dir)
+    if run.kind == "classifier":
+        clf = run.load_classifier(device)
+        return "classifier", clf.model.gpt, clf.tokenizer, clf
+    return ("lm", *run.load(device), None)
 
 
 async def attention(body: AttentionRequest, request: Request):
@@ -223,9 +226,9 @@ def create_app(
     kind, model, tokenizer, classifier = _load(model_dir, device)
     template = None
     if kind == "lm":
-        from gptlab.chat import run_template
+        from gptlab.run import Run
 
-        template = run_template(model_dir)
+        template = Run.open(model_dir).template
     engine = Engine(model, tokenizer, max_concurrent=limits.max_concurrent, max_queue=limits.max_queue)
 
     @asynccontextmanager

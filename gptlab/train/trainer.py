@@ -59,7 +59,8 @@ from gptlab.data.shards import BatchSampler, TokenDataset, iter_eval_batches, pr
 from gptlab.errors import GptlabError
 from gptlab.io import atomic_write_json, atomic_write_text
 from gptlab.model import GPT
-from gptlab.rundir import resolve_device, save_model
+from gptlab.model.modes import resolve_device
+from gptlab.rundir import save_model
 from gptlab.train import distributed, signals
 from gptlab.train.checkpoint import (
     find_checkpoint,
