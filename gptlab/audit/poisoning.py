@@ -252,7 +252,8 @@ def poisoning_experiment(
     set. ``classify`` holds ClassifyOptions fields (epochs, lr, batch_size, pooling, ...); the runs
     go to OUT/rate-<r>."""
     from gptlab.data.tasks import load_classification, stratified_split
-    from gptlab.finetune.classify import ClassifyOptions, finetune_classifier, load_classifier
+    from gptlab.finetune.classifier_run import load_classifier
+    from gptlab.finetune.classify import ClassifyOptions, finetune_classifier
 
     opts = options or PoisonOptions()
     out = Path(out_dir)

@@ -163,7 +163,7 @@ def _adversarial(args) -> dict:
 def compute(args: argparse.Namespace):
     """The audit's AuditResult for parsed arguments (``run`` prints and saves it)."""
     from gptlab.audit.robustness import audit_robustness, read_labelled, read_test_split
-    from gptlab.finetune.classify import load_classifier
+    from gptlab.finetune.classifier_run import load_classifier
 
     clf = load_classifier(args.model, device=args.device)
     if args.data:

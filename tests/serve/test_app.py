@@ -28,7 +28,7 @@ from live_server import serving  # noqa: E402
 
 import gptlab.serve.app as serve_app  # noqa: E402
 from gptlab.chat import ChatSession  # noqa: E402
-from gptlab.finetune.classify import CLASSIFIER_JSON, HEAD_FILE, load_classifier  # noqa: E402
+from gptlab.finetune.classifier_run import CLASSIFIER_JSON, HEAD_FILE, load_classifier  # noqa: E402
 from gptlab.generate import Sampler, generate_text  # noqa: E402
 from gptlab.io import atomic_write_json, save_safetensors  # noqa: E402
 from gptlab.model import GPT, GPTConfig  # noqa: E402
