@@ -173,7 +173,7 @@ def load_model(
     path = Path(path)
     dtype = resolve_dtype(dtype)
     device = resolve_device(device)
-    path = _latest_checkpoint(path)
+    path = latest_checkpoint(path)
     if (path / MODEL_JSON).is_file():
         config, meta = read_model_json(path)
         # the config against the weights file's header first: the config's sizes decide what
@@ -255,7 +255,7 @@ def read_checkpoint_pointer(run_dir: str | os.PathLike) -> dict[str, Any] | None
     return pointer
 
 
-def _latest_checkpoint(path: Path) -> Path:
+def latest_checkpoint(path: Path) -> Path:
     """A training run's newest committed checkpoint folder, when ``path`` is a run that has one:
     a run killed while publishing that checkpoint's top-level model files has them half old,
     half new; the folder the pointer names is whole. Anything else: ``path`` unchanged."""
