@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from gptlab.commands import add_dataclass_arguments, add_overwrite, dataclass_from_args
+from gptlab.commands import add_overwrite
+from gptlab.commands.options import add_dataclass_arguments, dataclass_from_args
 
 # fields that get no flag: the warmup share is fixed at its default on the command line
 NOT_FLAGS = ("warmup_fraction",)

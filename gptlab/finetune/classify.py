@@ -83,7 +83,7 @@ class ClassifyOptions:
     out: str = training_option("out")
     text_column: str | int = option("text", "name or 0-based position")
     label_column: str | int = option("label", "name or 0-based position")
-    labels: list[str] | None = option(None, "label names in order (others are an error)")
+    labels: list[str] | None = option(None, "label names in order (others are an error)", nargs="+")
     header: bool | None = option(None, "first row names columns", no_help="no header row (TSV/CSV)")
     val_fraction: float = training_option("val_fraction", 0.1)
     test_fraction: float = training_option("test_fraction", 0.2)

@@ -77,6 +77,7 @@ class LoraOptions:
         DEFAULT_TARGETS,
         "module-name suffixes to adapt (default: every Linear of each block)",
         metavar="MODULE",
+        nargs="+",
     )
 
     @property
