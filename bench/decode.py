@@ -39,7 +39,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, measure_bandwidth_gbs, summarize, timed  # noqa: E402
 
-from gptlab.generate import generate  # noqa: E402
+from gptlab.generate import GREEDY, generate  # noqa: E402
 from gptlab.model import GPT, GPTConfig  # noqa: E402
 from gptlab.quantize import (  # noqa: E402
     DEFAULT_GROUP_SIZE,
@@ -111,7 +111,7 @@ def hf_generate(hf, idx: torch.Tensor, new_tokens: int) -> torch.Tensor:
 
 
 def gptlab_generate(model, idx: torch.Tensor, new_tokens: int) -> torch.Tensor:
-    return generate(model, idx, new_tokens, temperature=0.0)
+    return generate(model, idx, new_tokens, GREEDY)
 
 
 def interleaved(fns: dict, repeats: int) -> dict:

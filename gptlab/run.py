@@ -134,7 +134,7 @@ class Run:
     @cached_property
     def classifier_meta(self) -> dict[str, Any]:
         """classifier.json, validated (GptlabError when this is not a classifier run)."""
-        from gptlab.finetune.classify import read_classifier_json
+        from gptlab.finetune.classifier_run import read_classifier_json
 
         return read_classifier_json(self.path)
 
@@ -221,7 +221,7 @@ class Run:
 
     def load_classifier(self, device: str = "cpu"):
         """The classifier of a classifier run (gptlab.finetune.classify.LoadedClassifier)."""
-        from gptlab.finetune.classify import load_classifier
+        from gptlab.finetune.classifier_run import load_classifier
 
         return load_classifier(self.path, device=device)
 

@@ -21,13 +21,14 @@ from gptlab.data.tasks import (
     format_prompt,
 )
 from gptlab.errors import GptlabError
+from gptlab.generate import Sampler
 from gptlab.model import GPT, GPTConfig
 from gptlab.rundir import load_model, save_model
 from gptlab.tokenizers import CharTokenizer
 from gptlab.tokenizers.base import EOT
 
 BLOCK_SIZE = 512  # a char tokenizer spends ~140 tokens on an Alpaca turn
-SETTINGS = dict(max_new_tokens=12, temperature=1.0)
+SETTINGS = dict(max_new_tokens=12, sampler=Sampler(temperature=1.0))
 
 
 def tiny_run(path, special_tokens, extra=None):

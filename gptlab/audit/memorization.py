@@ -59,14 +59,14 @@ import torch
 
 from gptlab.audit.common import AuditResult, Finding, bootstrap_interval, plot_png
 from gptlab.errors import GptlabError
-from gptlab.model.modes import eval_mode, model_device
+from gptlab.eval.scoring import continuation_scores
+from gptlab.model.modes import model_device
 
 THREAT = "memorisation"
 DEFAULT_FORMAT = "my phone number is 555-NNN-NNNN"
 DIGITS = "0123456789"
 CANARIES_FILE = "canaries.json"
 CANARIES_FORMAT = "gptlab-canaries"
-LOGITS_BUDGET = 1 << 25  # (B, T, V) logits elements per forward: ~128 MB of float32
 
 
 # --- canaries -----------------------------------------------------------------------------------
@@ -242,56 +242,13 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-@torch.no_grad()
-def score_tokens(model, rows: Sequence[Sequence[int]], starts: Sequence[int]) -> np.ndarray:
-    """Sum of log p(row[j] | row[:j]) over j >= starts[i] for every row i, teacher-forced, batched
-    with right padding (padding only ever follows the scored tokens, and attention is causal, so it
-    changes nothing). Rows longer than the context are cut on the left."""
-    block = model.config.block_size
-    vocab = model.config.vocab_size
-    cut_rows, cut_starts = [], []
-    for row, start in zip(rows, starts):
-        row = list(row)
-        shift = max(0, len(row) - (block + 1))
-        if start - shift < 1:
-            raise GptlabError(
-                f"the scored text ({len(row) - start} tokens) does not fit the model's context of {block}"
-            )
-        cut_rows.append(row[shift:])
-        cut_starts.append(start - shift)
-    out = np.zeros(len(cut_rows))
-    order = np.argsort([len(r) for r in cut_rows], kind="stable")  # similar lengths batch together
-    device = model_device(model)
-    with eval_mode(model):
-        i = 0
-        while i < len(order):
-            batch_size = max(1, LOGITS_BUDGET // (max(len(cut_rows[order[i]]) - 1, 1) * vocab))
-            chunk = order[i : i + batch_size]
-            T = max(len(cut_rows[k]) for k in chunk) - 1  # rows ascend in length: the last is the longest
-            while len(chunk) > 1 and len(chunk) * T * vocab > LOGITS_BUDGET:
-                chunk = chunk[: len(chunk) // 2]
-                T = max(len(cut_rows[k]) for k in chunk) - 1
-            ids = torch.zeros(len(chunk), T + 1, dtype=torch.long)
-            mask = torch.zeros(len(chunk), T, dtype=torch.bool)
-            for b, k in enumerate(chunk):
-                row = cut_rows[k]
-                ids[b, : len(row)] = torch.tensor(row)
-                mask[b, cut_starts[k] - 1 : len(row) - 1] = True  # target j+1 is predicted at position j
-            ids, mask = ids.to(device), mask.to(device)
-            logits, _ = model(ids[:, :-1])  # (B, T, V)
-            logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]  # (B, T)
-            out[chunk] = (logp * mask).sum(-1).double().cpu().numpy()
-            i += len(chunk)
-    return out
-
-
 def secret_logprobs(model, tokenizer, prefix: str, secrets: Sequence[str]) -> np.ndarray:
     """log p(secret | context + prefix) for each secret (see the module docstring); -inf for a
     secret the tokenizer cannot encode (a char model never saw one of its characters: it can
     never write it)."""
     context = line_context(tokenizer)
     head = _encode_with_context(tokenizer, context, prefix)
-    rows, starts, encodable = [], [], []
+    contexts, continuations, encodable = [], [], []
     for s in secrets:
         try:
             ids = _encode_with_context(tokenizer, context, prefix + s)
@@ -304,12 +261,12 @@ def secret_logprobs(model, tokenizer, prefix: str, secrets: Sequence[str]) -> np
                 "the canary has no context to condition on: give it a non-empty prefix or use a tokenizer "
                 "that encodes '\\n' or has <|endoftext|>"
             )
-        rows.append(ids)
-        starts.append(n)
+        contexts.append(ids[:n])
+        continuations.append(ids[n:])
         encodable.append(True)
     out = np.full(len(secrets), -np.inf)
-    if rows:
-        out[np.array(encodable)] = score_tokens(model, rows, starts)
+    if contexts:
+        out[np.array(encodable)] = continuation_scores(model, contexts, continuations)
     return out
 
 
@@ -393,7 +350,7 @@ def canary_exposures(
 @torch.no_grad()
 def greedy_reproduces(model, tokenizer, canaries: Sequence[Canary], slack: int = 2) -> list[bool]:
     """Whether greedy decoding from context + prefix writes each canary's secret verbatim."""
-    from gptlab.generate import generate
+    from gptlab.generate import GREEDY, generate
 
     context = line_context(tokenizer)
     prompts, lengths, encodable = [], [], []
@@ -411,7 +368,7 @@ def greedy_reproduces(model, tokenizer, canaries: Sequence[Canary], slack: int =
         lengths.append(len(full) - n)
     if not prompts:
         return [False] * len(canaries)
-    out = iter(generate(model, prompts, max(lengths) + slack, temperature=0.0))
+    out = iter(generate(model, prompts, max(lengths) + slack, GREEDY))
     lead = context if isinstance(context, str) else tokenizer.decode(context)
     # compared as text: a BPE model may write the secret with other (equally valid) token splits
     return [
@@ -439,7 +396,7 @@ def sample_windows(tokens, n: int, length: int, seed: int = 0) -> list[list[int]
 def extractable(model, sequences: Sequence[Sequence[int]], prefix_len: int, suffix_len: int) -> np.ndarray:
     """Per sequence: 1 if greedy decoding from its first ``prefix_len`` tokens reproduces the next
     ``suffix_len`` exactly, else 0 (k-extractability, Carlini et al. 2023)."""
-    from gptlab.generate import generate
+    from gptlab.generate import GREEDY, generate
 
     if prefix_len < 1 or suffix_len < 1:
         raise GptlabError("prefix_len and suffix_len must be >= 1")
@@ -458,7 +415,7 @@ def extractable(model, sequences: Sequence[Sequence[int]], prefix_len: int, suff
     batch = 64
     for i in range(0, len(rows), batch):
         ids = torch.tensor(rows[i : i + batch], dtype=torch.long, device=device)  # (B, P + S)
-        out = generate(model, ids[:, :prefix_len], suffix_len, temperature=0.0)  # (B, P + S)
+        out = generate(model, ids[:, :prefix_len], suffix_len, GREEDY)  # (B, P + S)
         hits[i : i + batch] = (out[:, prefix_len:] == ids[:, prefix_len:]).all(dim=1).cpu().numpy()
     return hits
 

@@ -63,7 +63,7 @@ from gptlab.finetune.common import (
 )
 from gptlab.finetune.loop import EpochRunner, adamw_update
 from gptlab.finetune.report import write_instruct_report
-from gptlab.generate import generate
+from gptlab.generate import GREEDY, Sampler, generate
 from gptlab.io import atomic_write_json
 from gptlab.model.gpt import GPT
 from gptlab.model.lora import count_trainable, remove_lora, save_adapter
@@ -179,16 +179,18 @@ def generate_responses(
     template: str,
     max_new_tokens: int = 128,
     batch_size: int = 8,
+    sampler: Sampler = GREEDY,
 ) -> list[str]:
-    """Greedy responses to ``examples``, each cut at <|endoftext|> and after the response marker.
-    Prompts longer than the context minus ``max_new_tokens`` keep their last tokens."""
+    """Responses to ``examples`` (greedy unless ``sampler`` says otherwise), each cut at
+    <|endoftext|> and after the response marker. Prompts longer than the context minus
+    ``max_new_tokens`` keep their last tokens."""
     room = max(1, gpt.config.block_size - max_new_tokens)
     eot = tokenizer.eot_id
     out: list[str] = []
     for i in range(0, len(examples), batch_size):
         chunk = examples[i : i + batch_size]
         prompts = [encode_prompt(ex, tokenizer, template)[-room:] for ex in chunk]
-        rows = generate(gpt, prompts, max_new_tokens, temperature=0.0, eos_id=eot)
+        rows = generate(gpt, prompts, max_new_tokens, sampler, eos_id=eot)
         for prompt, row in zip(prompts, rows):
             text = tokenizer.decode(row[len(prompt) :])
             out.append(extract_response(text.split(EOT, 1)[0], template))

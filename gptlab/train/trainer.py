@@ -418,7 +418,7 @@ class _Run:
         return out
 
     def sample(self) -> str:
-        from gptlab.generate import generate_text
+        from gptlab.generate import Sampler, generate_text
 
         t = self.config.train
         return generate_text(
@@ -426,8 +426,7 @@ class _Run:
             self.tokenizer,
             t.sample_prompt,
             max_new_tokens=t.sample_tokens,
-            temperature=t.sample_temperature,
-            top_k=t.sample_top_k or None,
+            sampler=Sampler(temperature=t.sample_temperature, top_k=t.sample_top_k or None),
             seed=t.seed,
         )
 

@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 
 from gptlab.cli import main
 from gptlab.errors import GptlabError
-from gptlab.generate import generate, generate_text
+from gptlab.generate import GREEDY, generate, generate_text
 from gptlab.model import GPT, GPTConfig
 from gptlab.model.hf import config_from_hf, from_hf_gpt2, load_hf_gpt2, resolve_hf_source, to_hf_gpt2
 
@@ -128,7 +128,7 @@ def test_kv_cache_greedy_decoding_of_an_imported_model_matches_transformers_gene
         expected = theirs.generate(
             prompt, max_new_tokens=30, do_sample=False, eos_token_id=None, pad_token_id=0
         )
-    assert torch.equal(generate(ours, prompt, 30, temperature=0), expected)
+    assert torch.equal(generate(ours, prompt, 30, GREEDY), expected)
 
 
 @pytest.mark.parametrize("overrides", [dict(pos_encoding="rope"), dict(norm="rmsnorm")])
@@ -258,7 +258,7 @@ def test_cli_convert_generate_eval_export_round_trip(tmp_path, bpe, shared_data,
     plain = capsys.readouterr().out
     assert main([*prompt, "--temperature", "0", "--stream"]) == 0
     assert capsys.readouterr().out == plain and plain.startswith("I had")
-    assert plain == "I had" + generate_text(ours, tok, "I had", max_new_tokens=8, temperature=0) + "\n"
+    assert plain == "I had" + generate_text(ours, tok, "I had", max_new_tokens=8, sampler=GREEDY) + "\n"
 
     verdict = shared_data / "the-verdict.txt"
     argv = ["eval", "perplexity", "--model", str(run), "--input", str(verdict), "--json"]

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gptlab.errors import GptlabError
-from gptlab.generate import generate, generate_naive
+from gptlab.generate import GREEDY, generate, generate_naive
 from gptlab.model import GPT, GPTConfig
 from gptlab.quantize import (
     QuantizedEmbedding,
@@ -181,7 +181,7 @@ def test_quantized_model_logits_are_close_and_greedy_engine_matches_naive(bits, 
     assert weight_bytes(q) < weight_bytes(model) * (0.35 if bits == 8 else 0.25)
     # the KV-cache engine and the naive decoder pick the same tokens with quantised weights too
     set_backend(q, "reference")
-    assert torch.equal(generate(q, idx, 6, temperature=0), generate_naive(q, idx, 6, temperature=0))
+    assert torch.equal(generate(q, idx, 6, GREEDY), generate_naive(q, idx, 6, GREEDY))
 
 
 def test_torch_dynamic_int8_reference_gives_close_logits():
@@ -303,6 +303,6 @@ def test_decode_layout_gives_the_same_logits_and_tokens(tie):
     assert isinstance(fast.lm_head, TransposedLinear)
     with torch.no_grad():
         torch.testing.assert_close(fast(idx)[0], model(idx)[0], rtol=1e-5, atol=1e-5)
-    assert torch.equal(generate(fast, idx, 5, temperature=0), generate(model, idx, 5, temperature=0))
+    assert torch.equal(generate(fast, idx, 5, GREEDY), generate(model, idx, 5, GREEDY))
     if tie:  # the tied matrix is stored once
         assert weight_bytes(fast) == weight_bytes(model)
