@@ -15,11 +15,7 @@ from gptlab.commands import (
     positive_int,
     seed_type,
 )
-
-
-def column(value: str) -> str | int:
-    """A column given on the command line: a 0-based position if it is a number, else a name."""
-    return int(value) if value.isdigit() else value
+from gptlab.options import column
 
 
 def add_lora_arguments(parser: argparse.ArgumentParser) -> None:

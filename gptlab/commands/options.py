@@ -14,9 +14,10 @@ defaults; its CLI subcommand is built from it::
 
 Field -> flag: ``snake_case`` becomes ``--snake-case`` (or ``metadata["flag"]``); the help text
 comes from ``metadata["help"]`` with the default appended; ``metadata["type"]`` is the argparse
-``type=`` checker (else the annotation's int/float/str); ``choices``, ``metavar`` and ``nargs``
-pass through. A ``bool`` field is a switch: ``--x`` when it defaults to False, ``--no-x`` when
-it defaults to True. Fields with ``metadata["cli"] = False`` (or named in ``exclude``) get no flag.
+``type=`` checker (else the annotation's int/float/str); ``choices``, ``metavar``, ``nargs`` and
+``action`` (e.g. "append" for a repeatable flag) pass through. A ``bool`` field is a switch:
+``--x`` when it defaults to False, ``--no-x`` when it defaults to True. Fields with
+``metadata["cli"] = False`` (or named in ``exclude``) get no flag.
 """
 
 from __future__ import annotations
@@ -27,15 +28,7 @@ import typing
 from collections.abc import Callable, Iterable
 from typing import Any
 
-
-def option(default: Any, help: str, **metadata: Any) -> Any:
-    """A dataclass field with its CLI help (and optional ``type``, ``choices``, ``metavar``,
-    ``nargs``, ``flag``, ``cli``) in its metadata. A list/tuple default is copied per instance."""
-    meta = {"help": help, **metadata}
-    if isinstance(default, (list, dict, set)):
-        frozen = list(default) if isinstance(default, list) else default
-        return dataclasses.field(default_factory=lambda: type(frozen)(frozen), metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
+from gptlab.options import option  # noqa: F401  (the field helper lives with the library's options)
 
 
 def flag_name(field: dataclasses.Field) -> str:
@@ -84,12 +77,12 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, exclude:
         kind = meta.get("type") or _scalar_type(annotation)
         if kind is not None:
             kwargs["type"] = kind
-        for key in ("choices", "metavar", "nargs"):
+        for key in ("choices", "metavar", "nargs", "action"):
             if key in meta:
                 kwargs[key] = meta[key]
         if meta.get("required"):
             kwargs["required"] = True
-        elif default is not None and help_text:
+        elif default not in (None, "", [], ()) and help_text:
             help_text = f"{help_text} (default {_show(default)})"
         parser.add_argument(flag_name(field), default=default, help=help_text, **kwargs)
 
