@@ -34,6 +34,12 @@ def option(default: Any, help: str, **metadata: Any) -> Any:
     return dataclasses.field(default=default, metadata=meta)
 
 
+def required(help: str, **metadata: Any) -> Any:
+    """A dataclass field without a default (declare it before the fields that have one): its
+    flag must be given, e.g. the ``--text`` of an analysis."""
+    return dataclasses.field(metadata={"help": help, "required": True, **metadata})
+
+
 # --- value checkers (argparse ``type=``) ---------------------------------------------------------------
 
 

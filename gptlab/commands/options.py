@@ -15,7 +15,8 @@ defaults; its CLI subcommand is built from it::
 Field -> flag: ``snake_case`` becomes ``--snake-case`` (or ``metadata["flag"]``); the help text
 comes from ``metadata["help"]`` with the default appended; ``metadata["type"]`` is the argparse
 ``type=`` checker (else the annotation's int/float/str); ``choices``, ``metavar``, ``nargs`` and
-``action`` (e.g. "append" for a repeatable flag) pass through. A ``bool`` field is a switch:
+``action`` (e.g. "append" for a repeatable flag) pass through; ``metadata["required"]`` (a
+``gptlab.options.required`` field, no default) makes the flag required. A ``bool`` field is a switch:
 ``--x`` when it defaults to False, ``--no-x`` when it defaults to True. Fields with
 ``metadata["cli"] = False`` (or named in ``exclude``) get no flag.
 """
@@ -54,6 +55,8 @@ def _scalar_type(annotation: Any) -> Callable[[str], Any] | None:
 def _show(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value)
+    if isinstance(value, str) and value != value.strip():
+        return repr(value)  # a default with outer spaces, as a user would type it: ' the'
     return str(value)
 
 
