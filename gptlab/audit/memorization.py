@@ -468,81 +468,6 @@ def find_canaries(run: Run) -> Path | None:
 # --- the audit ----------------------------------------------------------------------------------
 
 
-@dataclass
-class MemorizationOptions:
-    """`gptlab audit memorization`'s options (its flags are built from these fields)."""
-
-    canaries: str | None = option(
-        None, "canaries.json (default: RUN/canaries.json or next to its corpus)", metavar="FILE"
-    )
-    exact_max: int = option(
-        100_000, "score every candidate up to this candidate-space size, else sample", type=nonnegative_int
-    )
-    samples: int = option(2000, "random candidates when sampling", type=positive_int)
-    windows: int = option(
-        200, "train and held-out windows for k-extractability (0 = off)", type=nonnegative_int
-    )
-    prefix_len: int = option(32, "prefix tokens of a window", type=positive_int)
-    suffix_len: int = option(32, "suffix tokens to reproduce, k", type=positive_int)
-    exposure_threshold: float = option(
-        10.0, "fail above this canary exposure in bits", type=nonnegative_float
-    )
-    extraction_gap: float = option(
-        0.01, "fail above this train - held-out extractable gap", type=nonnegative_float
-    )
-    bootstrap: int = option(1000, "bootstrap resamples", type=positive_int)
-    device: str = option("cpu", "cpu, cuda, mps or auto")
-    seed: int = option(0, "seed of the canaries, sampling, windows", type=seed_type)
-
-    @classmethod
-    def quick(cls, **changes) -> MemorizationOptions:
-        """Fewer candidates, windows and resamples (`audit all --quick`): the same estimators."""
-        return cls(**{"samples": 500, "windows": 50, "bootstrap": 200} | changes)
-
-
-def run(run: Run, options: MemorizationOptions) -> AuditResult:
-    """The memorisation audit of a run: its canaries (``options.canaries``, or `find_canaries`) and
-    k-extractability of windows of its training vs validation split (when it has its data)."""
-    model, tokenizer = run.load(device=options.device)
-    canaries_file = options.canaries
-    if canaries_file is None:
-        found = find_canaries(run)
-        canaries_file = str(found) if found else None
-    canaries = read_canaries(canaries_file) if canaries_file else []
-    train_seqs, held_seqs = [], []
-    if options.windows > 0:
-        length = options.prefix_len + options.suffix_len
-        try:
-            train_seqs = run.windows("train", options.windows, length, options.seed)
-            held_seqs = run.windows("val", options.windows, length, options.seed + 1)
-        except GptlabError:
-            if not canaries:
-                raise
-    if not canaries and not train_seqs:
-        raise GptlabError(
-            f"nothing to audit in {run.path}: no canaries.json found (give --canaries FILE) and no "
-            "training data for k-extractability"
-        )
-    result = audit_memorization(
-        model,
-        tokenizer,
-        canaries,
-        train_sequences=train_seqs,
-        heldout_sequences=held_seqs,
-        prefix_len=options.prefix_len,
-        suffix_len=options.suffix_len,
-        exact_max=options.exact_max,
-        samples=options.samples,
-        exposure_threshold=options.exposure_threshold,
-        extraction_gap_threshold=options.extraction_gap,
-        n_boot=options.bootstrap,
-        seed=options.seed,
-    )
-    result.details["model"] = str(run.path)
-    result.details["canaries_file"] = canaries_file
-    return result
-
-
 def _rate_interval(hits: np.ndarray, n_boot: int, seed: int) -> tuple[float, float] | None:
     if len(hits) == 0:
         return None
@@ -670,6 +595,81 @@ def audit_memorization(
                 )
             )
     return AuditResult("memorization", findings, details, plots)
+
+
+@dataclass
+class MemorizationOptions:
+    """`gptlab audit memorization`'s options (its flags are built from these fields)."""
+
+    canaries: str | None = option(
+        None, "canaries.json (default: RUN/canaries.json or next to its corpus)", metavar="FILE"
+    )
+    exact_max: int = option(
+        100_000, "score every candidate up to this candidate-space size, else sample", type=nonnegative_int
+    )
+    samples: int = option(2000, "random candidates when sampling", type=positive_int)
+    windows: int = option(
+        200, "train and held-out windows for k-extractability (0 = off)", type=nonnegative_int
+    )
+    prefix_len: int = option(32, "prefix tokens of a window", type=positive_int)
+    suffix_len: int = option(32, "suffix tokens to reproduce, k", type=positive_int)
+    exposure_threshold: float = option(
+        10.0, "fail above this canary exposure in bits", type=nonnegative_float
+    )
+    extraction_gap: float = option(
+        0.01, "fail above this train - held-out extractable gap", type=nonnegative_float
+    )
+    bootstrap: int = option(1000, "bootstrap resamples", type=positive_int)
+    device: str = option("cpu", "cpu, cuda, mps or auto")
+    seed: int = option(0, "seed of the canaries, sampling, windows", type=seed_type)
+
+    @classmethod
+    def quick(cls, **changes) -> MemorizationOptions:
+        """Fewer candidates, windows and resamples (`audit all --quick`): the same estimators."""
+        return cls(**{"samples": 500, "windows": 50, "bootstrap": 200} | changes)
+
+
+def run(run: Run, options: MemorizationOptions) -> AuditResult:
+    """The memorisation audit of a run: its canaries (``options.canaries``, or `find_canaries`) and
+    k-extractability of windows of its training vs validation split (when it has its data)."""
+    model, tokenizer = run.load(device=options.device)
+    canaries_file = options.canaries
+    if canaries_file is None:
+        found = find_canaries(run)
+        canaries_file = str(found) if found else None
+    canaries = read_canaries(canaries_file) if canaries_file else []
+    train_seqs, held_seqs = [], []
+    if options.windows > 0:
+        length = options.prefix_len + options.suffix_len
+        try:
+            train_seqs = run.windows("train", options.windows, length, options.seed)
+            held_seqs = run.windows("val", options.windows, length, options.seed + 1)
+        except GptlabError:
+            if not canaries:
+                raise
+    if not canaries and not train_seqs:
+        raise GptlabError(
+            f"nothing to audit in {run.path}: no canaries.json found (give --canaries FILE) and no "
+            "training data for k-extractability"
+        )
+    result = audit_memorization(
+        model,
+        tokenizer,
+        canaries,
+        train_sequences=train_seqs,
+        heldout_sequences=held_seqs,
+        prefix_len=options.prefix_len,
+        suffix_len=options.suffix_len,
+        exact_max=options.exact_max,
+        samples=options.samples,
+        exposure_threshold=options.exposure_threshold,
+        extraction_gap_threshold=options.extraction_gap,
+        n_boot=options.bootstrap,
+        seed=options.seed,
+    )
+    result.details["model"] = str(run.path)
+    result.details["canaries_file"] = canaries_file
+    return result
 
 
 def _exposure_plot(rows: list[dict[str, Any]]) -> bytes:
