@@ -60,7 +60,6 @@ import numpy as np
 
 from gptlab.audit.common import AuditResult, Finding, bootstrap_interval, plot_png
 from gptlab.errors import GptlabError
-from gptlab.model.modes import eval_mode
 from gptlab.options import nonnegative_float, open_unit_interval, option, positive_int, seed_type
 from gptlab.run import Run
 
@@ -237,51 +236,24 @@ def _encode(tokenizer, text: str) -> list[int]:
 
 def score_completions(model, tokenizer, items: Sequence[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
     """``log p(completion | context)`` in nats for each ``(context, completion)``: the sum of the
-    completion tokens' log-probabilities, teacher-forced (one forward pass per batch). An empty
+    completion tokens' log-probabilities, teacher-forced (`gptlab.eval.scoring`). An empty
     context starts from ``<|endoftext|>`` when the tokenizer has it. Context + completion longer
     than the model's window lose the context's first tokens, one window for the whole completion
     (so its first token sees ``block_size - len(completion) + 1`` tokens)."""
-    import torch
+    from gptlab.eval.scoring import continuation_scores
 
-    block = model.config.block_size
-    rows: list[tuple[list[int], int]] = []  # (input ids, number of completion tokens)
+    contexts, completions = [], []
     for context, completion in items:
-        ctx, comp = _encode(tokenizer, context), _encode(tokenizer, completion)
-        if not comp:
-            raise GptlabError(f"completion {completion!r} encodes to no tokens")
+        ctx = _encode(tokenizer, context)
         if not ctx:
             if getattr(tokenizer, "eot_id", None) is None:
                 raise GptlabError(
                     f"context {context!r} encodes to no tokens and the tokenizer has no <|endoftext|>"
                 )
             ctx = [tokenizer.eot_id]
-        if len(comp) > block:
-            raise GptlabError(
-                f"completion {completion!r} is {len(comp)} tokens, longer than the context ({block})"
-            )
-        seq = (ctx + comp)[-(block + 1) :]
-        rows.append((seq, len(comp)))
-
-    device = next(model.parameters()).device
-    scores = np.zeros(len(rows))
-    with eval_mode(model), torch.no_grad():
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
-            T = max(len(seq) for seq, _ in chunk) - 1
-            idx = torch.zeros(len(chunk), T, dtype=torch.long)  # (B, T), right-padded
-            targets = torch.full((len(chunk), T), -100, dtype=torch.long)  # (B, T), -100 = not scored
-            for r, (seq, n) in enumerate(chunk):
-                L = len(seq) - 1
-                idx[r, :L] = torch.tensor(seq[:-1])
-                # the last n inputs predict the n completion tokens; padding sits after them and,
-                # attention being causal, cannot change them
-                targets[r, L - n : L] = torch.tensor(seq[-n:])
-            logits, _ = model(idx.to(device))  # (B, T, V)
-            logp = logits.float().log_softmax(-1).cpu()  # (B, T, V)
-            mask = targets != -100
-            picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
-            scores[start : start + len(chunk)] = (picked * mask).sum(-1).double().numpy()
-    return scores
+        contexts.append(ctx)
+        completions.append(_encode(tokenizer, completion))
+    return continuation_scores(model, contexts, completions, max_batch_size=batch_size)
 
 
 def pair_gaps(

@@ -68,22 +68,16 @@ SCORE_LABELS = {
 
 
 def text_losses(model, tokenizer, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean token cross-entropy (nats) and the number of scored tokens of every text."""
-    from gptlab.audit.memorization import score_tokens
+    """Mean token cross-entropy (nats) and the number of scored tokens of every text (its first
+    window: see `gptlab.eval.scoring.text_window`)."""
+    from gptlab.eval.scoring import continuation_scores, text_window
 
-    block = model.config.block_size
-    rows, starts = [], []
-    for i, text in enumerate(texts):
-        ids = tokenizer.encode(text)
-        if tokenizer.eot_id is not None:
-            ids = [tokenizer.eot_id] + ids  # so the first token is predicted, as in training
-        ids = ids[: block + 1]
-        if len(ids) < 2:
-            raise GptlabError(f"text {i} ({text[:40]!r}) is too short to score: give texts of 2+ tokens")
-        rows.append(ids)
-        starts.append(1)
-    counts = np.array([len(r) - 1 for r in rows], dtype=np.float64)
-    return -score_tokens(model, rows, starts) / counts, counts
+    windows = [text_window(tokenizer, text, model.config.block_size) for text in texts]
+    scores = continuation_scores(
+        model, [context for context, _ in windows], [scored for _, scored in windows]
+    )
+    counts = np.array([len(scored) for _, scored in windows], dtype=np.float64)
+    return -scores / counts, counts
 
 
 def zlib_bits(texts: Sequence[str]) -> np.ndarray:

@@ -59,7 +59,8 @@ import torch
 
 from gptlab.audit.common import AuditResult, Finding, bootstrap_interval, plot_png
 from gptlab.errors import GptlabError
-from gptlab.model.modes import eval_mode, model_device
+from gptlab.eval.scoring import continuation_scores
+from gptlab.model.modes import model_device
 from gptlab.options import nonnegative_float, nonnegative_int, option, positive_int, seed_type
 from gptlab.run import Run
 
@@ -68,7 +69,6 @@ DEFAULT_FORMAT = "my phone number is 555-NNN-NNNN"
 DIGITS = "0123456789"
 CANARIES_FILE = "canaries.json"
 CANARIES_FORMAT = "gptlab-canaries"
-LOGITS_BUDGET = 1 << 25  # (B, T, V) logits elements per forward: ~128 MB of float32
 
 
 # --- canaries -----------------------------------------------------------------------------------
@@ -244,56 +244,13 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-@torch.no_grad()
-def score_tokens(model, rows: Sequence[Sequence[int]], starts: Sequence[int]) -> np.ndarray:
-    """Sum of log p(row[j] | row[:j]) over j >= starts[i] for every row i, teacher-forced, batched
-    with right padding (padding only ever follows the scored tokens, and attention is causal, so it
-    changes nothing). Rows longer than the context are cut on the left."""
-    block = model.config.block_size
-    vocab = model.config.vocab_size
-    cut_rows, cut_starts = [], []
-    for row, start in zip(rows, starts):
-        row = list(row)
-        shift = max(0, len(row) - (block + 1))
-        if start - shift < 1:
-            raise GptlabError(
-                f"the scored text ({len(row) - start} tokens) does not fit the model's context of {block}"
-            )
-        cut_rows.append(row[shift:])
-        cut_starts.append(start - shift)
-    out = np.zeros(len(cut_rows))
-    order = np.argsort([len(r) for r in cut_rows], kind="stable")  # similar lengths batch together
-    device = model_device(model)
-    with eval_mode(model):
-        i = 0
-        while i < len(order):
-            batch_size = max(1, LOGITS_BUDGET // (max(len(cut_rows[order[i]]) - 1, 1) * vocab))
-            chunk = order[i : i + batch_size]
-            T = max(len(cut_rows[k]) for k in chunk) - 1  # rows ascend in length: the last is the longest
-            while len(chunk) > 1 and len(chunk) * T * vocab > LOGITS_BUDGET:
-                chunk = chunk[: len(chunk) // 2]
-                T = max(len(cut_rows[k]) for k in chunk) - 1
-            ids = torch.zeros(len(chunk), T + 1, dtype=torch.long)
-            mask = torch.zeros(len(chunk), T, dtype=torch.bool)
-            for b, k in enumerate(chunk):
-                row = cut_rows[k]
-                ids[b, : len(row)] = torch.tensor(row)
-                mask[b, cut_starts[k] - 1 : len(row) - 1] = True  # target j+1 is predicted at position j
-            ids, mask = ids.to(device), mask.to(device)
-            logits, _ = model(ids[:, :-1])  # (B, T, V)
-            logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]  # (B, T)
-            out[chunk] = (logp * mask).sum(-1).double().cpu().numpy()
-            i += len(chunk)
-    return out
-
-
 def secret_logprobs(model, tokenizer, prefix: str, secrets: Sequence[str]) -> np.ndarray:
     """log p(secret | context + prefix) for each secret (see the module docstring); -inf for a
     secret the tokenizer cannot encode (a char model never saw one of its characters: it can
     never write it)."""
     context = line_context(tokenizer)
     head = _encode_with_context(tokenizer, context, prefix)
-    rows, starts, encodable = [], [], []
+    contexts, continuations, encodable = [], [], []
     for s in secrets:
         try:
             ids = _encode_with_context(tokenizer, context, prefix + s)
@@ -306,12 +263,12 @@ def secret_logprobs(model, tokenizer, prefix: str, secrets: Sequence[str]) -> np
                 "the canary has no context to condition on: give it a non-empty prefix or use a tokenizer "
                 "that encodes '\\n' or has <|endoftext|>"
             )
-        rows.append(ids)
-        starts.append(n)
+        contexts.append(ids[:n])
+        continuations.append(ids[n:])
         encodable.append(True)
     out = np.full(len(secrets), -np.inf)
-    if rows:
-        out[np.array(encodable)] = score_tokens(model, rows, starts)
+    if contexts:
+        out[np.array(encodable)] = continuation_scores(model, contexts, continuations)
     return out
 
 

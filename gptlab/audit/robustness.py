@@ -50,11 +50,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from gptlab.audit import perturb as P
 from gptlab.audit.common import AuditResult, Finding, bootstrap_interval, plot_png
 from gptlab.errors import GptlabError
+from gptlab.eval.scoring import continuation_scores, text_window
 from gptlab.options import float_list, fraction, nonnegative_int, option, positive_int, seed_type, word_list
 from gptlab.run import Run
 
@@ -283,39 +283,14 @@ def attack_summary(outcomes: Sequence[AttackOutcome], seed: int = 0) -> dict[str
 # --- language model under typos -----------------------------------------------------------------
 
 
-@torch.no_grad()
 def text_nll(model, tokenizer, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:
     """(N, 3): total NLL (nats), tokens scored, characters scored per text. Each text is scored
     after ``<|endoftext|>`` when the tokenizer has one (every character counts), else from its
-    second token; texts longer than the context are cut to it."""
-    block = model.config.block_size
-    device = next(model.parameters()).device
-    rows = []
-    for text in texts:
-        ids = tokenizer.encode(text, allowed_special=set())
-        if tokenizer.eot_id is not None:
-            ids = [tokenizer.eot_id, *ids]
-        ids = ids[: block + 1]
-        if len(ids) < 2:
-            raise GptlabError(f"text {text[:40]!r} is too short to score (fewer than 2 tokens)")
-        rows.append(ids)
-    out = np.zeros((len(rows), 3))
-    model.eval()
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        T = max(len(r) for r in chunk) - 1
-        x = torch.zeros((len(chunk), T), dtype=torch.long)  # (B, T), right padding is never attended
-        y = torch.full((len(chunk), T), -100, dtype=torch.long)  # (B, T)
-        for r, ids in enumerate(chunk):
-            x[r, : len(ids) - 1] = torch.tensor(ids[:-1])
-            y[r, : len(ids) - 1] = torch.tensor(ids[1:])
-        logits, _ = model(x.to(device))  # (B, T, V)
-        nll = F.cross_entropy(
-            logits.float().transpose(1, 2), y.to(device), ignore_index=-100, reduction="none"
-        )  # (B, T)
-        for r, ids in enumerate(chunk):
-            out[start + r] = (float(nll[r].sum()), len(ids) - 1, len(tokenizer.decode(ids[1:])))
-    return out
+    second token; texts longer than the context are cut to it (`gptlab.eval.scoring.text_window`)."""
+    windows = [text_window(tokenizer, text, model.config.block_size) for text in texts]
+    scored = [ids for _, ids in windows]
+    nll = -continuation_scores(model, [context for context, _ in windows], scored, max_batch_size=batch_size)
+    return np.array([(n, len(ids), len(tokenizer.decode(ids))) for n, ids in zip(nll, scored)]).reshape(-1, 3)
 
 
 def _bits_per_char(nll: np.ndarray, chars: np.ndarray) -> float:

@@ -18,6 +18,7 @@ from gptlab.audit import memorization as M
 from gptlab.audit.common import roc_auc, sample_windows
 from gptlab.audit.membership import attack_classifier_scores, audit_membership, text_losses
 from gptlab.errors import GptlabError
+from gptlab.eval.scoring import continuation_scores
 from gptlab.model import GPT, GPTConfig
 from gptlab.run import Run
 from gptlab.tokenizers.base import EOT
@@ -126,11 +127,14 @@ def canary_setup():
     return model, tok, records, text, heldout
 
 
-def test_score_tokens_matches_the_model_loss_row_by_row(canary_setup):
+def test_continuation_scores_match_the_model_loss_row_by_row(canary_setup):
     """The batched, padded teacher-forced scores equal each row's own loss (model(x, y))."""
     model, tok, *_ = canary_setup
     rows = [tok.encode(t) for t in ["ann owes bob 12 figs.", "cy", "eve owes lu 99 nuts.\nflo owes"]]
-    got = M.score_tokens(model, rows, [1, 1, 4])
+    starts = [1, 1, 4]
+    got = continuation_scores(
+        model, [r[:s] for r, s in zip(rows, starts)], [r[s:] for r, s in zip(rows, starts)]
+    )
     for row, start, value in zip(rows, [1, 1, 4], got):
         x, y = torch.tensor([row[:-1]]), torch.tensor([[-100] * (start - 1) + row[start:]])
         _, loss = model(x, y)
