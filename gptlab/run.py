@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from gptlab.errors import GptlabError
+from gptlab.finetune.classifier_run import CLASSIFIER_JSON, load_classifier, read_classifier_json
+from gptlab.hf_folder import HF_CONFIG_FILE, read_hf_config
 from gptlab.model import GPTConfig
 from gptlab.rundir import (
     CHECKPOINTS_DIR,
-    HF_CONFIG_FILE,
     MODEL_JSON,
     TOKENIZER_FILE,
     latest_checkpoint,
@@ -43,7 +44,6 @@ from gptlab.rundir import (
 )
 
 RUN_KINDS = ("lm", "instruct", "classifier", "hf-import", "quantized")
-CLASSIFIER_JSON = "classifier.json"  # what makes a folder a classifier run (gptlab.finetune.classify)
 CONFIG_TOML = "config.toml"  # the training config `gptlab train` copies into its run
 DATA_DIR = "data"  # RUN/data: the data `gptlab train` prepared from data.input
 DATA_META = "meta.json"  # what makes a folder a prepared data folder (gptlab.data.shards)
@@ -115,12 +115,7 @@ class Run:
             return GPTConfig(**self.meta["config"])
         if self.kind == "classifier":
             return Run.open(self.classifier_base).config
-        from gptlab.io import read_json
-        from gptlab.model.hf import config_from_hf
-
-        return config_from_hf(
-            read_json(self.path / HF_CONFIG_FILE, "config file"), str(self.path / HF_CONFIG_FILE)
-        )
+        return read_hf_config(self.path)
 
     @property
     def template(self) -> str:
@@ -134,8 +129,6 @@ class Run:
     @cached_property
     def classifier_meta(self) -> dict[str, Any]:
         """classifier.json, validated (GptlabError when this is not a classifier run)."""
-        from gptlab.finetune.classify import read_classifier_json
-
         return read_classifier_json(self.path)
 
     @property
@@ -147,6 +140,10 @@ class Run:
     @cached_property
     def tokenizer(self):
         """Its tokenizer (a LoRA classifier keeps its own copy; a HF folder its tokenizer files)."""
+        if self.kind == "hf-import" and not self.meta:  # its tokenizer.json, if any, is HF's format
+            from gptlab.tokenizers.interop import load_hf_gpt2_tokenizer
+
+            return load_hf_gpt2_tokenizer(self.path)
         if (self.path / TOKENIZER_FILE).is_file():
             from gptlab.tokenizers import load_tokenizer
 
@@ -192,6 +189,11 @@ class Run:
             )
         return self.data_dir
 
+    def has_split(self, split: str) -> bool:
+        """Whether its data holds the token file of ``split`` ("train" or "val"): a forgetting
+        measure needs the val split of the data the base model was pretrained on."""
+        return self.data_dir is not None and (self.data_dir / f"{split}.bin").is_file()
+
     def windows(self, split: str, n: int, length: int, seed: int = 0) -> list[list[int]]:
         """``n`` random windows of ``length`` tokens from a split ("train" or "val") of its data."""
         from gptlab.audit.common import sample_windows
@@ -220,9 +222,7 @@ class Run:
         return load_model(self.path, device=device, dtype=dtype)
 
     def load_classifier(self, device: str = "cpu"):
-        """The classifier of a classifier run (gptlab.finetune.classify.LoadedClassifier)."""
-        from gptlab.finetune.classify import load_classifier
-
+        """The classifier of a classifier run (gptlab.finetune.classifier_run.LoadedClassifier)."""
         return load_classifier(self.path, device=device)
 
 

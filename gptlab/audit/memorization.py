@@ -352,7 +352,7 @@ def canary_exposures(
 @torch.no_grad()
 def greedy_reproduces(model, tokenizer, canaries: Sequence[Canary], slack: int = 2) -> list[bool]:
     """Whether greedy decoding from context + prefix writes each canary's secret verbatim."""
-    from gptlab.generate import generate
+    from gptlab.generate import GREEDY, generate
 
     context = line_context(tokenizer)
     prompts, lengths, encodable = [], [], []
@@ -370,7 +370,7 @@ def greedy_reproduces(model, tokenizer, canaries: Sequence[Canary], slack: int =
         lengths.append(len(full) - n)
     if not prompts:
         return [False] * len(canaries)
-    out = iter(generate(model, prompts, max(lengths) + slack, temperature=0.0))
+    out = iter(generate(model, prompts, max(lengths) + slack, GREEDY))
     lead = context if isinstance(context, str) else tokenizer.decode(context)
     # compared as text: a BPE model may write the secret with other (equally valid) token splits
     return [
@@ -385,7 +385,7 @@ def greedy_reproduces(model, tokenizer, canaries: Sequence[Canary], slack: int =
 def extractable(model, sequences: Sequence[Sequence[int]], prefix_len: int, suffix_len: int) -> np.ndarray:
     """Per sequence: 1 if greedy decoding from its first ``prefix_len`` tokens reproduces the next
     ``suffix_len`` exactly, else 0 (k-extractability, Carlini et al. 2023)."""
-    from gptlab.generate import generate
+    from gptlab.generate import GREEDY, generate
 
     if prefix_len < 1 or suffix_len < 1:
         raise GptlabError("prefix_len and suffix_len must be >= 1")
@@ -404,7 +404,7 @@ def extractable(model, sequences: Sequence[Sequence[int]], prefix_len: int, suff
     batch = 64
     for i in range(0, len(rows), batch):
         ids = torch.tensor(rows[i : i + batch], dtype=torch.long, device=device)  # (B, P + S)
-        out = generate(model, ids[:, :prefix_len], suffix_len, temperature=0.0)  # (B, P + S)
+        out = generate(model, ids[:, :prefix_len], suffix_len, GREEDY)  # (B, P + S)
         hits[i : i + batch] = (out[:, prefix_len:] == ids[:, prefix_len:]).all(dim=1).cpu().numpy()
     return hits
 

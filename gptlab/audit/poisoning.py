@@ -313,7 +313,8 @@ def poisoning_experiment(
     set. ``classify`` holds ClassifyOptions fields (epochs, lr, batch_size, pooling, ...); the runs
     go to OUT/rate-<r>."""
     from gptlab.data.tasks import load_classification, stratified_split
-    from gptlab.finetune.classify import ClassifyOptions, finetune_classifier, load_classifier
+    from gptlab.finetune.classifier_run import load_classifier
+    from gptlab.finetune.classify import ClassifyOptions, finetune_classifier
 
     opts = options or PoisoningOptions()
     out = Path(out_dir)
@@ -464,7 +465,7 @@ def poison_corpus(
 def payload_rate(model, tokenizer, prompts: Sequence[str], trigger: str, payload: str) -> float:
     """Fraction of ``prompts`` that, followed by " TRIGGER", make greedy decoding write " PAYLOAD"
     next (compared as text, after the decoded continuation's leading whitespace)."""
-    from gptlab.generate import generate
+    from gptlab.generate import GREEDY, generate
 
     if not prompts:
         raise GptlabError("payload_rate needs at least one prompt")
@@ -472,7 +473,7 @@ def payload_rate(model, tokenizer, prompts: Sequence[str], trigger: str, payload
     block = model.config.block_size
     ids = [tokenizer.encode(f"{p} {trigger}")[-(block - n_new) :] for p in prompts]
     model.eval()
-    outputs = generate(model, ids, n_new, temperature=0.0)
+    outputs = generate(model, ids, n_new, GREEDY)
     hits = 0
     for prompt, full in zip(ids, outputs):
         hits += tokenizer.decode(full[len(prompt) :]).lstrip().startswith(payload)

@@ -75,7 +75,7 @@ def tokenizer_alphabet(tokenizer) -> set[str] | None:
 
 
 def _as_classifier(classifier, device: str = "cpu"):
-    from gptlab.finetune.classify import load_classifier
+    from gptlab.finetune.classifier_run import load_classifier
 
     return load_classifier(classifier, device=device) if isinstance(classifier, (str, Path)) else classifier
 
@@ -388,7 +388,8 @@ def adversarial_training(
     base model, data, hyper-parameters; ``options.out`` becomes a folder holding both runs) and
     compare them on the held-out test texts. Returns a JSON-ready dict (see the module docstring)."""
     from gptlab.data.tasks import load_classification, stratified_split
-    from gptlab.finetune.classify import finetune_classifier, load_classifier
+    from gptlab.finetune.classifier_run import load_classifier
+    from gptlab.finetune.classify import finetune_classifier
 
     data = load_classification(
         options.data, options.text_column, options.label_column, options.labels, options.header
@@ -455,7 +456,7 @@ def adversarial_training(
 
 def read_test_split(run: str | Path, label_names: Sequence[str]) -> tuple[list[str], list[int]]:
     """Texts and label indices of a classifier run's held-out ``test_split.jsonl``."""
-    from gptlab.finetune.classify import TEST_SPLIT_FILE
+    from gptlab.finetune.classifier_run import TEST_SPLIT_FILE
 
     path = Path(run) / TEST_SPLIT_FILE
     if not path.is_file():

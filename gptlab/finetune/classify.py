@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,16 @@ from gptlab.data.tasks import (
 )
 from gptlab.errors import GptlabError
 from gptlab.eval.classification import ClassificationMetrics, classification_metrics
+from gptlab.finetune.classifier_run import (
+    ADAPTER_FILE,
+    CLASSIFIER_FORMAT,
+    CLASSIFIER_JSON,
+    CLASSIFIER_VERSION,
+    HEAD_FILE,
+    TEST_SPLIT_FILE,
+    load_classifier,
+    pad_id,
+)
 from gptlab.finetune.common import (
     LoraOptions,
     StepSchedule,
@@ -54,28 +64,20 @@ from gptlab.finetune.common import (
     lm_val_loss,
     make_optimizer,
     optimizer_step,
-    pretraining_val_dir,
     training_costs,
 )
 from gptlab.io import (
     atomic_write,
     atomic_write_json,
     atomic_write_text,
-    load_safetensors,
-    read_json,
     save_safetensors,
 )
 from gptlab.model.heads import GPTClassifier
-from gptlab.model.lora import count_trainable, load_adapter, merge_lora, save_adapter
-from gptlab.model.modes import eval_mode
-from gptlab.rundir import load_model, make_output_dir, resolve_device, save_model
+from gptlab.model.lora import count_trainable, save_adapter
+from gptlab.model.modes import eval_mode, resolve_device
+from gptlab.run import Run
+from gptlab.rundir import load_model, save_model
 
-CLASSIFIER_JSON = "classifier.json"
-CLASSIFIER_FORMAT = "gptlab-classifier"
-CLASSIFIER_VERSION = 1
-HEAD_FILE = "head.safetensors"
-ADAPTER_FILE = "adapter.safetensors"
-TEST_SPLIT_FILE = "test_split.jsonl"  # the held-out split, for `gptlab eval classify` and later audits
 PROMPTING_MAX_EXAMPLES = 300  # test texts scored by the prompting baseline (one forward each)
 
 
@@ -137,126 +139,6 @@ class ClassifyResult:
 
 
 # --- loading and using a classifier run ---------------------------------------------------------
-
-
-@dataclass
-class LoadedClassifier:
-    model: GPTClassifier
-    tokenizer: Any
-    label_names: list[str]
-    max_length: int
-    pad_id: int
-    meta: dict
-
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        encoded = self.tokenizer.encode_batch(list(texts))
-        for text, ids in zip(texts, encoded):
-            if not ids:
-                raise GptlabError(f"text {text[:40]!r} encodes to no tokens")
-        return [ids[: self.max_length] for ids in encoded]
-
-    @torch.no_grad()
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
-        """Class probabilities (N, K) for raw texts."""
-        ids = self.encode(texts)
-        device = next(self.model.parameters()).device
-        out = []
-        for i in range(0, len(ids), batch_size):
-            idx, lengths, _ = collate_classification([(x, 0) for x in ids[i : i + batch_size]], self.pad_id)
-            out.append(self.model.predict_proba(idx.to(device), lengths.to(device)).float().cpu())
-        return torch.cat(out) if out else torch.empty(0, len(self.label_names))
-
-    def classify(self, texts: Sequence[str]) -> list[dict]:
-        """One ``{"text", "label", "probability", "probabilities"}`` per text."""
-        probs = self.predict_proba(texts)
-        results = []
-        for text, p in zip(texts, probs):
-            best = int(p.argmax())
-            results.append(
-                {
-                    "text": text,
-                    "label": self.label_names[best],
-                    "probability": float(p[best]),
-                    "probabilities": dict(zip(self.label_names, map(float, p))),
-                }
-            )
-        return results
-
-
-def _pad_id(tokenizer) -> int:
-    eot = getattr(tokenizer, "eot_id", None)
-    return int(eot) if eot is not None else 0
-
-
-def is_classifier_run(path: str | Path) -> bool:
-    """Whether ``path`` is a classifier run (it holds classifier.json)."""
-    return (Path(path) / CLASSIFIER_JSON).is_file()
-
-
-def load_run(path: str | Path, device: str = "cpu") -> tuple[Any, Any, LoadedClassifier | None]:
-    """Any run directory as (gpt, tokenizer, classifier or None): a classifier run gives its GPT
-    (for what reads a language model: attention, the lens, generation) and the classifier; any
-    other run (or HF GPT-2 folder) gives the model and None."""
-    if is_classifier_run(path):
-        clf = load_classifier(path, device=device)
-        return clf.model.gpt, clf.tokenizer, clf
-    gpt, tokenizer = load_model(path, device=device)
-    return gpt, tokenizer, None
-
-
-def read_classifier_json(run: Path) -> dict:
-    path = run / CLASSIFIER_JSON
-    if not path.is_file():
-        raise GptlabError(
-            f"{run} is not a classifier run (no {CLASSIFIER_JSON}); make one with `gptlab finetune classify`"
-        )
-    meta = read_json(path, "classifier file")
-    if not isinstance(meta, dict) or meta.get("format") != CLASSIFIER_FORMAT:
-        raise GptlabError(f'{path}: not a gptlab classifier file (expected "format": "{CLASSIFIER_FORMAT}")')
-    if meta.get("version") != CLASSIFIER_VERSION:
-        raise GptlabError(
-            f"{path}: unsupported version {meta.get('version')!r} (expected {CLASSIFIER_VERSION})"
-        )
-    for key, kind in (("label_names", list), ("pooling", str), ("max_length", int)):
-        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
-            raise GptlabError(f"{path}: field {key!r} must be a {kind.__name__}")
-    if meta["max_length"] < 1:
-        raise GptlabError(
-            f"{path}: field 'max_length' must be a positive number of tokens, got {meta['max_length']}"
-        )
-    names = meta["label_names"]
-    if len(names) < 2 or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
-        raise GptlabError(f"{path}: field 'label_names' must list two or more distinct label names")
-    return meta
-
-
-def load_classifier(run: str | Path, device: str = "cpu") -> LoadedClassifier:
-    """A classifier run directory -> a ready-to-use classifier in eval mode (LoRA merged)."""
-    run = Path(run)
-    meta = read_classifier_json(run)
-    if meta.get("lora"):
-        base = Path(meta["base_model"])
-        if not base.exists():
-            raise GptlabError(
-                f"{run} holds a LoRA adapter for the base model {base}, which is not there any more"
-            )
-        gpt, tokenizer = load_model(base, device=device)
-    else:
-        gpt, tokenizer = load_model(run, device=device)
-    model = GPTClassifier(gpt, len(meta["label_names"]), pooling=meta["pooling"])
-    if meta.get("lora"):
-        load_adapter(model, run / ADAPTER_FILE)
-        merge_lora(model)
-    else:
-        head = load_safetensors(run / HEAD_FILE)
-        try:
-            model.head.load_state_dict(head)
-        except RuntimeError as e:
-            raise GptlabError(f"{run / HEAD_FILE} does not fit the classifier: {e}") from None
-    model.to(resolve_device(device)).eval()
-    return LoadedClassifier(
-        model, tokenizer, meta["label_names"], meta["max_length"], _pad_id(tokenizer), meta
-    )
 
 
 @torch.no_grad()
@@ -368,7 +250,8 @@ def finetune_classifier(
     options.check()
     torch.manual_seed(options.seed)
     device = resolve_device(options.device)
-    out = make_output_dir(options.out, "output folder")
+    out = Path(options.out)  # claimed by the caller (gptlab.run.Run.create)
+    out.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
     gpt, tokenizer = load_model(options.model, device=device)
@@ -385,7 +268,7 @@ def finetune_classifier(
             "raise --val-fraction/--test-fraction or give more data"
         )
     train_data = balance(train_data, options.balance, options.seed)
-    pad_id = _pad_id(tokenizer)
+    pad = pad_id(tokenizer)
 
     summary: dict[str, Any] = {
         "base_model": str(Path(options.model).resolve()),
@@ -393,7 +276,8 @@ def finetune_classifier(
         "splits": {"train": len(train_data), "val": len(val_data), "test": len(test_data)},
         "class_counts_train": dict(zip(data.label_names, train_data.counts())),
     }
-    baseline_data = pretraining_val_dir(options.model)
+    base = Run.open(options.model)  # the val split of its pretraining data measures forgetting
+    baseline_data = base.data_dir if base.has_split("val") else None
     if baseline_data is not None:
         summary["forgetting"] = {"before": lm_val_loss(gpt, baseline_data)}
     if options.prompting_shots:
@@ -414,9 +298,9 @@ def finetune_classifier(
     }
     summary["truncated_texts"] = {name: ds.truncated for name, ds in datasets.items()}
     _write_split(out / TEST_SPLIT_FILE, test_data)
-    train_loader = _loader(datasets["train"], options.batch_size, pad_id, True, options.seed)
-    val_loader = _loader(datasets["val"], 32, pad_id, False, 0)
-    test_loader = _loader(datasets["test"], 32, pad_id, False, 0)
+    train_loader = _loader(datasets["train"], options.batch_size, pad, True, options.seed)
+    val_loader = _loader(datasets["val"], 32, pad, False, 0)
+    test_loader = _loader(datasets["test"], 32, pad, False, 0)
 
     optimizer = make_optimizer(model, options.lr, options.weight_decay, device)
     total_steps = options.epochs * len(train_loader)
@@ -460,7 +344,7 @@ def finetune_classifier(
             if dp_plan is None:
                 batches = _progress(train_loader, epoch, options)
             else:
-                dp_batches = _dp_batches(datasets["train"], dp_sampler, step, len(train_loader), pad_id)
+                dp_batches = _dp_batches(datasets["train"], dp_sampler, step, len(train_loader), pad)
                 batches = _progress(dp_batches, epoch, options)
             for idx, lengths, labels in batches:
                 timer.start()
@@ -657,9 +541,7 @@ def plot_classifier_history(history: list[dict]) -> bytes:
 __all__ = [
     "ClassifyOptions",
     "ClassifyResult",
-    "LoadedClassifier",
     "evaluate_classifier",
     "evaluate_file",
     "finetune_classifier",
-    "load_classifier",
 ]

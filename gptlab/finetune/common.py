@@ -92,29 +92,6 @@ def check_positive(name: str, value, allow_zero: bool = False) -> None:
 # --- forgetting ---------------------------------------------------------------------------------
 
 
-def pretraining_val_dir(base: str | Path) -> Path | None:
-    """The prepared data folder with the val split the base run was pretrained on, if it can be
-    found: the run's config.toml names ``data.dir``, or the run prepared ``RUN/data`` itself.
-    ``base`` may be the run or its ``best/`` folder. None for a converted model (no such data)."""
-    from gptlab.config import load_config
-
-    base = Path(base)
-    for run in (base, base.parent):
-        config_file = run / "config.toml"
-        if not config_file.is_file():
-            continue
-        try:
-            config = load_config(str(config_file))
-        except GptlabError:
-            return None
-        candidates = [Path(config.data.dir)] if config.data.dir else []
-        candidates.append(run / "data")
-        for folder in candidates:
-            if (folder / "meta.json").is_file() and (folder / "val.bin").is_file():
-                return folder
-    return None
-
-
 @torch.no_grad()
 def lm_val_loss(gpt: nn.Module, data_dir: Path, max_batches: int = EVAL_MAX_BATCHES) -> dict | None:
     """Mean next-token loss and perplexity of ``gpt`` on the val split of ``data_dir`` (fixed

@@ -58,15 +58,15 @@ from gptlab.finetune.common import (
     lm_val_loss,
     make_optimizer,
     optimizer_step,
-    pretraining_val_dir,
     training_costs,
 )
-from gptlab.generate import generate
+from gptlab.generate import GREEDY, Sampler, generate
 from gptlab.io import atomic_write_json
 from gptlab.model.gpt import GPT
 from gptlab.model.lora import count_trainable, remove_lora, save_adapter
-from gptlab.model.modes import eval_mode
-from gptlab.rundir import load_model, make_output_dir, resolve_device, save_model
+from gptlab.model.modes import eval_mode, resolve_device
+from gptlab.run import Run
+from gptlab.rundir import load_model, save_model
 from gptlab.tokenizers.base import EOT
 
 RESPONSES_FILE = "responses.json"
@@ -173,16 +173,18 @@ def generate_responses(
     template: str,
     max_new_tokens: int = 128,
     batch_size: int = 8,
+    sampler: Sampler = GREEDY,
 ) -> list[str]:
-    """Greedy responses to ``examples``, each cut at <|endoftext|> and after the response marker.
-    Prompts longer than the context minus ``max_new_tokens`` keep their last tokens."""
+    """Responses to ``examples`` (greedy unless ``sampler`` says otherwise), each cut at
+    <|endoftext|> and after the response marker. Prompts longer than the context minus
+    ``max_new_tokens`` keep their last tokens."""
     room = max(1, gpt.config.block_size - max_new_tokens)
     eot = tokenizer.eot_id
     out: list[str] = []
     for i in range(0, len(examples), batch_size):
         chunk = examples[i : i + batch_size]
         prompts = [encode_prompt(ex, tokenizer, template)[-room:] for ex in chunk]
-        rows = generate(gpt, prompts, max_new_tokens, temperature=0.0, eos_id=eot)
+        rows = generate(gpt, prompts, max_new_tokens, sampler, eos_id=eot)
         for prompt, row in zip(prompts, rows):
             text = tokenizer.decode(row[len(prompt) :])
             out.append(extract_response(text.split(EOT, 1)[0], template))
@@ -251,7 +253,8 @@ def finetune_instruct(
     options.check()
     torch.manual_seed(options.seed)
     device = resolve_device(options.device)
-    out = make_output_dir(options.out, "output folder")
+    out = Path(options.out)  # claimed by the caller (gptlab.run.Run.create)
+    out.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
     examples = load_instructions(options.data)
@@ -277,7 +280,8 @@ def finetune_instruct(
         "splits": {"train": len(train_ex), "val": len(val_ex), "test": len(test_ex)},
         "template": options.template,
     }
-    baseline_data = pretraining_val_dir(options.model)
+    base = Run.open(options.model)  # the val split of its pretraining data measures forgetting
+    baseline_data = base.data_dir if base.has_split("val") else None
     if baseline_data is not None:
         summary["forgetting"] = {"before": lm_val_loss(gpt, baseline_data)}
     base_scores = None

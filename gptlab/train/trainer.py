@@ -60,7 +60,8 @@ from gptlab.data.shards import BatchSampler, TokenDataset, iter_eval_batches, pr
 from gptlab.errors import GptlabError
 from gptlab.io import atomic_write_json, atomic_write_text
 from gptlab.model import GPT
-from gptlab.rundir import resolve_device, save_model
+from gptlab.model.modes import resolve_device
+from gptlab.rundir import save_model
 from gptlab.train import distributed, signals
 from gptlab.train.checkpoint import (
     find_checkpoint,
@@ -416,7 +417,7 @@ class _Run:
         return out
 
     def sample(self) -> str:
-        from gptlab.generate import generate_text
+        from gptlab.generate import Sampler, generate_text
 
         t = self.config.train
         return generate_text(
@@ -424,8 +425,7 @@ class _Run:
             self.tokenizer,
             t.sample_prompt,
             max_new_tokens=t.sample_tokens,
-            temperature=t.sample_temperature,
-            top_k=t.sample_top_k or None,
+            sampler=Sampler(temperature=t.sample_temperature, top_k=t.sample_top_k or None),
             seed=t.seed,
         )
 

@@ -179,7 +179,7 @@ def clf_run(base_run, data_file, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clf(clf_run):
-    from gptlab.finetune.classify import load_classifier
+    from gptlab.finetune.classifier_run import load_classifier
 
     return load_classifier(clf_run)
 
