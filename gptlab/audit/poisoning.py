@@ -263,7 +263,9 @@ class PoisoningOptions:
     lm_prompts: int = option(40, "prompts the payload rate is measured on", type=positive_int)
     text_column: str | int = option("text", "name or 0-based position", type=column)
     label_column: str | int = option("label", "name or 0-based position", type=column)
-    header: bool | None = option(None, "whether --data has a header row (default: guessed)", cli=False)
+    header: bool | None = option(
+        None, "--data has a header row (default: guessed)", no_help="--data has no header row"
+    )
     trigger: str = option(DEFAULT_TRIGGER, "the phrase inserted into poisoned texts")
     target_label: str | None = option(
         None, "the label the backdoor sends texts to (default: the first label)", flag="--target"

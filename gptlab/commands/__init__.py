@@ -3,6 +3,7 @@
 This file holds the few argument helpers every verb shares: the ``--overwrite`` flag (see
 gptlab/outputs.py for the rule it lifts) and the argparse ``type=`` checkers of gptlab.options, so a value that makes
 no sense (a negative count, a seed torch cannot take) is refused while parsing, before any work.
+(Flags built from an options dataclass: gptlab/commands/options.py.)
 """
 
 from __future__ import annotations

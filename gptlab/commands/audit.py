@@ -4,8 +4,8 @@ built from the audit's options dataclass, plus the CLI's own: ``--model RUN``, `
 ``audit.json`` and ``report.html``.
 
 What only the command line does lives here: memorization's ``--corpus FILE --insert DIR`` (make
-canaries, write the canaried corpus, train a run on it, then audit that run), poisoning's
-``--header``/``--no-header``, and claiming the output files and training folders before any work.
+canaries, write the canaried corpus, train a run on it, then audit that run), and claiming the
+output files and training folders before any work.
 """
 
 from __future__ import annotations
@@ -72,10 +72,6 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     add_dataclass_arguments(parser, AUDITS[name].options)
     if memorization:
         _add_insert_arguments(parser)
-    if name == "poisoning":
-        header = parser.add_mutually_exclusive_group()
-        header.add_argument("--header", dest="header", action="store_true", default=None)
-        header.add_argument("--no-header", dest="header", action="store_false")
     parser.add_argument("--out", metavar="DIR", help=f"write {name}.json and the plots into DIR")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     add_overwrite(parser, f"DIR/{name}.json" + (" and the --insert folder" if memorization else ""))

@@ -1,5 +1,5 @@
-"""The classifier run directory: its files, reading and checking classifier.json, and loading a
-run as a ready classifier (what `gptlab finetune classify` writes; gptlab.run.Run reads it).
+"""The classifier run directory: its files, reading and checking classifier.json, loading a run as
+a ready classifier, and writing one (what `gptlab finetune classify` saves at its best epoch).
 
     classifier.json        label names, pooling, max length, how it was trained, base model path
     head.safetensors       the head (full or partial fine-tune) ...
@@ -8,11 +8,12 @@ run as a ready classifier (what `gptlab finetune classify` writes; gptlab.run.Ru
     test_split.jsonl       the test split (text, label), for `gptlab eval classify` and audits
 
 (metrics.jsonl, results.json, metrics.png and report.html are written by the fine-tune:
-gptlab.finetune.classify.)
+gptlab.finetune.classify and gptlab.finetune.report.)
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +21,20 @@ from typing import Any
 
 import torch
 
-from gptlab.data.tasks import collate_classification
+from gptlab.data.tasks import ClassificationData, collate_classification
 from gptlab.errors import GptlabError
-from gptlab.io import load_safetensors, read_json
+from gptlab.io import (
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    load_safetensors,
+    read_json,
+    save_safetensors,
+)
 from gptlab.model.heads import GPTClassifier
-from gptlab.model.lora import load_adapter, merge_lora
+from gptlab.model.lora import load_adapter, merge_lora, save_adapter
 from gptlab.model.modes import resolve_device
-from gptlab.rundir import load_model
+from gptlab.rundir import load_model, save_model
 
 CLASSIFIER_JSON = "classifier.json"
 CLASSIFIER_FORMAT = "gptlab-classifier"
@@ -114,6 +122,29 @@ def read_classifier_json(run: Path) -> dict:
     return meta
 
 
+def classifier_meta(
+    label_names: list[str],
+    pooling: str,
+    max_length: int,
+    trainable: str,
+    lora: dict | None,
+    base_model: str,
+    columns: dict,
+) -> dict:
+    """classifier.json's content (the fine-tune adds ``best_epoch`` when it saves)."""
+    return {
+        "format": CLASSIFIER_FORMAT,
+        "version": CLASSIFIER_VERSION,
+        "label_names": label_names,
+        "pooling": pooling,
+        "max_length": max_length,
+        "trainable": trainable,
+        "lora": lora,
+        "base_model": base_model,
+        "columns": columns,
+    }
+
+
 def load_classifier(run: str | Path, device: str = "cpu") -> LoadedClassifier:
     """A classifier run directory -> a ready-to-use classifier in eval mode (LoRA merged)."""
     run = Path(run)
@@ -141,3 +172,43 @@ def load_classifier(run: str | Path, device: str = "cpu") -> LoadedClassifier:
     return LoadedClassifier(
         model, tokenizer, meta["label_names"], meta["max_length"], pad_id(tokenizer), meta
     )
+
+
+def save_classifier(run: Path, model: GPTClassifier, tokenizer, meta: dict, lora: bool) -> None:
+    """Write the classifier into ``run``: the adapter (LoRA) or the GPT and the head, then
+    classifier.json last (its presence is what makes ``run`` a classifier run)."""
+    if lora:
+        save_adapter(model, run / ADAPTER_FILE)
+        atomic_write(run / "tokenizer.json", lambda tmp: tokenizer.save(tmp))
+    else:
+        save_model(run, model.gpt, tokenizer, extra={"finetune": "classify"})
+        save_safetensors({k: v.detach() for k, v in model.head.state_dict().items()}, run / HEAD_FILE)
+    atomic_write_json(run / CLASSIFIER_JSON, meta)
+
+
+def write_test_split(run: Path, data: ClassificationData) -> None:
+    """test_split.jsonl: one ``{"text", "label"}`` (the label's name) per line."""
+    rows = zip(data.texts, data.labels)
+    atomic_write_text(
+        run / TEST_SPLIT_FILE,
+        "".join(
+            json.dumps({"text": t, "label": data.label_names[y]}, ensure_ascii=False) + "\n" for t, y in rows
+        ),
+    )
+
+
+__all__ = [
+    "ADAPTER_FILE",
+    "CLASSIFIER_FORMAT",
+    "CLASSIFIER_JSON",
+    "CLASSIFIER_VERSION",
+    "HEAD_FILE",
+    "TEST_SPLIT_FILE",
+    "LoadedClassifier",
+    "classifier_meta",
+    "load_classifier",
+    "pad_id",
+    "read_classifier_json",
+    "save_classifier",
+    "write_test_split",
+]

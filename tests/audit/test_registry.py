@@ -79,7 +79,7 @@ def _gpt(tok) -> GPT:
 def runs(tmp_path_factory):
     """One real tiny run of each kind (what `gptlab train`, `finetune instruct`, `convert`,
     `quantize` and `finetune classify` leave behind, as far as Run.open reads it)."""
-    from gptlab.finetune.classify import CLASSIFIER_FORMAT, CLASSIFIER_JSON, CLASSIFIER_VERSION
+    from gptlab.finetune.classifier_run import CLASSIFIER_FORMAT, CLASSIFIER_JSON, CLASSIFIER_VERSION
 
     root, tok = tmp_path_factory.mktemp("kinds"), _tokenizer()
     gpt = _gpt(tok)
