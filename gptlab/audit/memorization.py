@@ -61,6 +61,8 @@ from gptlab.audit.common import AuditResult, Finding, bootstrap_interval, plot_p
 from gptlab.errors import GptlabError
 from gptlab.eval.scoring import continuation_scores
 from gptlab.model.modes import model_device
+from gptlab.options import nonnegative_float, nonnegative_int, option, positive_int, seed_type
+from gptlab.run import Run
 
 THREAT = "memorisation"
 DEFAULT_FORMAT = "my phone number is 555-NNN-NNNN"
@@ -379,19 +381,6 @@ def greedy_reproduces(model, tokenizer, canaries: Sequence[Canary], slack: int =
 # --- verbatim extraction ------------------------------------------------------------------------
 
 
-def sample_windows(tokens, n: int, length: int, seed: int = 0) -> list[list[int]]:
-    """``n`` windows of ``length`` tokens at random starts (seeded) of a token array; fewer when
-    the array holds fewer non-overlapping windows than asked for, none when it is too short."""
-    tokens = np.asarray(tokens)
-    if len(tokens) < length:
-        return []
-    n_starts = len(tokens) - length + 1
-    rng = np.random.default_rng(seed)
-    n = min(n, max(1, len(tokens) // length))
-    starts = rng.choice(n_starts, size=n, replace=False) if n <= n_starts else np.arange(n_starts)
-    return [tokens[s : s + length].astype(np.int64).tolist() for s in np.sort(starts)]
-
-
 @torch.no_grad()
 def extractable(model, sequences: Sequence[Sequence[int]], prefix_len: int, suffix_len: int) -> np.ndarray:
     """Per sequence: 1 if greedy decoding from its first ``prefix_len`` tokens reproduces the next
@@ -420,44 +409,16 @@ def extractable(model, sequences: Sequence[Sequence[int]], prefix_len: int, suff
     return hits
 
 
-def run_data_dir(run: str | Path) -> Path:
-    """The prepared data a run trained on: RUN/data, or the data.dir of RUN/config.toml."""
-    run = Path(run)
-    if (run / "data" / "meta.json").is_file():
-        return run / "data"
-    config_path = run / "config.toml"
-    if config_path.is_file():
-        from gptlab.config import load_config
-
-        data_dir = load_config(str(config_path)).data.dir
-        if data_dir and (Path(data_dir) / "meta.json").is_file():
-            return Path(data_dir)
-    raise GptlabError(
-        f"cannot find the data {run} was trained on (no {run / 'data' / 'meta.json'} and no data.dir in "
-        f"{config_path}): give the texts explicitly"
-    )
-
-
-def run_windows(run: str | Path, split: str, n: int, length: int, seed: int = 0) -> list[list[int]]:
-    """``n`` random windows of ``length`` tokens from a split ("train" or "val") of the run's data."""
-    from gptlab.data.shards import TokenDataset
-
-    return sample_windows(TokenDataset(run_data_dir(run), split).tokens, n, length, seed)
-
-
-def find_canaries_file(run: str | Path) -> Path | None:
-    """RUN/canaries.json, or canaries.json next to one of the run's data.input files."""
-    run = Path(run)
-    if (run / CANARIES_FILE).is_file():
-        return run / CANARIES_FILE
-    if (run / "config.toml").is_file():
-        from gptlab.config import load_config
-
-        for item in load_config(str(run / "config.toml")).data.input:
-            p = Path(item)
-            candidate = (p if p.is_dir() else p.parent) / CANARIES_FILE
-            if candidate.is_file():
-                return candidate
+def find_canaries(run: Run) -> Path | None:
+    """RUN/canaries.json, or canaries.json next to one of the data.input files of the run's config."""
+    if (run.path / CANARIES_FILE).is_file():
+        return run.path / CANARIES_FILE
+    config = run.train_config
+    for item in config.data.input if config is not None else ():
+        p = Path(item)
+        candidate = (p if p.is_dir() else p.parent) / CANARIES_FILE
+        if candidate.is_file():
+            return candidate
     return None
 
 
@@ -591,6 +552,81 @@ def audit_memorization(
                 )
             )
     return AuditResult("memorization", findings, details, plots)
+
+
+@dataclass
+class MemorizationOptions:
+    """`gptlab audit memorization`'s options (its flags are built from these fields)."""
+
+    canaries: str | None = option(
+        None, "canaries.json (default: RUN/canaries.json or next to its corpus)", metavar="FILE"
+    )
+    exact_max: int = option(
+        100_000, "score every candidate up to this candidate-space size, else sample", type=nonnegative_int
+    )
+    samples: int = option(2000, "random candidates when sampling", type=positive_int)
+    windows: int = option(
+        200, "train and held-out windows for k-extractability (0 = off)", type=nonnegative_int
+    )
+    prefix_len: int = option(32, "prefix tokens of a window", type=positive_int)
+    suffix_len: int = option(32, "suffix tokens to reproduce, k", type=positive_int)
+    exposure_threshold: float = option(
+        10.0, "fail above this canary exposure in bits", type=nonnegative_float
+    )
+    extraction_gap: float = option(
+        0.01, "fail above this train - held-out extractable gap", type=nonnegative_float
+    )
+    bootstrap: int = option(1000, "bootstrap resamples", type=positive_int)
+    device: str = option("cpu", "cpu, cuda, mps or auto")
+    seed: int = option(0, "seed of the canaries, sampling, windows", type=seed_type)
+
+    @classmethod
+    def quick(cls, **changes) -> MemorizationOptions:
+        """Fewer candidates, windows and resamples (`audit all --quick`): the same estimators."""
+        return cls(**{"samples": 500, "windows": 50, "bootstrap": 200} | changes)
+
+
+def run(run: Run, options: MemorizationOptions) -> AuditResult:
+    """The memorisation audit of a run: its canaries (``options.canaries``, or `find_canaries`) and
+    k-extractability of windows of its training vs validation split (when it has its data)."""
+    model, tokenizer = run.load(device=options.device)
+    canaries_file = options.canaries
+    if canaries_file is None:
+        found = find_canaries(run)
+        canaries_file = str(found) if found else None
+    canaries = read_canaries(canaries_file) if canaries_file else []
+    train_seqs, held_seqs = [], []
+    if options.windows > 0:
+        length = options.prefix_len + options.suffix_len
+        try:
+            train_seqs = run.windows("train", options.windows, length, options.seed)
+            held_seqs = run.windows("val", options.windows, length, options.seed + 1)
+        except GptlabError:
+            if not canaries:
+                raise
+    if not canaries and not train_seqs:
+        raise GptlabError(
+            f"nothing to audit in {run.path}: no canaries.json found (give --canaries FILE) and no "
+            "training data for k-extractability"
+        )
+    result = audit_memorization(
+        model,
+        tokenizer,
+        canaries,
+        train_sequences=train_seqs,
+        heldout_sequences=held_seqs,
+        prefix_len=options.prefix_len,
+        suffix_len=options.suffix_len,
+        exact_max=options.exact_max,
+        samples=options.samples,
+        exposure_threshold=options.exposure_threshold,
+        extraction_gap_threshold=options.extraction_gap,
+        n_boot=options.bootstrap,
+        seed=options.seed,
+    )
+    result.details["model"] = str(run.path)
+    result.details["canaries_file"] = canaries_file
+    return result
 
 
 def _exposure_plot(rows: list[dict[str, Any]]) -> bytes:

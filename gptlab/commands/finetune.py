@@ -10,14 +10,10 @@ import json
 
 from gptlab.commands import add_overwrite
 from gptlab.commands.options import add_dataclass_arguments, dataclass_from_args
+from gptlab.options import column
 
 # fields that get no flag: the warmup share is fixed at its default on the command line
 NOT_FLAGS = ("warmup_fraction",)
-
-
-def column(value: str) -> str | int:
-    """A column given on the command line: a 0-based position if it is a number, else a name."""
-    return int(value) if value.isdigit() else value
 
 
 def add_task_arguments(parser: argparse.ArgumentParser, options_class: type, **types) -> None:

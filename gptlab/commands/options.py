@@ -15,13 +15,16 @@ defaults; its CLI subcommand is built from it::
 Field -> flag: ``snake_case`` becomes ``--snake-case`` (or ``metadata["flag"]``); the help text
 comes from ``metadata["help"]`` with the default appended (unless the help speaks of a default
 already); ``metadata["type"]`` is the argparse ``type=`` checker (else the annotation's
-int/float/str); ``choices``, ``metavar`` and ``nargs`` pass through. A ``bool`` field is a
-switch: ``--x`` when it defaults to False, ``--no-x`` when it defaults to True. Fields with
-``metadata["cli"] = False`` (or named in ``exclude``) get no flag.
+int/float/str); ``choices``, ``metavar``, ``nargs`` and ``action`` (e.g. "append" for a
+repeatable flag) pass through; ``metadata["required"]`` (a ``gptlab.options.required`` field)
+makes the flag required. A ``bool`` field is a switch: ``--x`` when it defaults to False,
+``--no-x`` when it defaults to True. Fields with ``metadata["cli"] = False`` (or named in
+``exclude``) get no flag.
 
 Library classes make their fields with gptlab.options (``option``, ``required`` and the
-checkers: ``type=positive_int``). Or ``metadata["check"]`` names the checker instead: ``positive``, ``nonnegative``, ``seed``,
-``probability`` or ``fraction`` (`CHECKS` picks this package's one for the int or float field).
+checkers: ``type=positive_int``); ``metadata["check"]`` may name the checker instead:
+``positive``, ``nonnegative``, ``seed``, ``probability`` or ``fraction`` (`CHECKS` picks this
+package's one for the int or float field).
 Also: a field without a default is a required flag; a ``tuple`` field given with ``nargs``
 comes back a tuple; ``bool | None`` is the pair ``--x`` / ``--no-x`` (mutually exclusive,
 ``metadata["no_help"]`` helps the second; None when neither is given); a field whose type is a
@@ -160,12 +163,12 @@ def add_dataclass_arguments(
         kind = types.get(field.name) or _argument_type(meta, annotation)
         if kind is not None:
             kwargs["type"] = kind
-        for key in ("choices", "metavar", "nargs"):
+        for key in ("choices", "metavar", "nargs", "action"):
             if key in meta:
                 kwargs[key] = meta[key]
         if meta.get("required") or _has_no_default(field):
             kwargs["required"] = True
-        elif default is not None and help_text and "default" not in help_text:  # not said twice
+        elif default not in (None, "", [], ()) and help_text and "default" not in help_text:  # not said twice
             help_text = f"{help_text} (default {_show(default)})"
         target.add_argument(flag_name(field, prefix), default=default, help=help_text, **kwargs)
 

@@ -355,10 +355,10 @@ def test_adversarial_training_end_to_end(base_run, data_file, tmp_path):
 
 
 def test_cli_prints_json_and_saves(clf_run, tmp_path, capsys):
-    from gptlab.commands.audit_robustness import add_arguments, run
+    from gptlab.commands.audit import add_arguments, run
 
     p = argparse.ArgumentParser()
-    add_arguments(p)
+    add_arguments(p, "robustness")
     args = p.parse_args(
         [
             "--model",
