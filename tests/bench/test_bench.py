@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from samples import SHAKESPEARE
+
 from gptlab.cli import main
 from gptlab.commands import bench as bench_command
 
@@ -42,9 +44,9 @@ def test_train_bench_flops_formula_counts_every_matmul():
     assert train_bench.model_flops_per_token("gpt2-124m") == expected
 
 
-def test_speedrun_reports_the_time_to_target(shared_data):
+def test_speedrun_reports_the_time_to_target():
     r = run_script(
-        str(BENCH / "speedrun.py"), "--data", str(shared_data / "the-verdict.txt"),
+        str(BENCH / "speedrun.py"), "--data", str(SHAKESPEARE),
         "--only", "best", "--max-steps", "6", "--target", "10", "--json",
     )  # fmt: skip
     best = r["runs"]["best"]
@@ -53,9 +55,9 @@ def test_speedrun_reports_the_time_to_target(shared_data):
     assert best["final_val_loss"] < 10
 
 
-def test_speedrun_never_reached_is_null(shared_data):
+def test_speedrun_never_reached_is_null():
     r = run_script(
-        str(BENCH / "speedrun.py"), "--data", str(shared_data / "the-verdict.txt"),
+        str(BENCH / "speedrun.py"), "--data", str(SHAKESPEARE),
         "--only", "best", "--max-steps", "4", "--target", "0.01", "--json",
     )  # fmt: skip
     assert r["seconds_to_target"] is None and r["final_val_loss"] > 0.01

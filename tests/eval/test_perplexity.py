@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn as nn
+from samples import SHAKESPEARE
 
 from gptlab.cli import main
 from gptlab.errors import GptlabError
@@ -162,8 +163,8 @@ def test_bad_arguments_are_clear_errors(model):
 
 
 @pytest.fixture(scope="module")
-def text(shared_data) -> str:
-    return (shared_data / "tinyshakespeare.txt").read_text("utf-8")[:600] + " — café ∑ 🙂"
+def text() -> str:
+    return SHAKESPEARE.read_text("utf-8")[:600] + " — café ∑ 🙂"
 
 
 @pytest.fixture(scope="module")
