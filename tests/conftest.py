@@ -41,10 +41,10 @@ def dataset(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_config():
-    """A GPTConfig small enough to train in seconds on a CPU (char-level vocabulary)."""
+    """A GPTConfig small enough to train in seconds on a CPU; its vocabulary fits ``char_tokenizer``."""
     from gptlab.model import GPTConfig
 
-    return GPTConfig(vocab_size=64, block_size=32, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
+    return GPTConfig(vocab_size=65, block_size=32, n_layer=2, n_head=4, n_embd=32, dropout=0.0)
 
 
 @pytest.fixture(scope="session")

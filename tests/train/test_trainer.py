@@ -212,10 +212,8 @@ def test_schedules():
     assert math.isclose(cos.lr_at(35), 0.1 + 0.45 * (1 + math.cos(math.pi * 0.25)))
 
 
-def test_weight_decay_only_on_matrices():
-    from gptlab.model import GPT, GPTConfig
-
-    model = GPT(GPTConfig.preset("tiny", vocab_size=50, n_layer=1))
+def test_weight_decay_only_on_matrices(tiny_model):
+    model = tiny_model
     decay, no_decay = param_groups(model, 0.1)
     assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
     n = sum(p.numel() for g in (decay, no_decay) for p in g["params"])
@@ -224,15 +222,12 @@ def test_weight_decay_only_on_matrices():
     assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
 
 
-def test_fused_cpu_adamw_matches_the_reference_loop():
+def test_fused_cpu_adamw_matches_the_reference_loop(tiny_model):
     """make_adamw uses the fused kernel on CPU (the speed of issue 5); it must take the same steps
     as torch's single-tensor reference AdamW with the same groups."""
     import copy
 
-    from gptlab.model import GPT, GPTConfig
-
-    torch.manual_seed(0)
-    model = GPT(GPTConfig.preset("tiny", vocab_size=50, n_layer=1, n_embd=32, n_head=2, block_size=16))
+    model = tiny_model
     ref = copy.deepcopy(model)
     opt = make_adamw(model, lr=1e-2)
     assert opt.defaults["fused"] is True
