@@ -22,6 +22,7 @@ def run_script(*args: str) -> dict:
     return json.loads(done.stdout)  # the whole output is one JSON object
 
 
+@pytest.mark.slow
 def test_train_bench_worker_runs_gptlab_as_the_trainer_does():
     r = run_script(
         str(BENCH / "train.py"), "--worker", "gptlab", "--shape", "tiny", "--steps", "2", "--warmup", "1"
@@ -44,6 +45,7 @@ def test_train_bench_flops_formula_counts_every_matmul():
     assert train_bench.model_flops_per_token("gpt2-124m") == expected
 
 
+@pytest.mark.slow
 def test_speedrun_reports_the_time_to_target():
     r = run_script(
         str(BENCH / "speedrun.py"), "--data", str(SHAKESPEARE),
@@ -55,6 +57,7 @@ def test_speedrun_reports_the_time_to_target():
     assert best["final_val_loss"] < 10
 
 
+@pytest.mark.slow
 def test_speedrun_never_reached_is_null():
     r = run_script(
         str(BENCH / "speedrun.py"), "--data", str(SHAKESPEARE),
@@ -63,6 +66,7 @@ def test_speedrun_never_reached_is_null():
     assert r["seconds_to_target"] is None and r["final_val_loss"] > 0.01
 
 
+@pytest.mark.slow
 def test_bench_verb_runs_a_script_and_passes_arguments(capsys):
     assert main(["bench", "speedrun", "--data", "/nonexistent.txt"]) == 1  # the script's own error
 

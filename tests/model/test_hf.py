@@ -233,6 +233,7 @@ def bpe():
     return BPETokenizer.train(text, vocab_size=VOCAB, special_tokens=["<|endoftext|>"])
 
 
+@pytest.mark.slow
 def test_cli_convert_generate_eval_export_round_trip(tmp_path, bpe, capsys):
     """The CLI by hand: a random HF GPT-2 saved with save_pretrained (+ its tokenizer files) ->
     convert -> generate -> eval perplexity -> export, which transformers loads with equal logits."""

@@ -17,7 +17,7 @@ from gptlab.errors import GptlabError
 from gptlab.train import read_metrics, train
 from gptlab.train.checkpoint import find_checkpoint, has_checkpoint, load_checkpoint
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]  # every test trains
 
 
 def tiny_config(tmp_path, name="run", max_steps=12):

@@ -104,6 +104,7 @@ def test_a_stray_word_is_still_an_error(capsys):
     assert code == 2 and "unrecognized arguments: oops" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_the_intermixed_command_trains(tmp_path, capsys):
     run = tmp_path / "o" / "x"
     small = [f"data.input={json.dumps(str(SHAKESPEARE))}", "data.tokenizer=char"]

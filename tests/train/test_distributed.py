@@ -109,6 +109,7 @@ def ddp_run(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_ddp_follows_the_single_process_trajectory(ddp_run, reference):
     assert assert_same_trajectory(ddp_run, reference) < TOLERANCE
@@ -118,6 +119,7 @@ def test_ddp_follows_the_single_process_trajectory(ddp_run, reference):
     assert state["sampler"]["world_size"] == 2 and state["tokens_seen"] == STEPS * 8 * 32
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_ddp_run_resumes_under_ddp(tmp_path, ddp_run):
     """Rank 0 wrote the step-4 checkpoint; both ranks load it (were rank 1 to skip the AdamW
@@ -139,6 +141,7 @@ def fsdp_run(tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_fsdp_follows_the_single_process_trajectory(fsdp_run, reference):
     assert assert_same_trajectory(fsdp_run, reference) < TOLERANCE
@@ -159,6 +162,7 @@ def test_fsdp_follows_the_single_process_trajectory(fsdp_run, reference):
         assert float(got["step"]) == float(want["step"]) == STEPS
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_fsdp_run_resumes_under_fsdp(tmp_path, fsdp_run):
     run_dir = tmp_path / "run"
@@ -209,6 +213,7 @@ def test_activation_checkpointing_gives_the_same_gradients_and_saves_fewer_tenso
         assert torch.equal(model(x)[0], GPT.forward(model, x)[0])
 
 
+@pytest.mark.slow
 def test_training_with_activation_checkpointing_logs_the_same_losses(tmp_path):
     def run(name, recompute):
         args = overrides(tmp_path / name, per_rank_batch=4, max_steps=4)

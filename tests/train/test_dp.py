@@ -213,6 +213,7 @@ def synthetic_rows(n: int, seed: int = 0) -> list[tuple[str, str]]:
     return shared_rows(n, seed, max_len=10)
 
 
+@pytest.mark.slow
 def test_finetune_classify_with_dp_reports_epsilon(tmp_path, capsys):
     tok = CharTokenizer.train(string.ascii_letters + " :\n", special_tokens=[EOT])
     torch.manual_seed(0)
@@ -238,6 +239,7 @@ def test_finetune_classify_with_dp_reports_epsilon(tmp_path, capsys):
     assert results["test"]["accuracy"] is not None
 
 
+@pytest.mark.slow
 def test_dp_pretraining_reports_epsilon(tmp_path, capsys):
     run = tmp_path / "pre"
     args = ["train", f"data.input={json.dumps(str(SHAKESPEARE))}", "data.tokenizer=char",

@@ -45,6 +45,7 @@ def train_steps(run):
     return [r["step"] for r in map(json.loads, lines[:-1]) if r["kind"] == "train"]  # last: maybe torn
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_stop_signal_saves_a_checkpoint_and_resume_continues(tmp_path, signum, code):
     (tmp_path / "tiny.toml").write_text(CONFIG.format(input=json.dumps(str(SHAKESPEARE))))

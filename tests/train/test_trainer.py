@@ -47,6 +47,7 @@ def losses(run_dir):
     return [(r["step"], r["loss"]) for r in read_metrics(run_dir) if r["kind"] == "train"]
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_logs_the_same_losses(tmp_path):
     full = train(small_config(tmp_path, "full"))
     assert full.step == 12 and full.stop_reason == "max_steps"
@@ -67,6 +68,7 @@ def test_interrupted_and_resumed_run_logs_the_same_losses(tmp_path):
         assert torch.equal(p, q), name
 
 
+@pytest.mark.slow
 def test_training_learns_and_writes_the_run_directory(tmp_path):
     result = train(
         small_config(tmp_path, **{"train.max_steps": 150, "train.eval_every": 75, "optim.lr": 3e-3})
@@ -98,6 +100,7 @@ def test_training_learns_and_writes_the_run_directory(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     config = small_config(tmp_path, **{"train.max_steps": 4})
     train(config)
@@ -128,6 +131,7 @@ def test_a_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, mon
     assert sorted(os.listdir(run / "checkpoints")) == ["latest.json", "step-00000008"]
 
 
+@pytest.mark.slow
 def test_mixed_step_checkpoint_files_refuse_to_resume(tmp_path):
     config = small_config(tmp_path, **{"train.max_steps": 4})
     train(config)
@@ -139,6 +143,7 @@ def test_mixed_step_checkpoint_files_refuse_to_resume(tmp_path):
         train(config, resume=True)
 
 
+@pytest.mark.slow
 def test_a_new_run_never_overwrites_an_existing_one(tmp_path):
     config = small_config(tmp_path, **{"train.max_steps": 2})
     train(config)
@@ -148,6 +153,7 @@ def test_a_new_run_never_overwrites_an_existing_one(tmp_path):
         train(small_config(tmp_path, "other"), resume=True)
 
 
+@pytest.mark.slow
 def test_early_stop_and_time_budget(tmp_path):
     config = small_config(tmp_path, "early", **{"optim.lr": 1e-9, "optim.min_lr": 0.0,
                           "train.eval_every": 1, "train.early_stop_patience": 2, "train.max_steps": 50})  # fmt: skip
@@ -246,6 +252,7 @@ def test_fused_cpu_adamw_matches_the_reference_loop(tiny_model):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.slow
 def test_cli_train_and_resume(tmp_path, capsys):
     run = tmp_path / "cli"
     args = ["train", "--config", "shakespeare-char", f"data.input={SHAKESPEARE}",
