@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from samples import SHAKESPEARE
 
 from gptlab.cli import main
