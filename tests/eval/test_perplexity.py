@@ -52,6 +52,7 @@ def brute_force_nlls(model: GPT, ids: torch.Tensor, block_size: int, stride: int
     return nlls
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stride", [1, 3, 5, BLOCK])
 def test_matches_brute_force(model, ids, stride):
     result = perplexity(model, ids, block_size=BLOCK, stride=stride, batch_size=4)

@@ -11,6 +11,7 @@ import torch
 from gptlab.train.compile import CompiledWithFallback, compile_model
 
 
+@pytest.mark.slow
 def test_compiled_loss_and_gradients_match_eager(tiny_model):
     model = tiny_model
     eager = copy.deepcopy(model)

@@ -168,6 +168,7 @@ def test_embedding_rows_equal_the_dequantised_matrix(bits, group):
 # ----------------------------------------------------------------------------- whole models
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tie", [True, False])
 @pytest.mark.parametrize("bits,group,tol", [(8, None, 0.02), (4, 32, 0.2)])
 def test_quantized_model_logits_are_close_and_greedy_engine_matches_naive(bits, group, tol, tie):
@@ -278,6 +279,7 @@ def test_cli_quantize_then_generate_and_eval(tmp_path, tokenizer, capsys):
     assert not (tmp_path / "q128").exists()
 
 
+@pytest.mark.slow
 def test_cli_quantize_in_a_subprocess(tmp_path, tiny_run):
     import subprocess
     import sys
@@ -291,6 +293,7 @@ def test_cli_quantize_in_a_subprocess(tmp_path, tiny_run):
     assert main([*cmd[3:-1], "5", "--out", str(tmp_path / "q5")]) == 2  # argparse: --bits 8 or 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tie", [True, False])
 def test_decode_layout_gives_the_same_logits_and_tokens(tie):
     from gptlab.quantize import TransposedLinear, to_decode_layout
