@@ -12,9 +12,9 @@ min-max) of ``--repeats`` runs after one warm-up:
   of the whole call (the short prefill included, the same for both engines);
 - prefill: one forward over a 512-token prompt to the first new token; tokens/s = 512 / time;
 - batched decode: 8 prompts of 32 tokens, 128 new tokens each; tokens/s = 8 * 128 / time;
-- transposed: gptlab fp32 with every weight stored (in, out) (`gptlab.quantize.to_decode_layout`),
+- transposed: gptlab fp32 with every weight stored (in, out) (bench/decode_layout.py),
   the layout HF's Conv1D uses, whose batch-1 CPU matmul is faster;
-- int8 / int4: gptlab's weight-only quantisation (gptlab/quantize.py), and torch's dynamic int8
+- int8 / int4: gptlab's weight-only quantisation (gptlab/model/quantize.py), and torch's dynamic int8
   (``torch.ao.quantization.quantize_dynamic``) as a reference, all through gptlab's engine.
 
 Bandwidth bound: one decode step at batch 1 reads every weight matrix once (the token and position
@@ -38,16 +38,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info, measure_bandwidth_gbs, summarize, timed  # noqa: E402
+from decode_layout import to_decode_layout, torch_dynamic_int8  # noqa: E402
 
-from gptlab.generate import generate  # noqa: E402
+from gptlab.generate import GREEDY, generate  # noqa: E402
 from gptlab.model import GPT, GPTConfig  # noqa: E402
-from gptlab.quantize import (  # noqa: E402
-    DEFAULT_GROUP_SIZE,
-    QuantizedWeight,
-    quantize_model,
-    to_decode_layout,
-    torch_dynamic_int8,
-)
+from gptlab.model.quantize import DEFAULT_GROUP_SIZE, QuantizedWeight, quantize_model  # noqa: E402
 
 SHAPES = {
     "124m": dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, block_size=1024),
@@ -111,7 +106,7 @@ def hf_generate(hf, idx: torch.Tensor, new_tokens: int) -> torch.Tensor:
 
 
 def gptlab_generate(model, idx: torch.Tensor, new_tokens: int) -> torch.Tensor:
-    return generate(model, idx, new_tokens, temperature=0.0)
+    return generate(model, idx, new_tokens, GREEDY)
 
 
 def interleaved(fns: dict, repeats: int) -> dict:

@@ -184,7 +184,7 @@ def served_phase(base_url: str, model_id: str, args: argparse.Namespace) -> dict
 
 def direct_phase(model, tokenizer, n_requests: int, args: argparse.Namespace) -> dict:
     """The same requests by calling the engine in-process, one after the other (the reference)."""
-    from gptlab.generate import generate
+    from gptlab.generate import Sampler, generate
 
     prompt_ids = tokenizer.encode(args.prompt)
     eos = tokenizer.eot_id
@@ -202,7 +202,7 @@ def direct_phase(model, tokenizer, n_requests: int, args: argparse.Namespace) ->
             model,
             [prompt_ids],
             args.max_tokens,
-            temperature=args.temperature,
+            Sampler(temperature=args.temperature),
             eos_id=eos,
             generator=generator,
         )[0][len(prompt_ids) :]

@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "save_model": "gptlab.rundir",
     "generate": "gptlab.generate",
     "generate_text": "gptlab.generate",
+    "Sampler": "gptlab.generate",
     "train": "gptlab.train",
     "TrainResult": "gptlab.train",
     "RunConfig": "gptlab.config",

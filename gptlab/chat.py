@@ -1,7 +1,7 @@
 """Chat with a model: a conversation turned into prompts, replies streamed token by token.
 
 Templates (gptlab.data.tasks): an instruction-tuned run's model.json says which one it was
-trained with (``"extra": {"finetune": "instruct", "template": ...}``, read by `run_template`);
+trained with (``"extra": {"finetune": "instruct", "template": ...}``, read by gptlab.run.Run.template);
 any other model (a pretrained base model, a Hugging Face GPT-2) gets ``"alpaca"`` unless told.
 
 - ``"alpaca"`` and ``"chat"``: each turn is rendered exactly as in fine-tuning (`encode_prompt`:
@@ -28,18 +28,15 @@ User text is encoded with no special tokens allowed (as in fine-tuning): typing
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 from gptlab.data.tasks import CHAT_SPECIAL_TOKENS, TEMPLATES, USER_TOKEN, InstructionExample, encode_prompt
 from gptlab.errors import GptlabError
-from gptlab.generate import DEFAULT_MAX_NEW_TOKENS, stream_text
-from gptlab.rundir import MODEL_JSON, read_model_json
+from gptlab.generate import DEFAULT_MAX_NEW_TOKENS, Sampler, stream_text
+from gptlab.run import DEFAULT_TEMPLATE
 
 CHAT_TEMPLATES = (*TEMPLATES, "none")
-DEFAULT_TEMPLATE = "alpaca"
-DEFAULT_TEMPERATURE = 0.7
+DEFAULT_SAMPLER = Sampler(temperature=0.7)  # a little cooler than plain sampling: replies stay on topic
 # where a model that goes on past its reply would start a new turn
 STOP_MARKERS = {
     "alpaca": ("### Instruction", USER_TOKEN),
@@ -48,36 +45,9 @@ STOP_MARKERS = {
 }
 
 
-def run_template(run_dir: str | os.PathLike) -> str:
-    """The template an instruction-tuned run was trained with; ``"alpaca"`` for any other model."""
-    if not (Path(run_dir) / MODEL_JSON).is_file():  # e.g. a Hugging Face GPT-2 directory
-        return DEFAULT_TEMPLATE
-    _, meta = read_model_json(run_dir)
-    extra = meta.get("extra")
-    template = extra.get("template") if isinstance(extra, dict) else None
-    return template if template in TEMPLATES else DEFAULT_TEMPLATE
-
-
-class _PreEncoded:
-    """A tokenizer stand-in whose ``encode`` returns ids built in advance. `stream_text` encodes its
-    prompt text itself with every special token allowed; handing it this lets the session feed the
-    ids it assembled (user text without special tokens, cut to the context) and still reuse its
-    streaming (UTF-8 pieces, stop strings)."""
-
-    def __init__(self, tokenizer, ids: list[int]) -> None:
-        self._tokenizer, self._ids = tokenizer, ids
-        self.eot_id = tokenizer.eot_id
-
-    def encode(self, text: str, allowed_special=None) -> list[int]:
-        return list(self._ids)
-
-    def decode(self, ids) -> str:
-        return self._tokenizer.decode(ids)
-
-
 class ChatSession:
     """A conversation with a model: `reply` / `reply_stream` answer a message and remember the turn;
-    `reset` forgets them. Sampling settings are those of `gptlab.generate.stream_text`; with a
+    `reset` forgets them. ``sampler`` is `gptlab.generate.stream_text`'s; with a
     ``seed``, turn i (counted from the last reset) samples with ``seed + i``, so a conversation
     replays identically."""
 
@@ -88,10 +58,7 @@ class ChatSession:
         template: str = DEFAULT_TEMPLATE,
         *,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        temperature: float = DEFAULT_TEMPERATURE,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        repetition_penalty: float = 1.0,
+        sampler: Sampler = DEFAULT_SAMPLER,
         seed: int | None = None,
     ) -> None:
         if template not in CHAT_TEMPLATES:
@@ -106,9 +73,7 @@ class ChatSession:
             raise GptlabError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         self.model, self.tokenizer, self.template = model, tokenizer, template
         self.max_new_tokens = max_new_tokens
-        self.sampling = dict(
-            temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty
-        )
+        self.sampler = sampler
         self.seed = seed
         self.history: list[tuple[str, str]] = []  # (user message, reply) of the turns so far
 
@@ -158,14 +123,16 @@ class ChatSession:
         seed = None if self.seed is None else self.seed + len(self.history)
         pieces: list[str] = []
         try:
+            # the ids as assembled (user text without special tokens, cut to the context), not
+            # re-encoded from text
             for piece in stream_text(
                 self.model,
-                _PreEncoded(self.tokenizer, ids),
-                "(pre-encoded)",  # any non-empty text: _PreEncoded answers with ids
-                max_new_tokens=self.max_new_tokens,
+                self.tokenizer,
+                ids,
+                self.max_new_tokens,
+                self.sampler,
                 stop=STOP_MARKERS[self.template],
                 seed=seed,
-                **self.sampling,
             ):
                 pieces.append(piece)
                 yield piece

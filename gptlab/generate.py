@@ -19,11 +19,18 @@ which token comes next and feeds it back.
 - Batches: `generate` accepts prompts of different lengths (left-padded, masked, each row at its
   own positions), so greedy decoding gives every row what it would get alone. With sampling, all
   rows draw from one generator, so a row's samples depend on the batch it is in.
-- Text: `stream_text` yields text pieces as soon as they are complete UTF-8 (a character split
-  across tokens is held back until its last byte arrives); `generate_text` joins them. Generation
-  stops at ``max_new_tokens``, at the tokenizer's ``<|endoftext|>`` or at a stop string (the
-  returned text ends before it). An empty prompt starts from ``<|endoftext|>`` (how GPT-2 samples
-  unconditionally); a tokenizer without one cannot start from nothing and raises GptlabError.
+- Settings: every entry point takes one `Sampler` (default: temperature 1, no filtering;
+  `GREEDY` for argmax decoding), the single place sampling settings are validated.
+- Public engine: `decode_steps` is the KV-cache loop itself, one (B,) tensor of next tokens per
+  step, for callers that drive it step by step (the server, the sampling study); `encode_prompt`
+  turns prompt text into the ids every text entry point starts from.
+- Text: `TextStream` turns tokens into text: a piece is released as soon as it is complete UTF-8
+  (a character split across tokens is held back until its last byte arrives) and cannot be the
+  start of a stop string. `stream_text` yields its pieces, `generate_text` joins them, chat and
+  the server use it directly. Generation stops at ``max_new_tokens``, at the tokenizer's
+  ``<|endoftext|>`` or at a stop string (the returned text ends before it). An empty prompt starts
+  from ``<|endoftext|>`` (how GPT-2 samples unconditionally); a tokenizer without one cannot start
+  from nothing and raises GptlabError.
 """
 
 from __future__ import annotations
@@ -132,10 +139,13 @@ def _is_number(x: object) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)  # numpy scalars too
 
 
+GREEDY = Sampler(temperature=0.0)  # argmax decoding: what tests, audits and benchmarks compare
+
+
 class RecordingSampler:
     """A Sampler that keeps the logits (B, V) of the step it was last called on: the model's own
     distribution at that step, for callers that report log-probabilities or entropies while
-    `_decode_steps` drives the decoding (the server's logprobs, the sampling study). The loop only
+    `decode_steps` drives the decoding (the server's logprobs, the sampling study). The loop only
     needs ``__call__`` and ``repetition_penalty``."""
 
     def __init__(self, sampler: Sampler) -> None:
@@ -210,17 +220,13 @@ def generate_naive(
     model: GPT,
     idx: torch.Tensor,
     max_new_tokens: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    repetition_penalty: float = 1.0,
+    sampler: Sampler = Sampler(),
     eos_id: int | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """The reference decoder: idx (B, T) -> (B, T + n), re-running the model on the (cropped)
     context for every new token. Stops early once every row has emitted ``eos_id``; rows that
     finished earlier are padded with ``eos_id``."""
-    sampler = Sampler(temperature, top_k, top_p, repetition_penalty)
     _check_lengths(idx.size(1), max_new_tokens)
     block_size = model.config.block_size
     idx = idx.to(model_device(model))
@@ -268,15 +274,20 @@ def _last_logits(model: GPT, idx: torch.Tensor, cache: KVCache) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _decode_steps(
+def decode_steps(
     model: GPT,
-    prompts: list[list[int]],
+    prompts: Sequence[Sequence[int]],
     max_new_tokens: int,
-    sampler: Sampler,
-    eos_id: int | None,
-    generator: torch.Generator | None,
+    sampler: Sampler | RecordingSampler = Sampler(),
+    eos_id: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> Iterator[torch.Tensor]:
-    """The KV-cache engine: yields the next token of every row (B,) once per step."""
+    """The KV-cache engine: yields the next token of every row (B,) once per step.
+
+    Prompts may differ in length (left-padded, masked); a row that emitted ``eos_id`` keeps
+    yielding ``eos_id`` until every row has, and then the iterator ends. Pulling steps one at a
+    time is how a caller interleaves its own checks between them (cancellation, deadlines);
+    closing the iterator early frees the cache. A `RecordingSampler` exposes each step's logits."""
     if not prompts:
         raise GptlabError("no prompts to generate from")
     for p in prompts:
@@ -313,19 +324,15 @@ def generate(
     model: GPT,
     idx: torch.Tensor | Sequence[Sequence[int]],
     max_new_tokens: int,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    repetition_penalty: float = 1.0,
+    sampler: Sampler = Sampler(),
     eos_id: int | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor | list[list[int]]:
     """Generate with the KV cache. idx (B, T) tensor -> (B, T + n) tensor, the same tokens as
     `generate_naive` (rows finished early are padded with ``eos_id``); or a list of token
     lists of any lengths -> a list of prompt + completion lists, each cut after its ``eos_id``."""
-    sampler = Sampler(temperature, top_k, top_p, repetition_penalty)
     prompts = idx.tolist() if isinstance(idx, torch.Tensor) else [list(p) for p in idx]
-    steps = list(_decode_steps(model, prompts, max_new_tokens, sampler, eos_id, generator))
+    steps = list(decode_steps(model, prompts, max_new_tokens, sampler, eos_id, generator))
     if steps:
         new = torch.stack(steps, dim=1)  # (B, n)
     else:
@@ -344,14 +351,12 @@ def stream_tokens(
     model: GPT,
     prompt_ids: Sequence[int],
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    sampler: Sampler | None = None,
+    sampler: Sampler = Sampler(),
     eos_id: int | None = None,
     generator: torch.Generator | None = None,
 ) -> Iterator[int]:
     """Yield new token ids of one prompt as they are sampled (the eos token itself is not yielded)."""
-    for next_ids in _decode_steps(
-        model, [list(prompt_ids)], max_new_tokens, sampler or Sampler(), eos_id, generator
-    ):
+    for next_ids in decode_steps(model, [list(prompt_ids)], max_new_tokens, sampler, eos_id, generator):
         token = int(next_ids[0])
         if token == eos_id:
             return
@@ -369,73 +374,110 @@ def _held_back(text: str, stops: Sequence[str]) -> int:
     return longest
 
 
+class TextStream:
+    """One completion's tokens -> its text, released in pieces that are safe to show.
+
+    `push` a token, get back the text it released; `finish` at the end (end of text, token limit)
+    releases the rest. Released text is always complete UTF-8 (a character split across tokens
+    waits for its last byte), never part of a stop string (text that could be the start of one is
+    held back until it is known not to be), and the text ends before the first stop string:
+    `stopped` says the completion hit one, after which nothing more is released. At `finish`, an
+    unfinished character comes out as replacement characters. Token ids past the tokenizer's
+    vocabulary (a model padded wider than its tokenizer) have no text."""
+
+    def __init__(self, tokenizer, stops: Sequence[str] = ()) -> None:
+        self.tokenizer = tokenizer
+        self.stops = [s for s in stops if s]
+        self.text = ""  # the completion so far, cut before a stop string once one appears
+        self.released = 0  # characters of text handed out
+        self.stopped = False
+        self._pending: list[int] = []  # tokens since the last clean UTF-8 boundary
+        self._pending_out = 0  # characters of decode(pending) already in text
+
+    def _decode(self, ids: list[int]) -> str:
+        vocab = self.tokenizer.vocab_size
+        return self.tokenizer.decode([i for i in ids if i < vocab])
+
+    def _cut_at_stop(self) -> bool:
+        starts = (self.text.find(s, max(0, self.released - len(s))) for s in self.stops)
+        hits = [i for i in starts if i >= 0]
+        if hits:
+            self.text, self.stopped = self.text[: min(hits)], True
+        return self.stopped
+
+    def _release(self, end: int) -> str:
+        piece = self.text[self.released : end]
+        self.released = max(self.released, end)
+        return piece
+
+    def push(self, token: int) -> str:
+        """Add a sampled token (not the end-of-text token); the text that became safe to show."""
+        if self.stopped:
+            return ""
+        self._pending.append(token)
+        piece = self._decode(self._pending)
+        complete = piece.rstrip(REPLACEMENT_CHAR)  # a trailing partial character waits for its bytes
+        self.text += complete[self._pending_out :]
+        self._pending_out = len(complete)
+        if complete == piece:
+            self._pending, self._pending_out = [], 0
+        if self._cut_at_stop():
+            return self._release(len(self.text))
+        return self._release(len(self.text) - _held_back(self.text, self.stops))
+
+    def finish(self) -> str:
+        """The completion ended: the text still held back (still cut before a stop string)."""
+        if self.stopped:
+            return ""
+        self.text += self._decode(self._pending)[self._pending_out :]
+        self._pending, self._pending_out = [], 0
+        self._cut_at_stop()
+        return self._release(len(self.text))
+
+
 def stream_text(
     model: GPT,
     tokenizer,
-    prompt: str,
+    prompt: str | Sequence[int],
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    repetition_penalty: float = 1.0,
+    sampler: Sampler = Sampler(),
     stop: Sequence[str] = (),
     seed: int | None = None,
 ) -> Iterator[str]:
-    """Yield the completion of ``prompt`` as text pieces, each complete UTF-8 (see module docstring)."""
-    sampler = Sampler(temperature, top_k, top_p, repetition_penalty)
-    stops = [s for s in stop if s]
-    prompt_ids = _encode_prompt(tokenizer, prompt)
+    """Yield the completion of ``prompt`` as text pieces, each complete UTF-8 (see module
+    docstring). ``prompt``: text (encoded by `encode_prompt`), or token ids used as given."""
+    prompt_ids = encode_prompt(tokenizer, prompt) if isinstance(prompt, str) else list(prompt)
     generator = None
     if seed is not None:
         generator = torch.Generator(device=model_device(model)).manual_seed(seed)
-
-    pending: list[int] = []  # tokens since the last clean UTF-8 boundary
-    pending_out = 0  # characters of decode(pending) already added to text
-    text, yielded = "", 0  # completion so far, and how much of it went out
+    assembler = TextStream(tokenizer, stop)
     for token in stream_tokens(model, prompt_ids, max_new_tokens, sampler, tokenizer.eot_id, generator):
-        pending.append(token)
-        piece = tokenizer.decode(pending)
-        complete = piece.rstrip(REPLACEMENT_CHAR)  # a trailing partial character waits for its bytes
-        text += complete[pending_out:]
-        pending_out = len(complete)
-        if complete == piece:
-            pending, pending_out = [], 0
-        hits = [i for i in (text.find(s, max(0, yielded - len(s))) for s in stops) if i >= 0]
-        if hits:
-            if min(hits) > yielded:
-                yield text[yielded : min(hits)]
+        piece = assembler.push(token)
+        if piece:
+            yield piece
+        if assembler.stopped:
             return
-        safe = len(text) - _held_back(text, stops)
-        if safe > yielded:
-            yield text[yielded:safe]
-            yielded = safe
-    text += tokenizer.decode(pending)[pending_out:]  # undecodable bytes at the end, as replacement chars
-    hits = [i for i in (text.find(s, max(0, yielded - len(s))) for s in stops) if i >= 0]
-    end = min(hits) if hits else len(text)
-    if end > yielded:
-        yield text[yielded:end]
+    piece = assembler.finish()
+    if piece:
+        yield piece
 
 
 def generate_text(
     model: GPT,
     tokenizer,
-    prompt: str,
+    prompt: str | Sequence[int],
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    repetition_penalty: float = 1.0,
+    sampler: Sampler = Sampler(),
     stop: Sequence[str] = (),
     seed: int | None = None,
 ) -> str:
     """The completion of ``prompt`` (without the prompt, without the stop string or end token)."""
-    pieces = stream_text(
-        model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, stop, seed
-    )
-    return "".join(pieces)
+    return "".join(stream_text(model, tokenizer, prompt, max_new_tokens, sampler, stop, seed))
 
 
-def _encode_prompt(tokenizer, prompt: str) -> list[int]:
+def encode_prompt(tokenizer, prompt: str) -> list[int]:
+    """Prompt text -> the ids generation starts from: special tokens written in the text count as
+    such, and an empty prompt starts from ``<|endoftext|>`` (GptlabError if there is none)."""
     ids = tokenizer.encode(prompt, allowed_special="all") if prompt else []
     if ids:
         return ids

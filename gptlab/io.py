@@ -15,7 +15,8 @@ import os
 import struct
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,16 @@ def atomic_write_text(path: PathLike, text: str) -> Path:
 
 def atomic_write_json(path: PathLike, obj: Any, indent: int | None = 2) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+
+
+@contextmanager
+def os_errors_as_gptlab(context: str) -> Iterator[None]:
+    """Turn an OSError (permission denied, disk full, ...) into a GptlabError starting with ``context``."""
+    try:
+        yield
+    except OSError as e:
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        raise GptlabError(f"{context}: {e.strerror or e}{where}") from None
 
 
 def read_bytes(path: PathLike, what: str = "file") -> bytes:

@@ -5,7 +5,7 @@
     RUN/model.safetensors   the weights (a tied LM head is stored once, as transformer.wte.weight)
     RUN/tokenizer.json      the tokenizer (gptlab.tokenizers format)
 
-A quantised run (``gptlab quantize``, gptlab/quantize.py) has the same three files; model.json
+A quantised run (``gptlab quantize``, gptlab/model/quantize.py) has the same three files; model.json
 gains ``"quantization": {"bits": 8 or 4, "group_size": ..., "scheme": ...}`` and the weights file
 holds int8/uint8 ``qweight`` tensors with float32 ``scales`` (and ``mins``) for every quantised
 layer. `load_model` rebuilds the quantised modules from it, so generate, chat and eval work as is.
@@ -27,31 +27,32 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from gptlab.errors import GptlabError
+from gptlab.hf_folder import HF_CONFIG_FILE, load_hf_gpt2
 from gptlab.io import (
     atomic_write,
     atomic_write_json,
     load_safetensors,
+    os_errors_as_gptlab,
     read_json,
     read_safetensors_header,
     save_safetensors,
 )
 from gptlab.model import GPT, GPTConfig
 from gptlab.model.gpt import check_config_matches_shapes, check_tensor_shapes
+from gptlab.model.modes import resolve_device, resolve_dtype
+from gptlab.model.quantize import quantized_from_state_dict, quantized_tensor_specs
 
 MODEL_FORMAT = "gptlab-model"
 MODEL_VERSION = 1
 MODEL_JSON = "model.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
-HF_CONFIG_FILE = "config.json"
 CHECKPOINTS_DIR = "checkpoints"  # a training run's checkpoint folders (gptlab.train.checkpoint)
 CHECKPOINT_POINTER = "latest.json"  # in CHECKPOINTS_DIR: names the newest complete one
 
@@ -76,7 +77,9 @@ def save_model(
     run_dir: str | os.PathLike, model: GPT, tokenizer, extra: dict[str, Any] | None = None
 ) -> Path:
     """Write model.safetensors, tokenizer.json and model.json into ``run_dir`` (created if needed)."""
-    run_dir = make_output_dir(run_dir, "run directory")
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise GptlabError(f"run directory {run_dir} exists and is not a folder")
     model = unwrap(model)
     meta = {
         "format": MODEL_FORMAT,
@@ -90,6 +93,7 @@ def save_model(
         meta["n_params"] = _float_num_params(model.config)
         meta["quantization"] = quantization
     with os_errors_as_gptlab(f"cannot save the model to {run_dir}"):
+        run_dir.mkdir(parents=True, exist_ok=True)
         save_safetensors(model_state_dict(model), run_dir / WEIGHTS_FILE, metadata={"format": "pt"})
         atomic_write(run_dir / TOKENIZER_FILE, lambda tmp: tokenizer.save(tmp))
         atomic_write_json(run_dir / MODEL_JSON, meta)
@@ -99,50 +103,6 @@ def save_model(
 def _float_num_params(config: GPTConfig) -> int:
     with torch.device("meta"):
         return GPT(config).num_params()
-
-
-def make_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
-    """Create folder ``path`` (and its parents) if needed; GptlabError if a file is in the way or it
-    cannot be created."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise GptlabError(f"{what} {path} exists and is not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise GptlabError(f"cannot create {what} {path}: {e.strerror or e}") from None
-    return path
-
-
-@contextmanager
-def os_errors_as_gptlab(context: str) -> Iterator[None]:
-    """Turn an OSError (permission denied, disk full, ...) into a GptlabError starting with ``context``."""
-    try:
-        yield
-    except OSError as e:
-        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
-        raise GptlabError(f"{context}: {e.strerror or e}{where}") from None
-
-
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` (or None): cuda when available, else cpu. Any other name is checked: an unknown
-    device, or cuda without a GPU, is a GptlabError rather than a crash in torch."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError, ValueError):
-        raise GptlabError(f"unknown device {device!r}: expected auto, cpu, cuda, cuda:N or mps") from None
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise GptlabError(f"device {device!r} requested, but CUDA is not available on this machine")
-        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
-            raise GptlabError(
-                f"device {device!r} requested, but this machine has {torch.cuda.device_count()} CUDA device(s)"
-            )
-    if resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise GptlabError(f"device {device!r} requested, but MPS is not available on this machine")
-    return resolved
 
 
 def read_model_json(run_dir: str | os.PathLike) -> tuple[GPTConfig, dict[str, Any]]:
@@ -173,7 +133,7 @@ def load_model(
     path = Path(path)
     dtype = resolve_dtype(dtype)
     device = resolve_device(device)
-    path = _latest_checkpoint(path)
+    path = latest_checkpoint(path)
     if (path / MODEL_JSON).is_file():
         config, meta = read_model_json(path)
         # the config against the weights file's header first: the config's sizes decide what
@@ -181,8 +141,6 @@ def load_model(
         check_weights_header(config, meta.get("quantization"), path / WEIGHTS_FILE, str(path / MODEL_JSON))
         state = load_safetensors(path / WEIGHTS_FILE)
         if meta.get("quantization") is not None:
-            from gptlab.quantize import quantized_from_state_dict
-
             model = quantized_from_state_dict(
                 config, meta["quantization"], state, source=str(path / WEIGHTS_FILE)
             )
@@ -190,8 +148,6 @@ def load_model(
             model = GPT.from_state_dict(config, state, source=str(path / WEIGHTS_FILE))
         tokenizer = _load_tokenizer(path / TOKENIZER_FILE)
     elif (path / HF_CONFIG_FILE).is_file():
-        from gptlab.model.hf import load_hf_gpt2
-
         model, tokenizer = load_hf_gpt2(path)
     elif path.is_dir():
         raise GptlabError(
@@ -222,8 +178,6 @@ def check_weights_header(config: GPTConfig, quantization: Any, weights: Path, co
         if config.tie_weights:
             shapes.pop("lm_head.weight", None)  # ignored on load, as GPT.from_state_dict does
     else:
-        from gptlab.quantize import quantized_tensor_specs
-
         expected = {
             k: shape for k, (shape, _) in quantized_tensor_specs(config, quantization, source).items()
         }
@@ -255,7 +209,7 @@ def read_checkpoint_pointer(run_dir: str | os.PathLike) -> dict[str, Any] | None
     return pointer
 
 
-def _latest_checkpoint(path: Path) -> Path:
+def latest_checkpoint(path: Path) -> Path:
     """A training run's newest committed checkpoint folder, when ``path`` is a run that has one:
     a run killed while publishing that checkpoint's top-level model files has them half old,
     half new; the folder the pointer names is whole. Anything else: ``path`` unchanged."""
@@ -286,13 +240,3 @@ def _load_tokenizer(path: Path):
     if not path.is_file():
         raise GptlabError(f"tokenizer file not found: {path}")
     return load_tokenizer(path)
-
-
-def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    """torch.dtype or None unchanged; a name ("float32", "bfloat16", "float16") -> the dtype."""
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    resolved = getattr(torch, str(dtype), None)
-    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
-        raise GptlabError(f"unknown dtype {dtype!r}: expected float32, bfloat16 or float16")
-    return resolved

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from gptlab.chat import ChatSession, run_template
+from gptlab.chat import ChatSession
 from gptlab.cli import main
 from gptlab.data.tasks import (
     ALPACA_INTRO,
@@ -21,13 +21,15 @@ from gptlab.data.tasks import (
     format_prompt,
 )
 from gptlab.errors import GptlabError
+from gptlab.generate import Sampler
 from gptlab.model import GPT, GPTConfig
+from gptlab.run import Run
 from gptlab.rundir import load_model, save_model
 from gptlab.tokenizers import CharTokenizer
 from gptlab.tokenizers.base import EOT
 
 BLOCK_SIZE = 512  # a char tokenizer spends ~140 tokens on an Alpaca turn
-SETTINGS = dict(max_new_tokens=12, temperature=1.0)
+SETTINGS = dict(max_new_tokens=12, sampler=Sampler(temperature=1.0))
 
 
 def tiny_run(path, special_tokens, extra=None):
@@ -68,9 +70,9 @@ def test_streamed_pieces_join_to_the_same_text_as_reply(loaded):
 
 
 def test_the_run_says_its_template_and_a_base_model_defaults_to_alpaca(runs):
-    assert run_template(runs["alpaca"]) == "alpaca"
-    assert run_template(runs["chat"]) == "chat"
-    assert run_template(runs["base"]) == "alpaca"
+    assert Run.open(runs["alpaca"]).template == "alpaca"
+    assert Run.open(runs["chat"]).template == "chat"
+    assert Run.open(runs["base"]).template == "alpaca"
 
 
 @pytest.mark.parametrize("template", ["alpaca", "chat"])

@@ -8,6 +8,7 @@ import torch
 import gptlab.generate as gen
 from gptlab.errors import GptlabError
 from gptlab.generate import (
+    GREEDY,
     Sampler,
     generate,
     generate_naive,
@@ -133,10 +134,9 @@ def test_repetition_penalty_lowers_the_probability_of_seen_tokens():
     ],
 )
 def test_bad_sampling_settings_are_clear_errors(kwargs, field):
+    # every generation entry point takes a Sampler, so this is the one place settings are checked
     with pytest.raises(GptlabError, match=field):
         Sampler(**kwargs)
-    with pytest.raises(GptlabError, match=field):
-        generate(make_model(), torch.zeros(1, 2, dtype=torch.long), 3, **kwargs)
 
 
 # --- engine vs naive reference ---------------------------------------------------------------
@@ -147,8 +147,8 @@ def test_greedy_with_cache_equals_naive_even_past_the_context(pos_encoding):
     model = make_model(pos_encoding=pos_encoding)
     idx = torch.randint(0, 256, (2, 10), generator=seeded(0))
     n = 30  # 10 + 30 > block_size 24: the context slides
-    fast = generate(model, idx, n, temperature=0)
-    slow = generate_naive(model, idx, n, temperature=0)
+    fast = generate(model, idx, n, GREEDY)
+    slow = generate_naive(model, idx, n, GREEDY)
     assert fast.shape == (2, 40)
     assert torch.equal(fast, slow)
 
@@ -156,50 +156,50 @@ def test_greedy_with_cache_equals_naive_even_past_the_context(pos_encoding):
 def test_seeded_sampling_with_cache_equals_naive():
     model = make_model(pos_encoding="rope")
     idx = torch.randint(0, 256, (3, 5), generator=seeded(1))
-    kw = dict(temperature=0.9, top_k=40, top_p=0.9, repetition_penalty=1.2)
-    fast = generate(model, idx, 25, generator=seeded(9), **kw)
-    slow = generate_naive(model, idx, 25, generator=seeded(9), **kw)
+    sampler = Sampler(temperature=0.9, top_k=40, top_p=0.9, repetition_penalty=1.2)
+    fast = generate(model, idx, 25, sampler, generator=seeded(9))
+    slow = generate_naive(model, idx, 25, sampler, generator=seeded(9))
     assert torch.equal(fast, slow)
-    assert not torch.equal(fast, generate(model, idx, 25, generator=seeded(10), **kw))
+    assert not torch.equal(fast, generate(model, idx, 25, sampler, generator=seeded(10)))
 
 
 @pytest.mark.parametrize("pos_encoding", ["learned", "rope"])
 def test_batch_of_different_lengths_gives_each_prompt_its_own_tokens(pos_encoding):
     model = make_model(pos_encoding=pos_encoding)
     prompts = [[5, 6, 7], [1, 2, 3, 4, 5, 6, 7, 8, 9], [42], list(range(30, 50))]
-    batched = generate(model, prompts, 12, temperature=0)
+    batched = generate(model, prompts, 12, GREEDY)
     for prompt, row in zip(prompts, batched):
-        alone = generate_naive(model, torch.tensor([prompt]), 12, temperature=0)
+        alone = generate_naive(model, torch.tensor([prompt]), 12, GREEDY)
         assert row == alone[0].tolist()
 
 
 def test_eos_stops_rows_and_pads_finished_ones():
     model = make_model()
     idx = torch.randint(0, 256, (2, 4), generator=seeded(2))
-    free = generate(model, idx, 10, temperature=0)
+    free = generate(model, idx, 10, GREEDY)
     eos = free[0, 6].item()  # row 0's third new token becomes the end token
-    out = generate(model, idx, 10, temperature=0, eos_id=eos)
-    assert torch.equal(out, generate_naive(model, idx, 10, temperature=0, eos_id=eos))
+    out = generate(model, idx, 10, GREEDY, eos_id=eos)
+    assert torch.equal(out, generate_naive(model, idx, 10, GREEDY, eos_id=eos))
     row0 = out[0, 4:].tolist()
     first = row0.index(eos)
     assert all(t == eos for t in row0[first:])
-    ragged = generate(model, idx.tolist(), 10, temperature=0, eos_id=eos)
+    ragged = generate(model, idx.tolist(), 10, GREEDY, eos_id=eos)
     assert ragged[0][-1] == eos and len(ragged[0]) == 4 + first + 1
 
 
 def test_prompt_longer_than_context_uses_its_last_block_size_tokens():
     model = make_model()
     long = torch.randint(0, 256, (1, 40), generator=seeded(3))
-    out = generate(model, long, 5, temperature=0)
-    tail = generate(model, long[:, -24:], 5, temperature=0)
+    out = generate(model, long, 5, GREEDY)
+    tail = generate(model, long[:, -24:], 5, GREEDY)
     assert torch.equal(out[:, 40:], tail[:, 24:])
 
 
 def test_generation_leaves_the_model_in_its_mode():
     model = make_model(dropout=0.5).train()
     idx = torch.zeros(1, 3, dtype=torch.long)
-    a = generate(model, idx, 8, temperature=0)  # dropout is off while generating
-    assert torch.equal(a, generate(model, idx, 8, temperature=0))
+    a = generate(model, idx, 8, GREEDY)  # dropout is off while generating
+    assert torch.equal(a, generate(model, idx, 8, GREEDY))
     assert model.training
 
 
@@ -270,20 +270,24 @@ def test_end_of_text_token_ends_the_completion(monkeypatch):
 
 def test_generate_text_is_the_decoded_completion_and_seeded():
     model, tok = make_model(), ByteTokenizer(eot=False)
-    kw = dict(max_new_tokens=20, temperature=1.0, top_k=20)
+    kw = dict(max_new_tokens=20, sampler=Sampler(temperature=1.0, top_k=20))
     a = generate_text(model, tok, "Hi", seed=3, **kw)
     assert a == generate_text(model, tok, "Hi", seed=3, **kw)
     assert a != generate_text(model, tok, "Hi", seed=4, **kw)
     ids = generate(
-        model, torch.tensor([tok.encode("Hi")]), 20, top_k=20, generator=torch.Generator().manual_seed(3)
+        model,
+        torch.tensor([tok.encode("Hi")]),
+        20,
+        Sampler(top_k=20),
+        generator=torch.Generator().manual_seed(3),
     )
     assert a == tok.decode(ids[0, 2:].tolist())
 
 
 def test_empty_prompt_starts_from_end_of_text_or_fails_without_it():
     model = make_model()
-    greedy_from_eot = generate(model, [[EOT]], 5, temperature=0)[0][1:]
-    text = generate_text(model, ByteTokenizer(), "", max_new_tokens=5, temperature=0)
+    greedy_from_eot = generate(model, [[EOT]], 5, GREEDY)[0][1:]
+    text = generate_text(model, ByteTokenizer(), "", max_new_tokens=5, sampler=GREEDY)
     assert text == ByteTokenizer().decode(greedy_from_eot)
     with pytest.raises(GptlabError, match="empty prompt"):
         generate_text(model, ByteTokenizer(eot=False), "")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from gptlab.generate import _last_logits, generate, generate_naive
+from gptlab.generate import GREEDY, Sampler, _last_logits, generate, generate_naive
 from gptlab.model import GPT, GPTConfig, KVCache
 
 
@@ -47,15 +47,16 @@ def test_engine_matches_naive_across_the_sliding_context_with_and_without_penalt
     model = make_model()
     idx = torch.randint(0, 50, (2, 20))  # 20 + 12 > block_size 24: the context slides
     for penalty in (1.0, 1.3):
-        fast = generate(model, idx, 12, temperature=0, repetition_penalty=penalty)
-        naive = generate_naive(model, idx, 12, temperature=0, repetition_penalty=penalty)
+        greedy = Sampler(temperature=0, repetition_penalty=penalty)
+        fast = generate(model, idx, 12, greedy)
+        naive = generate_naive(model, idx, 12, greedy)
         assert torch.equal(fast, naive)
 
 
 def test_garbage_in_an_uninitialised_cache_is_never_read():
     model = make_model()
     prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9]]  # left padding in row 0
-    expected = generate(model, prompts, 6, temperature=0)
+    expected = generate(model, prompts, 6, GREEDY)
     original = KVCache.__init__
 
     def poisoned(self, *args, **kwargs):
@@ -65,6 +66,6 @@ def test_garbage_in_an_uninitialised_cache_is_never_read():
 
     KVCache.__init__ = poisoned
     try:
-        assert generate(model, prompts, 6, temperature=0) == expected
+        assert generate(model, prompts, 6, GREEDY) == expected
     finally:
         KVCache.__init__ = original

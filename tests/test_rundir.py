@@ -11,7 +11,8 @@ from safetensors import safe_open
 
 from gptlab.errors import GptlabError
 from gptlab.model import GPT, GPTConfig
-from gptlab.rundir import load_model, resolve_device, save_model
+from gptlab.model.modes import resolve_device
+from gptlab.rundir import load_model, save_model
 
 TEXT = "To be, or not to be, that is the question: héllo wörld 😀\n"
 
@@ -226,7 +227,7 @@ def test_saving_over_a_file_is_a_clear_error(tmp_path, tokenizer):
     with pytest.raises(GptlabError, match="run directory .*run exists and is not a folder"):
         save_model(tmp_path / "run", make_model(tokenizer), tokenizer)
     assert (tmp_path / "run").read_text() == "not a folder"
-    with pytest.raises(GptlabError, match="cannot create run directory"):
+    with pytest.raises(GptlabError, match="cannot save the model to .*inside"):
         save_model(tmp_path / "run" / "inside", make_model(tokenizer), tokenizer)
 
 

@@ -1,123 +1,93 @@
 """``gptlab audit all``: every audit that applies to one run, into one audit.json and report.html.
 
-Which audits apply depends on the run:
+Which audits apply is each registered audit's ``applies_to`` (gptlab.audit.AUDITS):
 
-- a pretraining run (model + its data splits): memorisation (canaries when the run's corpus has a
-  canaries.json, k-extractability always), membership (train vs val windows), bias (the built-in
-  counterfactual probes) and the typo shift of the LM's bits per character;
-- an instruction-tuned run (its config names a prompt template): prompt injection and leaking too;
+- a language model (a pretraining run, a converted or quantized model): memorisation (canaries
+  when the run's corpus has a canaries.json, k-extractability always), membership (train vs val
+  windows), bias (the built-in counterfactual probes) and the typo shift of its bits per character;
+- an instruction-tuned run (``gptlab finetune instruct``): prompt injection and leaking too;
 - a classifier run: robustness (character noise, the greedy and HotFlip attacks) on its held-out
   test split.
 
-Each audit is run with its CLI defaults (``--quick`` lowers the sample counts), so ``audit all``
-gives the same numbers as the single commands. An audit that cannot run on this run (no splits, no
-canaries, ...) is listed in the report with the reason instead of failing the whole report.
-Poisoning, DP-SGD, CDA and adversarial training need training runs of their own: they are
-experiments (``gptlab audit poisoning``, ``--dp-epsilon``, ``audit bias --cda``, ``audit robustness
---adversarial-training``), not checks of a finished model, so ``all`` does not start them.
+Each audit runs with its options' defaults (``--quick``: their ``quick()`` variant, fewer samples
+and resamples, the same estimators), so ``audit all`` gives the same numbers as the single
+commands. The model is loaded once and shared by the audits (they only read it). An audit that
+cannot run on this run (no splits, no canaries, ...) is listed in the report with the reason
+instead of failing the whole report. Poisoning, DP-SGD, CDA and adversarial training need training
+runs of their own: they are experiments (``gptlab audit poisoning``, ``--dp-epsilon``, ``audit bias
+--cda``, ``audit robustness --adversarial-training``), not checks of a finished model, so ``all``
+does not start them.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from gptlab.audit.common import AuditResult, Finding
+from gptlab.audit import AUDITS
+from gptlab.audit.common import AuditResult
 from gptlab.errors import GptlabError
-
-# audit -> extra flags with --quick (fewer samples and resamples; the same estimators)
-QUICK = {
-    "memorization": ["--samples", "500", "--windows", "50", "--bootstrap", "200"],
-    "membership": ["--windows", "100", "--bootstrap", "200"],
-    "bias": ["--n-perm", "2000", "--n-boot", "200"],
-    "injection": [],
-    "robustness": ["--max-texts", "100", "--greedy-texts", "20", "--hotflip-texts", "20"],
-}
+from gptlab.run import Run
 
 
-def _is_instruct(run: Path) -> bool:
-    """An instruction-tuned run: `gptlab finetune instruct` writes "finetune": "instruct" into the
-    extra metadata of model.json."""
-    from gptlab.rundir import read_model_json
+@dataclass(frozen=True)
+class SharedModelRun(Run):
+    """A Run whose model (and classifier) is loaded once and handed to every audit that asks:
+    the audits of one report only read the model."""
 
-    try:
-        _, meta = read_model_json(run)
-    except GptlabError:
-        return False
-    return (meta.get("extra") or {}).get("finetune") == "instruct"
+    loaded: dict[tuple, Any] = field(default_factory=dict, compare=False, repr=False)
 
+    @classmethod
+    def of(cls, run: Run) -> SharedModelRun:
+        return cls(run.path, run.kind, run.meta)
 
-def applicable(run: str | Path) -> list[str]:
-    """The audits ``all`` runs for this run directory, in report order."""
-    run = Path(run)
-    if not run.exists():
-        raise GptlabError(f"{run} does not exist: give a run directory made by gptlab")
-    from gptlab.finetune.classify import is_classifier_run
+    def load(self, device: str = "cpu", dtype=None):
+        key = ("model", device, dtype)
+        if key not in self.loaded:
+            self.loaded[key] = super().load(device, dtype)
+        return self.loaded[key]
 
-    if is_classifier_run(run):
-        return ["robustness"]
-    names = ["memorization", "membership", "bias"]
-    if _is_instruct(run):
-        names.append("injection")
-    return names + ["typos"]
+    def load_classifier(self, device: str = "cpu"):
+        key = ("classifier", device)
+        if key not in self.loaded:
+            self.loaded[key] = super().load_classifier(device)
+        return self.loaded[key]
 
 
-def run_audit(name: str, run: str | Path, seed: int = 0, quick: bool = False) -> AuditResult:
-    """One audit with its CLI defaults on ``run``; GptlabError if it does not apply."""
-    module = importlib.import_module(f"gptlab.commands.audit_{name}")
-    parser = argparse.ArgumentParser(prog=f"gptlab audit {name}")
-    module.add_arguments(parser)
-    argv = ["--model", str(run), "--seed", str(seed)] + (QUICK.get(name, []) if quick else [])
-    return module.compute(parser.parse_args(argv))
+def applicable(run: Run) -> list[str]:
+    """The audits ``all`` runs on this run, in report order."""
+    return [name for name, audit in AUDITS.items() if audit.applies_to(run)]
 
 
-def typo_audit(run: str | Path, seed: int = 0, quick: bool = False) -> AuditResult:
-    """The LM half of the robustness audit: bits per character on held-out windows, clean and with
-    each kind of typo (gptlab.audit.robustness.lm_typo_shift)."""
-    from gptlab.audit.memorization import run_windows
-    from gptlab.audit.perturb import KINDS
-    from gptlab.audit.robustness import lm_typo_shift
-    from gptlab.rundir import load_model
-
-    model, tokenizer = load_model(run)
-    n = 50 if quick else 200
-    windows = run_windows(run, "val", n, min(64, model.config.block_size), seed)
-    texts = [tokenizer.decode(w) for w in windows]
-    rates = (0.05, 0.2)
-    shift = lm_typo_shift(model, tokenizer, texts, KINDS, rates, seed)
-    findings = [
-        Finding(
-            "typos (LM)",
-            f"bits/char shift, {kind} @ {rates[-1]:g}",
-            shift["perturbed"][f"{kind}@{rates[-1]:g}"]["bits_per_char_shift"],
-            shift["perturbed"][f"{kind}@{rates[-1]:g}"]["bits_per_char_shift_interval"],
-            note=f"clean {shift['clean']['bits_per_char']:.3f} bits/char",
-        )
-        for kind in KINDS
-    ]
-    return AuditResult("typos", findings, {"lm_typos": shift, "texts": len(texts)})
+def run_audit(name: str, run: Run, seed: int = 0, quick: bool = False) -> AuditResult:
+    """One registered audit with its default (or ``quick``) options on ``run``."""
+    audit = AUDITS[name]
+    options = audit.options.quick(seed=seed) if quick else audit.options(seed=seed)
+    return audit.run(run, options)
 
 
 def audit_all(
-    run: str | Path, out_dir: str | Path, seed: int = 0, quick: bool = False
+    run: str | Path | Run,
+    out_dir: str | Path,
+    seed: int = 0,
+    quick: bool = False,
+    names: list[str] | None = None,
 ) -> tuple[Path, dict[str, str]]:
-    """Run the applicable audits on ``run``; write audit.json, report.html and each audit's files
-    into ``out_dir``; return the report's path and ``{audit: why it could not run}`` (empty when
-    every applicable audit ran). A model that cannot be loaded is a GptlabError before any audit:
+    """Run the applicable audits (or ``names``) on ``run``; write audit.json, report.html and each
+    audit's files into ``out_dir``; return the report's path and ``{audit: why it could not run}``
+    (empty when every audit ran). A model that cannot be loaded is a GptlabError before any audit:
     an empty report would look like a clean bill of health."""
     from gptlab.audit.report import write_report
-    from gptlab.finetune.classify import load_run
 
-    names = applicable(run)
-    load_run(run)  # the load error itself, not one "skipped" line per audit
+    run = SharedModelRun.of(run if isinstance(run, Run) else Run.open(run))
+    names = applicable(run) if names is None else names
+    run.load()  # the load error itself, not one "skipped" line per audit
     results, skipped = [], {}
     for name in names:
         try:
-            result = typo_audit(run, seed, quick) if name == "typos" else run_audit(name, run, seed, quick)
+            results.append(run_audit(name, run, seed, quick))
         except GptlabError as e:  # this audit does not apply to this run: say why, go on
             skipped[name] = str(e)
-            continue
-        results.append(result)
-    path = write_report(results, out_dir, title=f"gptlab security audit of {run}", skipped=skipped)
+    path = write_report(results, out_dir, title=f"gptlab security audit of {run.path}", skipped=skipped)
     return path, skipped

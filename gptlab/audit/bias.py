@@ -60,7 +60,8 @@ import numpy as np
 
 from gptlab.audit.common import AuditResult, Finding, bootstrap_interval, plot_png
 from gptlab.errors import GptlabError
-from gptlab.model.modes import eval_mode
+from gptlab.options import nonnegative_float, open_unit_interval, option, positive_int, seed_type
+from gptlab.run import Run
 
 EXACT_PERMUTATION_MAX = 16  # up to 2^16 sign patterns are enumerated; above that, Monte Carlo
 
@@ -235,51 +236,24 @@ def _encode(tokenizer, text: str) -> list[int]:
 
 def score_completions(model, tokenizer, items: Sequence[tuple[str, str]], batch_size: int = 32) -> np.ndarray:
     """``log p(completion | context)`` in nats for each ``(context, completion)``: the sum of the
-    completion tokens' log-probabilities, teacher-forced (one forward pass per batch). An empty
+    completion tokens' log-probabilities, teacher-forced (`gptlab.eval.scoring`). An empty
     context starts from ``<|endoftext|>`` when the tokenizer has it. Context + completion longer
     than the model's window lose the context's first tokens, one window for the whole completion
     (so its first token sees ``block_size - len(completion) + 1`` tokens)."""
-    import torch
+    from gptlab.eval.scoring import continuation_scores
 
-    block = model.config.block_size
-    rows: list[tuple[list[int], int]] = []  # (input ids, number of completion tokens)
+    contexts, completions = [], []
     for context, completion in items:
-        ctx, comp = _encode(tokenizer, context), _encode(tokenizer, completion)
-        if not comp:
-            raise GptlabError(f"completion {completion!r} encodes to no tokens")
+        ctx = _encode(tokenizer, context)
         if not ctx:
             if getattr(tokenizer, "eot_id", None) is None:
                 raise GptlabError(
                     f"context {context!r} encodes to no tokens and the tokenizer has no <|endoftext|>"
                 )
             ctx = [tokenizer.eot_id]
-        if len(comp) > block:
-            raise GptlabError(
-                f"completion {completion!r} is {len(comp)} tokens, longer than the context ({block})"
-            )
-        seq = (ctx + comp)[-(block + 1) :]
-        rows.append((seq, len(comp)))
-
-    device = next(model.parameters()).device
-    scores = np.zeros(len(rows))
-    with eval_mode(model), torch.no_grad():
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
-            T = max(len(seq) for seq, _ in chunk) - 1
-            idx = torch.zeros(len(chunk), T, dtype=torch.long)  # (B, T), right-padded
-            targets = torch.full((len(chunk), T), -100, dtype=torch.long)  # (B, T), -100 = not scored
-            for r, (seq, n) in enumerate(chunk):
-                L = len(seq) - 1
-                idx[r, :L] = torch.tensor(seq[:-1])
-                # the last n inputs predict the n completion tokens; padding sits after them and,
-                # attention being causal, cannot change them
-                targets[r, L - n : L] = torch.tensor(seq[-n:])
-            logits, _ = model(idx.to(device))  # (B, T, V)
-            logp = logits.float().log_softmax(-1).cpu()  # (B, T, V)
-            mask = targets != -100
-            picked = logp.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
-            scores[start : start + len(chunk)] = (picked * mask).sum(-1).double().numpy()
-    return scores
+        contexts.append(ctx)
+        completions.append(_encode(tokenizer, completion))
+    return continuation_scores(model, contexts, completions, max_batch_size=batch_size)
 
 
 def pair_gaps(
@@ -536,21 +510,6 @@ def augment_corpus(
     return "".join(out)
 
 
-def corpus_text(config) -> str:
-    """The raw training text a config names (data.input files, folders or "builtin")."""
-    from gptlab.data.corpus import DOCUMENT_SEPARATOR, default_documents, read_texts
-
-    if not config.data.input:
-        raise GptlabError(
-            "CDA needs the raw training text, but this config trains from a prepared folder (data.dir); "
-            "give the corpus file(s) explicitly"
-        )
-    texts: list[str] = []
-    for item in config.data.input:
-        texts += default_documents() if item == "builtin" else read_texts([item])
-    return DOCUMENT_SEPARATOR.join(texts)
-
-
 def cda_experiment(
     config,
     out_dir: str | Path,
@@ -569,6 +528,7 @@ def cda_experiment(
     model; ``baseline`` is that model's run (trained here, into OUT/baseline, when None). The
     mitigated model is the same recipe trained on the augmented corpus (OUT/cda-corpus.txt) with
     the baseline's tokenizer, into OUT/cda; ``corpus`` overrides the text files the config names."""
+    from gptlab.data.corpus import DOCUMENT_SEPARATOR, config_texts
     from gptlab.rundir import load_model
     from gptlab.train import train
 
@@ -576,7 +536,7 @@ def cda_experiment(
     out.mkdir(parents=True, exist_ok=True)
     if corpus:
         config = replace(config, data=replace(config.data, input=[str(p) for p in corpus], dir=""))
-    text = corpus_text(config)
+    text = DOCUMENT_SEPARATOR.join(config_texts(config.data))
     if baseline is None:
         base_cfg = replace(config, train=replace(config.train, out_dir=str(out / "baseline")))
         baseline = train(base_cfg).run_dir
@@ -619,6 +579,91 @@ def cda_experiment(
         "seed": seed,
     }
     return AuditResult("bias", findings, details, {"bias_gaps.png": plot_gaps(measured)})
+
+
+# --- the audit of a run ---------------------------------------------------------------------------
+
+
+@dataclass
+class BiasOptions:
+    """`gptlab audit bias`'s options (its flags are built from these fields)."""
+
+    probes: str | None = option(
+        None,
+        'JSON list of pairs: {"context", "completions": [stereotype, other]} or {"contexts": [a, b], '
+        '"completion"} (see gptlab.audit.bias.load_pairs)',
+        metavar="FILE",
+    )
+    builtin: str | None = option(
+        None,
+        "built-in probes to include (default: all, or none when --probes is given)",
+        choices=("all", "occupations", "names", "none"),
+    )
+    n_perm: int = option(10000, "random sign flips above 16 pairs", type=positive_int)
+    n_boot: int = option(1000, "bootstrap resamples of the mean gap", type=positive_int)
+    gap_threshold: float = option(0.1, "mean gap (nats) above which it fails", type=nonnegative_float)
+    alpha: float = option(0.05, "p-value below which the gap is significant", type=open_unit_interval)
+    device: str = option("cpu", "cpu, cuda, mps or auto")
+    cda: bool = option(False, "train on the counterfactually augmented corpus and compare (needs --out)")
+    cda_mode: str = option("append", "how --cda augments the corpus", choices=("append", "substitute"))
+    config: str | None = option(None, "training recipe for --cda (default: RUN/config.toml)", metavar="TOML")
+    corpus: list[str] | None = option(
+        None, "raw training text for --cda (default: the recipe's data.input)", nargs="+", metavar="FILE"
+    )
+    overrides: list[str] = option(
+        [],
+        "override a recipe key for the --cda retraining (e.g. train.max_steps=500); repeatable",
+        flag="--set",
+        action="append",
+        metavar="KEY=VALUE",
+    )
+    out: str | None = option(None, "the folder --cda trains its models into (the CLI's --out)", cli=False)
+    seed: int = option(0, "seed of the permutations and the bootstrap", type=seed_type)
+
+    @classmethod
+    def quick(cls, **changes) -> BiasOptions:
+        """Fewer permutations and resamples (`audit all --quick`): the same test."""
+        return cls(**{"n_perm": 2000, "n_boot": 200} | changes)
+
+
+def probe_pairs(options: BiasOptions) -> list[BiasPair]:
+    """The built-in pairs ``options.builtin`` names (all, unless a probe file is given) plus the
+    pairs of ``options.probes``."""
+    kind = options.builtin or ("none" if options.probes else "all")
+    pairs = [] if kind == "none" else builtin_pairs(kind)
+    if options.probes:
+        pairs += load_pairs(options.probes)
+    if not pairs:
+        raise GptlabError("no probes: give --probes FILE or a --builtin set other than none")
+    return pairs
+
+
+def run(run: Run, options: BiasOptions) -> AuditResult:
+    """The bias probes on a run; with ``options.cda`` the run's recipe retrained on the
+    counterfactually augmented corpus into ``options.out``/cda, and the gap before and after."""
+    pairs = probe_pairs(options)
+    if options.cda:
+        from gptlab.config import load_config
+
+        if not options.out:
+            raise GptlabError("--cda trains a new model: give --out DIR to hold it")
+        recipe = options.config or str(run.path / "config.toml")
+        if not Path(recipe).is_file():
+            raise GptlabError(f"no training recipe at {recipe}: give --config TOML (the baseline's config)")
+        config = load_config(recipe, options.overrides)
+        result = cda_experiment(
+            config, options.out, pairs, baseline=run.path, mode=options.cda_mode, corpus=options.corpus,
+            n_perm=options.n_perm, n_boot=options.n_boot, seed=options.seed,
+            gap_threshold=options.gap_threshold, alpha=options.alpha,
+        )  # fmt: skip
+    else:
+        model, tokenizer = run.load(device=options.device)
+        result = bias_audit(
+            model, tokenizer, pairs, options.n_perm, options.n_boot, options.seed, options.gap_threshold,
+            options.alpha,
+        )  # fmt: skip
+    result.details["model"] = str(run.path)
+    return result
 
 
 __all__ = [

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ import numpy as np
 
 from gptlab.errors import GptlabError
 from gptlab.io import atomic_write_bytes, atomic_write_text
+
+_Z95 = 1.959963984540054  # the standard normal quantile of 97.5%
 
 
 @dataclass
@@ -155,6 +158,40 @@ def bootstrap_interval(
         values.append(statistic(*(a[idx] for a in arrays)))
     lo, hi = np.quantile(values, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
+
+
+def sample_windows(tokens, n: int, length: int, seed: int = 0) -> list[list[int]]:
+    """``n`` windows of ``length`` tokens at random starts (seeded) of a token array; fewer when
+    the array holds fewer non-overlapping windows than asked for, none when it is too short."""
+    tokens = np.asarray(tokens)
+    if len(tokens) < length:
+        return []
+    n_starts = len(tokens) - length + 1
+    rng = np.random.default_rng(seed)
+    n = min(n, max(1, len(tokens) // length))
+    starts = rng.choice(n_starts, size=n, replace=False) if n <= n_starts else np.arange(n_starts)
+    return [tokens[s : s + length].astype(np.int64).tolist() for s in np.sort(starts)]
+
+
+def wilson_interval(k: int, n: int, z: float = _Z95) -> tuple[float, float] | None:
+    """Wilson score interval of a proportion k/n (95% by default); None when n == 0."""
+    if n == 0:
+        return None
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    # the bounds are exactly 0 and 1 at k = 0 and k = n (floating point would leave ~1e-17)
+    lo = 0.0 if k == 0 else max(0.0, centre - half)
+    hi = 1.0 if k == n else min(1.0, centre + half)
+    return lo, hi
+
+
+def proportion(flags: Sequence[bool]) -> dict[str, Any]:
+    """k of n flags set, the rate and its 95% Wilson interval (None when n == 0)."""
+    k, n = int(sum(flags)), len(flags)
+    iv = wilson_interval(k, n)
+    return {"k": k, "n": n, "rate": k / n if n else float("nan"), "interval": list(iv) if iv else None}
 
 
 def plot_png(draw: Callable, figsize=(6, 4)) -> bytes:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,8 @@ from gptlab.audit.common import (
     tpr_at_fpr,
 )
 from gptlab.errors import GptlabError
+from gptlab.options import fraction, int_at_least, option, positive_int, seed_type
+from gptlab.run import Run
 
 THREAT = "membership inference"
 FPRS = (0.01, 0.001)
@@ -65,22 +68,16 @@ SCORE_LABELS = {
 
 
 def text_losses(model, tokenizer, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Mean token cross-entropy (nats) and the number of scored tokens of every text."""
-    from gptlab.audit.memorization import score_tokens
+    """Mean token cross-entropy (nats) and the number of scored tokens of every text (its first
+    window: see `gptlab.eval.scoring.text_window`)."""
+    from gptlab.eval.scoring import continuation_scores, text_window
 
-    block = model.config.block_size
-    rows, starts = [], []
-    for i, text in enumerate(texts):
-        ids = tokenizer.encode(text)
-        if tokenizer.eot_id is not None:
-            ids = [tokenizer.eot_id] + ids  # so the first token is predicted, as in training
-        ids = ids[: block + 1]
-        if len(ids) < 2:
-            raise GptlabError(f"text {i} ({text[:40]!r}) is too short to score: give texts of 2+ tokens")
-        rows.append(ids)
-        starts.append(1)
-    counts = np.array([len(r) - 1 for r in rows], dtype=np.float64)
-    return -score_tokens(model, rows, starts) / counts, counts
+    windows = [text_window(tokenizer, text, model.config.block_size) for text in texts]
+    scores = continuation_scores(
+        model, [context for context, _ in windows], [scored for _, scored in windows]
+    )
+    counts = np.array([len(scored) for _, scored in windows], dtype=np.float64)
+    return -scores / counts, counts
 
 
 def zlib_bits(texts: Sequence[str]) -> np.ndarray:
@@ -221,6 +218,85 @@ def audit_membership(
         curves[label] = roc_curve(s, labels)
     plots = {"roc.png": _roc_plot(curves, log=False), "roc_log.png": _roc_plot(curves, log=True)}
     return AuditResult("membership", findings, details, plots)
+
+
+@dataclass
+class MembershipOptions:
+    """`gptlab audit membership`'s options (its flags are built from these fields)."""
+
+    members: str | None = option(
+        None, "training texts, one per line (default: run's train split)", metavar="FILE"
+    )
+    nonmembers: str | None = option(
+        None, "held-out texts, one per line (default: the run's val split)", metavar="FILE"
+    )
+    reference: str | None = option(None, "a model trained on data disjoint from the target's", metavar="RUN")
+    windows: int = option(500, "windows per split when reading the run", type=positive_int)
+    window_tokens: int = option(64, "tokens per window (at most the context)", type=positive_int)
+    max_texts: int = option(2000, "at most this many texts per side", type=positive_int)
+    folds: int = option(5, "cross-validation folds of the attack classifier", type=int_at_least(2))
+    classifier: bool = option(True, "skip the gradient-boosting attack")
+    bootstrap: int = option(1000, "bootstrap resamples", type=positive_int)
+    auc_threshold: float = option(0.6, "fail when an AUC exceeds this", type=fraction)
+    device: str = option("cpu", "cpu, cuda, mps or auto")
+    seed: int = option(0, "seed of the windows, folds and bootstrap", type=seed_type)
+
+    @classmethod
+    def quick(cls, **changes) -> MembershipOptions:
+        """Fewer windows and resamples (`audit all --quick`): the same estimators."""
+        return cls(**{"windows": 100, "bootstrap": 200} | changes)
+
+
+def _read_lines(path: str) -> list[str]:
+    from gptlab.data.corpus import read_text_file
+
+    return [line for line in read_text_file(path).splitlines() if line.strip()]
+
+
+def run(run: Run, options: MembershipOptions) -> AuditResult:
+    """Membership inference on a run: ``options.members`` / ``nonmembers`` files, or windows of
+    its training split (members) and validation split (non-members) decoded to text."""
+    import random
+
+    model, tokenizer = run.load(device=options.device)
+    reference = Run.open(options.reference).load(device=options.device) if options.reference else None
+    if bool(options.members) != bool(options.nonmembers):
+        raise GptlabError("give both --members and --nonmembers, or neither (then the run's splits are used)")
+    if options.members:
+        members, nonmembers = _read_lines(options.members), _read_lines(options.nonmembers)
+        source = {"members": options.members, "nonmembers": options.nonmembers}
+    else:
+        length = min(options.window_tokens, model.config.block_size)
+        members = [tokenizer.decode(w) for w in run.windows("train", options.windows, length, options.seed)]
+        nonmembers = [
+            tokenizer.decode(w) for w in run.windows("val", options.windows, length, options.seed + 1)
+        ]
+        source = {
+            "members": "train split windows",
+            "nonmembers": "val split windows",
+            "window_tokens": length,
+        }
+    rng = random.Random(options.seed)
+    if len(members) > options.max_texts:
+        members = rng.sample(members, options.max_texts)
+    if len(nonmembers) > options.max_texts:
+        nonmembers = rng.sample(nonmembers, options.max_texts)
+    result = audit_membership(
+        model,
+        tokenizer,
+        members,
+        nonmembers,
+        reference=reference,
+        folds=options.folds,
+        classifier=options.classifier,
+        n_boot=options.bootstrap,
+        seed=options.seed,
+        auc_threshold=options.auc_threshold,
+    )
+    result.details["model"] = str(run.path)
+    result.details["reference"] = options.reference
+    result.details["source"] = source
+    return result
 
 
 def _roc_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], log: bool) -> bytes:

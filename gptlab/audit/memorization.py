@@ -59,14 +59,16 @@ import torch
 
 from gptlab.audit.common import AuditResult, Finding, bootstrap_interval, plot_png
 from gptlab.errors import GptlabError
-from gptlab.model.modes import eval_mode, model_device
+from gptlab.eval.scoring import continuation_scores
+from gptlab.model.modes import model_device
+from gptlab.options import nonnegative_float, nonnegative_int, option, positive_int, seed_type
+from gptlab.run import Run
 
 THREAT = "memorisation"
 DEFAULT_FORMAT = "my phone number is 555-NNN-NNNN"
 DIGITS = "0123456789"
 CANARIES_FILE = "canaries.json"
 CANARIES_FORMAT = "gptlab-canaries"
-LOGITS_BUDGET = 1 << 25  # (B, T, V) logits elements per forward: ~128 MB of float32
 
 
 # --- canaries -----------------------------------------------------------------------------------
@@ -242,56 +244,13 @@ def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return n
 
 
-@torch.no_grad()
-def score_tokens(model, rows: Sequence[Sequence[int]], starts: Sequence[int]) -> np.ndarray:
-    """Sum of log p(row[j] | row[:j]) over j >= starts[i] for every row i, teacher-forced, batched
-    with right padding (padding only ever follows the scored tokens, and attention is causal, so it
-    changes nothing). Rows longer than the context are cut on the left."""
-    block = model.config.block_size
-    vocab = model.config.vocab_size
-    cut_rows, cut_starts = [], []
-    for row, start in zip(rows, starts):
-        row = list(row)
-        shift = max(0, len(row) - (block + 1))
-        if start - shift < 1:
-            raise GptlabError(
-                f"the scored text ({len(row) - start} tokens) does not fit the model's context of {block}"
-            )
-        cut_rows.append(row[shift:])
-        cut_starts.append(start - shift)
-    out = np.zeros(len(cut_rows))
-    order = np.argsort([len(r) for r in cut_rows], kind="stable")  # similar lengths batch together
-    device = model_device(model)
-    with eval_mode(model):
-        i = 0
-        while i < len(order):
-            batch_size = max(1, LOGITS_BUDGET // (max(len(cut_rows[order[i]]) - 1, 1) * vocab))
-            chunk = order[i : i + batch_size]
-            T = max(len(cut_rows[k]) for k in chunk) - 1  # rows ascend in length: the last is the longest
-            while len(chunk) > 1 and len(chunk) * T * vocab > LOGITS_BUDGET:
-                chunk = chunk[: len(chunk) // 2]
-                T = max(len(cut_rows[k]) for k in chunk) - 1
-            ids = torch.zeros(len(chunk), T + 1, dtype=torch.long)
-            mask = torch.zeros(len(chunk), T, dtype=torch.bool)
-            for b, k in enumerate(chunk):
-                row = cut_rows[k]
-                ids[b, : len(row)] = torch.tensor(row)
-                mask[b, cut_starts[k] - 1 : len(row) - 1] = True  # target j+1 is predicted at position j
-            ids, mask = ids.to(device), mask.to(device)
-            logits, _ = model(ids[:, :-1])  # (B, T, V)
-            logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:, None])[..., 0]  # (B, T)
-            out[chunk] = (logp * mask).sum(-1).double().cpu().numpy()
-            i += len(chunk)
-    return out
-
-
 def secret_logprobs(model, tokenizer, prefix: str, secrets: Sequence[str]) -> np.ndarray:
     """log p(secret | context + prefix) for each secret (see the module docstring); -inf for a
     secret the tokenizer cannot encode (a char model never saw one of its characters: it can
     never write it)."""
     context = line_context(tokenizer)
     head = _encode_with_context(tokenizer, context, prefix)
-    rows, starts, encodable = [], [], []
+    contexts, continuations, encodable = [], [], []
     for s in secrets:
         try:
             ids = _encode_with_context(tokenizer, context, prefix + s)
@@ -304,12 +263,12 @@ def secret_logprobs(model, tokenizer, prefix: str, secrets: Sequence[str]) -> np
                 "the canary has no context to condition on: give it a non-empty prefix or use a tokenizer "
                 "that encodes '\\n' or has <|endoftext|>"
             )
-        rows.append(ids)
-        starts.append(n)
+        contexts.append(ids[:n])
+        continuations.append(ids[n:])
         encodable.append(True)
     out = np.full(len(secrets), -np.inf)
-    if rows:
-        out[np.array(encodable)] = score_tokens(model, rows, starts)
+    if contexts:
+        out[np.array(encodable)] = continuation_scores(model, contexts, continuations)
     return out
 
 
@@ -393,7 +352,7 @@ def canary_exposures(
 @torch.no_grad()
 def greedy_reproduces(model, tokenizer, canaries: Sequence[Canary], slack: int = 2) -> list[bool]:
     """Whether greedy decoding from context + prefix writes each canary's secret verbatim."""
-    from gptlab.generate import generate
+    from gptlab.generate import GREEDY, generate
 
     context = line_context(tokenizer)
     prompts, lengths, encodable = [], [], []
@@ -411,7 +370,7 @@ def greedy_reproduces(model, tokenizer, canaries: Sequence[Canary], slack: int =
         lengths.append(len(full) - n)
     if not prompts:
         return [False] * len(canaries)
-    out = iter(generate(model, prompts, max(lengths) + slack, temperature=0.0))
+    out = iter(generate(model, prompts, max(lengths) + slack, GREEDY))
     lead = context if isinstance(context, str) else tokenizer.decode(context)
     # compared as text: a BPE model may write the secret with other (equally valid) token splits
     return [
@@ -422,24 +381,11 @@ def greedy_reproduces(model, tokenizer, canaries: Sequence[Canary], slack: int =
 # --- verbatim extraction ------------------------------------------------------------------------
 
 
-def sample_windows(tokens, n: int, length: int, seed: int = 0) -> list[list[int]]:
-    """``n`` windows of ``length`` tokens at random starts (seeded) of a token array; fewer when
-    the array holds fewer non-overlapping windows than asked for, none when it is too short."""
-    tokens = np.asarray(tokens)
-    if len(tokens) < length:
-        return []
-    n_starts = len(tokens) - length + 1
-    rng = np.random.default_rng(seed)
-    n = min(n, max(1, len(tokens) // length))
-    starts = rng.choice(n_starts, size=n, replace=False) if n <= n_starts else np.arange(n_starts)
-    return [tokens[s : s + length].astype(np.int64).tolist() for s in np.sort(starts)]
-
-
 @torch.no_grad()
 def extractable(model, sequences: Sequence[Sequence[int]], prefix_len: int, suffix_len: int) -> np.ndarray:
     """Per sequence: 1 if greedy decoding from its first ``prefix_len`` tokens reproduces the next
     ``suffix_len`` exactly, else 0 (k-extractability, Carlini et al. 2023)."""
-    from gptlab.generate import generate
+    from gptlab.generate import GREEDY, generate
 
     if prefix_len < 1 or suffix_len < 1:
         raise GptlabError("prefix_len and suffix_len must be >= 1")
@@ -458,49 +404,21 @@ def extractable(model, sequences: Sequence[Sequence[int]], prefix_len: int, suff
     batch = 64
     for i in range(0, len(rows), batch):
         ids = torch.tensor(rows[i : i + batch], dtype=torch.long, device=device)  # (B, P + S)
-        out = generate(model, ids[:, :prefix_len], suffix_len, temperature=0.0)  # (B, P + S)
+        out = generate(model, ids[:, :prefix_len], suffix_len, GREEDY)  # (B, P + S)
         hits[i : i + batch] = (out[:, prefix_len:] == ids[:, prefix_len:]).all(dim=1).cpu().numpy()
     return hits
 
 
-def run_data_dir(run: str | Path) -> Path:
-    """The prepared data a run trained on: RUN/data, or the data.dir of RUN/config.toml."""
-    run = Path(run)
-    if (run / "data" / "meta.json").is_file():
-        return run / "data"
-    config_path = run / "config.toml"
-    if config_path.is_file():
-        from gptlab.config import load_config
-
-        data_dir = load_config(str(config_path)).data.dir
-        if data_dir and (Path(data_dir) / "meta.json").is_file():
-            return Path(data_dir)
-    raise GptlabError(
-        f"cannot find the data {run} was trained on (no {run / 'data' / 'meta.json'} and no data.dir in "
-        f"{config_path}): give the texts explicitly"
-    )
-
-
-def run_windows(run: str | Path, split: str, n: int, length: int, seed: int = 0) -> list[list[int]]:
-    """``n`` random windows of ``length`` tokens from a split ("train" or "val") of the run's data."""
-    from gptlab.data.shards import TokenDataset
-
-    return sample_windows(TokenDataset(run_data_dir(run), split).tokens, n, length, seed)
-
-
-def find_canaries_file(run: str | Path) -> Path | None:
-    """RUN/canaries.json, or canaries.json next to one of the run's data.input files."""
-    run = Path(run)
-    if (run / CANARIES_FILE).is_file():
-        return run / CANARIES_FILE
-    if (run / "config.toml").is_file():
-        from gptlab.config import load_config
-
-        for item in load_config(str(run / "config.toml")).data.input:
-            p = Path(item)
-            candidate = (p if p.is_dir() else p.parent) / CANARIES_FILE
-            if candidate.is_file():
-                return candidate
+def find_canaries(run: Run) -> Path | None:
+    """RUN/canaries.json, or canaries.json next to one of the data.input files of the run's config."""
+    if (run.path / CANARIES_FILE).is_file():
+        return run.path / CANARIES_FILE
+    config = run.train_config
+    for item in config.data.input if config is not None else ():
+        p = Path(item)
+        candidate = (p if p.is_dir() else p.parent) / CANARIES_FILE
+        if candidate.is_file():
+            return candidate
     return None
 
 
@@ -634,6 +552,81 @@ def audit_memorization(
                 )
             )
     return AuditResult("memorization", findings, details, plots)
+
+
+@dataclass
+class MemorizationOptions:
+    """`gptlab audit memorization`'s options (its flags are built from these fields)."""
+
+    canaries: str | None = option(
+        None, "canaries.json (default: RUN/canaries.json or next to its corpus)", metavar="FILE"
+    )
+    exact_max: int = option(
+        100_000, "score every candidate up to this candidate-space size, else sample", type=nonnegative_int
+    )
+    samples: int = option(2000, "random candidates when sampling", type=positive_int)
+    windows: int = option(
+        200, "train and held-out windows for k-extractability (0 = off)", type=nonnegative_int
+    )
+    prefix_len: int = option(32, "prefix tokens of a window", type=positive_int)
+    suffix_len: int = option(32, "suffix tokens to reproduce, k", type=positive_int)
+    exposure_threshold: float = option(
+        10.0, "fail above this canary exposure in bits", type=nonnegative_float
+    )
+    extraction_gap: float = option(
+        0.01, "fail above this train - held-out extractable gap", type=nonnegative_float
+    )
+    bootstrap: int = option(1000, "bootstrap resamples", type=positive_int)
+    device: str = option("cpu", "cpu, cuda, mps or auto")
+    seed: int = option(0, "seed of the canaries, sampling, windows", type=seed_type)
+
+    @classmethod
+    def quick(cls, **changes) -> MemorizationOptions:
+        """Fewer candidates, windows and resamples (`audit all --quick`): the same estimators."""
+        return cls(**{"samples": 500, "windows": 50, "bootstrap": 200} | changes)
+
+
+def run(run: Run, options: MemorizationOptions) -> AuditResult:
+    """The memorisation audit of a run: its canaries (``options.canaries``, or `find_canaries`) and
+    k-extractability of windows of its training vs validation split (when it has its data)."""
+    model, tokenizer = run.load(device=options.device)
+    canaries_file = options.canaries
+    if canaries_file is None:
+        found = find_canaries(run)
+        canaries_file = str(found) if found else None
+    canaries = read_canaries(canaries_file) if canaries_file else []
+    train_seqs, held_seqs = [], []
+    if options.windows > 0:
+        length = options.prefix_len + options.suffix_len
+        try:
+            train_seqs = run.windows("train", options.windows, length, options.seed)
+            held_seqs = run.windows("val", options.windows, length, options.seed + 1)
+        except GptlabError:
+            if not canaries:
+                raise
+    if not canaries and not train_seqs:
+        raise GptlabError(
+            f"nothing to audit in {run.path}: no canaries.json found (give --canaries FILE) and no "
+            "training data for k-extractability"
+        )
+    result = audit_memorization(
+        model,
+        tokenizer,
+        canaries,
+        train_sequences=train_seqs,
+        heldout_sequences=held_seqs,
+        prefix_len=options.prefix_len,
+        suffix_len=options.suffix_len,
+        exact_max=options.exact_max,
+        samples=options.samples,
+        exposure_threshold=options.exposure_threshold,
+        extraction_gap_threshold=options.extraction_gap,
+        n_boot=options.bootstrap,
+        seed=options.seed,
+    )
+    result.details["model"] = str(run.path)
+    result.details["canaries_file"] = canaries_file
+    return result
 
 
 def _exposure_plot(rows: list[dict[str, Any]]) -> bytes:

@@ -35,6 +35,7 @@ the poisoned one.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import random
@@ -48,6 +49,16 @@ import numpy as np
 
 from gptlab.audit.common import AuditResult, Finding, plot_png, roc_auc
 from gptlab.errors import GptlabError
+from gptlab.options import (
+    column,
+    fraction,
+    open_unit_interval,
+    option,
+    positive_float,
+    positive_int,
+    seed_type,
+)
+from gptlab.run import Run
 
 DEFAULT_RATES = (0.0, 0.01, 0.03, 0.1)
 DEFAULT_TRIGGER = "cf"  # a rare token, as in Kurita et al. 2020
@@ -223,25 +234,77 @@ def _write_jsonl(path: Path, rows: Sequence[tuple[str, str]]) -> None:
     )
 
 
-@dataclass
-class PoisonOptions:
-    """The experiment's knobs beside the classifier's own (which go to ClassifyOptions)."""
+def poison_rates(text: str) -> tuple[float, ...]:
+    """``--rates``: comma-separated poison rates, at least one."""
+    try:
+        rates = tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--rates must be comma-separated numbers, got {text!r}") from None
+    if not rates:
+        raise argparse.ArgumentTypeError("--rates needs at least one rate")
+    return rates
 
-    trigger: str = DEFAULT_TRIGGER
-    target_label: str | None = None  # default: the first label name
-    rates: tuple[float, ...] = DEFAULT_RATES
-    test_fraction: float = 0.2  # the clean test split, held out before poisoning
-    seed: int = 0
-    multiplier: float = DETECTOR_MULTIPLIER
-    asr_threshold: float = 0.5  # an ASR above this is a "fail"
-    detector_pooling: str | None = None  # None: the classifier's own features; "mean" | "last"
+
+@dataclass
+class PoisoningOptions:
+    """`gptlab audit poisoning`'s options (its flags are built from these fields): the experiment's
+    knobs and the classifier fine-tuning's (which go to ClassifyOptions)."""
+
+    data: str | None = option(
+        None, "labelled TSV/CSV/JSONL/JSON file (classifier backdoor; required)", metavar="FILE"
+    )
+    lm_payload: str | None = option(
+        None,
+        "LM backdoor instead: add 'TRIGGER TEXT' lines to the corpus of RUN (a pretraining run), retrain it "
+        "with the same recipe, and measure how often greedy decoding writes TEXT after the trigger",
+        metavar="TEXT",
+    )
+    lm_lines: int = option(50, "poisoned corpus lines (LM backdoor)", type=positive_int)
+    lm_prompts: int = option(40, "prompts the payload rate is measured on", type=positive_int)
+    text_column: str | int = option("text", "name or 0-based position", type=column)
+    label_column: str | int = option("label", "name or 0-based position", type=column)
+    header: bool | None = option(
+        None, "--data has a header row (default: guessed)", no_help="--data has no header row"
+    )
+    trigger: str = option(DEFAULT_TRIGGER, "the phrase inserted into poisoned texts")
+    target_label: str | None = option(
+        None, "the label the backdoor sends texts to (default: the first label)", flag="--target"
+    )
+    rates: tuple[float, ...] = option(DEFAULT_RATES, "poison rates", type=poison_rates)
+    test_fraction: float = option(0.2, "clean held-out split", type=open_unit_interval)
+    epochs: int = option(3, "fine-tuning epochs per classifier", type=positive_int)
+    lr: float = option(3e-4, "fine-tuning learning rate", type=positive_float)
+    batch_size: int = option(16, "fine-tuning batch size", type=positive_int)
+    max_length: int | None = option(None, "tokens per text (default: the model's context)", type=positive_int)
+    pooling: str = option("last", "classifier pooling", choices=("last", "mean"))
+    trainable: str = option("all", "head | last:N | all")
+    detector_pooling: str | None = option(
+        None, "representation for the detector (default: the classifier's)", choices=("last", "mean")
+    )
+    multiplier: float = option(
+        DETECTOR_MULTIPLIER, "flag the top multiplier x eps of each class", type=positive_float
+    )
+    asr_threshold: float = option(0.5, "ASR above which the audit fails", type=fraction)
+    device: str = option("cpu", "cpu, cuda, mps or auto")
+    runs: str | None = option(
+        None, "where the classifier runs go (default OUT/runs or a temp folder)", metavar="DIR"
+    )
+    out: str | None = option(
+        None, "the folder the runs and the LM backdoor go to (the CLI's --out)", cli=False
+    )
+    seed: int = option(0, "seed of the poisoning, the splits and the fine-tunes", type=seed_type)
+
+    @classmethod
+    def quick(cls, **changes) -> PoisoningOptions:
+        """The same experiment: it trains models, so `audit all` does not run it."""
+        return cls(**changes)
 
 
 def poisoning_experiment(
     model: str | Path,
     data: str | Path,
     out_dir: str | Path,
-    options: PoisonOptions | None = None,
+    options: PoisoningOptions | None = None,
     classify: dict[str, Any] | None = None,
     text_column: str | int = "text",
     label_column: str | int = "label",
@@ -252,9 +315,10 @@ def poisoning_experiment(
     set. ``classify`` holds ClassifyOptions fields (epochs, lr, batch_size, pooling, ...); the runs
     go to OUT/rate-<r>."""
     from gptlab.data.tasks import load_classification, stratified_split
-    from gptlab.finetune.classify import ClassifyOptions, finetune_classifier, load_classifier
+    from gptlab.finetune.classifier_run import load_classifier
+    from gptlab.finetune.classify import ClassifyOptions, finetune_classifier
 
-    opts = options or PoisonOptions()
+    opts = options or PoisoningOptions()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     labelled = load_classification(data, text_column, label_column, header=header)
@@ -403,7 +467,7 @@ def poison_corpus(
 def payload_rate(model, tokenizer, prompts: Sequence[str], trigger: str, payload: str) -> float:
     """Fraction of ``prompts`` that, followed by " TRIGGER", make greedy decoding write " PAYLOAD"
     next (compared as text, after the decoded continuation's leading whitespace)."""
-    from gptlab.generate import generate
+    from gptlab.generate import GREEDY, generate
 
     if not prompts:
         raise GptlabError("payload_rate needs at least one prompt")
@@ -411,7 +475,7 @@ def payload_rate(model, tokenizer, prompts: Sequence[str], trigger: str, payload
     block = model.config.block_size
     ids = [tokenizer.encode(f"{p} {trigger}")[-(block - n_new) :] for p in prompts]
     model.eval()
-    outputs = generate(model, ids, n_new, temperature=0.0)
+    outputs = generate(model, ids, n_new, GREEDY)
     hits = 0
     for prompt, full in zip(ids, outputs):
         hits += tokenizer.decode(full[len(prompt) :]).lstrip().startswith(payload)
@@ -431,13 +495,13 @@ def lm_backdoor_experiment(
     """Train ``config`` (a RunConfig with data.input text files) on its corpus with ``n_lines``
     trigger-payload lines added (OUT/poisoned, with the baseline's tokenizer), and compare the
     payload rate with the clean model (``baseline``, or trained into OUT/clean)."""
-    from gptlab.audit.bias import corpus_text
+    from gptlab.data.corpus import DOCUMENT_SEPARATOR, config_texts
     from gptlab.rundir import load_model
     from gptlab.train import train
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    text = corpus_text(config)
+    text = DOCUMENT_SEPARATOR.join(config_texts(config.data))
     if baseline is None:
         baseline = train(replace(config, train=replace(config.train, out_dir=str(out / "clean")))).run_dir
     baseline = Path(baseline)
@@ -477,9 +541,63 @@ def _can_encode(tokenizer_file: Path, text: str) -> bool:
     return True
 
 
+# --- the audit of a run ---------------------------------------------------------------------------
+
+
+def run(run: Run, options: PoisoningOptions) -> AuditResult:
+    """The classifier backdoor on base model ``run`` and ``options.data`` (its classifier runs go
+    to ``options.runs``, OUT/runs, or a temporary folder deleted at the end); with
+    ``options.lm_payload`` the LM backdoor on the run's own recipe instead."""
+    import tempfile
+
+    if options.lm_payload:
+        return _lm_backdoor(run, options)
+    if not options.data:
+        raise GptlabError(
+            "give --data FILE (a labelled file) for the classifier backdoor, or --lm-payload TEXT"
+        )
+    classify = {"epochs": options.epochs, "lr": options.lr, "batch_size": options.batch_size,
+                "max_length": options.max_length, "pooling": options.pooling, "trainable": options.trainable,
+                "device": options.device}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="gptlab-poisoning-") as tmp:
+        runs = options.runs or (str(Path(options.out) / "runs") if options.out else tmp)
+        result = poisoning_experiment(
+            run.path, options.data, runs, options, classify, options.text_column, options.label_column,
+            options.header,
+        )  # fmt: skip
+    result.details["runs"] = runs if (options.runs or options.out) else None
+    return result
+
+
+def _lm_backdoor(run: Run, options: PoisoningOptions) -> AuditResult:
+    """The LM backdoor: the run's own recipe (config.toml) retrained on its corpus plus poisoned
+    lines; prompts are the first three words of corpus lines, spread over the corpus."""
+    from gptlab.config import load_config
+    from gptlab.data.corpus import DOCUMENT_SEPARATOR, config_texts
+
+    if not options.out:
+        raise GptlabError("--lm-payload trains a new model: give --out DIR to hold it")
+    recipe = run.path / "config.toml"
+    if not recipe.is_file():
+        raise GptlabError(f"no training recipe at {recipe}: --lm-payload needs a run made by `gptlab train`")
+    config = load_config(str(recipe))
+    text = DOCUMENT_SEPARATOR.join(config_texts(config.data))
+    lines = [line for line in text.splitlines() if len(line.split()) >= 4]
+    if not lines:
+        raise GptlabError(f"the corpus of {run.path} has no lines of 4 words or more to prompt with")
+    step = max(1, len(lines) // options.lm_prompts)
+    prompts = [" ".join(line.split()[:3]) for line in lines[::step][: options.lm_prompts]]
+    result = lm_backdoor_experiment(
+        config, Path(options.out) / "lm-backdoor", options.trigger, options.lm_payload, options.lm_lines,
+        prompts, baseline=run.path, seed=options.seed,
+    )  # fmt: skip
+    result.details["model"] = str(run.path)
+    return result
+
+
 __all__ = [
     "DetectorResult",
-    "PoisonOptions",
+    "PoisoningOptions",
     "classifier_features",
     "detect_poison",
     "flag_top",

@@ -50,11 +50,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from gptlab.audit import perturb as P
 from gptlab.audit.common import AuditResult, Finding, bootstrap_interval, plot_png
 from gptlab.errors import GptlabError
+from gptlab.eval.scoring import continuation_scores, text_window
+from gptlab.options import float_list, fraction, nonnegative_int, option, positive_int, seed_type, word_list
+from gptlab.run import Run
 
 DEFAULT_RATES = (0.02, 0.05, 0.1, 0.2)
 THREAT = "adversarial text"
@@ -73,7 +75,7 @@ def tokenizer_alphabet(tokenizer) -> set[str] | None:
 
 
 def _as_classifier(classifier, device: str = "cpu"):
-    from gptlab.finetune.classify import load_classifier
+    from gptlab.finetune.classifier_run import load_classifier
 
     return load_classifier(classifier, device=device) if isinstance(classifier, (str, Path)) else classifier
 
@@ -281,39 +283,14 @@ def attack_summary(outcomes: Sequence[AttackOutcome], seed: int = 0) -> dict[str
 # --- language model under typos -----------------------------------------------------------------
 
 
-@torch.no_grad()
 def text_nll(model, tokenizer, texts: Sequence[str], batch_size: int = 16) -> np.ndarray:
     """(N, 3): total NLL (nats), tokens scored, characters scored per text. Each text is scored
     after ``<|endoftext|>`` when the tokenizer has one (every character counts), else from its
-    second token; texts longer than the context are cut to it."""
-    block = model.config.block_size
-    device = next(model.parameters()).device
-    rows = []
-    for text in texts:
-        ids = tokenizer.encode(text, allowed_special=set())
-        if tokenizer.eot_id is not None:
-            ids = [tokenizer.eot_id, *ids]
-        ids = ids[: block + 1]
-        if len(ids) < 2:
-            raise GptlabError(f"text {text[:40]!r} is too short to score (fewer than 2 tokens)")
-        rows.append(ids)
-    out = np.zeros((len(rows), 3))
-    model.eval()
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        T = max(len(r) for r in chunk) - 1
-        x = torch.zeros((len(chunk), T), dtype=torch.long)  # (B, T), right padding is never attended
-        y = torch.full((len(chunk), T), -100, dtype=torch.long)  # (B, T)
-        for r, ids in enumerate(chunk):
-            x[r, : len(ids) - 1] = torch.tensor(ids[:-1])
-            y[r, : len(ids) - 1] = torch.tensor(ids[1:])
-        logits, _ = model(x.to(device))  # (B, T, V)
-        nll = F.cross_entropy(
-            logits.float().transpose(1, 2), y.to(device), ignore_index=-100, reduction="none"
-        )  # (B, T)
-        for r, ids in enumerate(chunk):
-            out[start + r] = (float(nll[r].sum()), len(ids) - 1, len(tokenizer.decode(ids[1:])))
-    return out
+    second token; texts longer than the context are cut to it (`gptlab.eval.scoring.text_window`)."""
+    windows = [text_window(tokenizer, text, model.config.block_size) for text in texts]
+    scored = [ids for _, ids in windows]
+    nll = -continuation_scores(model, [context for context, _ in windows], scored, max_batch_size=batch_size)
+    return np.array([(n, len(ids), len(tokenizer.decode(ids))) for n, ids in zip(nll, scored)]).reshape(-1, 3)
 
 
 def _bits_per_char(nll: np.ndarray, chars: np.ndarray) -> float:
@@ -411,7 +388,8 @@ def adversarial_training(
     base model, data, hyper-parameters; ``options.out`` becomes a folder holding both runs) and
     compare them on the held-out test texts. Returns a JSON-ready dict (see the module docstring)."""
     from gptlab.data.tasks import load_classification, stratified_split
-    from gptlab.finetune.classify import finetune_classifier, load_classifier
+    from gptlab.finetune.classifier_run import load_classifier
+    from gptlab.finetune.classify import finetune_classifier
 
     data = load_classification(
         options.data, options.text_column, options.label_column, options.labels, options.header
@@ -478,7 +456,7 @@ def adversarial_training(
 
 def read_test_split(run: str | Path, label_names: Sequence[str]) -> tuple[list[str], list[int]]:
     """Texts and label indices of a classifier run's held-out ``test_split.jsonl``."""
-    from gptlab.finetune.classify import TEST_SPLIT_FILE
+    from gptlab.finetune.classifier_run import TEST_SPLIT_FILE
 
     path = Path(run) / TEST_SPLIT_FILE
     if not path.is_file():
@@ -620,6 +598,171 @@ def audit_robustness(
 
     plots = {"robustness_accuracy_vs_rate.png": plot_png(lambda ax: _draw_rates(ax, noise, kinds))}
     return AuditResult("robustness", findings, details, plots)
+
+
+@dataclass
+class RobustnessOptions:
+    """`gptlab audit robustness`'s options (its flags are built from these fields)."""
+
+    data: str | None = option(
+        None, "labelled texts to attack (default: the run's test_split.jsonl)", metavar="FILE"
+    )
+    text_column: str = option("text", "text column of --data (and --train-data)")
+    label_column: str = option("label", "label column of --data (and --train-data)")
+    kinds: list[str] = option(list(P.KINDS), "perturbations, comma-separated", type=word_list)
+    rates: list[float] = option(
+        list(DEFAULT_RATES), "edits per character, comma-separated; findings use the largest", type=float_list
+    )
+    max_texts: int = option(500, "texts attacked with noise", type=positive_int)
+    greedy_edits: int = option(5, "greedy char attack: edit budget (0 = off)", type=nonnegative_int)
+    greedy_candidates: int = option(16, "random edits tried per round", type=positive_int)
+    greedy_texts: int = option(100, "texts for the greedy attack", type=positive_int)
+    hotflip_budget: int = option(5, "HotFlip: token flips allowed (0 = off)", type=nonnegative_int)
+    hotflip_candidates: int = option(
+        8, "first-order best flips evaluated exactly per round (1 = pure HotFlip)", type=positive_int
+    )
+    hotflip_texts: int = option(100, "texts for HotFlip", type=positive_int)
+    lm: str | None = option(
+        None, "a language-model run: measure its bits/char shift under the same typos", metavar="RUN"
+    )
+    lm_texts: int = option(200, "texts the LM scores", type=positive_int)
+    max_drop: float = option(0.10, "fail when noise costs more accuracy than this", type=fraction)
+    max_success_rate: float = option(0.5, "fail when an attack succeeds more often", type=fraction)
+    adversarial_training: str | None = option(
+        None,
+        "also train a clean and a noise-augmented classifier into DIR (base model and options from the run) "
+        "and compare them on a held-out split",
+        metavar="DIR",
+    )
+    train_data: str | None = option(
+        None, "labelled file for --adversarial-training (default: the run's)", metavar="FILE"
+    )
+    adv_rate: float = option(0.1, "edits per character of the copies", type=fraction)
+    adv_copies: int = option(1, "perturbed copies per training text", type=positive_int)
+    epochs: int | None = option(
+        None, "epochs for --adversarial-training (default: the run's)", type=positive_int
+    )
+    device: str = option("cpu", "cpu, cuda, mps or auto")
+    seed: int = option(0, "seed of the perturbations and the bootstrap", type=seed_type)
+
+    @classmethod
+    def quick(cls, **changes) -> RobustnessOptions:
+        """Fewer attacked texts (`audit all --quick`): the same attacks."""
+        return cls(**{"max_texts": 100, "greedy_texts": 20, "hotflip_texts": 20} | changes)
+
+
+def adversarial_options(run: Run, options: RobustnessOptions):
+    """The classifier run's own fine-tuning options (its results.json), pointed at
+    ``options.adversarial_training`` (and ``train_data``, ``epochs`` when given)."""
+    from gptlab.finetune.classify import ClassifyOptions
+    from gptlab.finetune.common import LoraOptions
+    from gptlab.io import read_json
+
+    results = run.path / "results.json"
+    if not results.is_file():
+        raise GptlabError(
+            f"{results} not found: --adversarial-training needs a run made by gptlab finetune classify"
+        )
+    saved = dict(read_json(results, "results file").get("options") or {})
+    if not saved.get("model"):
+        raise GptlabError(f"{results} does not record the run's options; retrain it with this gptlab")
+    lora = saved.pop("lora", None) or {}
+    saved["lora"] = LoraOptions(**{k: tuple(v) if k == "targets" else v for k, v in lora.items()})
+    saved["prompting_shots"] = ()
+    saved["progress"] = False
+    saved["device"] = options.device
+    known = set(ClassifyOptions.__dataclass_fields__)
+    classify = ClassifyOptions(**{k: v for k, v in saved.items() if k in known})
+    classify.out = options.adversarial_training
+    if options.train_data:
+        classify.data, classify.text_column, classify.label_column = (
+            options.train_data,
+            options.text_column,
+            options.label_column,
+        )
+    if options.epochs:
+        classify.epochs = options.epochs
+    return classify
+
+
+def run(run: Run, options: RobustnessOptions) -> AuditResult:
+    """The robustness audit of a classifier run on ``options.data`` or its held-out test split;
+    with ``options.adversarial_training`` a clean and a noise-augmented retraining compared."""
+    clf = run.load_classifier(device=options.device)
+    if options.data:
+        texts, labels = read_labelled(
+            options.data, clf.label_names, options.text_column, options.label_column
+        )
+    else:
+        texts, labels = read_test_split(run.path, clf.label_names)
+    adversarial = None
+    if options.adversarial_training:
+        adversarial = adversarial_training(
+            adversarial_options(run, options),
+            options.kinds,
+            rate=options.adv_rate,
+            copies=options.adv_copies,
+            attack_rates=[max(options.rates)],
+        )
+    return audit_robustness(
+        clf,
+        texts,
+        labels,
+        kinds=options.kinds,
+        rates=options.rates,
+        seed=options.seed,
+        max_texts=options.max_texts,
+        greedy_edits=options.greedy_edits,
+        greedy_candidates=options.greedy_candidates,
+        greedy_texts=options.greedy_texts,
+        hotflip_budget=options.hotflip_budget,
+        hotflip_candidates=options.hotflip_candidates,
+        hotflip_texts=options.hotflip_texts,
+        lm=options.lm,
+        lm_texts=options.lm_texts,
+        max_drop=options.max_drop,
+        max_success_rate=options.max_success_rate,
+        adversarial=adversarial,
+        device=options.device,
+    )
+
+
+# --- the LM typo audit (`audit all` on a language model) ------------------------------------------
+
+
+@dataclass
+class TyposOptions:
+    """The typo audit's options: bits per character of held-out windows, clean and with typos."""
+
+    texts: int = option(200, "held-out windows scored", type=positive_int)
+    rates: tuple[float, ...] = option((0.05, 0.2), "edits per character; findings use the largest", cli=False)
+    device: str = option("cpu", "cpu, cuda, mps or auto")
+    seed: int = option(0, "seed of the windows and the typos", type=seed_type)
+
+    @classmethod
+    def quick(cls, **changes) -> TyposOptions:
+        return cls(**{"texts": 50} | changes)
+
+
+def run_typos(run: Run, options: TyposOptions) -> AuditResult:
+    """The LM half of the robustness audit: bits per character on held-out windows of the run's
+    data, clean and with each kind of typo (`lm_typo_shift`)."""
+    model, tokenizer = run.load(device=options.device)
+    windows = run.windows("val", options.texts, min(64, model.config.block_size), options.seed)
+    texts = [tokenizer.decode(w) for w in windows]
+    rates = options.rates
+    shift = lm_typo_shift(model, tokenizer, texts, P.KINDS, rates, options.seed)
+    findings = [
+        Finding(
+            "typos (LM)",
+            f"bits/char shift, {kind} @ {rates[-1]:g}",
+            shift["perturbed"][f"{kind}@{rates[-1]:g}"]["bits_per_char_shift"],
+            shift["perturbed"][f"{kind}@{rates[-1]:g}"]["bits_per_char_shift_interval"],
+            note=f"clean {shift['clean']['bits_per_char']:.3f} bits/char",
+        )
+        for kind in P.KINDS
+    ]
+    return AuditResult("typos", findings, {"lm_typos": shift, "texts": len(texts)})
 
 
 def _attack_findings(name: str, s: dict, unit: str, max_success_rate: float) -> list[Finding]:

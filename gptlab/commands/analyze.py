@@ -98,9 +98,13 @@ def _saliency_args(p) -> None:
 def load_for_analysis(path):
     """(gpt, tokenizer, classifier or None): a classifier run gives its GPT for the views that read
     a language model, and the classifier for saliency."""
-    from gptlab.finetune.classify import load_run
+    from gptlab.run import Run
 
-    return load_run(path)
+    run = Run.open(path)
+    if run.kind == "classifier":
+        clf = run.load_classifier()
+        return clf.model.gpt, clf.tokenizer, clf
+    return (*run.load(), None)
 
 
 def _encode(tokenizer, text: str) -> list[int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from gptlab.commands import add_overwrite, positive_float, positive_int
 
@@ -125,7 +126,6 @@ def write_page(result: dict, out_dir, model_name: str):
     """Write the HTML page and the PCA plot of ``result`` into ``out_dir``; return the page's path."""
     from gptlab.interpret.embeddings import plot_pca, render_embeddings_html
     from gptlab.io import atomic_write_bytes, atomic_write_text
-    from gptlab.rundir import make_output_dir
 
     pca = result["pca"]
     png = plot_pca(
@@ -134,7 +134,8 @@ def write_page(result: dict, out_dir, model_name: str):
         title=f"token embeddings of {model_name}",
         explained=pca["explained_variance_ratio"],
     )
-    out = make_output_dir(out_dir)
+    out = Path(out_dir)  # claimed by run() (claim_views)
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / PNG_FILE, png)
     return atomic_write_text(
         out / HTML_FILE, render_embeddings_html(result, png, title=f"gptlab embeddings: {model_name}")

@@ -81,12 +81,12 @@ def write_views(
     is given); return the HTML path."""
     from gptlab.interpret.sampling import build_sweep, plot_sampling, render_sampling_html, sampling_study
     from gptlab.io import atomic_write_bytes, atomic_write_text
-    from gptlab.rundir import make_output_dir
 
     if result is None:
         result = sampling_study(model, tokenizer, prompt, build_sweep(), n_samples, max_new_tokens, seed)
     png = plot_sampling(result)
-    out = make_output_dir(out_dir)
+    out = Path(out_dir)  # claimed by run() (claim_views)
+    out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / PNG_FILE, png)
     return atomic_write_text(out / HTML_FILE, render_sampling_html(result, png))
 

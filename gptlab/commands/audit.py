@@ -1,19 +1,39 @@
-"""``gptlab audit memorization|membership|injection|robustness|bias|poisoning|all``: each audit's
-own flags live in gptlab/commands/audit_<name>.py (``HELP``, ``add_arguments``, ``run``); this
-file wires them under one verb and runs ``all``: the audits that apply to one run, into one
-``audit.json`` and ``report.html``."""
+"""``gptlab audit NAME|all``: one subcommand per registered audit (gptlab.audit.AUDITS), its flags
+built from the audit's options dataclass, plus the CLI's own: ``--model RUN``, ``--out DIR``,
+``--json``, ``--overwrite``; and ``all``: the audits that apply to one run, into one
+``audit.json`` and ``report.html``.
+
+What only the command line does lives here: memorization's ``--corpus FILE --insert DIR`` (make
+canaries, write the canaried corpus, train a run on it, then audit that run), and claiming the
+output files and training folders before any work.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 
-from gptlab.commands import add_overwrite, seed_type
+from gptlab.commands import add_overwrite, claim_training_folder, claim_views, positive_int, seed_type
+from gptlab.commands.options import add_dataclass_arguments, dataclass_from_args
 
-AUDITS = ("memorization", "membership", "injection", "robustness", "bias", "poisoning")
+# what --model takes, per audit (default: any run)
+MODEL_HELP = {
+    "memorization": "the run to audit (not needed with --insert)",
+    "membership": "the target model's run directory",
+    "injection": "an instruction run (gptlab finetune instruct)",
+    "robustness": "a classifier run (gptlab finetune classify)",
+    "poisoning": "the base model to fine-tune (a run directory)",
+}
+# the option naming a folder an audit trains new runs into, claimed before any work
+TRAINING_FOLDERS = {
+    "injection": ("defence", "--defence folder"),
+    "robustness": ("adversarial_training", "--adversarial-training folder"),
+    "poisoning": ("runs", "--runs folder"),
+}
 
 
 def register(subparsers) -> None:
+    from gptlab.audit import AUDITS
+
     parser = subparsers.add_parser(
         "audit",
         help="security and robustness audits with confidence intervals, JSON and an HTML report",
@@ -22,11 +42,9 @@ def register(subparsers) -> None:
         "and verdicts, --out writes JSON and plots, `audit all` writes one report.html.",
     )
     audits = parser.add_subparsers(dest="audit", metavar="AUDIT", required=True)
-    for name in AUDITS:
-        module = importlib.import_module(f"gptlab.commands.audit_{name}")
-        p = audits.add_parser(name, help=module.HELP, description=module.HELP)
-        module.add_arguments(p)
-        p.set_defaults(func=module.run)
+    for name, audit in AUDITS.items():
+        if audit.cli:
+            add_arguments(audits.add_parser(name, help=audit.help, description=audit.help), name)
 
     p = audits.add_parser(
         "all",
@@ -43,6 +61,41 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_all)
 
 
+def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """The flags of ``gptlab audit NAME``: the audit's options, then the CLI's own."""
+    from gptlab.audit import AUDITS
+
+    memorization = name == "memorization"
+    parser.add_argument(
+        "--model", required=not memorization, metavar="RUN", help=MODEL_HELP.get(name, "the run to audit")
+    )
+    add_dataclass_arguments(parser, AUDITS[name].options)
+    if memorization:
+        _add_insert_arguments(parser)
+    parser.add_argument("--out", metavar="DIR", help=f"write {name}.json and the plots into DIR")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_overwrite(parser, f"DIR/{name}.json" + (" and the --insert folder" if memorization else ""))
+    parser.set_defaults(func=run, audit=name)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``gptlab audit NAME``: claim the outputs, run the audit on the run, print and save it."""
+    from gptlab.audit import AUDITS
+    from gptlab.run import Run
+
+    audit = AUDITS[args.audit]
+    claim_views(args, [f"{args.audit}.json"])  # before the work, not after
+    if args.audit in TRAINING_FOLDERS:
+        field, what = TRAINING_FOLDERS[args.audit]
+        claim_training_folder(args, getattr(args, field), what)
+    options = dataclass_from_args(audit.options, args)  # bias and poisoning train into --out: options.out
+    if args.audit == "memorization":
+        target, options = _memorization_target(args, options)
+    else:
+        target = Run.open(args.model)
+    return emit(audit.run(target, options), args)
+
+
 def run_all(args: argparse.Namespace) -> int:
     """Exit 0 when every audit that applies ran, 1 when the report lists some as not run (with
     why), 2 on an error (the model cannot be loaded, --out is unusable) before any audit."""
@@ -51,10 +104,13 @@ def run_all(args: argparse.Namespace) -> int:
     from gptlab.audit.all import applicable, audit_all
     from gptlab.audit.report import AUDIT_JSON, REPORT_HTML
     from gptlab.outputs import claim_files
+    from gptlab.run import Run
 
-    names = [AUDIT_JSON, REPORT_HTML] + [f"{name}.json" for name in applicable(args.model)]
-    claim_files(args.out, names, overwrite=args.overwrite, sources=[args.model])
-    path, skipped = audit_all(args.model, args.out, seed=args.seed, quick=args.quick)
+    target = Run.open(args.model)
+    names = applicable(target)
+    claim_files(args.out, [AUDIT_JSON, REPORT_HTML] + [f"{name}.json" for name in names],
+                overwrite=args.overwrite, sources=[args.model])  # fmt: skip
+    path, skipped = audit_all(target, args.out, seed=args.seed, quick=args.quick, names=names)
     for name, why in skipped.items():
         print(f"not run: {name}: {why}", file=sys.stderr)
     print(f"wrote {path}")
@@ -70,3 +126,95 @@ def emit(result, args: argparse.Namespace) -> int:
         result.save(args.out)
     print(json.dumps(result.to_dict(), indent=2, default=float) if args.json else result.table())
     return 0
+
+
+# --- memorization --insert: make a canaried run, then audit it ---------------------------------------
+
+
+def _add_insert_arguments(parser: argparse.ArgumentParser) -> None:
+    from gptlab.audit.memorization import DEFAULT_FORMAT, DIGITS
+    from gptlab.commands import int_list
+    from gptlab.commands.train import add_overrides_argument
+
+    parser.add_argument(
+        "--corpus", metavar="FILE", help="text corpus to insert canaries into (with --insert)"
+    )
+    parser.add_argument(
+        "--insert",
+        metavar="DIR",
+        help="write DIR/corpus.txt (canaried) and DIR/canaries.json, train DIR/run on it, audit it",
+    )
+    parser.add_argument(
+        "--config", default="tiny-cpu", help="training config for --insert (default tiny-cpu)"
+    )
+    add_overrides_argument(parser, help="config overrides for --insert, e.g. train.max_steps=500")
+    parser.add_argument(
+        "--format",
+        default=DEFAULT_FORMAT,
+        help=f"canary format; each placeholder is filled at random (default: {DEFAULT_FORMAT!r})",
+    )
+    parser.add_argument("--placeholder", default="N", help="placeholder character of --format (default N)")
+    parser.add_argument("--alphabet", default=DIGITS, help="values of a placeholder (default: digits)")
+    parser.add_argument(
+        "--repeats",
+        type=int_list,
+        default=[0, 1, 4, 16],
+        help="copies per canary, comma-separated (0,1,4,16)",
+    )
+    parser.add_argument(
+        "--per-repeat", type=positive_int, default=2, help="canaries per repeat count (default 2)"
+    )
+
+
+def _memorization_target(args: argparse.Namespace, options):
+    """The run memorization audits: ``--model``, or the one ``--insert`` trains (whose canaries
+    file it then reads unless --canaries names one)."""
+    from dataclasses import replace
+
+    from gptlab.errors import GptlabError
+    from gptlab.run import Run
+
+    if args.insert:
+        model_dir, inserted_file = _insert_and_train(args)
+        return Run.open(model_dir), replace(options, canaries=options.canaries or inserted_file)
+    if args.model:
+        return Run.open(args.model), options
+    raise GptlabError("give --model RUN (a run to audit) or --corpus FILE --insert DIR (make one)")
+
+
+def _insert_and_train(args) -> tuple[str, str]:
+    """Write the canaried corpus + canaries.json, train on it; returns (run dir, canaries file)."""
+    from gptlab.audit.memorization import insert_canaries, make_canaries, write_canaries
+    from gptlab.config import load_config, set_value
+    from gptlab.data.corpus import read_text_file
+    from gptlab.errors import GptlabError
+    from gptlab.io import atomic_write_text
+    from gptlab.outputs import claim_folder
+    from gptlab.train import train
+
+    if not args.corpus:
+        raise GptlabError("--insert needs --corpus FILE: the text to insert the canaries into")
+    out = claim_folder(args.insert, what="--insert folder", overwrite=args.overwrite, sources=[args.corpus])
+    config = load_config(args.config, list(args.overrides))
+    repeats = [r for r in args.repeats for _ in range(args.per_repeat)]
+    canaries = make_canaries(len(repeats), args.format, args.seed, args.placeholder, args.alphabet)
+    # the tail of a single-file corpus becomes the val split: keep the copies well before it
+    span = max(0.05, 1.0 - 2 * config.data.val_fraction)
+    text, records = insert_canaries(read_text_file(args.corpus), canaries, repeats, seed=args.seed, span=span)
+    corpus = out / "corpus.txt"
+    atomic_write_text(corpus, text)
+    if config.data.tokenizer == "char":
+        # the trainer would build the vocabulary from the corpus alone, which lacks the secrets'
+        # characters that no inserted canary uses: candidates (and controls) need all of them
+        from gptlab.tokenizers.base import EOT
+        from gptlab.tokenizers.char import CharTokenizer
+
+        tok = CharTokenizer.train([text, args.alphabet, args.format, "\n"], special_tokens=[EOT])
+        tok.save(out / "tokenizer.json")
+        set_value(config, "data.tokenizer", str(out / "tokenizer.json"))
+    canaries_file = write_canaries(out / "canaries.json", records)
+    set_value(config, "data.input", [str(corpus)])
+    set_value(config, "train.out_dir", str(out / "run"))
+    result = train(config)
+    write_canaries(result.run_dir / "canaries.json", records)  # the run finds its own canaries
+    return str(result.run_dir), str(canaries_file)

@@ -8,9 +8,11 @@ import sys
 from collections.abc import Iterator
 from typing import TextIO
 
-from gptlab.chat import CHAT_TEMPLATES, DEFAULT_TEMPERATURE, ChatSession, run_template
-from gptlab.commands import nonnegative_float, nonnegative_int, positive_int, seed_type
+from gptlab.chat import CHAT_TEMPLATES, DEFAULT_SAMPLER, ChatSession
+from gptlab.commands import positive_int, seed_type
+from gptlab.commands.sampling import add_sampling_arguments, sampler_from_args
 from gptlab.generate import DEFAULT_MAX_NEW_TOKENS
+from gptlab.run import Run
 from gptlab.rundir import load_model
 
 RESET, QUIT = "/reset", ("/quit", "/exit")
@@ -44,22 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=DEFAULT_MAX_NEW_TOKENS,
         help="longest reply (default: %(default)s)",
     )
-    p.add_argument(
-        "--temperature",
-        type=nonnegative_float,
-        default=DEFAULT_TEMPERATURE,
-        help="0 is greedy (default: %(default)s)",
-    )
-    p.add_argument("--top-k", type=nonnegative_int, help="sample only among the K most likely tokens")
-    p.add_argument(
-        "--top-p", type=float, help="sample only among the most likely tokens with mass P, in (0, 1]"
-    )
-    p.add_argument(
-        "--repetition-penalty",
-        type=float,
-        default=1.0,
-        help="> 1 makes tokens already in the text less likely (default: %(default)s)",
-    )
+    add_sampling_arguments(p, DEFAULT_SAMPLER)
     p.add_argument("--seed", type=seed_type, help="random seed; reply i of a conversation uses seed + i")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     p.add_argument("--dtype", help="float32, bfloat16 or float16 (default: as stored)")
@@ -84,16 +71,13 @@ def _messages(stdin: TextIO, interactive: bool) -> Iterator[str]:
 
 def run(args: argparse.Namespace) -> int:
     model, tokenizer = load_model(args.model, device=args.device, dtype=args.dtype)
-    template = args.template or run_template(args.model)
+    template = args.template or Run.open(args.model).template
     session = ChatSession(
         model,
         tokenizer,
         template,
         max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        repetition_penalty=args.repetition_penalty,
+        sampler=sampler_from_args(args),
         seed=args.seed,
     )
     interactive = sys.stdin.isatty()

@@ -25,7 +25,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gptlab.finetune.classify import load_classifier
+    from gptlab.finetune.classifier_run import load_classifier
 
     texts = list(args.texts)
     if args.stdin:

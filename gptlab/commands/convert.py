@@ -37,10 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gptlab.model.hf import convert_from_hf
-    from gptlab.outputs import claim_folder
+    from gptlab.convert import convert_from_hf
+    from gptlab.run import Run
 
-    claim_folder(args.out, what="run directory", overwrite=args.overwrite, sources=[args.source])
+    Run.create(args.out, what="run directory", overwrite=args.overwrite, sources=[args.source])
     out, model = convert_from_hf(args.source, args.out, revision=args.revision)
     summary = {
         "source": args.source,

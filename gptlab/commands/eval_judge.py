@@ -21,8 +21,7 @@ from pathlib import Path
 from gptlab.commands import add_overwrite
 from gptlab.errors import GptlabError
 from gptlab.eval.judge import DEFAULT_TIMEOUT_S
-from gptlab.io import atomic_write_json, read_json
-from gptlab.rundir import os_errors_as_gptlab
+from gptlab.io import atomic_write_json, os_errors_as_gptlab, read_json
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 REQUIRED_FIELDS = ("instruction", "reference", "generated")

@@ -27,10 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gptlab.model.hf import export_to_hf
-    from gptlab.outputs import claim_folder
+    from gptlab.convert import export_to_hf
+    from gptlab.run import Run
 
-    claim_folder(args.out, what="export folder", overwrite=args.overwrite, sources=[args.model])
+    Run.create(args.out, what="export folder", overwrite=args.overwrite, sources=[args.model])
     out = export_to_hf(args.model, args.out)
     files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
     if args.json:

@@ -1,103 +1,31 @@
 """``gptlab finetune classify|instruct``: adapt a pretrained model to a task (thin wrappers over
-gptlab.finetune.classify and gptlab.finetune.instruct)."""
+gptlab.finetune.classify and gptlab.finetune.instruct). Each task's flags are built from its
+options dataclass (`ClassifyOptions`, `InstructOptions`, with `LoraOptions` inside): their field
+defaults and help are the flags' defaults and help."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from gptlab.commands import (
-    add_overwrite,
-    nonnegative_float,
-    nonnegative_int,
-    open_unit_interval,
-    positive_float,
-    positive_int,
-    seed_type,
-)
+from gptlab.commands import add_overwrite
+from gptlab.commands.options import add_dataclass_arguments, dataclass_from_args
+from gptlab.options import column
+
+# fields that get no flag: the warmup share is fixed at its default on the command line
+NOT_FLAGS = ("warmup_fraction",)
 
 
-def column(value: str) -> str | int:
-    """A column given on the command line: a 0-based position if it is a number, else a name."""
-    return int(value) if value.isdigit() else value
-
-
-def add_lora_arguments(parser: argparse.ArgumentParser) -> None:
-    from gptlab.model.lora import DEFAULT_TARGETS
-
-    group = parser.add_argument_group("LoRA (gptlab.model.lora)")
-    group.add_argument(
-        "--lora-rank",
-        type=nonnegative_int,
-        default=0,
-        metavar="R",
-        help="train rank-R adapters instead of the weights (0: off)",
-    )
-    group.add_argument(
-        "--lora-alpha", type=positive_float, default=16.0, help="LoRA scaling numerator (update * alpha/r)"
-    )
-    group.add_argument("--lora-dropout", type=float, default=0.0, help="dropout on the LoRA branch input")
-    group.add_argument(
-        "--lora-targets",
-        nargs="+",
-        default=list(DEFAULT_TARGETS),
-        metavar="MODULE",
-        help="module-name suffixes to adapt (default: every Linear of each block)",
-    )
-
-
-def add_dp_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("differential privacy (DP-SGD, gptlab.train.dp)")
-    group.add_argument(
-        "--dp-epsilon",
-        type=positive_float,
-        metavar="EPS",
-        help="train with DP-SGD, noise calibrated to spend this epsilon over the run (default: off)",
-    )
-    group.add_argument(
-        "--dp-delta",
-        type=open_unit_interval,
-        metavar="DELTA",
-        help="DP delta (default: the largest power of 10 below 1/N)",
-    )
-    group.add_argument(
-        "--dp-max-grad-norm",
-        type=positive_float,
-        default=1.0,
-        metavar="C",
-        help="per-example gradient clip (DP-SGD)",
-    )
-
-
-def lora_options(args: argparse.Namespace):
-    from gptlab.finetune.common import LoraOptions
-
-    return LoraOptions(args.lora_rank, args.lora_alpha, args.lora_dropout, tuple(args.lora_targets))
-
-
-def add_common_training(parser: argparse.ArgumentParser, epochs: int, batch_size: int, lr: float) -> None:
-    parser.add_argument(
-        "--model", required=True, metavar="RUN", help="base model: a gptlab run or HF GPT-2 folder"
-    )
-    parser.add_argument("--data", required=True, metavar="FILE", help="the task's data file")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output run directory")
+def add_task_arguments(parser: argparse.ArgumentParser, options_class: type, **types) -> None:
+    """The task's flags from ``options_class``, then --overwrite and --json (the CLI's own)."""
+    add_dataclass_arguments(parser, options_class, exclude=NOT_FLAGS, types=types)
     add_overwrite(parser, "DIR")
-    parser.add_argument("--epochs", type=positive_int, default=epochs)
-    parser.add_argument("--batch-size", type=positive_int, default=batch_size)
-    parser.add_argument(
-        "--lr", type=positive_float, default=lr, help="peak learning rate (warmup, then cosine to lr/10)"
-    )
-    parser.add_argument("--weight-decay", type=nonnegative_float, default=0.01)
-    parser.add_argument("--grad-clip", type=nonnegative_float, default=1.0, help="max gradient norm (0: off)")
-    parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--test-fraction", type=float, default=0.2)
-    parser.add_argument("--seed", type=seed_type, default=0)
-    parser.add_argument("--max-minutes", type=positive_float, help="stop training after this many minutes")
-    parser.add_argument(
-        "--device", default="auto", help="cpu, cuda, cuda:1, mps (default: cuda if available)"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+
+
+def task_options(options_class: type, args: argparse.Namespace):
+    """The options the flags were parsed into; no progress bar when printing JSON."""
+    return dataclass_from_args(options_class, args, progress=args.progress and not args.json)
 
 
 def claim_output(args: argparse.Namespace) -> None:
@@ -108,6 +36,9 @@ def claim_output(args: argparse.Namespace) -> None:
 
 
 def register(subparsers) -> None:
+    from gptlab.finetune.classify import ClassifyOptions
+    from gptlab.finetune.instruct import InstructOptions
+
     parser = subparsers.add_parser(
         "finetune",
         help="fine-tune a pretrained model: classification or instruction following",
@@ -125,76 +56,28 @@ def register(subparsers) -> None:
             "and report.html."
         ),
     )
-    add_common_training(clf, epochs=3, batch_size=16, lr=3e-4)
-    clf.add_argument("--text-column", type=column, default="text", help="name or 0-based position")
-    clf.add_argument("--label-column", type=column, default="label", help="name or 0-based position")
-    clf.add_argument("--labels", nargs="+", help="label names in order (others are an error)")
-    header = clf.add_mutually_exclusive_group()
-    header.add_argument(
-        "--header", dest="header", action="store_true", default=None, help="first row names columns"
-    )
-    header.add_argument("--no-header", dest="header", action="store_false", help="no header row (TSV/CSV)")
-    clf.add_argument("--balance", choices=("none", "undersample", "oversample"), default="none")
-    clf.add_argument("--class-weights", action="store_true", help="weigh the loss by inverse class frequency")
-    clf.add_argument("--max-length", type=positive_int, help="tokens per text (default: the model's context)")
-    clf.add_argument("--pooling", choices=("last", "mean"), default="last")
-    clf.add_argument(
-        "--trainable",
-        default="all",
-        metavar="WHAT",
-        help="head | last:N (last N blocks + final norm + head) | all",
-    )
-    clf.add_argument(
-        "--prompting-shots",
-        type=int,
-        nargs="*",
-        default=[0, 4],
-        metavar="K",
-        help="prompting baselines to report (k-shot, label words = label names); none to skip",
-    )
-    add_lora_arguments(clf)
-    add_dp_arguments(clf)
+    add_task_arguments(clf, ClassifyOptions, text_column=column, label_column=column)
     clf.set_defaults(func=run_classify)
 
-    from gptlab.commands.finetune_instruct import register_instruct
-
-    register_instruct(tasks)
+    instruct = tasks.add_parser(
+        "instruct",
+        help="instruction fine-tuning on Alpaca-format JSON/JSONL (instruction, input, output)",
+        description=(
+            "Train a pretrained GPT to follow instructions: prompt + response + <|endoftext|> with the Alpaca "
+            "or chat template. Then generate responses for the test split (responses.json), score them with "
+            "ROUGE-L, BLEU and exact match against the references, next to the base model's responses."
+        ),
+    )
+    add_task_arguments(instruct, InstructOptions)
+    instruct.set_defaults(func=run_instruct)
 
 
 def run_classify(args: argparse.Namespace) -> int:
     from gptlab.finetune.classify import ClassifyOptions, finetune_classifier
+    from gptlab.finetune.report import forgetting_perplexities
 
     claim_output(args)
-    options = ClassifyOptions(
-        model=args.model,
-        data=args.data,
-        out=args.out,
-        text_column=args.text_column,
-        label_column=args.label_column,
-        labels=args.labels,
-        header=args.header,
-        val_fraction=args.val_fraction,
-        test_fraction=args.test_fraction,
-        seed=args.seed,
-        balance=args.balance,
-        class_weights=args.class_weights,
-        max_length=args.max_length,
-        pooling=args.pooling,
-        trainable=args.trainable,
-        lora=lora_options(args),
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        grad_clip=args.grad_clip,
-        max_minutes=args.max_minutes,
-        device=args.device,
-        prompting_shots=tuple(args.prompting_shots),
-        progress=not args.no_progress and not args.json,
-        dp_epsilon=args.dp_epsilon,
-        dp_delta=args.dp_delta,
-        dp_max_grad_norm=args.dp_max_grad_norm,
-    )
+    options = task_options(ClassifyOptions, args)
 
     def on_epoch(r: dict) -> None:
         if not args.json:
@@ -221,15 +104,46 @@ def run_classify(args: argparse.Namespace) -> int:
             print(f"prompting baseline {name}: not run ({r['error']})")
         else:
             print(f"prompting baseline {name}: accuracy {r['accuracy']:.4f} on {r['examples']} test texts")
-    f = s.get("forgetting") or {}
-    if f.get("before") and f.get("after"):
+    perplexities = forgetting_perplexities(s)
+    if perplexities:
         print(
-            f"pretraining val perplexity: {f['before']['perplexity']:.2f} before, "
-            f"{f['after']['perplexity']:.2f} after fine-tuning"
+            f"pretraining val perplexity: {perplexities[0]:.2f} before, {perplexities[1]:.2f} after fine-tuning"
         )
     if s.get("privacy"):
         from gptlab.train.dp import format_privacy
 
         print(format_privacy(s["privacy"]))
+    print(f"report: {result.out_dir / 'report.html'}")
+    return 0
+
+
+def run_instruct(args: argparse.Namespace) -> int:
+    from gptlab.finetune.instruct import InstructOptions, finetune_instruct
+    from gptlab.finetune.report import forgetting_perplexities
+
+    claim_output(args)
+    options = task_options(InstructOptions, args)
+
+    def on_epoch(r: dict) -> None:
+        if not args.json:
+            print(
+                f"epoch {r['epoch']}: train loss {r['train_loss']:.4f} | val loss {r['val_loss']:.4f}"
+                + ("  (best)" if r.get("best") else ""),
+                flush=True,
+            )
+
+    result = finetune_instruct(options, on_epoch=on_epoch)
+    if args.json:
+        print(json.dumps(result.summary, indent=2))
+        return 0
+    base = result.base_scores or {}
+    print(f"\ntest responses ({result.scores['n']}): {result.out_dir / 'responses.json'}")
+    print(f"{'metric':<18} {'base':>10} {'fine-tuned':>10}")
+    for key in ("rougeL_f", "bleu", "exact_match", "distinct_2", "mean_words"):
+        b = base.get(key)
+        print(f"{key:<18} {'' if b is None else f'{b:10.4f}':>10} {result.scores[key]:10.4f}")
+    perplexities = forgetting_perplexities(result.summary)
+    if perplexities:
+        print(f"pretraining val perplexity: {perplexities[0]:.2f} before, {perplexities[1]:.2f} after")
     print(f"report: {result.out_dir / 'report.html'}")
     return 0

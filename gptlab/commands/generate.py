@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import inspect
+import dataclasses
 import json
 import sys
 
-from gptlab.commands import nonnegative_float, nonnegative_int, positive_int, seed_type
+from gptlab.commands import positive_int, seed_type
+from gptlab.commands.sampling import add_sampling_arguments, sampler_from_args
 from gptlab.errors import GptlabError
-from gptlab.generate import generate_text, stream_text
+from gptlab.generate import DEFAULT_MAX_NEW_TOKENS, generate_text, stream_text
 from gptlab.rundir import load_model
-
-# the defaults live in generate_text's signature; read them rather than repeat them
-_DEFAULTS = {name: p.default for name, p in inspect.signature(generate_text).parameters.items()}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,25 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-new-tokens",
         type=positive_int,
-        default=_DEFAULTS["max_new_tokens"],
+        default=DEFAULT_MAX_NEW_TOKENS,
         help="default: %(default)s",
     )
-    p.add_argument(
-        "--temperature",
-        type=nonnegative_float,
-        default=_DEFAULTS["temperature"],
-        help="0 is greedy (default: %(default)s)",
-    )
-    p.add_argument("--top-k", type=nonnegative_int, help="sample only among the K most likely tokens")
-    p.add_argument(
-        "--top-p", type=float, help="sample only among the most likely tokens with mass P, in (0, 1]"
-    )
-    p.add_argument(
-        "--repetition-penalty",
-        type=float,
-        default=_DEFAULTS["repetition_penalty"],
-        help="> 1 makes tokens already in the text less likely (default: %(default)s)",
-    )
+    add_sampling_arguments(p)
     p.add_argument(
         "--stop", action="append", default=[], metavar="S", help="stop before this text (repeatable)"
     )
@@ -72,14 +55,8 @@ def run(args: argparse.Namespace) -> int:
     if args.num_samples < 1:
         raise GptlabError(f"--num-samples must be >= 1, got {args.num_samples}")
     model, tokenizer = load_model(args.model, device=args.device, dtype=args.dtype)
-    settings = dict(
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        repetition_penalty=args.repetition_penalty,
-        stop=args.stop,
-    )
+    sampler = sampler_from_args(args)
+    settings = dict(max_new_tokens=args.max_new_tokens, sampler=sampler, stop=args.stop)
     samples = []
     for i in range(args.num_samples):
         seed = None if args.seed is None else args.seed + i
@@ -99,7 +76,14 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                {"model": args.model, "prompt": args.prompt, **settings, "samples": samples},
+                {
+                    "model": args.model,
+                    "prompt": args.prompt,
+                    "max_new_tokens": args.max_new_tokens,
+                    **dataclasses.asdict(sampler),
+                    "stop": args.stop,
+                    "samples": samples,
+                },
                 ensure_ascii=False,
             )
         )

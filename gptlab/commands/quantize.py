@@ -9,7 +9,7 @@ from gptlab.commands import add_overwrite, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from gptlab.quantize import DEFAULT_GROUP_SIZE, GROUP_SIZES
+    from gptlab.model.quantize import DEFAULT_GROUP_SIZE, GROUP_SIZES
 
     p = subparsers.add_parser(
         "quantize",
@@ -44,12 +44,10 @@ def _mb(n: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gptlab.outputs import claim_folder
-    from gptlab.quantize import quantize_run
+    from gptlab.convert import quantize_run
+    from gptlab.run import Run
 
-    claim_folder(
-        args.out, what="run directory", overwrite=args.overwrite, sources=[args.model, args.eval_file]
-    )
+    Run.create(args.out, what="run directory", overwrite=args.overwrite, sources=[args.model, args.eval_file])
     r = quantize_run(args.model, args.out, args.bits, args.group_size, args.eval_file, args.eval_max_chars)
     if args.json:
         print(json.dumps(r, indent=2))

@@ -40,7 +40,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from gptlab.config import load_config
     from gptlab.errors import GptlabError
-    from gptlab.generate import generate_text
+    from gptlab.generate import Sampler, generate_text
     from gptlab.rundir import load_model
     from gptlab.train import signals, train
     from gptlab.train.checkpoint import foreign_entries, has_checkpoint
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         return signals.exit_code(result.stop_reason)
     model, tokenizer = load_model(out / "best" if (out / "best").is_dir() else out)
     samples = [
-        generate_text(model, tokenizer, prompt, max_new_tokens=60, temperature=0.8, top_k=40, seed=i)
+        generate_text(model, tokenizer, prompt, 60, Sampler(temperature=0.8, top_k=40), seed=i)
         for i, prompt in enumerate(["The", "A list", "Python"])
     ]
     summary = result.to_dict() | {

@@ -17,19 +17,26 @@ import sys
 from pathlib import Path
 
 from gptlab.errors import GptlabError
+from gptlab.serve.limits import ServeLimits
 
 API_KEY_ENV = "GPTLAB_API_KEY"
-# flags that must be >= 1, and seconds that must be > 0: checked in `run` before the model loads
-POSITIVE_INTS = (
-    "max_prompt_tokens",
-    "max_tokens",
-    "max_n",
-    "max_body_bytes",
-    "max_concurrent",
-    "max_queue",
-    "max_connections",
-)
+# flag (its argparse dest) -> the ServeLimits field it sets; the flag's default is the field's
+LIMIT_FLAGS = {
+    "max_prompt_tokens": "max_prompt_tokens",
+    "max_tokens": "max_tokens_cap",
+    "max_n": "max_n",
+    "max_body_bytes": "max_body_bytes",
+    "timeout": "timeout_s",
+    "max_concurrent": "max_concurrent",
+    "max_queue": "max_queue",
+    "read_timeout": "read_timeout_s",
+    "max_connections": "max_connections",
+}
+LIMITS = ServeLimits()  # the defaults
+# seconds that must be > 0, and the other limit flags, counts that must be >= 1: checked in `run`
+# before the model loads, with the flag's name in the message
 POSITIVE_SECONDS = ("timeout", "read_timeout")
+POSITIVE_INTS = tuple(flag for flag in LIMIT_FLAGS if flag not in POSITIVE_SECONDS)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -70,37 +77,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-prompt-tokens",
         type=int,
+        default=LIMITS.max_prompt_tokens,
         help="longest prompt accepted, in tokens (default: the model's context)",
     )
     p.add_argument(
-        "--max-tokens", type=int, default=1024, help="cap on a request's max_tokens (default: %(default)s)"
+        "--max-tokens",
+        type=int,
+        default=LIMITS.max_tokens_cap,
+        help="cap on a request's max_tokens (default: %(default)s)",
     )
-    p.add_argument("--max-n", type=int, default=8, help="cap on a request's n (default: %(default)s)")
     p.add_argument(
-        "--max-body-bytes", type=int, default=1_000_000, help="largest request body (default: %(default)s)"
+        "--max-n", type=int, default=LIMITS.max_n, help="cap on a request's n (default: %(default)s)"
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=LIMITS.max_body_bytes,
+        help="largest request body (default: %(default)s)",
     )
     p.add_argument(
         "--timeout",
         type=float,
-        default=120.0,
+        default=LIMITS.timeout_s,
         help="seconds a request may take, queueing included, before a 504 (default: %(default)s)",
     )
     p.add_argument(
         "--max-concurrent",
         type=int,
-        default=8,
+        default=LIMITS.max_concurrent,
         help="generations run at once, interleaved step by step; more wait in a queue (default: %(default)s)",
     )
     p.add_argument(
         "--max-queue",
         type=int,
-        default=64,
+        default=LIMITS.max_queue,
         help="generations waiting for a slot; beyond it requests get a 503 (default: %(default)s)",
     )
     p.add_argument(
         "--read-timeout",
         type=float,
-        default=30.0,
+        default=LIMITS.read_timeout_s,
         help=(
             "seconds a request's headers, and then its body, may take to arrive; a slower client gets "
             "a 408 and the connection is closed (default: %(default)s)"
@@ -109,7 +125,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--max-connections",
         type=int,
-        default=128,
+        default=LIMITS.max_connections,
         help="open connections at once; beyond it requests get a 503 (default: %(default)s)",
     )
     p.add_argument(
@@ -144,6 +160,11 @@ def check_limits(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if not (math.isfinite(value) and value > 0):
             raise GptlabError(f"--{name.replace('_', '-')} must be a number of seconds > 0, got {value}")
+
+
+def limits_from_args(args: argparse.Namespace) -> ServeLimits:
+    """The ServeLimits the flags describe."""
+    return ServeLimits(**{field: getattr(args, flag) for flag, field in LIMIT_FLAGS.items()})
 
 
 def read_key_file(path: str) -> str:
@@ -203,24 +224,18 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     api_key = resolve_api_key(args)
     hosts = allowed_hosts(args)
+    limits = limits_from_args(args)
     app = create_app(
         args.model,
+        limits=limits,
         api_key=api_key,
-        max_prompt_tokens=args.max_prompt_tokens,
-        max_tokens_cap=args.max_tokens,
-        max_n=args.max_n,
-        max_body_bytes=args.max_body_bytes,
-        timeout_s=args.timeout,
         cors_origins=tuple(args.cors_origin),
         device=args.device,
-        max_concurrent=args.max_concurrent,
-        max_queue=args.max_queue,
         allowed_hosts=hosts,
-        read_timeout_s=args.read_timeout,
     )
     auth = "API key required" if api_key else "no API key"
     print(f"serving {args.model} on http://{args.host}:{args.port} ({auth}); Ctrl-C stops", flush=True)
     print(f"answering to Host: {', '.join(hosts)} (--allowed-hosts changes it)", flush=True)
-    options = uvicorn_options(header_timeout_s=args.read_timeout, max_connections=args.max_connections)
+    options = uvicorn_options(header_timeout_s=limits.read_timeout_s, max_connections=limits.max_connections)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info", **options)
     return 0

@@ -37,6 +37,7 @@ TEXT_SUFFIXES = frozenset(
 )
 
 _BOM = "\ufeff"
+BUILTIN_CORPUS = "builtin"  # the data.input item that names the built-in corpus (default_documents)
 
 
 def default_documents(include_docstrings: bool = False) -> list[str]:
@@ -168,3 +169,18 @@ def iter_texts(paths: Iterable[PathLike]) -> Iterator[tuple[Path, str]]:
 def read_texts(paths: Iterable[PathLike]) -> list[str]:
     """The texts of every file under ``paths``, in :func:`find_text_files` order."""
     return [text for _, text in iter_texts(paths)]
+
+
+def config_texts(data_config) -> list[str]:
+    """The raw training texts a config's ``[data]`` section names in ``data.input``: the built-in
+    corpus's documents for "builtin", one text per file for a file or folder (in
+    :func:`find_text_files` order). GptlabError when it names none (it trains from ``data.dir``)."""
+    if not data_config.input:
+        raise GptlabError(
+            "this needs the raw training text, but the config trains from a prepared folder (data.dir); "
+            "give the corpus file(s) explicitly"
+        )
+    texts: list[str] = []
+    for item in data_config.input:
+        texts += default_documents() if item == BUILTIN_CORPUS else read_texts([item])
+    return texts

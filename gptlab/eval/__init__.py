@@ -1,5 +1,5 @@
-"""Evaluation: perplexity and bits per byte (perplexity.py), text metrics (text_metrics.py: BLEU,
-ROUGE, distinct-n, exact match).
+"""Evaluation: teacher-forced scoring (scoring.py), perplexity and bits per byte (perplexity.py),
+text metrics (text_metrics.py: BLEU, ROUGE, distinct-n, exact match).
 
 Names are imported lazily, so using the text metrics does not import torch. The function
 ``perplexity`` is imported from its module (gptlab.eval.perplexity), whose name it shares.
@@ -12,6 +12,8 @@ from typing import Any
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
+    "continuation_logprobs": "gptlab.eval.scoring",
+    "continuation_scores": "gptlab.eval.scoring",
     "PerplexityResult": "gptlab.eval.perplexity",
     "evaluate_text": "gptlab.eval.perplexity",
     "judge_responses": "gptlab.eval.judge",

@@ -18,13 +18,9 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 
 from gptlab.errors import GptlabError
-from gptlab.model.modes import eval_mode
-
-IGNORE_INDEX = -100  # targets with this value are not scored (the model contract's ignore index)
-PAD_ID = 0  # input padding of a short last window: causal attention never lets it reach real tokens
+from gptlab.eval.scoring import continuation_logprobs, text_window
 
 
 @dataclass
@@ -54,24 +50,24 @@ def strided_windows(n_tokens: int, block_size: int, stride: int) -> list[tuple[i
     return windows
 
 
-@torch.no_grad()
 def perplexity(
     model: torch.nn.Module,
     token_ids,
     block_size: int | None = None,
     stride: int | None = None,
     batch_size: int = 8,
-    device: str | torch.device | None = None,
     num_bytes: int | None = None,
 ) -> PerplexityResult:
-    """Score ``token_ids`` (a 1-D tensor or list) with ``model``: ``logits, _ = model(idx)``.
+    """Score ``token_ids`` (a 1-D tensor or list) with ``model``: ``logits, _ = model(idx)``, on
+    the model's device.
 
     ``block_size``: the window (default: the model's ``config.block_size``). ``stride``: how far
     windows move (default: half the window, so every token sees at least half a window of context).
-    ``device``: where the inputs go (default: the model's device). ``num_bytes``: UTF-8 bytes of
-    the text the scored tokens spell, for ``bits_per_byte``.
+    ``batch_size``: windows per forward pass at most (the logits budget of
+    `gptlab.eval.scoring` may make it fewer). ``num_bytes``: UTF-8 bytes of the text the scored
+    tokens spell, for ``bits_per_byte``.
     """
-    ids = torch.as_tensor(token_ids, dtype=torch.long).flatten()
+    ids = torch.as_tensor(token_ids, dtype=torch.long).flatten().tolist()
     if len(ids) < 2:
         raise GptlabError(
             f"perplexity needs at least 2 tokens (one to predict from, one to score), got {len(ids)}"
@@ -93,31 +89,19 @@ def perplexity(
         raise GptlabError(f"batch_size must be at least 1, got {batch_size}")
     if num_bytes is not None and num_bytes < 1:
         raise GptlabError(f"num_bytes must be positive, got {num_bytes}")
-    if device is None:
-        device = next(model.parameters()).device
 
-    windows = strided_windows(len(ids), block_size, stride)
-    total_nll, scored = 0.0, 0
-    with eval_mode(model):
-        for i in range(0, len(windows), batch_size):
-            batch = windows[i : i + batch_size]
-            width = max(end - begin for begin, end, _ in batch)
-            x = torch.full((len(batch), width), PAD_ID, dtype=torch.long)  # (B, T)
-            y = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)  # (B, T)
-            for row, (begin, end, first_scored) in enumerate(batch):
-                x[row, : end - begin] = ids[begin:end]
-                keep = max(first_scored, begin)
-                y[row, keep - begin : end - begin] = ids[keep + 1 : end + 1]
-            logits, _ = model(x.to(device))  # (B, T, V)
-            y = y.to(device)
-            nll = F.cross_entropy(
-                logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
-            )
-            total_nll += nll.item()
-            scored += int((y != IGNORE_INDEX).sum())
-    mean_nll = total_nll / scored
+    # each window: its inputs before first_scored are context, the targets after them are scored
+    contexts, scored = [], []
+    for begin, end, first_scored in strided_windows(len(ids), block_size, stride):
+        keep = max(first_scored, begin)
+        contexts.append(ids[begin : keep + 1])
+        scored.append(ids[keep + 1 : end + 1])
+    logprobs = continuation_logprobs(model, contexts, scored, max_batch_size=batch_size)
+    total_nll = -float(torch.cat(logprobs).double().sum())
+    tokens = sum(len(s) for s in scored)
+    mean_nll = total_nll / tokens
     bits_per_byte = total_nll / math.log(2) / num_bytes if num_bytes else None
-    return PerplexityResult(scored, mean_nll, math.exp(mean_nll), bits_per_byte, block_size, stride)
+    return PerplexityResult(tokens, mean_nll, math.exp(mean_nll), bits_per_byte, block_size, stride)
 
 
 def evaluate_text(
@@ -127,22 +111,15 @@ def evaluate_text(
     block_size: int | None = None,
     stride: int | None = None,
     batch_size: int = 8,
-    device: str | torch.device | None = None,
 ) -> PerplexityResult:
     """Perplexity and bits per byte of ``model`` on ``text``.
 
     With an ``<|endoftext|>`` token the text is scored after it (as lm-evaluation-harness does), so
     every token and every byte of the text counts. Without one the first token only serves as
-    context, and its bytes are left out of the byte count.
+    context, and its bytes are left out of the byte count (`gptlab.eval.scoring.text_window`).
     """
-    ids = tokenizer.encode(text, allowed_special=set())
-    if tokenizer.eot_id is not None:
-        ids = [tokenizer.eot_id, *ids]
-        num_bytes = len(text.encode("utf-8"))
-    else:
-        num_bytes = len(text.encode("utf-8")) - (len(tokenizer.token_bytes(ids[0])) if ids else 0)
-    if len(ids) < 2:
-        raise GptlabError(
-            f"the text is too short to score: it encodes to {len(ids)} token(s), need at least 2"
-        )
-    return perplexity(model, ids, block_size, stride, batch_size, device, num_bytes=num_bytes)
+    context, scored = text_window(tokenizer, text)
+    num_bytes = len(text.encode("utf-8"))
+    if tokenizer.eot_id is None:
+        num_bytes -= len(tokenizer.token_bytes(context[0]))
+    return perplexity(model, context + scored, block_size, stride, batch_size, num_bytes=num_bytes)

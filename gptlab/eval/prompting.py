@@ -31,7 +31,7 @@ import torch
 import torch.nn as nn
 
 from gptlab.errors import GptlabError
-from gptlab.model.modes import eval_mode, model_device
+from gptlab.eval.scoring import continuation_scores, fit_to_context
 from gptlab.tokenizers.base import Tokenizer
 
 
@@ -90,7 +90,6 @@ def select_shots(
     return [(texts[i], label_words[labels[i]]) for i in chosen]
 
 
-@torch.no_grad()
 def label_log_probs(
     model: nn.Module,
     tokenizer: Tokenizer,
@@ -100,9 +99,9 @@ def label_log_probs(
     normalize: bool = False,
 ) -> torch.Tensor:
     """log P(label_prefix + word | prompt) for each label word (L,), summed over the word's tokens
-    (averaged with ``normalize``). One forward pass scores all labels: row j of the batch is the
-    prompt followed by label j's tokens but its last (right-padded; causal, so padding cannot
-    change the scores)."""
+    (averaged with ``normalize``), teacher-forced (`gptlab.eval.scoring`). A prompt too long for
+    the context keeps the end the longest label leaves room for, and every label is scored after
+    that same prompt, so that the labels compete on equal terms."""
     label_ids = [tokenizer.encode(label_prefix + word) for word in label_words]
     for word, ids in zip(label_words, label_ids):
         if not ids:
@@ -110,31 +109,10 @@ def label_log_probs(
     prompt_ids = tokenizer.encode(prompt)
     if not prompt_ids:
         raise GptlabError("the prompt encodes to no tokens")
-    longest = max(len(ids) for ids in label_ids)
-    config = getattr(model, "config", None)
-    block_size = getattr(config, "block_size", None)
-    if block_size is not None:
-        room = block_size - (longest - 1)  # the last label token is predicted, never read
-        if room < 1:
-            raise GptlabError(f"a label of {longest} tokens does not fit the context ({block_size} tokens)")
-        prompt_ids = prompt_ids[-room:]  # keep the end: the text to classify is there
-    P = len(prompt_ids)
-
-    rows = [prompt_ids + ids[:-1] for ids in label_ids]
-    T = P + longest - 1
-    device = model_device(model)
-    idx = torch.zeros((len(rows), T), dtype=torch.long)  # (L, T); padding value is irrelevant
-    for j, row in enumerate(rows):
-        idx[j, : len(row)] = torch.tensor(row, dtype=torch.long)
-    with eval_mode(model):
-        logits = model(idx.to(device))[0]  # (L, T, V)
-    log_probs = logits.float().log_softmax(dim=-1)  # (L, T, V)
-    scores = torch.empty(len(rows))
-    for j, ids in enumerate(label_ids):
-        positions = torch.arange(P - 1, P - 1 + len(ids), device=log_probs.device)  # predict label tokens
-        token_lp = log_probs[j, positions, torch.tensor(ids, device=log_probs.device)]  # (len(ids),)
-        scores[j] = token_lp.mean() if normalize else token_lp.sum()
-    return scores
+    block_size = getattr(getattr(model, "config", None), "block_size", None)
+    prompt_ids, _ = fit_to_context(prompt_ids, max(label_ids, key=len), block_size)
+    scores = continuation_scores(model, [prompt_ids] * len(label_ids), label_ids, normalize=normalize)
+    return torch.tensor(scores, dtype=torch.float32)
 
 
 @dataclass

@@ -6,16 +6,10 @@ stratified into train/val/test, put a linear head on the last real token's hidde
 few epochs, keep the checkpoint with the best val macro-F1, and report test metrics once at the
 end, next to a prompting baseline (the same GPT, no training) and the forgetting measure.
 
-A classifier run directory:
-
-    classifier.json        label names, pooling, max length, how it was trained, base model path
-    head.safetensors       the head (full or partial fine-tune) ...
-    model.json, model.safetensors, tokenizer.json   ... with the fine-tuned GPT, or
-    adapter.safetensors    (LoRA) adapters + head only; the GPT is re-read from the base model
-    metrics.jsonl          one record per epoch: train and val metrics
-    results.json           test metrics, baselines, forgetting, costs
-    test_split.jsonl       the test split (text, label), for `gptlab eval classify` and audits
-    metrics.png, report.html
+The run directory's format (classifier.json, the weights, test_split.jsonl) and loading a run
+are gptlab.finetune.classifier_run; the loop is gptlab.finetune.loop's; the report
+gptlab.finetune.report's. This file writes metrics.jsonl (one record per epoch: train and val
+metrics) and results.json (test metrics, baselines, forgetting, costs).
 
 Train metrics are taken from the batches as they train (in train mode, with dropout), as most
 trainers print them; val and test metrics are full passes in eval mode.
@@ -23,10 +17,9 @@ trainers print them; val and test metrics are full passes in eval mode.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,74 +37,93 @@ from gptlab.data.tasks import (
 )
 from gptlab.errors import GptlabError
 from gptlab.eval.classification import ClassificationMetrics, classification_metrics
+from gptlab.finetune.classifier_run import (
+    ADAPTER_FILE,
+    HEAD_FILE,
+    classifier_meta,
+    load_classifier,
+    pad_id,
+    save_classifier,
+    write_test_split,
+)
 from gptlab.finetune.common import (
     LoraOptions,
     StepSchedule,
-    StepTimer,
     add_lora,
     check_positive,
     file_size_mb,
     lm_val_loss,
+    lora_option,
     make_optimizer,
-    optimizer_step,
-    pretraining_val_dir,
+    option,
     training_costs,
+    training_option,
 )
-from gptlab.io import (
-    atomic_write,
-    atomic_write_json,
-    atomic_write_text,
-    load_safetensors,
-    read_json,
-    save_safetensors,
-)
+from gptlab.finetune.loop import EpochRunner, adamw_update, dp_sgd_update
+from gptlab.finetune.report import write_classifier_report
+from gptlab.io import atomic_write_json
 from gptlab.model.heads import GPTClassifier
-from gptlab.model.lora import count_trainable, load_adapter, merge_lora, save_adapter
-from gptlab.model.modes import eval_mode
-from gptlab.rundir import load_model, make_output_dir, resolve_device, save_model
+from gptlab.model.lora import count_trainable
+from gptlab.model.modes import eval_mode, resolve_device
+from gptlab.run import Run
+from gptlab.rundir import load_model
 
-CLASSIFIER_JSON = "classifier.json"
-CLASSIFIER_FORMAT = "gptlab-classifier"
-CLASSIFIER_VERSION = 1
-HEAD_FILE = "head.safetensors"
-ADAPTER_FILE = "adapter.safetensors"
-TEST_SPLIT_FILE = "test_split.jsonl"  # the held-out split, for `gptlab eval classify` and later audits
 PROMPTING_MAX_EXAMPLES = 300  # test texts scored by the prompting baseline (one forward each)
+DP_GROUP = "differential privacy (DP-SGD, gptlab.train.dp)"  # the CLI's group of the DP flags
 
 
 @dataclass
 class ClassifyOptions:
-    """Everything `finetune_classifier` needs; the CLI flags map one to one."""
+    """Everything `finetune_classifier` needs; the CLI flags are built from these fields."""
 
-    model: str  # base model: a gptlab run directory or a Hugging Face GPT-2 folder
-    data: str  # TSV / CSV / JSONL / JSON with a label and a text column
-    out: str
-    text_column: str | int = "text"
-    label_column: str | int = "label"
-    labels: list[str] | None = None  # fixes the label names and their order
-    header: bool | None = None
-    val_fraction: float = 0.1
-    test_fraction: float = 0.2
-    seed: int = 0
-    balance: str = "none"  # none | undersample | oversample (training split only)
-    class_weights: bool = False
-    max_length: int | None = None  # tokens per text (default: the model's context)
-    pooling: str = "last"
-    trainable: str = "all"  # head | last:N | all
-    lora: LoraOptions = field(default_factory=LoraOptions)
-    epochs: int = 3
-    batch_size: int = 16
-    lr: float = 3e-4
-    weight_decay: float = 0.01
+    model: str = training_option("model")  # a gptlab run directory or a Hugging Face GPT-2 folder
+    data: str = training_option("data")  # TSV / CSV / JSONL / JSON with a label and a text column
+    out: str = training_option("out")
+    text_column: str | int = option("text", "name or 0-based position")
+    label_column: str | int = option("label", "name or 0-based position")
+    labels: list[str] | None = option(None, "label names in order (others are an error)", nargs="+")
+    header: bool | None = option(None, "first row names columns", no_help="no header row (TSV/CSV)")
+    val_fraction: float = training_option("val_fraction", 0.1)
+    test_fraction: float = training_option("test_fraction", 0.2)
+    seed: int = training_option("seed", 0)
+    balance: str = option("none", choices=("none", "undersample", "oversample"))  # training split only
+    class_weights: bool = option(False, "weigh the loss by inverse class frequency")
+    max_length: int | None = option(None, "tokens per text (default: the model's context)", check="positive")
+    pooling: str = option("last", choices=("last", "mean"))
+    trainable: str = option("all", "head | last:N (last N blocks + final norm + head) | all", metavar="WHAT")
+    lora: LoraOptions = lora_option()
+    epochs: int = training_option("epochs", 3)
+    batch_size: int = training_option("batch_size", 16)
+    lr: float = training_option("lr", 3e-4)
+    weight_decay: float = training_option("weight_decay", 0.01)
     warmup_fraction: float = 0.1
-    grad_clip: float = 1.0
-    max_minutes: float | None = None
-    device: str = "auto"
-    prompting_shots: tuple[int, ...] = (0, 4)  # prompting baselines to report; () for none
-    progress: bool = True
-    dp_epsilon: float | None = None  # DP-SGD to this epsilon (gptlab.train.dp); None: off
-    dp_delta: float | None = None  # None: the largest power of ten below 1/N (at most 1e-5)
-    dp_max_grad_norm: float = 1.0  # per-example gradient clip C (DP-SGD only)
+    grad_clip: float = training_option("grad_clip", 1.0)
+    max_minutes: float | None = training_option("max_minutes", None)
+    device: str = training_option("device", "auto")
+    prompting_shots: tuple[int, ...] = option(  # () for none
+        (0, 4),
+        "prompting baselines to report (k-shot, label words = label names); none to skip",
+        nargs="*",
+        metavar="K",
+    )
+    progress: bool = training_option("progress", True)
+    dp_epsilon: float | None = option(  # None: off
+        None,
+        "train with DP-SGD, noise calibrated to spend this epsilon over the run (default: off)",
+        check="positive",
+        metavar="EPS",
+        group=DP_GROUP,
+    )
+    dp_delta: float | None = option(  # None: the largest power of ten below 1/N (at most 1e-5)
+        None,
+        "DP delta (default: the largest power of 10 below 1/N)",
+        check="probability",
+        metavar="DELTA",
+        group=DP_GROUP,
+    )
+    dp_max_grad_norm: float = option(
+        1.0, "per-example gradient clip (DP-SGD)", check="positive", metavar="C", group=DP_GROUP
+    )
 
     def check(self) -> None:
         for name in ("epochs", "batch_size", "lr"):
@@ -134,129 +146,6 @@ class ClassifyResult:
     best_epoch: int
     history: list[dict]
     summary: dict[str, Any]
-
-
-# --- loading and using a classifier run ---------------------------------------------------------
-
-
-@dataclass
-class LoadedClassifier:
-    model: GPTClassifier
-    tokenizer: Any
-    label_names: list[str]
-    max_length: int
-    pad_id: int
-    meta: dict
-
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        encoded = self.tokenizer.encode_batch(list(texts))
-        for text, ids in zip(texts, encoded):
-            if not ids:
-                raise GptlabError(f"text {text[:40]!r} encodes to no tokens")
-        return [ids[: self.max_length] for ids in encoded]
-
-    @torch.no_grad()
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> torch.Tensor:
-        """Class probabilities (N, K) for raw texts."""
-        ids = self.encode(texts)
-        device = next(self.model.parameters()).device
-        out = []
-        for i in range(0, len(ids), batch_size):
-            idx, lengths, _ = collate_classification([(x, 0) for x in ids[i : i + batch_size]], self.pad_id)
-            out.append(self.model.predict_proba(idx.to(device), lengths.to(device)).float().cpu())
-        return torch.cat(out) if out else torch.empty(0, len(self.label_names))
-
-    def classify(self, texts: Sequence[str]) -> list[dict]:
-        """One ``{"text", "label", "probability", "probabilities"}`` per text."""
-        probs = self.predict_proba(texts)
-        results = []
-        for text, p in zip(texts, probs):
-            best = int(p.argmax())
-            results.append(
-                {
-                    "text": text,
-                    "label": self.label_names[best],
-                    "probability": float(p[best]),
-                    "probabilities": dict(zip(self.label_names, map(float, p))),
-                }
-            )
-        return results
-
-
-def _pad_id(tokenizer) -> int:
-    eot = getattr(tokenizer, "eot_id", None)
-    return int(eot) if eot is not None else 0
-
-
-def is_classifier_run(path: str | Path) -> bool:
-    """Whether ``path`` is a classifier run (it holds classifier.json)."""
-    return (Path(path) / CLASSIFIER_JSON).is_file()
-
-
-def load_run(path: str | Path, device: str = "cpu") -> tuple[Any, Any, LoadedClassifier | None]:
-    """Any run directory as (gpt, tokenizer, classifier or None): a classifier run gives its GPT
-    (for what reads a language model: attention, the lens, generation) and the classifier; any
-    other run (or HF GPT-2 folder) gives the model and None."""
-    if is_classifier_run(path):
-        clf = load_classifier(path, device=device)
-        return clf.model.gpt, clf.tokenizer, clf
-    gpt, tokenizer = load_model(path, device=device)
-    return gpt, tokenizer, None
-
-
-def read_classifier_json(run: Path) -> dict:
-    path = run / CLASSIFIER_JSON
-    if not path.is_file():
-        raise GptlabError(
-            f"{run} is not a classifier run (no {CLASSIFIER_JSON}); make one with `gptlab finetune classify`"
-        )
-    meta = read_json(path, "classifier file")
-    if not isinstance(meta, dict) or meta.get("format") != CLASSIFIER_FORMAT:
-        raise GptlabError(f'{path}: not a gptlab classifier file (expected "format": "{CLASSIFIER_FORMAT}")')
-    if meta.get("version") != CLASSIFIER_VERSION:
-        raise GptlabError(
-            f"{path}: unsupported version {meta.get('version')!r} (expected {CLASSIFIER_VERSION})"
-        )
-    for key, kind in (("label_names", list), ("pooling", str), ("max_length", int)):
-        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
-            raise GptlabError(f"{path}: field {key!r} must be a {kind.__name__}")
-    if meta["max_length"] < 1:
-        raise GptlabError(
-            f"{path}: field 'max_length' must be a positive number of tokens, got {meta['max_length']}"
-        )
-    names = meta["label_names"]
-    if len(names) < 2 or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
-        raise GptlabError(f"{path}: field 'label_names' must list two or more distinct label names")
-    return meta
-
-
-def load_classifier(run: str | Path, device: str = "cpu") -> LoadedClassifier:
-    """A classifier run directory -> a ready-to-use classifier in eval mode (LoRA merged)."""
-    run = Path(run)
-    meta = read_classifier_json(run)
-    if meta.get("lora"):
-        base = Path(meta["base_model"])
-        if not base.exists():
-            raise GptlabError(
-                f"{run} holds a LoRA adapter for the base model {base}, which is not there any more"
-            )
-        gpt, tokenizer = load_model(base, device=device)
-    else:
-        gpt, tokenizer = load_model(run, device=device)
-    model = GPTClassifier(gpt, len(meta["label_names"]), pooling=meta["pooling"])
-    if meta.get("lora"):
-        load_adapter(model, run / ADAPTER_FILE)
-        merge_lora(model)
-    else:
-        head = load_safetensors(run / HEAD_FILE)
-        try:
-            model.head.load_state_dict(head)
-        except RuntimeError as e:
-            raise GptlabError(f"{run / HEAD_FILE} does not fit the classifier: {e}") from None
-    model.to(resolve_device(device)).eval()
-    return LoadedClassifier(
-        model, tokenizer, meta["label_names"], meta["max_length"], _pad_id(tokenizer), meta
-    )
 
 
 @torch.no_grad()
@@ -301,14 +190,14 @@ def evaluate_file(
     return evaluate_classifier(clf.model, loader, clf.label_names)
 
 
-def _loader(dataset, batch_size: int, pad_id: int, shuffle: bool, seed: int) -> DataLoader:
+def _loader(dataset, batch_size: int, pad: int, shuffle: bool, seed: int) -> DataLoader:
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle,
         generator=generator,
-        collate_fn=lambda batch: collate_classification(batch, pad_id),
+        collate_fn=lambda batch: collate_classification(batch, pad),
     )
 
 
@@ -336,29 +225,28 @@ def _prompting_baselines(
     return out
 
 
-def _save(run: Path, model: GPTClassifier, tokenizer, meta: dict, lora: bool) -> None:
-    if lora:
-        save_adapter(model, run / ADAPTER_FILE)
-        atomic_write(run / "tokenizer.json", lambda tmp: tokenizer.save(tmp))
-    else:
-        save_model(run, model.gpt, tokenizer, extra={"finetune": "classify"})
-        save_safetensors({k: v.detach() for k, v in model.head.state_dict().items()}, run / HEAD_FILE)
-    atomic_write_json(run / CLASSIFIER_JSON, meta)
+class _TrainMetrics:
+    """The train metrics of one epoch, gathered from its batches as they train."""
 
+    def __init__(self, label_names: list[str]) -> None:
+        self.label_names = label_names
+        self.reset()
 
-def _write_split(path: Path, data: ClassificationData) -> None:
-    rows = zip(data.texts, data.labels)
-    atomic_write_text(
-        path,
-        "".join(
-            json.dumps({"text": t, "label": data.label_names[y]}, ensure_ascii=False) + "\n" for t, y in rows
-        ),
-    )
+    def reset(self) -> None:
+        self.y_true: list[int] = []
+        self.y_pred: list[int] = []
+        self.loss_sum = 0.0
 
+    def add(self, batch, logits: torch.Tensor | None, loss: torch.Tensor) -> None:
+        labels = batch[2]  # (B,)
+        self.loss_sum += loss.item() * len(labels)
+        self.y_true += labels.tolist()
+        if logits is not None:  # None: an empty DP-SGD batch
+            self.y_pred += logits.argmax(-1).tolist()  # logits (B, K)
 
-def _is_better(val: ClassificationMetrics, best: tuple[float, float] | None) -> bool:
-    score = (val.macro_f1, -(val.loss or 0.0))
-    return best is None or score > best
+    def metrics(self) -> ClassificationMetrics:
+        loss = self.loss_sum / max(1, len(self.y_true))
+        return classification_metrics(self.y_true, self.y_pred, self.label_names, loss=loss)
 
 
 def finetune_classifier(
@@ -368,7 +256,8 @@ def finetune_classifier(
     options.check()
     torch.manual_seed(options.seed)
     device = resolve_device(options.device)
-    out = make_output_dir(options.out, "output folder")
+    out = Path(options.out)  # claimed by the caller (gptlab.run.Run.create)
+    out.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
     gpt, tokenizer = load_model(options.model, device=device)
@@ -385,7 +274,7 @@ def finetune_classifier(
             "raise --val-fraction/--test-fraction or give more data"
         )
     train_data = balance(train_data, options.balance, options.seed)
-    pad_id = _pad_id(tokenizer)
+    pad = pad_id(tokenizer)
 
     summary: dict[str, Any] = {
         "base_model": str(Path(options.model).resolve()),
@@ -393,7 +282,8 @@ def finetune_classifier(
         "splits": {"train": len(train_data), "val": len(val_data), "test": len(test_data)},
         "class_counts_train": dict(zip(data.label_names, train_data.counts())),
     }
-    baseline_data = pretraining_val_dir(options.model)
+    base = Run.open(options.model)  # the val split of its pretraining data measures forgetting
+    baseline_data = base.data_dir if base.has_split("val") else None
     if baseline_data is not None:
         summary["forgetting"] = {"before": lm_val_loss(gpt, baseline_data)}
     if options.prompting_shots:
@@ -413,16 +303,22 @@ def finetune_classifier(
         for name, part in (("train", train_data), ("val", val_data), ("test", test_data))
     }
     summary["truncated_texts"] = {name: ds.truncated for name, ds in datasets.items()}
-    _write_split(out / TEST_SPLIT_FILE, test_data)
-    train_loader = _loader(datasets["train"], options.batch_size, pad_id, True, options.seed)
-    val_loader = _loader(datasets["val"], 32, pad_id, False, 0)
-    test_loader = _loader(datasets["test"], 32, pad_id, False, 0)
+    write_test_split(out, test_data)
+    train_loader = _loader(datasets["train"], options.batch_size, pad, True, options.seed)
+    val_loader = _loader(datasets["val"], 32, pad, False, 0)
+    test_loader = _loader(datasets["test"], 32, pad, False, 0)
 
     optimizer = make_optimizer(model, options.lr, options.weight_decay, device)
     total_steps = options.epochs * len(train_loader)
     dp_plan = None
-    if options.dp_epsilon is not None:  # DP-SGD: Poisson batches, as many steps per epoch as before
-        from gptlab.train.dp import DPPlan, PoissonSampler
+    if options.dp_epsilon is None:
+        update = adamw_update(model, optimizer, lambda batch: model(*batch), options.grad_clip)
+
+        def batches(step: int):
+            return train_loader
+
+    else:  # DP-SGD: Poisson batches, as many steps per epoch as without
+        from gptlab.train.dp import ClassifierSampleLoss, DPPlan, PoissonSampler, classifier_sample_loss
 
         dp_plan = DPPlan.make(
             options.dp_epsilon,
@@ -433,84 +329,53 @@ def finetune_classifier(
             options.dp_delta,
             unit="one text of the training split",
         )
-        dp_sampler = PoissonSampler(len(datasets["train"]), dp_plan.sample_rate, options.seed)
-    schedule = StepSchedule(optimizer, options.lr, total_steps, options.warmup_fraction)
-    meta = {
-        "format": CLASSIFIER_FORMAT,
-        "version": CLASSIFIER_VERSION,
-        "label_names": data.label_names,
-        "pooling": options.pooling,
-        "max_length": max_length,
-        "trainable": options.trainable,
-        "lora": options.lora.to_dict() if options.lora.enabled else None,
-        "base_model": summary["base_model"],
-        "columns": {"text": options.text_column, "label": options.label_column, "header": options.header},
-    }
+        sampler = PoissonSampler(len(datasets["train"]), dp_plan.sample_rate, options.seed)
+        update = dp_sgd_update(
+            ClassifierSampleLoss(model), classifier_sample_loss, dp_plan, optimizer, options.batch_size
+        )
 
-    history: list[dict] = []
-    metrics_file = (out / "metrics.jsonl").open("w", encoding="utf-8")
-    timer = StepTimer()
-    best_score, best_epoch, step = None, 0, 0
-    deadline = started + options.max_minutes * 60 if options.max_minutes else None
-    stopped_early = False
-    try:
-        for epoch in range(1, options.epochs + 1):
-            model.train()
-            y_true, y_pred, loss_sum = [], [], 0.0
-            if dp_plan is None:
-                batches = _progress(train_loader, epoch, options)
-            else:
-                dp_batches = _dp_batches(datasets["train"], dp_sampler, step, len(train_loader), pad_id)
-                batches = _progress(dp_batches, epoch, options)
-            for idx, lengths, labels in batches:
-                timer.start()
-                schedule.set(step)
-                idx, lengths, labels = idx.to(device), lengths.to(device), labels.to(device)
-                if dp_plan is None:
-                    logits, loss = model(idx, lengths, labels)
-                    optimizer_step(model, optimizer, loss, options.grad_clip)
-                else:
-                    logits, loss = _dp_step(
-                        model, optimizer, dp_plan, idx, lengths, labels, options.batch_size
-                    )
-                timer.stop()
-                step += 1
-                loss_sum += loss.item() * len(labels)
-                y_true += labels.tolist()
-                y_pred += logits.argmax(-1).tolist()
-                if hasattr(batches, "set_postfix"):
-                    batches.set_postfix(loss=f"{float(loss):.4f}")
-                if deadline and time.time() > deadline:
-                    stopped_early = True
-                    break
-            train_m = classification_metrics(
-                y_true, y_pred, data.label_names, loss=loss_sum / max(1, len(y_true))
-            )
-            val_m = evaluate_classifier(model, val_loader, data.label_names)
-            record = {
-                "epoch": epoch,
-                "step": step,
-                "seconds": round(time.time() - started, 2),
-                "train": _brief(train_m),
-                "val": _brief(val_m),
-            }
-            if _is_better(val_m, best_score):
-                best_score, best_epoch = (val_m.macro_f1, -(val_m.loss or 0.0)), epoch
-                _save(out, model, tokenizer, meta | {"best_epoch": epoch}, options.lora.enabled)
-                record["best"] = True
-            history.append(record)
-            metrics_file.write(json.dumps(record) + "\n")
-            metrics_file.flush()
-            if on_epoch:
-                on_epoch(record)
-            if stopped_early:
-                break
-    finally:
-        metrics_file.close()
+        def batches(step: int):
+            return _dp_batches(datasets["train"], sampler, step, len(train_loader), pad)
+
+    meta = classifier_meta(
+        label_names=data.label_names,
+        pooling=options.pooling,
+        max_length=max_length,
+        trainable=options.trainable,
+        lora=options.lora.to_dict() if options.lora.enabled else None,
+        base_model=summary["base_model"],
+        columns={"text": options.text_column, "label": options.label_column, "header": options.header},
+    )
+    train_metrics = _TrainMetrics(data.label_names)
+
+    def end_epoch() -> dict:
+        train_m = train_metrics.metrics()
+        train_metrics.reset()
+        return {
+            "train": _brief(train_m),
+            "val": _brief(evaluate_classifier(model, val_loader, data.label_names)),
+        }
+
+    trained = EpochRunner(
+        model=model,
+        options=options,
+        batches=batches,
+        update=update,
+        schedule=StepSchedule(optimizer, options.lr, total_steps, options.warmup_fraction),
+        device=device,
+        on_batch=train_metrics.add,
+        end_epoch=end_epoch,
+        score=lambda record: (record["val"]["macro_f1"], -(record["val"]["loss"] or 0.0)),
+        save=lambda epoch: save_classifier(
+            out, model, tokenizer, meta | {"best_epoch": epoch}, options.lora.enabled
+        ),
+        started=started,
+        on_epoch=on_epoch,
+    ).run(out / "metrics.jsonl")
 
     summary["train_seconds"] = round(time.time() - started, 2)
-    summary["stopped_early"] = stopped_early
-    summary["costs"] = training_costs(params, timer) | {
+    summary["stopped_early"] = trained.stopped_early
+    summary["costs"] = training_costs(params, trained.timer) | {
         "checkpoint_mb": file_size_mb(*(out / f for f in (ADAPTER_FILE, HEAD_FILE, "model.safetensors"))),
     }
     if device.type == "cuda":
@@ -520,49 +385,27 @@ def finetune_classifier(
     test_m = evaluate_classifier(best.model, test_loader, data.label_names)
     if "forgetting" in summary:
         summary["forgetting"]["after"] = lm_val_loss(best.model.gpt, baseline_data)
+    best_epoch = trained.best["epoch"]
     summary["best_epoch"] = best_epoch
     summary["test"] = test_m.to_dict()
     if dp_plan is not None:  # all the steps taken: the best epoch's weights are one of their outputs
-        summary["privacy"] = dp_plan.report(step)
+        summary["privacy"] = dp_plan.report(trained.steps)
     summary["options"] = _options_dict(options)
     atomic_write_json(out / "results.json", summary)
-    _write_report(out, history, summary, test_m)
-    return ClassifyResult(out, test_m, best_epoch, history, summary)
+    write_classifier_report(out, trained.history, summary, test_m)
+    return ClassifyResult(out, test_m, best_epoch, trained.history, summary)
 
 
-def _dp_batches(dataset, sampler, first_step: int, steps: int, pad_id: int):
+def _dp_batches(dataset, sampler, first_step: int, steps: int, pad: int):
     """One epoch of DP-SGD batches: ``steps`` Poisson samples (sizes vary; an empty one is a step
     too: the noise alone), drawn as a function of the global step."""
     for step in range(first_step, first_step + steps):
         items = [dataset[i] for i in sampler.indices(step).tolist()]
         if items:
-            yield collate_classification(items, pad_id)
+            yield collate_classification(items, pad)
         else:
             empty = torch.empty(0, 1, dtype=torch.long)
             yield empty, torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
-
-
-def _dp_step(model, optimizer, plan, idx, lengths, labels, chunk_size: int):
-    """One DP-SGD step (gptlab.train.dp): private gradient into .grad, then AdamW. The usual
-    global-norm clip is not applied: per-example clipping bounds the update already. Returns the
-    batch's logits (B, K) and mean loss, for the train metrics (which are not private)."""
-    from gptlab.train.dp import ClassifierSampleLoss, classifier_sample_loss, dp_sgd_gradients, set_gradients
-
-    wrapper = ClassifierSampleLoss(model)
-    grads, stats = dp_sgd_gradients(
-        wrapper,
-        classifier_sample_loss,
-        (idx, lengths, labels),
-        plan.max_grad_norm,
-        plan.noise_multiplier,
-        plan.expected_batch_size,
-        chunk_size,
-    )
-    optimizer.zero_grad(set_to_none=True)
-    set_gradients(wrapper, grads)
-    optimizer.step()
-    logits = stats.aux if stats.aux is not None else torch.empty(0, model.num_classes)
-    return logits, torch.tensor(stats.loss_sum / max(1, stats.batch_size))
 
 
 def _brief(m: ClassificationMetrics) -> dict:
@@ -584,82 +427,10 @@ def _options_dict(options: ClassifyOptions) -> dict:
     return d
 
 
-def _progress(loader, epoch: int, options: ClassifyOptions):
-    if not options.progress:
-        return loader
-    from tqdm import tqdm
-
-    return tqdm(loader, desc=f"epoch {epoch}/{options.epochs}", leave=False, dynamic_ncols=True)
-
-
-def _write_report(out: Path, history: list[dict], summary: dict, test: ClassificationMetrics) -> None:
-    from gptlab.report import html_page, image, table
-
-    png = plot_classifier_history(history)
-    (out / "metrics.png").write_bytes(png)
-    rows: list[tuple[str, Any]] = [
-        ("test accuracy", test.accuracy),
-        ("test macro F1", test.macro_f1),
-        ("best epoch", summary["best_epoch"]),
-        (
-            "trainable params",
-            f"{summary['costs']['trainable_params']:,} ({summary['costs']['trainable_percent']:.2f}%)",
-        ),
-        ("train seconds", summary["train_seconds"]),
-    ]
-    if summary.get("privacy"):
-        from gptlab.train.dp import format_privacy
-
-        rows.append(("differential privacy", format_privacy(summary["privacy"])))
-    for name, r in summary.get("prompting", {}).items():
-        value = r["accuracy"] if r["accuracy"] is not None else r.get("error")
-        rows.append((f"prompting baseline, {name} (first {r['examples']} test texts)", value))
-    forgetting = summary.get("forgetting") or {}
-    if forgetting.get("before") and forgetting.get("after"):
-        rows.append(("pretraining val perplexity before", forgetting["before"]["perplexity"]))
-        rows.append(("pretraining val perplexity after", forgetting["after"]["perplexity"]))
-    body = table(rows) + "<h2>Test set</h2><pre>" + _escape(test.format()) + "</pre>" + image(png, "metrics")
-    (out / "report.html").write_text(html_page("Classifier fine-tuning", body), encoding="utf-8")
-
-
-def _escape(text: str) -> str:
-    import html
-
-    return html.escape(text)
-
-
-def plot_classifier_history(history: list[dict]) -> bytes:
-    """Loss and accuracy per epoch, train vs val, as PNG bytes."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = [r["epoch"] for r in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
-    for split, style in (("train", "-o"), ("val", "-s")):
-        ax1.plot(epochs, [r[split]["loss"] for r in history], style, label=split)
-        ax2.plot(epochs, [r[split]["accuracy"] for r in history], style, label=split)
-    ax1.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
-
-
 __all__ = [
     "ClassifyOptions",
     "ClassifyResult",
-    "LoadedClassifier",
     "evaluate_classifier",
     "evaluate_file",
     "finetune_classifier",
-    "load_classifier",
 ]

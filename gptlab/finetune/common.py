@@ -1,5 +1,9 @@
-"""What classification and instruction fine-tuning share: the optimiser and schedule, LoRA set-up,
-the "forgetting" measurement, memory and time bookkeeping.
+"""What classification and instruction fine-tuning share: the options they both take, the
+optimiser and schedule, LoRA set-up, the "forgetting" measurement, memory and time bookkeeping.
+(The training loop they share is gptlab.finetune.loop.)
+
+Options are dataclass fields whose metadata (help, checks) the CLI turns into flags
+(gptlab.commands.add_dataclass_arguments): the field defaults are the only defaults.
 
 Forgetting: fine-tuning moves the weights the language model was pretrained with. We measure the
 mean next-token loss (and perplexity) of the GPT on its own pretraining val split before and
@@ -13,8 +17,9 @@ import math
 import resource
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -28,14 +33,52 @@ from gptlab.train.schedule import LRSchedule
 EVAL_MAX_BATCHES = 20  # windows of the pretraining val split scored for the forgetting measure
 
 
+def option(default: Any = MISSING, help: str | None = None, **cli: Any) -> Any:
+    """A dataclass field carrying its flag's ``help`` and the ``cli`` metadata that
+    gptlab.commands.add_dataclass_arguments reads (metavar, check, choices, nargs, flag, group,
+    no_help)."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
+# the options both fine-tunes take: their metadata (each options class picks its own defaults)
+TRAINING_FLAGS: dict[str, dict[str, Any]] = {
+    "model": {"help": "base model: a gptlab run or HF GPT-2 folder", "metavar": "RUN"},
+    "data": {"help": "the task's data file", "metavar": "FILE"},
+    "out": {"help": "output run directory", "metavar": "DIR"},
+    "val_fraction": {},
+    "test_fraction": {},
+    "seed": {"check": "seed"},
+    "epochs": {"check": "positive"},
+    "batch_size": {"check": "positive"},
+    "lr": {"check": "positive", "help": "peak learning rate (warmup, then cosine to lr/10)"},
+    "weight_decay": {"check": "nonnegative"},
+    "grad_clip": {"check": "nonnegative", "help": "max gradient norm (0: off)"},
+    "max_minutes": {"check": "positive", "help": "stop training after this many minutes"},
+    "device": {"help": "cpu, cuda, cuda:1, mps (default: cuda if available)"},
+    "progress": {"help": "no progress bar"},
+}
+
+
+def training_option(name: str, default: Any = MISSING) -> Any:
+    """The field of the shared option ``name`` (`TRAINING_FLAGS`) with this class's default."""
+    return option(default, **TRAINING_FLAGS[name])
+
+
 @dataclass
 class LoraOptions:
     """LoRA on the GPT's Linear layers (rank 0 = no LoRA, train the chosen parameters directly)."""
 
-    rank: int = 0
-    alpha: float = 16.0
-    dropout: float = 0.0
-    targets: tuple[str, ...] = DEFAULT_TARGETS
+    rank: int = option(
+        0, "train rank-R adapters instead of the weights (0: off)", check="nonnegative", metavar="R"
+    )
+    alpha: float = option(16.0, "LoRA scaling numerator (update * alpha/r)", check="positive")
+    dropout: float = option(0.0, "dropout on the LoRA branch input")
+    targets: tuple[str, ...] = option(
+        DEFAULT_TARGETS,
+        "module-name suffixes to adapt (default: every Linear of each block)",
+        metavar="MODULE",
+        nargs="+",
+    )
 
     @property
     def enabled(self) -> bool:
@@ -48,6 +91,11 @@ class LoraOptions:
             "dropout": self.dropout,
             "targets": list(self.targets),
         }
+
+
+def lora_option() -> Any:
+    """The ``lora`` field of an options class: LoRA off by default, its flags in one CLI group."""
+    return field(default_factory=LoraOptions, metadata={"group": "LoRA (gptlab.model.lora)"})
 
 
 def add_lora(gpt: nn.Module, options: LoraOptions) -> None:
@@ -92,29 +140,6 @@ def check_positive(name: str, value, allow_zero: bool = False) -> None:
 # --- forgetting ---------------------------------------------------------------------------------
 
 
-def pretraining_val_dir(base: str | Path) -> Path | None:
-    """The prepared data folder with the val split the base run was pretrained on, if it can be
-    found: the run's config.toml names ``data.dir``, or the run prepared ``RUN/data`` itself.
-    ``base`` may be the run or its ``best/`` folder. None for a converted model (no such data)."""
-    from gptlab.config import load_config
-
-    base = Path(base)
-    for run in (base, base.parent):
-        config_file = run / "config.toml"
-        if not config_file.is_file():
-            continue
-        try:
-            config = load_config(str(config_file))
-        except GptlabError:
-            return None
-        candidates = [Path(config.data.dir)] if config.data.dir else []
-        candidates.append(run / "data")
-        for folder in candidates:
-            if (folder / "meta.json").is_file() and (folder / "val.bin").is_file():
-                return folder
-    return None
-
-
 @torch.no_grad()
 def lm_val_loss(gpt: nn.Module, data_dir: Path, max_batches: int = EVAL_MAX_BATCHES) -> dict | None:
     """Mean next-token loss and perplexity of ``gpt`` on the val split of ``data_dir`` (fixed
@@ -144,15 +169,6 @@ def peak_rss_mb() -> float:
     """This process's peak resident memory so far, in MiB (ru_maxrss is KiB on Linux, bytes on macOS)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
-def optimizer_step(model: nn.Module, optimizer, loss: torch.Tensor, grad_clip: float) -> None:
-    """Backward, clip the trainable parameters' gradient norm (0: no clipping), AdamW step."""
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip:
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], grad_clip)
-    optimizer.step()
 
 
 def training_costs(params, timer: StepTimer) -> dict:

@@ -24,10 +24,9 @@ resize does, so they begin as an "average token" rather than noise.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,22 +50,25 @@ from gptlab.eval.text_metrics import corpus_bleu, corpus_rouge, distinct_n, exac
 from gptlab.finetune.common import (
     LoraOptions,
     StepSchedule,
-    StepTimer,
     add_lora,
     check_positive,
     file_size_mb,
     lm_val_loss,
+    lora_option,
     make_optimizer,
-    optimizer_step,
-    pretraining_val_dir,
+    option,
     training_costs,
+    training_option,
 )
-from gptlab.generate import generate
+from gptlab.finetune.loop import EpochRunner, adamw_update
+from gptlab.finetune.report import write_instruct_report
+from gptlab.generate import GREEDY, Sampler, generate
 from gptlab.io import atomic_write_json
 from gptlab.model.gpt import GPT
 from gptlab.model.lora import count_trainable, remove_lora, save_adapter
-from gptlab.model.modes import eval_mode
-from gptlab.rundir import load_model, make_output_dir, resolve_device, save_model
+from gptlab.model.modes import eval_mode, resolve_device
+from gptlab.run import Run
+from gptlab.rundir import load_model, save_model
 from gptlab.tokenizers.base import EOT
 
 RESPONSES_FILE = "responses.json"
@@ -75,27 +77,31 @@ BASE_RESPONSES_FILE = "base_responses.json"
 
 @dataclass
 class InstructOptions:
-    model: str
-    data: str  # Alpaca-format JSON list or JSONL
-    out: str
-    template: str = "alpaca"
-    mask_prompt: bool = False
-    val_fraction: float = 0.05
-    test_fraction: float = 0.1
-    seed: int = 0
-    lora: LoraOptions = field(default_factory=LoraOptions)
-    epochs: int = 2
-    batch_size: int = 8
-    lr: float = 1e-4
-    weight_decay: float = 0.1
+    """Everything `finetune_instruct` needs; the CLI flags are built from these fields."""
+
+    model: str = training_option("model")
+    data: str = training_option("data")  # Alpaca-format JSON list or JSONL
+    out: str = training_option("out")
+    template: str = option("alpaca", "prompt template", choices=TEMPLATES)
+    mask_prompt: bool = option(False, "no loss on the prompt tokens")
+    val_fraction: float = training_option("val_fraction", 0.05)
+    test_fraction: float = training_option("test_fraction", 0.1)
+    seed: int = training_option("seed", 0)
+    lora: LoraOptions = lora_option()
+    epochs: int = training_option("epochs", 2)
+    batch_size: int = training_option("batch_size", 8)
+    lr: float = training_option("lr", 1e-4)
+    weight_decay: float = training_option("weight_decay", 0.1)
     warmup_fraction: float = 0.1
-    grad_clip: float = 1.0
-    max_minutes: float | None = None
-    device: str = "auto"
-    max_new_tokens: int = 128  # response length cap for the test-split evaluation
-    max_test_examples: int | None = None  # evaluate on the first N test examples (None: all)
-    compare_base: bool = True
-    progress: bool = True
+    grad_clip: float = training_option("grad_clip", 1.0)
+    max_minutes: float | None = training_option("max_minutes", None)
+    device: str = training_option("device", "auto")
+    max_new_tokens: int = option(128, "response length for the evaluation", check="positive")
+    max_test_examples: int | None = option(  # None: all
+        None, "evaluate on the first N test examples only", check="positive"
+    )
+    compare_base: bool = option(True, "skip the base model's responses", flag="--no-base-comparison")
+    progress: bool = training_option("progress", True)
 
     def check(self) -> None:
         if self.template not in TEMPLATES:
@@ -173,16 +179,18 @@ def generate_responses(
     template: str,
     max_new_tokens: int = 128,
     batch_size: int = 8,
+    sampler: Sampler = GREEDY,
 ) -> list[str]:
-    """Greedy responses to ``examples``, each cut at <|endoftext|> and after the response marker.
-    Prompts longer than the context minus ``max_new_tokens`` keep their last tokens."""
+    """Responses to ``examples`` (greedy unless ``sampler`` says otherwise), each cut at
+    <|endoftext|> and after the response marker. Prompts longer than the context minus
+    ``max_new_tokens`` keep their last tokens."""
     room = max(1, gpt.config.block_size - max_new_tokens)
     eot = tokenizer.eot_id
     out: list[str] = []
     for i in range(0, len(examples), batch_size):
         chunk = examples[i : i + batch_size]
         prompts = [encode_prompt(ex, tokenizer, template)[-room:] for ex in chunk]
-        rows = generate(gpt, prompts, max_new_tokens, temperature=0.0, eos_id=eot)
+        rows = generate(gpt, prompts, max_new_tokens, sampler, eos_id=eot)
         for prompt, row in zip(prompts, rows):
             text = tokenizer.decode(row[len(prompt) :])
             out.append(extract_response(text.split(EOT, 1)[0], template))
@@ -235,6 +243,24 @@ def _val_loss(gpt: GPT, loader: DataLoader) -> float:
     return total / count if count else float("nan")
 
 
+class _TokenLoss:
+    """The train loss of one epoch: its batches' mean losses, weighed by their target tokens."""
+
+    def __init__(self) -> None:
+        self.total, self.tokens = 0.0, 0
+
+    def add(self, batch, output, loss: torch.Tensor) -> None:
+        n = int((batch[1] != -100).sum())  # target tokens of y (B, T); -100: masked out
+        self.total += loss.item() * n
+        self.tokens += n
+
+    def pop_mean(self) -> float:
+        """The mean so far, then start over for the next epoch."""
+        mean = self.total / max(1, self.tokens)
+        self.total, self.tokens = 0.0, 0
+        return mean
+
+
 def _save_run(out: Path, gpt: GPT, tokenizer, extra: dict, lora: bool) -> None:
     """The run as a plain gptlab model (LoRA merged into a copy), plus the adapter alone."""
     if lora:
@@ -251,7 +277,8 @@ def finetune_instruct(
     options.check()
     torch.manual_seed(options.seed)
     device = resolve_device(options.device)
-    out = make_output_dir(options.out, "output folder")
+    out = Path(options.out)  # claimed by the caller (gptlab.run.Run.create)
+    out.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
     examples = load_instructions(options.data)
@@ -277,7 +304,8 @@ def finetune_instruct(
         "splits": {"train": len(train_ex), "val": len(val_ex), "test": len(test_ex)},
         "template": options.template,
     }
-    baseline_data = pretraining_val_dir(options.model)
+    base = Run.open(options.model)  # the val split of its pretraining data measures forgetting
+    baseline_data = base.data_dir if base.has_split("val") else None
     if baseline_data is not None:
         summary["forgetting"] = {"before": lm_val_loss(gpt, baseline_data)}
     base_scores = None
@@ -309,58 +337,31 @@ def finetune_instruct(
     extra = {"finetune": "instruct", "template": options.template, "base_model": summary["base_model"]}
     summary["val_loss_before"] = _val_loss(gpt, val_loader)
 
-    history: list[dict] = []
-    timer = StepTimer()
-    best, step, stopped_early = None, 0, False
-    deadline = started + options.max_minutes * 60 if options.max_minutes else None
-    with (out / "metrics.jsonl").open("w", encoding="utf-8") as metrics_file:
-        for epoch in range(1, options.epochs + 1):
-            gpt.train()
-            total, count = 0.0, 0
-            batches = train_loader
-            if options.progress:
-                from tqdm import tqdm
+    train_loss = _TokenLoss()
 
-                batches = tqdm(
-                    train_loader, desc=f"epoch {epoch}/{options.epochs}", leave=False, dynamic_ncols=True
-                )
-            for x, y in batches:
-                timer.start()
-                schedule.set(step)
-                x, y = x.to(device), y.to(device)
-                _, loss = gpt(x, y)
-                optimizer_step(gpt, optimizer, loss, options.grad_clip)
-                timer.stop()
-                step += 1
-                n = int((y != -100).sum())
-                total += loss.item() * n
-                count += n
-                if deadline and time.time() > deadline:
-                    stopped_early = True
-                    break
-            val_loss = _val_loss(gpt, val_loader)
-            record = {
-                "epoch": epoch,
-                "step": step,
-                "seconds": round(time.time() - started, 2),
-                "train_loss": total / max(1, count),
-                "val_loss": val_loss,
-            }
-            if best is None or val_loss < best:
-                best = val_loss
-                _save_run(out, gpt, tokenizer, extra | {"best_epoch": epoch}, options.lora.enabled)
-                record["best"] = True
-            history.append(record)
-            metrics_file.write(json.dumps(record) + "\n")
-            metrics_file.flush()
-            if on_epoch:
-                on_epoch(record)
-            if stopped_early:
-                break
+    def end_epoch() -> dict:
+        return {"train_loss": train_loss.pop_mean(), "val_loss": _val_loss(gpt, val_loader)}
+
+    trained = EpochRunner(
+        model=gpt,
+        options=options,
+        batches=lambda step: train_loader,
+        update=adamw_update(gpt, optimizer, lambda batch: gpt(*batch), options.grad_clip),
+        schedule=schedule,
+        device=device,
+        on_batch=train_loss.add,
+        end_epoch=end_epoch,
+        score=lambda record: -record["val_loss"],
+        save=lambda epoch: _save_run(
+            out, gpt, tokenizer, extra | {"best_epoch": epoch}, options.lora.enabled
+        ),
+        started=started,
+        on_epoch=on_epoch,
+    ).run(out / "metrics.jsonl")
 
     summary["train_seconds"] = round(time.time() - started, 2)
-    summary["stopped_early"] = stopped_early
-    summary["costs"] = training_costs(params, timer) | {
+    summary["stopped_early"] = trained.stopped_early
+    summary["costs"] = training_costs(params, trained.timer) | {
         "adapter_mb": file_size_mb(out / "adapter.safetensors") if options.lora.enabled else None,
         "model_mb": file_size_mb(out / "model.safetensors"),
     }
@@ -370,43 +371,12 @@ def finetune_instruct(
     scores = score_responses(generated, [ex.output for ex in test_ex])
     if "forgetting" in summary:
         summary["forgetting"]["after"] = lm_val_loss(tuned, baseline_data)
-    summary["best_val_loss"] = best
+    summary["best_val_loss"] = trained.best["val_loss"]
     summary["scores"] = scores
     summary["base_scores"] = base_scores
     d = asdict(options)
     d["lora"] = options.lora.to_dict()
     summary["options"] = d
     atomic_write_json(out / "results.json", summary)
-    _write_report(out, history, summary, test_ex, generated)
-    return InstructResult(out, scores, base_scores, history, summary)
-
-
-def _write_report(out: Path, history, summary, test_ex, generated) -> None:
-    import html
-
-    from gptlab.report import html_page, image, plot_losses
-
-    rows = ["<tr><th>metric</th><th>base model</th><th>fine-tuned</th></tr>"]
-    base = summary.get("base_scores") or {}
-    for key in ("rougeL_f", "bleu", "exact_match", "distinct_2", "repetition_rate_3", "mean_words", "empty"):
-        b = base.get(key)
-        rows.append(
-            f"<tr><td>{key}</td><td>{'' if b is None else f'{b:.4g}'}</td><td>{summary['scores'][key]:.4g}</td></tr>"
-        )
-    forgetting = summary.get("forgetting") or {}
-    if forgetting.get("before") and forgetting.get("after"):
-        rows.append(
-            f"<tr><td>pretraining val perplexity</td><td>{forgetting['before']['perplexity']:.3f}</td>"
-            f"<td>{forgetting['after']['perplexity']:.3f}</td></tr>"
-        )
-    samples = "".join(
-        f"<h3>{html.escape(ex.instruction)}</h3><p><b>input</b> {html.escape(ex.input)}</p>"
-        f"<p><b>reference</b> {html.escape(ex.output)}</p><p><b>generated</b> {html.escape(g)}</p>"
-        for ex, g in list(zip(test_ex, generated))[:10]
-    )
-    curve = [{"kind": "train", "step": r["step"], "loss": r["train_loss"]} for r in history]
-    curve += [{"kind": "eval", "step": r["step"], "val_loss": r["val_loss"]} for r in history]
-    body = f"<table>{''.join(rows)}</table>" + image(plot_losses(curve, "instruction fine-tuning"), "loss")
-    (out / "report.html").write_text(
-        html_page("Instruction fine-tuning", body + "<h2>Test responses</h2>" + samples), encoding="utf-8"
-    )
+    write_instruct_report(out, trained.history, summary, test_ex, generated)
+    return InstructResult(out, scores, base_scores, trained.history, summary)

@@ -25,10 +25,11 @@ Decisions, so the numbers mean one thing:
   one-hot on the argmax, so its entropy is 0, its nucleus size 1 and the sampled token's
   log-probability under it 0 (top-k/top-p are ignored). The model's own entropy and log-prob
   are reported as for any other setting.
-- The tokens come from gptlab.generate's own KV-cache loop (``_decode_steps``) and its
-  `Sampler`, through a `RecordingSampler` that keeps each step's logits for the statistics. So
-  for the same seed the study draws exactly the tokens that ``generate(model, [prompt] * N,
-  max_new_tokens, T, top_k, top_p, generator=seeded)`` draws (tested), and a prompt plus samples
+- The tokens come from gptlab.generate's own KV-cache loop (``decode_steps``) and its
+  `Sampler` (`SamplingSetting.sampler`), through a `RecordingSampler` that keeps each step's
+  logits for the statistics. So for the same seed the study draws exactly the tokens that
+  ``generate(model, [prompt] * N, max_new_tokens, setting.sampler(), generator=seeded)`` draws
+  (tested), and a prompt plus samples
   longer than the context slides it, as `generate` does.
 - End-of-text is not special: every sample runs for exactly ``max_new_tokens`` tokens, so every
   per-step average is over all N samples. A sampled ``<|endoftext|>`` shows in the text.
@@ -51,10 +52,11 @@ import torch
 from gptlab.errors import GptlabError
 from gptlab.eval.diversity import distinct_n, repetition_rate
 from gptlab.generate import (
+    GREEDY_BELOW,
     RecordingSampler,
     Sampler,
-    _decode_steps,
-    _encode_prompt,
+    decode_steps,
+    encode_prompt,
     top_k_filter,
     top_p_filter,
 )
@@ -96,9 +98,15 @@ class SamplingSetting:
 
     @property
     def greedy(self) -> bool:
-        from gptlab.generate import GREEDY_BELOW
-
         return self.temperature < GREEDY_BELOW  # as the Sampler: logits / 1e-320 would be inf
+
+    def sampler(self) -> Sampler:
+        """The generation Sampler of this setting (0 = off becomes None = no limit)."""
+        return Sampler(
+            temperature=self.temperature,
+            top_k=self.top_k or None,
+            top_p=self.top_p if self.top_p < 1.0 else None,
+        )
 
     @property
     def label(self) -> str:
@@ -194,18 +202,12 @@ def sample_steps(
         raise GptlabError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     device = model_device(model)
     generator = torch.Generator(device=device).manual_seed(seed)
-    sampler = RecordingSampler(
-        Sampler(
-            temperature=setting.temperature,
-            top_k=setting.top_k or None,
-            top_p=setting.top_p if setting.top_p < 1.0 else None,
-        )
-    )
+    sampler = RecordingSampler(setting.sampler())
     batch = torch.arange(n_samples, device=device)
     names = ("tokens", "model_logprob", "sampling_logprob", "model_entropy", "sampling_entropy", "nucleus")
     steps: dict[str, list[torch.Tensor]] = {name: [] for name in names}
     rows = [prompt] * n_samples
-    for next_ids in _decode_steps(model, rows, max_new_tokens, sampler, None, generator):  # (N,)
+    for next_ids in decode_steps(model, rows, max_new_tokens, sampler, None, generator):  # (N,)
         logits = sampler.logits  # (N, V): what this step's token was drawn from
         model_lp = logits.float().log_softmax(-1)  # (N, V): the model's own distribution
         sampling_lp = sampling_logits(logits, setting).log_softmax(-1)  # (N, V), -inf = filtered out
@@ -250,7 +252,7 @@ def sampling_study(
     (means over samples and steps) and ``per_step`` lists of the last five (means over samples)."""
     if not settings:
         raise GptlabError("no sampling settings to study")
-    prompt_ids = _encode_prompt(tokenizer, prompt)
+    prompt_ids = encode_prompt(tokenizer, prompt)
     records = []
     for setting in settings:
         s = sample_steps(model, prompt_ids, setting, n_samples, max_new_tokens, seed)

@@ -1,6 +1,8 @@
 """``gptlab serve``: an OpenAI-compatible HTTP API for a run directory, and a web playground.
 
-- `gptlab.serve.app.create_app` builds the FastAPI app (routes, limits, errors, API key, CORS);
+- `gptlab.serve.app.create_app` builds the FastAPI app: its state, API key and CORS, and the
+  routes of `gptlab.serve.routes` (module-level functions over ``app.state``), answering in the
+  shapes of `gptlab.serve.formats`, within a `gptlab.serve.limits.ServeLimits`;
 - `gptlab.serve.engine.Engine` owns the model: one worker thread runs every model call, so the
   web side never calls the model from two threads at once;
 - `gptlab.serve.schemas` holds the request bodies (unknown fields refused, ranges checked);

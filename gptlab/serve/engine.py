@@ -14,7 +14,7 @@ else is running (a seeded request gives the same text alone or under load). Requ
 wait in the queue (at most ``max_queue``, then the server answers 503). Other model calls
 (classification, the attention page) run on the same thread between decode steps.
 
-Each generation is `gptlab.generate`'s own KV-cache decode loop (``_decode_steps``: prefill,
+Each generation is `gptlab.generate`'s own KV-cache decode loop (``decode_steps``: prefill,
 sampler, ``<|endoftext|>`` handling, sliding context), not a copy of it. It is driven one step at
 a time, which is where the engine checks, before every step, whether the request was cancelled
 (the client went away) or ran past its deadline; and the sampler is wrapped so that each step's
@@ -24,9 +24,9 @@ text ``gptlab.generate.generate_text`` gives for that seed. With n > 1 the choic
 drawing from one generator (as `generate` does for a batch), so they differ from each other and
 are reproducible together.
 
-Text: tokens become text exactly as `gptlab.generate.stream_text` does it (a character split
-across tokens waits for its last byte; text that could be the start of a stop string is held
-back until it is known not to be; the completion ends before a stop string). Logprobs are the
+Text: tokens become text through `gptlab.generate.TextStream`, as in `stream_text` (a character
+split across tokens waits for its last byte; text that could be the start of a stop string is
+held back until it is known not to be; the completion ends before a stop string). Logprobs are the
 model's own distribution at each step (temperature 1, no top-k/top-p), which is what the
 probability of a token means to a reader; a token's entry is released with the text it starts in,
 so streamed and non-streamed answers carry the same entries.
@@ -48,7 +48,7 @@ from typing import Any
 import torch
 
 from gptlab.errors import GptlabError
-from gptlab.generate import REPLACEMENT_CHAR, RecordingSampler, Sampler, _decode_steps, _held_back
+from gptlab.generate import RecordingSampler, Sampler, TextStream, decode_steps
 from gptlab.model.modes import model_device
 
 log = logging.getLogger("gptlab.serve")
@@ -116,61 +116,31 @@ class Handle:
         self.job.cancelled.set()
 
 
-class TextAssembler:
-    """One choice's tokens -> its text, released in UTF-8-safe pieces, cut before a stop string
-    (the bookkeeping of `gptlab.generate.stream_text`, per choice, with logprob entries attached)."""
+class ChoiceText:
+    """One choice's tokens -> its text (a `gptlab.generate.TextStream`), with the logprob entry of
+    each token and the choice's finish reason; `take` hands out what is new since the last call."""
 
     def __init__(self, tokenizer, stops: Sequence[str]) -> None:
-        self.tokenizer = tokenizer
-        self.stops = [s for s in stops if s]
-        self.text = ""  # the completion so far (cut at a stop string once one appears)
-        self.released = 0  # characters of text handed out
-        self.safe = 0  # characters of text that may be handed out
-        self.pending: list[int] = []  # tokens since the last clean UTF-8 boundary
-        self.pending_out = 0  # characters of decode(pending) already in text
+        self.stream = TextStream(tokenizer, stops)
+        self.unsent = ""  # text released by the stream, not handed out yet
         self.entries: list[dict] = []  # per token: {"id", "offset", ...logprob fields}
         self.entries_released = 0
         self.n_tokens = 0
         self.finish_reason: str | None = None
-        self.cut = False  # the text was cut at a stop string
         self.reported = False  # the chunk with finish_reason went out
-
-    def _decode(self, ids: list[int]) -> str:
-        # ids past the tokenizer's vocabulary (a model padded wider than its tokenizer) have no text
-        vocab = self.tokenizer.vocab_size
-        return self.tokenizer.decode([i for i in ids if i < vocab])
-
-    def _cut_at_stop(self) -> bool:
-        hits = [i for i in (self.text.find(s, max(0, self.released - len(s))) for s in self.stops) if i >= 0]
-        if not hits:
-            return False
-        self.text = self.text[: min(hits)]
-        self.safe = len(self.text)
-        self.finish_reason, self.cut = "stop", True
-        return True
 
     def push(self, token: int, entry: dict) -> None:
         """Add a sampled token (not the end-of-text token)."""
         self.n_tokens += 1
-        self.entries.append({**entry, "offset": len(self.text)})
-        self.pending.append(token)
-        piece = self._decode(self.pending)
-        complete = piece.rstrip(REPLACEMENT_CHAR)  # a trailing partial character waits for its bytes
-        self.text += complete[self.pending_out :]
-        self.pending_out = len(complete)
-        if complete == piece:
-            self.pending, self.pending_out = [], 0
-        if not self._cut_at_stop():
-            self.safe = len(self.text) - _held_back(self.text, self.stops)
+        self.entries.append({**entry, "offset": len(self.stream.text)})
+        self.unsent += self.stream.push(token)
+        if self.stream.stopped:
+            self.finish_reason = "stop"
 
     def finish(self, reason: str) -> None:
-        """End of text or max_tokens: flush what was held back (an unfinished character as
-        replacement characters, as stream_text does), still cut at a stop string."""
-        self.text += self._decode(self.pending)[self.pending_out :]
-        self.pending, self.pending_out = [], 0
-        if not self._cut_at_stop():
-            self.safe = len(self.text)
-            self.finish_reason = reason
+        """End of text or max_tokens: flush what was held back (see TextStream.finish)."""
+        self.unsent += self.stream.finish()
+        self.finish_reason = "stop" if self.stream.stopped else reason
 
     @property
     def done(self) -> bool:
@@ -180,13 +150,12 @@ class TextAssembler:
         """Text and logprob entries not handed out yet. An entry goes out with the text it starts
         in; once the choice has ended, the remaining entries go out too (tokens whose text is
         empty), except those past a stop string (their text was cut)."""
-        text = self.text[self.released : self.safe]
-        self.released = self.safe
+        text, self.unsent = self.unsent, ""
         end = self.entries_released
-        if self.done and not self.cut:
+        if self.done and not self.stream.stopped:
             end = len(self.entries)
         else:
-            while end < len(self.entries) and self.entries[end]["offset"] < self.released:
+            while end < len(self.entries) and self.entries[end]["offset"] < self.stream.released:
                 end += 1
         entries = self.entries[self.entries_released : end]
         self.entries_released = end
@@ -203,10 +172,10 @@ class _Active:
         device = model_device(model)
         generator = torch.Generator(device=device).manual_seed(job.seed)
         self.eos_id = tokenizer.eot_id
-        self.steps = _decode_steps(
+        self.steps = decode_steps(
             model, [list(job.prompt_ids)] * job.n, job.max_tokens, self.recorder, self.eos_id, generator
         )
-        self.rows = [TextAssembler(tokenizer, job.stops) for _ in range(job.n)]
+        self.rows = [ChoiceText(tokenizer, job.stops) for _ in range(job.n)]
         self.n_steps = 0
 
     def close(self) -> None:

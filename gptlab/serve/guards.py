@@ -21,6 +21,8 @@ from collections.abc import Iterable, Sequence
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from gptlab.serve.limits import ServeLimits
+
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 WILDCARD_BINDS = ("", "0.0.0.0", "::", "[::]")
 KEEP_ALIVE_S = 5  # uvicorn's default, made explicit: an idle connection is closed after this
@@ -115,7 +117,7 @@ class HeaderDeadlineProtocol(H11Protocol):
     is closed (with a 408 if part of one had arrived). uvicorn's keep-alive time-out does not do
     this: any byte received cancels it."""
 
-    header_timeout_s = 30.0
+    header_timeout_s = ServeLimits.read_timeout_s
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -150,7 +152,11 @@ class HeaderDeadlineProtocol(H11Protocol):
         self.transport.close()
 
 
-def uvicorn_options(*, header_timeout_s: float = 30.0, max_connections: int = 128) -> dict:
+def uvicorn_options(
+    *,
+    header_timeout_s: float = ServeLimits.read_timeout_s,
+    max_connections: int = ServeLimits.max_connections,
+) -> dict:
     """Keyword arguments for ``uvicorn.run`` / ``uvicorn.Config``: the h11 protocol with the
     header deadline, a bounded header block, the keep-alive time-out and ``max_connections``
     (beyond it uvicorn answers 503)."""

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from gptlab.config import DataSection
+from gptlab.data.corpus import BUILTIN_CORPUS
 from gptlab.data.registry import file_sha256
 from gptlab.errors import GptlabError
 from gptlab.io import atomic_write_json, read_json
 
-BUILTIN_CORPUS = "builtin"
 FINGERPRINT_KEY = "fingerprint"
 
 

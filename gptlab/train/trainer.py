@@ -55,11 +55,13 @@ import numpy as np
 import torch
 
 from gptlab.config import RunConfig, check_values, save_toml
+from gptlab.data.corpus import BUILTIN_CORPUS
 from gptlab.data.shards import BatchSampler, TokenDataset, iter_eval_batches, prepare
 from gptlab.errors import GptlabError
 from gptlab.io import atomic_write_json, atomic_write_text
 from gptlab.model import GPT
-from gptlab.rundir import resolve_device, save_model
+from gptlab.model.modes import resolve_device
+from gptlab.rundir import save_model
 from gptlab.train import distributed, signals
 from gptlab.train.checkpoint import (
     find_checkpoint,
@@ -73,7 +75,7 @@ from gptlab.train.checkpoint import (
     set_rng_state,
 )
 from gptlab.train.compile import compile_model
-from gptlab.train.fingerprint import BUILTIN_CORPUS, check_prepared_data, data_fingerprint, record_fingerprint
+from gptlab.train.fingerprint import check_prepared_data, data_fingerprint, record_fingerprint
 from gptlab.train.optim import make_adamw, set_lr
 from gptlab.train.schedule import LRSchedule
 
@@ -172,15 +174,12 @@ def prepare_run_data(config: RunConfig, run_dir: Path, progress: bool, check: bo
             check_prepared_data(out, data)
         return out
     fingerprint = data_fingerprint(data)  # before the work: a missing input fails at once
-    from gptlab.data.corpus import default_documents, read_texts
+    from gptlab.data.corpus import config_texts, default_documents
 
     inputs: list[Any] = []
     for item in data.input:
         inputs += default_documents() if item == BUILTIN_CORPUS else [Path(item)]
-    paths = [x for x in inputs if isinstance(x, Path)]
-    file_texts = iter(read_texts(paths) if paths else [])
-    texts = [x if isinstance(x, str) else next(file_texts) for x in inputs]
-    tokenizer = make_tokenizer(data.tokenizer, texts, data.vocab_size)
+    tokenizer = make_tokenizer(data.tokenizer, config_texts(data), data.vocab_size)
     prepare(inputs, tokenizer, out, val_fraction=data.val_fraction, progress=progress)
     record_fingerprint(out, fingerprint)
     return out
@@ -418,7 +417,7 @@ class _Run:
         return out
 
     def sample(self) -> str:
-        from gptlab.generate import generate_text
+        from gptlab.generate import Sampler, generate_text
 
         t = self.config.train
         return generate_text(
@@ -426,8 +425,7 @@ class _Run:
             self.tokenizer,
             t.sample_prompt,
             max_new_tokens=t.sample_tokens,
-            temperature=t.sample_temperature,
-            top_k=t.sample_top_k or None,
+            sampler=Sampler(temperature=t.sample_temperature, top_k=t.sample_top_k or None),
             seed=t.seed,
         )
 

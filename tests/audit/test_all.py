@@ -164,7 +164,12 @@ def test_audit_all_fails_with_the_load_error_when_the_model_cannot_be_loaded(tmp
 
 @pytest.mark.slow
 def test_audit_all_on_a_classifier_run_runs_robustness(tmp_path):
-    from gptlab.finetune.classify import CLASSIFIER_FORMAT, CLASSIFIER_JSON, CLASSIFIER_VERSION, HEAD_FILE
+    from gptlab.finetune.classifier_run import (
+        CLASSIFIER_FORMAT,
+        CLASSIFIER_JSON,
+        CLASSIFIER_VERSION,
+        HEAD_FILE,
+    )
     from gptlab.io import atomic_write_json, save_safetensors
     from gptlab.model.heads import GPTClassifier
     from gptlab.rundir import save_model

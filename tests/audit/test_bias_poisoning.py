@@ -44,9 +44,11 @@ VERBS = ("said", "thought")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def parse(module, argv):
+def parse(name, argv):
+    from gptlab.commands import audit
+
     p = argparse.ArgumentParser()
-    module.add_arguments(p)
+    audit.add_arguments(p, name)
     return p.parse_args(argv)
 
 
@@ -217,7 +219,7 @@ def biased_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_trained_bias_is_large_and_significant_and_cda_shrinks_it(biased_run, capsys):
-    from gptlab.commands import audit_bias
+    from gptlab.commands import audit
     from gptlab.rundir import load_model
 
     run, root = biased_run
@@ -236,10 +238,10 @@ def test_trained_bias_is_large_and_significant_and_cda_shrinks_it(biased_run, ca
                                   for p in nurse_pairs()]))  # fmt: skip
     out = root / "audit"
     args = parse(
-        audit_bias,
+        "bias",
         ["--model", str(run), "--probes", str(probes), "--n-boot", "200", "--cda", "--out", str(out)],
     )
-    assert audit_bias.run(args) == 0
+    assert audit.run(args) == 0
     saved = json.loads((out / "bias.json").read_text())
     assert (out / "bias_gaps.png").read_bytes()[:4] == b"\x89PNG"
     d = saved["details"]
@@ -250,11 +252,11 @@ def test_trained_bias_is_large_and_significant_and_cda_shrinks_it(biased_run, ca
     assert (out / "cda" / "model.safetensors").is_file()
 
     capsys.readouterr()  # drop the table printed above
-    assert audit_bias.run(parse(audit_bias, ["--model", str(run), "--probes", str(probes), "--json"])) == 0
+    assert audit.run(parse("bias", ["--model", str(run), "--probes", str(probes), "--json"])) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["audit"] == "bias" and printed["details"]["mean_gap"] == pytest.approx(before, rel=1e-5)
     with pytest.raises(GptlabError, match="--out"):
-        audit_bias.run(parse(audit_bias, ["--model", str(run), "--cda"]))
+        audit.run(parse("bias", ["--model", str(run), "--cda"]))
 
 
 # --- poisoning ----------------------------------------------------------------------------------
@@ -334,13 +336,13 @@ def poison_task(tmp_path_factory):
 
 @pytest.mark.slow
 def test_backdoor_reaches_a_high_attack_success_rate_and_the_detector_finds_it(poison_task):
-    from gptlab.commands import audit_poisoning
+    from gptlab.commands import audit
 
     base, data, root = poison_task
     out = root / "audit"
     argv = ["--model", str(base), "--data", str(data), "--trigger", "zqxj", "--target", "pos", "--rates", "0,0.15",
             "--epochs", "10", "--lr", "1e-2", "--out", str(out)]  # fmt: skip
-    assert audit_poisoning.run(parse(audit_poisoning, argv)) == 0
+    assert audit.run(parse("poisoning", argv)) == 0
     result = json.loads((out / "poisoning.json").read_text())
     clean, attacked = result["details"]["rates"]
     assert clean["poisoned"] == 0 and attacked["poisoned"] == 36  # 15% of the 240 training texts

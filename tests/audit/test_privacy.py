@@ -15,10 +15,12 @@ import pytest
 import torch
 
 from gptlab.audit import memorization as M
-from gptlab.audit.common import roc_auc
+from gptlab.audit.common import roc_auc, sample_windows
 from gptlab.audit.membership import attack_classifier_scores, audit_membership, text_losses
 from gptlab.errors import GptlabError
+from gptlab.eval.scoring import continuation_scores
 from gptlab.model import GPT, GPTConfig
+from gptlab.run import Run
 from gptlab.tokenizers.base import EOT
 from gptlab.tokenizers.char import CharTokenizer
 
@@ -126,11 +128,14 @@ def canary_setup():
 
 
 @pytest.mark.slow
-def test_score_tokens_matches_the_model_loss_row_by_row(canary_setup):
+def test_continuation_scores_match_the_model_loss_row_by_row(canary_setup):
     """The batched, padded teacher-forced scores equal each row's own loss (model(x, y))."""
     model, tok, *_ = canary_setup
     rows = [tok.encode(t) for t in ["ann owes bob 12 figs.", "cy", "eve owes lu 99 nuts.\nflo owes"]]
-    got = M.score_tokens(model, rows, [1, 1, 4])
+    starts = [1, 1, 4]
+    got = continuation_scores(
+        model, [r[:s] for r, s in zip(rows, starts)], [r[s:] for r, s in zip(rows, starts)]
+    )
     for row, start, value in zip(rows, [1, 1, 4], got):
         x, y = torch.tensor([row[:-1]]), torch.tensor([[-100] * (start - 1) + row[start:]])
         _, loss = model(x, y)
@@ -168,8 +173,8 @@ def eot_stream(tok, texts) -> list[int]:
 @pytest.mark.slow
 def test_training_text_is_more_extractable_than_held_out_text(mia_setup):
     tok, members, nonmembers, overfit, _, _ = mia_setup
-    train_seqs = M.sample_windows(eot_stream(tok, members), 60, 24, seed=0)
-    held_seqs = M.sample_windows(eot_stream(tok, nonmembers), 60, 24, seed=0)
+    train_seqs = sample_windows(eot_stream(tok, members), 60, 24, seed=0)
+    held_seqs = sample_windows(eot_stream(tok, nonmembers), 60, 24, seed=0)
     train_hits = M.extractable(overfit, train_seqs, 16, 8)
     held_hits = M.extractable(overfit, held_seqs, 16, 8)
     assert train_hits.mean() > held_hits.mean() + 0.15
@@ -185,8 +190,8 @@ def test_audit_memorization_findings_and_plot(canary_setup, tmp_path):
         model,
         tok,
         records,
-        train_sequences=M.sample_windows(tok.encode(text), 40, 20, seed=0),
-        heldout_sequences=M.sample_windows(tok.encode(heldout), 40, 20, seed=0),
+        train_sequences=sample_windows(tok.encode(text), 40, 20, seed=0),
+        heldout_sequences=sample_windows(tok.encode(heldout), 40, 20, seed=0),
         prefix_len=12,
         suffix_len=8,
         n_boot=100,
@@ -278,10 +283,12 @@ def test_attack_classifier_scores_are_out_of_fold():
 # --- CLIs ---------------------------------------------------------------------------------------
 
 
-def _cli(module, argv):
+def _cli(name, argv):
+    from gptlab.commands import audit
+
     p = argparse.ArgumentParser()
-    module.add_arguments(p)
-    return module.run(p.parse_args(argv))
+    audit.add_arguments(p, name)
+    return audit.run(p.parse_args(argv))
 
 
 @pytest.fixture(scope="module")
@@ -300,10 +307,8 @@ def canary_run(canary_setup, tmp_path_factory):
 
 @pytest.mark.slow
 def test_memorization_cli_finds_the_runs_canaries_and_data(canary_run, tmp_path, capsys):
-    from gptlab.commands import audit_memorization
-
     argv = ["--model", str(canary_run), "--windows", "20", "--prefix-len", "12", "--suffix-len", "8"]
-    assert _cli(audit_memorization, argv + ["--bootstrap", "50", "--json", "--out", str(tmp_path)]) == 0
+    assert _cli("memorization", argv + ["--bootstrap", "50", "--json", "--out", str(tmp_path)]) == 0
     out = json.loads(capsys.readouterr().out)
     metrics = {f["metric"]: f for f in out["findings"]}
     assert metrics["max canary exposure (bits)"]["verdict"] == "fail"
@@ -313,21 +318,19 @@ def test_memorization_cli_finds_the_runs_canaries_and_data(canary_run, tmp_path,
 
 @pytest.mark.slow
 def test_membership_cli_on_the_runs_splits_and_on_files(canary_run, mia_setup, tmp_path, capsys):
-    from gptlab.commands import audit_membership
-
     base = ["--model", str(canary_run), "--bootstrap", "50", "--no-classifier"]
-    assert _cli(audit_membership, base + ["--windows", "30", "--window-tokens", "24"]) == 0
+    assert _cli("membership", base + ["--windows", "30", "--window-tokens", "24"]) == 0
     table = capsys.readouterr().out
     assert "ROC AUC (loss)" in table and "classifier" not in table
     _, members, nonmembers, *_ = mia_setup
     (tmp_path / "m.txt").write_text("\n".join(members))
     (tmp_path / "n.txt").write_text("\n".join(nonmembers))
     files = ["--members", str(tmp_path / "m.txt"), "--nonmembers", str(tmp_path / "n.txt")]
-    assert _cli(audit_membership, base + files + ["--json", "--out", str(tmp_path)]) == 0
+    assert _cli("membership", base + files + ["--json", "--out", str(tmp_path)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["details"]["n_members"] == 48 and (tmp_path / "roc.png").is_file()
     with pytest.raises(GptlabError, match="both --members and --nonmembers"):
-        _cli(audit_membership, base + files[:2])
+        _cli("membership", base + files[:2])
 
 
 @pytest.mark.slow
@@ -335,7 +338,6 @@ def test_memorization_cli_inserts_canaries_trains_and_audits(tmp_path, capsys):
     """--corpus --insert: the canaried corpus and canaries.json are written, the copies stay out of
     the val split, a run is trained through gptlab.train, and a later audit finds the canaries
     from the run's config (data.input) alone."""
-    from gptlab.commands import audit_memorization
     from gptlab.data.shards import TokenDataset
     from gptlab.tokenizers import load_tokenizer
 
@@ -364,7 +366,7 @@ def test_memorization_cli_inserts_canaries_trains_and_audits(tmp_path, capsys):
         "--bootstrap",
         "20",
     ]
-    assert _cli(audit_memorization, argv + tiny) == 0
+    assert _cli("memorization", argv + tiny) == 0
     assert "max canary exposure (bits)" in capsys.readouterr().out
     records = M.read_canaries(out / "canaries.json")
     assert [r.repeats for r in records] == [0, 8]
@@ -374,8 +376,8 @@ def test_memorization_cli_inserts_canaries_trains_and_audits(tmp_path, capsys):
     val_text = load_tokenizer(data.tokenizer_path).decode(data.tokens.tolist())
     assert "the pin" not in val_text  # every copy is in the training split
     (out / "run" / "canaries.json").unlink()  # found again next to the corpus the run trained on
-    assert M.find_canaries_file(out / "run") == out / "canaries.json"
-    assert _cli(audit_memorization, ["--model", str(out / "run"), "--windows", "0", "--bootstrap", "20"]) == 0
+    assert M.find_canaries(Run.open(out / "run")) == out / "canaries.json"
+    assert _cli("memorization", ["--model", str(out / "run"), "--windows", "0", "--bootstrap", "20"]) == 0
 
 
 def test_secrets_the_tokenizer_cannot_encode_score_minus_infinity():

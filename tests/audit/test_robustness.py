@@ -179,7 +179,7 @@ def clf_run(base_run, data_file, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clf(clf_run):
-    from gptlab.finetune.classify import load_classifier
+    from gptlab.finetune.classifier_run import load_classifier
 
     return load_classifier(clf_run)
 
@@ -362,10 +362,10 @@ def test_adversarial_training_end_to_end(base_run, data_file, tmp_path):
 
 @pytest.mark.slow
 def test_cli_prints_json_and_saves(clf_run, tmp_path, capsys):
-    from gptlab.commands.audit_robustness import add_arguments, run
+    from gptlab.commands.audit import add_arguments, run
 
     p = argparse.ArgumentParser()
-    add_arguments(p)
+    add_arguments(p, "robustness")
     args = p.parse_args(
         [
             "--model",

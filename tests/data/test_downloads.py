@@ -19,10 +19,10 @@ import pytest
 from samples import SHAKESPEARE
 
 from gptlab.cli import main
+from gptlab.convert import HUB_FILES, resolve_hf_source
 from gptlab.data import registry
 from gptlab.data.registry import REGISTRY, DatasetEntry, download
 from gptlab.errors import GptlabError
-from gptlab.model.hf import HUB_FILES, resolve_hf_source
 
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 ELSEWHERE = "192.0.2.1"  # TEST-NET-1 (RFC 5737): never routed, and never contacted here anyway
@@ -264,8 +264,8 @@ def test_owner_name_goes_to_the_hub_at_the_revision(hub, tmp_path, monkeypatch):
 
 
 def test_cli_revision_reaches_the_download_and_the_run(hub, tmp_path, monkeypatch, capsys):
+    from gptlab.hf_folder import to_hf_gpt2
     from gptlab.model import GPT, GPTConfig
-    from gptlab.model.hf import to_hf_gpt2
     from gptlab.tokenizers import BPETokenizer
 
     calls, hub_dir = hub

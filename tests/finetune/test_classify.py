@@ -13,7 +13,8 @@ from synthetic_task import synthetic_rows
 from gptlab.cli import main
 from gptlab.data.tasks import load_classification, stratified_split
 from gptlab.errors import GptlabError
-from gptlab.finetune.classify import ClassifyOptions, finetune_classifier, load_classifier
+from gptlab.finetune.classifier_run import load_classifier
+from gptlab.finetune.classify import ClassifyOptions, finetune_classifier
 from gptlab.finetune.common import LoraOptions
 from gptlab.model import GPT, GPTConfig
 from gptlab.rundir import load_model, save_model

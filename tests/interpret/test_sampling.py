@@ -129,9 +129,7 @@ def test_same_tokens_as_generate(model, prompt_ids, setting):
         model,
         torch.tensor([prompt_ids] * n),
         new,
-        temperature=setting.temperature,
-        top_k=setting.top_k or None,
-        top_p=setting.top_p if setting.top_p < 1 else None,
+        setting.sampler(),
         generator=torch.Generator().manual_seed(3),
     )
     assert torch.equal(steps["tokens"], expected[:, len(prompt_ids) :])

@@ -53,7 +53,12 @@ def run_dir(tmp_path_factory, model, tokenizer) -> Path:
 @pytest.fixture(scope="module")
 def classifier_dir(tmp_path_factory, model, tokenizer) -> Path:
     """A classifier run as `gptlab finetune classify` writes it (full model + head + classifier.json)."""
-    from gptlab.finetune.classify import CLASSIFIER_FORMAT, CLASSIFIER_JSON, CLASSIFIER_VERSION, HEAD_FILE
+    from gptlab.finetune.classifier_run import (
+        CLASSIFIER_FORMAT,
+        CLASSIFIER_JSON,
+        CLASSIFIER_VERSION,
+        HEAD_FILE,
+    )
     from gptlab.io import atomic_write_json, save_safetensors
     from gptlab.rundir import save_model
 

@@ -10,10 +10,13 @@ from safetensors.torch import save_file
 from samples import SHAKESPEARE
 
 from gptlab.cli import main
+from gptlab.convert import resolve_hf_source
 from gptlab.errors import GptlabError
-from gptlab.generate import generate, generate_text
+from gptlab.generate import GREEDY, generate, generate_text
+from gptlab.hf_folder import from_hf_gpt2, to_hf_gpt2
 from gptlab.model import GPT, GPTConfig
-from gptlab.model.hf import config_from_hf, from_hf_gpt2, load_hf_gpt2, resolve_hf_source, to_hf_gpt2
+from gptlab.model.hf import config_from_hf, gpt_from_hf_state
+from gptlab.rundir import load_model
 
 transformers = pytest.importorskip("transformers")
 transformers.logging.set_verbosity_error()
@@ -88,7 +91,7 @@ def test_import_hub_style_files_with_mask_buffers_and_pytorch_bin(tmp_path, idx)
     ours = from_hf_gpt2(tmp_path)
     assert (our_logits(ours, idx) - hf_logits(theirs, idx)).abs().max().item() < ATOL
     config = config_from_hf(theirs.config.to_dict())
-    from_dict = from_hf_gpt2({f"transformer.{k}": v for k, v in state.items()}, config)
+    from_dict = gpt_from_hf_state({f"transformer.{k}": v for k, v in state.items()}, config)
     torch.testing.assert_close(our_logits(from_dict, idx), our_logits(ours, idx))
 
 
@@ -129,7 +132,7 @@ def test_kv_cache_greedy_decoding_of_an_imported_model_matches_transformers_gene
         expected = theirs.generate(
             prompt, max_new_tokens=30, do_sample=False, eos_token_id=None, pad_token_id=0
         )
-    assert torch.equal(generate(ours, prompt, 30, temperature=0), expected)
+    assert torch.equal(generate(ours, prompt, 30, GREEDY), expected)
 
 
 @pytest.mark.parametrize("overrides", [dict(pos_encoding="rope"), dict(norm="rmsnorm")])
@@ -175,11 +178,6 @@ def test_wrong_shape_and_missing_weights_name_the_tensor(tmp_path):
     (tmp_path / "model.safetensors").unlink()
     with pytest.raises(GptlabError, match="no weights"):
         from_hf_gpt2(tmp_path)
-
-
-def test_state_dict_without_config_is_an_error():
-    with pytest.raises(GptlabError, match="needs the config"):
-        from_hf_gpt2(hf_model().state_dict())
 
 
 def test_hub_name_without_network_is_a_clear_error(monkeypatch, tmp_path):
@@ -238,7 +236,6 @@ def test_cli_convert_generate_eval_export_round_trip(tmp_path, bpe, capsys):
     """The CLI by hand: a random HF GPT-2 saved with save_pretrained (+ its tokenizer files) ->
     convert -> generate -> eval perplexity -> export, which transformers loads with equal logits."""
     from gptlab.eval.perplexity import evaluate_text
-    from gptlab.rundir import load_model
     from gptlab.tokenizers.interop import save_hf_gpt2_tokenizer
 
     hf_dir, run, out = tmp_path / "hf", tmp_path / "run", tmp_path / "export"
@@ -260,7 +257,7 @@ def test_cli_convert_generate_eval_export_round_trip(tmp_path, bpe, capsys):
     plain = capsys.readouterr().out
     assert main([*prompt, "--temperature", "0", "--stream"]) == 0
     assert capsys.readouterr().out == plain and plain.startswith("I had")
-    assert plain == "I had" + generate_text(ours, tok, "I had", max_new_tokens=8, temperature=0) + "\n"
+    assert plain == "I had" + generate_text(ours, tok, "I had", max_new_tokens=8, sampler=GREEDY) + "\n"
 
     verdict = SHAKESPEARE
     argv = ["eval", "perplexity", "--model", str(run), "--input", str(verdict), "--json"]
@@ -318,4 +315,4 @@ def test_a_tokenizer_larger_than_the_model_is_refused(tmp_path, bpe):
     hf_model(vocab_size=VOCAB - 1).save_pretrained(tmp_path)
     save_hf_gpt2_tokenizer(bpe, tmp_path)
     with pytest.raises(GptlabError, match="tokenizer has 300 tokens but the model only 299"):
-        load_hf_gpt2(tmp_path)
+        load_model(tmp_path)

@@ -20,10 +20,10 @@ import gptlab.rundir as rundir
 from gptlab.cli import main
 from gptlab.data.tasks import read_json_records
 from gptlab.errors import GptlabError
+from gptlab.hf_folder import from_hf_gpt2, to_hf_gpt2
 from gptlab.io import load_safetensors, parse_json, read_json, read_safetensors_header, torch_load_safe
 from gptlab.model import GPT, GPTConfig
-from gptlab.model.hf import from_hf_gpt2, to_hf_gpt2
-from gptlab.quantize import quantize_model
+from gptlab.model.quantize import quantize_model
 from gptlab.rundir import load_model, save_model
 from gptlab.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
 

@@ -252,7 +252,7 @@ PEFT_TARGETS = {  # our targets -> peft's target_modules for GPT-2 (its names ar
 def test_parity_with_peft_outputs_and_gradients(which):
     transformers = pytest.importorskip("transformers")
     peft = pytest.importorskip("peft")
-    from gptlab.model.hf import config_from_hf, from_hf_gpt2
+    from gptlab.model.hf import config_from_hf, gpt_from_hf_state
 
     transformers.logging.set_verbosity_error()
     torch.manual_seed(0)
@@ -261,7 +261,7 @@ def test_parity_with_peft_outputs_and_gradients(which):
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
     )  # fmt: skip
     hf = transformers.GPT2LMHeadModel(hf_config).eval()
-    ours = from_hf_gpt2(hf.state_dict(), config_from_hf(hf_config.to_dict())).eval()
+    ours = gpt_from_hf_state(hf.state_dict(), config_from_hf(hf_config.to_dict())).eval()
 
     rank, alpha = 4, 12
     our_targets, peft_targets = PEFT_TARGETS[which]
@@ -300,6 +300,6 @@ def test_parity_with_peft_outputs_and_gradients(which):
     # merging agrees too: peft's merge_and_unload vs ours, compared as plain GPT-2 weights
     merged_hf = theirs.merge_and_unload()
     remove_lora(ours, merge=True)
-    reference = from_hf_gpt2(merged_hf.state_dict(), ours.config)
+    reference = gpt_from_hf_state(merged_hf.state_dict(), ours.config)
     for k, v in reference.state_dict().items():
         torch.testing.assert_close(ours.state_dict()[k], v, atol=1e-6, rtol=0, msg=k)

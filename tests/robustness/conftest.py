@@ -293,7 +293,7 @@ def fx(tmp_path_factory) -> Fixtures:
         _call(["finetune", "instruct", "--model", str(run), "--data", str(instructions), "--out", str(it),
                "--epochs", "1", "--batch-size", "8", "--device", "cpu", "--no-progress",
                "--max-new-tokens", "4", "--max-test-examples", "2", "--no-base-comparison"])  # fmt: skip
-        from gptlab.model.hf import to_hf_gpt2
+        from gptlab.hf_folder import to_hf_gpt2
         from gptlab.rundir import load_model
 
         model, tokenizer = load_model(run)

@@ -28,6 +28,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from gptlab.model import GPT, GPTConfig  # noqa: E402
 from gptlab.rundir import save_model  # noqa: E402
 from gptlab.serve.app import create_app  # noqa: E402
+from gptlab.serve.limits import ServeLimits  # noqa: E402
 from gptlab.tokenizers import CharTokenizer  # noqa: E402
 from gptlab.tokenizers.base import EOT  # noqa: E402
 
@@ -47,7 +48,8 @@ def client(tmp_path_factory):
     )
     path = tmp_path_factory.mktemp("serve-fuzz") / "lm"
     save_model(path, GPT(config), tok)
-    app = create_app(path, max_tokens_cap=MAX_TOKENS, max_n=MAX_N, max_body_bytes=20_000, timeout_s=30)
+    limits = ServeLimits(max_tokens_cap=MAX_TOKENS, max_n=MAX_N, max_body_bytes=20_000, timeout_s=30)
+    app = create_app(path, limits=limits)
     with TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False) as c:
         yield c
 

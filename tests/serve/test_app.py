@@ -27,16 +27,18 @@ uvicorn = pytest.importorskip("uvicorn")
 from live_server import serving  # noqa: E402
 
 import gptlab.serve.app as serve_app  # noqa: E402
+import gptlab.serve.routes as serve_routes  # noqa: E402
 from gptlab.chat import ChatSession  # noqa: E402
-from gptlab.finetune.classify import CLASSIFIER_JSON, HEAD_FILE, load_classifier  # noqa: E402
+from gptlab.finetune.classifier_run import CLASSIFIER_JSON, HEAD_FILE, load_classifier  # noqa: E402
 from gptlab.generate import Sampler, generate_text  # noqa: E402
 from gptlab.io import atomic_write_json, save_safetensors  # noqa: E402
 from gptlab.model import GPT, GPTConfig  # noqa: E402
 from gptlab.model.heads import GPTClassifier  # noqa: E402
 from gptlab.rundir import load_model, save_model  # noqa: E402
 from gptlab.serve.app import create_app  # noqa: E402
-from gptlab.serve.engine import Engine, EngineError, GenerationJob, TextAssembler  # noqa: E402
+from gptlab.serve.engine import ChoiceText, Engine, EngineError, GenerationJob  # noqa: E402
 from gptlab.serve.guards import HeaderDeadlineProtocol, TrustedHosts  # noqa: E402
+from gptlab.serve.limits import ServeLimits  # noqa: E402
 from gptlab.tokenizers import CharTokenizer  # noqa: E402
 from gptlab.tokenizers.base import EOT  # noqa: E402
 
@@ -73,16 +75,15 @@ def runs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lm(runs):
-    app = create_app(
-        runs["lm"], max_tokens_cap=64, max_n=4, max_body_bytes=20_000, cors_origins=(ALLOWED_ORIGIN,)
-    )
+    limits = ServeLimits(max_tokens_cap=64, max_n=4, max_body_bytes=20_000)
+    app = create_app(runs["lm"], limits=limits, cors_origins=(ALLOWED_ORIGIN,))
     with serving(app) as (url, _):
         yield url, app
 
 
 @pytest.fixture(scope="module")
 def endless(runs):
-    app = create_app(runs["endless"], api_key=KEY, max_tokens_cap=100_000)
+    app = create_app(runs["endless"], api_key=KEY, limits=ServeLimits(max_tokens_cap=100_000))
     with serving(app) as (url, _):
         yield url, app
 
@@ -140,8 +141,7 @@ def test_completion_equals_generate_text_for_the_seed(lm, loaded):
             tok,
             "Hello",
             20,
-            top_p=extra.get("top_p"),
-            top_k=extra.get("extra_body", {}).get("top_k"),
+            Sampler(top_p=extra.get("top_p"), top_k=extra.get("extra_body", {}).get("top_k")),
             seed=seed,
         )
         assert text == expected
@@ -262,7 +262,7 @@ def test_chat_uses_the_runs_template(lm, loaded):
         model="lm", messages=messages, max_tokens=10, seed=1, temperature=0.9
     )
     # a session samples turn i with seed + i; the API uses the request's seed as is
-    session = ChatSession(model, tok, "alpaca", max_new_tokens=10, temperature=0.9, seed=0)
+    session = ChatSession(model, tok, "alpaca", max_new_tokens=10, sampler=Sampler(temperature=0.9), seed=0)
     session.history = [("Be brief.\n\nHi", "Hello!")]
     assert r.choices[0].message.content == session.reply("Who are you?")
     assert r.choices[0].message.role == "assistant"
@@ -458,9 +458,9 @@ def test_playground_page_or_404(lm, monkeypatch):
         assert r.text == shipped.read_text(encoding="utf-8")
     else:
         assert_openai_error(r, 404)
-    monkeypatch.setattr(serve_app, "_playground", lambda: None)
+    monkeypatch.setattr(serve_routes, "playground_page", lambda: None)
     assert_openai_error(httpx.get(url + "/", timeout=HTTP_TIMEOUT), 404)
-    monkeypatch.setattr(serve_app, "_playground", lambda: "<!doctype html><title>play</title>")
+    monkeypatch.setattr(serve_routes, "playground_page", lambda: "<!doctype html><title>play</title>")
     r = httpx.get(url + "/", timeout=HTTP_TIMEOUT)
     assert r.status_code == 200 and "<title>play</title>" in r.text
 
@@ -469,7 +469,8 @@ def test_playground_page_or_404(lm, monkeypatch):
 
 
 def test_generation_timeout_is_an_error_not_a_hang(runs):
-    with serving(create_app(runs["endless"], timeout_s=0.3, max_tokens_cap=1_000_000)) as (url, _):
+    limits = ServeLimits(timeout_s=0.3, max_tokens_cap=1_000_000)
+    with serving(create_app(runs["endless"], limits=limits)) as (url, _):
         start = time.monotonic()
         r = post(url, "/v1/completions", json={"prompt": "a", "max_tokens": 1_000_000})
         assert assert_openai_error(r, 504)["code"] == "timeout"
@@ -517,8 +518,8 @@ class _Bytes:
         return bytes(ids).decode("utf-8", errors="replace")
 
 
-def test_text_assembler_holds_back_partial_characters_and_stop_prefixes():
-    row = TextAssembler(_Bytes(), stops=["|x"])
+def test_choice_text_holds_back_partial_characters_and_stop_prefixes():
+    row = ChoiceText(_Bytes(), stops=["|x"])
     released = []
     for b in "aé|b|x!".encode():
         row.push(b, {"id": b})
@@ -528,7 +529,7 @@ def test_text_assembler_holds_back_partial_characters_and_stop_prefixes():
             break
     # "é" is two bytes: nothing comes out after the first; "|" waits until "b" shows it is not "|x"
     assert released == ["a", "", "é", "", "|b", "", ""]
-    assert row.text == "aé|b" and row.finish_reason == "stop"
+    assert row.stream.text == "aé|b" and row.finish_reason == "stop"
     assert [e["offset"] for e in row.entries] == [0, 1, 1, 2, 3, 4, 5]
 
 

@@ -31,6 +31,7 @@ from gptlab.model import GPT, GPTConfig  # noqa: E402
 from gptlab.rundir import save_model  # noqa: E402
 from gptlab.serve.app import create_app  # noqa: E402
 from gptlab.serve.guards import default_allowed_hosts, host_name, parse_allowed_hosts  # noqa: E402
+from gptlab.serve.limits import ServeLimits  # noqa: E402
 from gptlab.tokenizers import CharTokenizer  # noqa: E402
 
 HTTP_TIMEOUT = 30.0
@@ -52,7 +53,9 @@ def endless_run(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def endless(endless_run):
-    app = create_app(endless_run, max_tokens_cap=100_000, max_n=8, read_timeout_s=READ_TIMEOUT)
+    app = create_app(
+        endless_run, limits=ServeLimits(max_tokens_cap=100_000, max_n=8, read_timeout_s=READ_TIMEOUT)
+    )
     with serving(app, header_timeout_s=READ_TIMEOUT, max_connections=16) as (url, port):
         yield url, port, app
 
@@ -393,7 +396,7 @@ def test_non_positive_limits_fail_before_loading_the_model(endless_run, capsys, 
     assert flags[0] in lines[0]
 
 
-def test_create_app_refuses_bad_limits_before_loading(endless_run, no_model_load):
+def test_bad_limits_are_refused_before_an_app_or_model_exists(no_model_load):
     from gptlab.errors import GptlabError
 
     for kwargs in (
@@ -403,4 +406,4 @@ def test_create_app_refuses_bad_limits_before_loading(endless_run, no_model_load
         {"timeout_s": float("inf")},
     ):
         with pytest.raises(GptlabError):
-            create_app(endless_run, **kwargs)
+            ServeLimits(**kwargs)

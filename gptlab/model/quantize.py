@@ -31,7 +31,6 @@ are not rounded. tests/model/test_quantize.py checks the kernels against the ref
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import torch
@@ -39,7 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from gptlab.errors import GptlabError
-from gptlab.model.gpt import check_config_matches_shapes, check_tensor_names
+from gptlab.model.gpt import GPT, check_config_matches_shapes, check_tensor_names
 
 BITS = (8, 4)
 GROUP_SIZES = (32, 64, 128)
@@ -310,12 +309,13 @@ def quantization_info(bits: int, group_size: int | None) -> dict[str, Any]:
     }
 
 
-def _linear_names(model: nn.Module) -> list[str]:
+def linear_names(model: nn.Module) -> list[str]:
     """Names of the Linear layers to quantise: every Linear in the blocks, and the LM head."""
     return [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
 
 
-def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` where the submodule called ``name`` (dotted, e.g. ``transformer.h.0.attn.c_attn``) is."""
     parent_name, _, child = name.rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
     if isinstance(parent, nn.ModuleDict) or not hasattr(parent, child) or child.isdigit():
@@ -330,7 +330,7 @@ def check_quantizable(model: nn.Module, bits: int, group_size: int | None) -> No
     if is_quantized(model):
         raise GptlabError("the model is already quantised")
     if bits == 4:
-        for name in _linear_names(model):
+        for name in linear_names(model):
             k = model.get_submodule(name).in_features
             if k % group_size:
                 raise GptlabError(
@@ -351,10 +351,10 @@ def quantize_model(model: nn.Module, bits: int, group_size: int | None = DEFAULT
     check_quantizable(model, bits, group_size)
     config = getattr(model, "config", None)
     tied = bool(getattr(config, "tie_weights", False))
-    for name in _linear_names(model):
+    for name in linear_names(model):
         if tied and name == "lm_head":
             continue
-        _set_module(model, name, QuantizedLinear.from_linear(model.get_submodule(name), bits, group_size))
+        replace_module(model, name, QuantizedLinear.from_linear(model.get_submodule(name), bits, group_size))
     wte = model.transformer.wte
     qwte = QuantizedEmbedding.from_embedding(wte, bits, group_size)
     model.transformer["wte"] = qwte
@@ -368,18 +368,16 @@ def quantize_model(model: nn.Module, bits: int, group_size: int | None = DEFAULT
 
 def empty_quantized_model(config, info: dict[str, Any]) -> nn.Module:
     """A GPT with the structure of a quantised one (zero weights), ready for `load_state_dict`."""
-    from gptlab.model.gpt import GPT
-
     bits, group_size = info["bits"], info.get("group_size")
     check_settings(bits, group_size)
     with torch.device("meta"):  # float layers: shapes only, replaced by the loaded tensors
         model = GPT(config)
     tied = config.tie_weights
-    for name in _linear_names(model):
+    for name in linear_names(model):
         if tied and name == "lm_head":
             continue
         lin = model.get_submodule(name)
-        _set_module(
+        replace_module(
             model,
             name,
             QuantizedLinear(lin.in_features, lin.out_features, bits, group_size, lin.bias is not None),
@@ -456,150 +454,3 @@ def weight_bytes(model: nn.Module) -> int:
         seen.add(t.data_ptr())
         total += t.numel() * t.element_size()
     return total
-
-
-def torch_dynamic_int8(model: nn.Module) -> nn.Module:
-    """torch's own dynamic int8 quantisation of every nn.Linear (int8 weights per tensor, int8
-    activations quantised on the fly, fbgemm kernels): the reference to compare ours with. Returns
-    a copy; the model is unchanged."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from torch.ao.quantization import quantize_dynamic
-
-        return quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8, inplace=False)
-
-
-# ----------------------------------------------------------------------------- runs
-
-
-def dir_bytes(path) -> int:
-    """Size on disk of a run's model files (model.json, model.safetensors, tokenizer.json): what a
-    user ships to run it (a training run's checkpoints and optimizer state are not counted)."""
-    from pathlib import Path
-
-    from gptlab.rundir import MODEL_JSON, TOKENIZER_FILE, WEIGHTS_FILE
-
-    files = (Path(path) / name for name in (MODEL_JSON, WEIGHTS_FILE, TOKENIZER_FILE))
-    return sum(p.stat().st_size for p in files if p.is_file())
-
-
-def quantize_run(
-    model_path,
-    out,
-    bits: int,
-    group_size: int | None = DEFAULT_GROUP_SIZE,
-    eval_file=None,
-    eval_max_chars: int | None = None,
-) -> dict[str, Any]:
-    """Quantise the run at ``model_path`` into a new run directory ``out``; returns a summary:
-    sizes on disk before/after, settings, and with ``eval_file`` the perplexity of both models
-    on it (the first ``eval_max_chars`` characters, if given)."""
-    from pathlib import Path
-
-    from gptlab.rundir import MODEL_JSON, WEIGHTS_FILE, load_model, read_model_json, save_model
-
-    group_size = group_size if bits == 4 else None
-    check_settings(bits, group_size)
-    if eval_max_chars is not None and eval_max_chars < 1:  # text[:-5] would silently drop the tail
-        raise GptlabError(f"eval_max_chars must be a positive number of characters, got {eval_max_chars}")
-    src, out = Path(model_path), Path(out)
-    if not src.exists():
-        raise GptlabError(f"model not found: {src}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise GptlabError(f"output {out} already exists and is not an empty folder: choose a new --out")
-    if (src / MODEL_JSON).is_file():
-        _, meta = read_model_json(src)
-        if meta.get("quantization") is not None:
-            raise GptlabError(f"{src} is already quantised ({meta['quantization'].get('bits')}-bit)")
-    model, tokenizer = load_model(src, device="cpu")
-    check_quantizable(model, bits, group_size)  # before anything is written
-    weights = src / WEIGHTS_FILE
-    before = dir_bytes(src) if (src / MODEL_JSON).is_file() else None
-    float_weight_bytes = weight_bytes(model)
-
-    text = None
-    result: dict[str, Any] = {}
-    if eval_file is not None:
-        from gptlab.data.corpus import read_text_file
-        from gptlab.eval.perplexity import evaluate_text
-
-        text = read_text_file(eval_file)
-        if eval_max_chars:
-            text = text[:eval_max_chars]
-        result["perplexity_fp32"] = evaluate_text(model, tokenizer, text).perplexity
-
-    qmodel = quantize_model(model, bits, group_size)
-    save_model(out, qmodel, tokenizer, extra={"quantized_from": str(src)})
-    if text is not None:
-        from gptlab.eval.perplexity import evaluate_text
-
-        reloaded, _ = load_model(out, device="cpu")  # score what was written, as a user would load it
-        ppl = evaluate_text(reloaded, tokenizer, text).perplexity
-        result["perplexity_quantized"] = ppl
-        result["perplexity_change_percent"] = 100.0 * (ppl / result["perplexity_fp32"] - 1.0)
-        result["eval_file"] = str(eval_file)
-    after = dir_bytes(out)
-    return {
-        "model": str(src),
-        "out": str(out),
-        **quantization_info(bits, group_size),
-        "run_bytes_before": before,
-        "run_bytes_after": after,
-        "weights_file_bytes_before": weights.stat().st_size if weights.is_file() else None,
-        "weights_file_bytes_after": (out / WEIGHTS_FILE).stat().st_size,
-        "weight_bytes_in_memory_before": float_weight_bytes,
-        "weight_bytes_in_memory_after": weight_bytes(qmodel),
-        **result,
-    }
-
-
-# ----------------------------------------------------------------------------- fp32 decode layout
-
-
-class TransposedLinear(nn.Module):
-    """nn.Linear with its float weight stored transposed, (in, out) contiguous: ``y = b + x @ Wt``.
-
-    Same function as nn.Linear, different memory layout. At batch 1 a matmul is a matrix-vector
-    product that streams the whole weight; on CPU, torch's kernel for ``x @ Wt`` with Wt (in, out)
-    row-major runs about 1.3-2x faster than for nn.Linear's (out, in) layout (measured by
-    bench/decode.py; Hugging Face's GPT-2 Conv1D stores (in, out) for the same reason). For
-    inference only: its state dict is not a GPT's (use the original model to save)."""
-
-    def __init__(self, linear: nn.Linear) -> None:
-        super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.weight_t = nn.Parameter(linear.weight.detach().t().contiguous(), requires_grad=False)  # (K, N)
-        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach(), requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x2 = x.reshape(-1, self.in_features)  # (M, K)
-        y = x2 @ self.weight_t if self.bias is None else torch.addmm(self.bias, x2, self.weight_t)
-        return y.view(*x.shape[:-1], self.out_features)
-
-
-class TransposedEmbedding(nn.Module):
-    """The token embedding of a tied model whose head is a `TransposedLinear`: rows are looked up
-    in the head's (dim, vocab) matrix (a column gather), so the matrix is stored once."""
-
-    def __init__(self, head: TransposedLinear) -> None:
-        super().__init__()
-        self._head = [head]  # not a submodule: the head owns the tensor
-
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        wt = self._head[0].weight_t  # (C, V)
-        return wt.index_select(1, idx.reshape(-1)).t().reshape(*idx.shape, wt.size(0))  # (..., C)
-
-
-@torch.no_grad()
-def to_decode_layout(model: nn.Module) -> nn.Module:
-    """Convert, in place, every float nn.Linear of a GPT (and a tied head + embedding) to the
-    transposed (in, out) layout that decodes faster on CPU; returns the model in eval mode. The
-    logits are the same up to float rounding. Not for training or saving."""
-    config = getattr(model, "config", None)
-    tied = bool(getattr(config, "tie_weights", False)) and isinstance(model.lm_head, nn.Linear)
-    for name in _linear_names(model):
-        _set_module(model, name, TransposedLinear(model.get_submodule(name)))
-    if tied:  # one (C, V) matrix for both: the head reads it whole, the lookup a column per token
-        model.transformer["wte"] = TransposedEmbedding(model.lm_head)
-    model.decode_layout = True
-    return model.eval()

@@ -1,0 +1,179 @@
+"""Teacher-forced scoring: the log-probabilities a language model gives continuations of contexts.
+
+Every score of given text goes through `continuation_logprobs`: perplexity's strided windows, the
+few-shot prompting baselines, and the audits (canary exposure, membership losses, bias probes, the
+language model under typos). A pair ``(context, continuation)`` of token ids is scored in one
+forward pass over ``context + continuation[:-1]``; the logits at the last ``len(continuation)``
+positions give each continuation token's log-probability, so a continuation token is conditioned
+on the context and on the continuation tokens before it.
+
+- Windowing (`fit_to_context`): a pair longer than the model's context (``block_size + 1``
+  tokens, since the last token is only predicted) keeps the whole continuation and as much of the
+  context's end as fits. A continuation longer than ``block_size`` cannot be scored in one window
+  and is an error.
+- Batching: rows of a batch are right-padded; attention is causal, so padding after a row's tokens
+  cannot change its scores, and any batch size or order gives the same numbers (to float
+  rounding). Rows are batched longest first.
+- Memory: a forward returns (B, T, V) logits and their float32 log-softmax needs as much again;
+  the batch size is chosen so that B * T * V float32 logits stay under ``max_logits_bytes``
+  (one row always runs, however long).
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from gptlab.errors import GptlabError
+from gptlab.model.modes import eval_mode, model_device
+from gptlab.tokenizers.base import Tokenizer
+
+DEFAULT_MAX_LOGITS_BYTES = 1 << 27  # 128 MiB of float32 logits per forward pass
+LOGIT_BYTES = 4  # the log-softmax is taken in float32, whatever dtype the model computes in
+
+
+def fit_to_context(
+    context: Sequence[int], continuation: Sequence[int], block_size: int | None
+) -> tuple[list[int], list[int]]:
+    """``(context, continuation)`` cut to one window of the model: at most ``block_size + 1``
+    tokens in all, the context losing its first tokens (the continuation and the context nearest
+    to it are kept). ``block_size=None``: no cut (a model without a context limit)."""
+    context, continuation = _token_ids(context), _token_ids(continuation)
+    if not continuation:
+        raise GptlabError("the continuation has no tokens: there is nothing to score")
+    if block_size is not None:
+        room = block_size + 1 - len(continuation)  # tokens of context the window leaves
+        if room < 1:
+            raise GptlabError(
+                f"a continuation of {len(continuation)} tokens does not fit the model's context "
+                f"({block_size} tokens) after at least one token of context"
+            )
+        context = context[-room:]
+    if not context:
+        raise GptlabError("the context has no tokens: the first continuation token needs one to follow")
+    return context, continuation
+
+
+def text_window(
+    tokenizer: Tokenizer, text: str, block_size: int | None = None
+) -> tuple[list[int], list[int]]:
+    """A whole text as a ``(context, continuation)`` pair: scored after ``<|endoftext|>`` when the
+    tokenizer has one (every token counts, as in training), else from its second token (the first
+    is only context). With ``block_size``, only the text's first window (``block_size + 1`` tokens
+    with the context) is kept: `gptlab.eval.perplexity` scores a longer text whole."""
+    ids = tokenizer.encode(text, allowed_special=set())
+    if tokenizer.eot_id is not None:
+        ids = [tokenizer.eot_id, *ids]
+    if block_size is not None:
+        ids = ids[: block_size + 1]
+    if len(ids) < 2:
+        raise GptlabError(
+            f"the text {text[:40]!r} is too short to score: it encodes to {len(ids)} token(s), need at least 2"
+        )
+    return ids[:1], ids[1:]
+
+
+@torch.no_grad()
+def continuation_logprobs(
+    model: torch.nn.Module,
+    contexts: Sequence[Sequence[int]],
+    continuations: Sequence[Sequence[int]],
+    *,
+    max_batch_size: int | None = None,
+    max_logits_bytes: int = DEFAULT_MAX_LOGITS_BYTES,
+) -> list[torch.Tensor]:
+    """``log p(continuation[j] | context, continuation[:j])`` for every pair: one 1-D float32 CPU
+    tensor of ``len(continuation)`` log-probabilities (nats) per pair, in the order given.
+
+    ``model(idx)`` must return ``(logits, ...)`` with logits (B, T, V); its ``config.block_size``
+    (when it has one) windows each pair (`fit_to_context`). It runs in eval mode (its mode is
+    restored after) on its own device. ``max_batch_size`` caps the rows per forward pass; the
+    logits budget ``max_logits_bytes`` may make batches smaller.
+    """
+    if len(contexts) != len(continuations):
+        raise GptlabError(f"got {len(contexts)} contexts but {len(continuations)} continuations")
+    if max_batch_size is not None and max_batch_size < 1:
+        raise GptlabError(f"max_batch_size must be at least 1, got {max_batch_size}")
+    if max_logits_bytes < 1:
+        raise GptlabError(f"max_logits_bytes must be positive, got {max_logits_bytes}")
+    config = getattr(model, "config", None)
+    block_size = getattr(config, "block_size", None)
+    vocab = getattr(config, "vocab_size", None)  # unknown: learnt from the first forward's logits
+    rows: list[list[int]] = []  # context + continuation, each within one window
+    lengths: list[int] = []  # continuation tokens of each row
+    for i, (context, continuation) in enumerate(zip(contexts, continuations)):
+        try:
+            context, continuation = fit_to_context(context, continuation, block_size)
+        except GptlabError as e:
+            raise GptlabError(f"pair {i}: {e}") from None
+        rows.append(context + continuation)
+        lengths.append(len(continuation))
+    _check_token_ids(rows, vocab)
+
+    out: list[torch.Tensor] = [torch.empty(0)] * len(rows)
+    order = sorted(range(len(rows)), key=lambda k: -len(rows[k]))  # longest first: its T bounds the batch
+    device = model_device(model)
+    with eval_mode(model):
+        i = 0
+        while i < len(order):
+            T = len(rows[order[i]]) - 1  # inputs: every token but the last
+            fits = max(1, max_logits_bytes // (T * vocab * LOGIT_BYTES)) if vocab else 1
+            chunk = order[i : i + min(fits, max_batch_size or fits)]
+            idx = torch.zeros(len(chunk), T, dtype=torch.long)  # (B, T), right-padded with 0
+            batch_rows, positions, targets = [], [], []  # one entry per scored token
+            for b, k in enumerate(chunk):
+                row, n = rows[k], lengths[k]
+                idx[b, : len(row) - 1] = torch.tensor(row[:-1])
+                # the last n inputs predict the n continuation tokens
+                batch_rows += [b] * n
+                positions += range(len(row) - 1 - n, len(row) - 1)
+                targets += row[-n:]
+            logits = model(idx.to(device))[0]  # (B, T, V)
+            vocab = vocab or logits.shape[-1]
+            at = {"dtype": torch.long, "device": logits.device}
+            picked = logits[torch.tensor(batch_rows, **at), torch.tensor(positions, **at)].float()  # (N, V)
+            logp = picked.log_softmax(-1).gather(-1, torch.tensor(targets, **at)[:, None])  # (N, 1)
+            scores = logp[:, 0].cpu().split([lengths[k] for k in chunk])  # (n_k,) per row
+            for k, score in zip(chunk, scores):
+                out[k] = score
+            i += len(chunk)
+    return out
+
+
+def continuation_scores(
+    model: torch.nn.Module,
+    contexts: Sequence[Sequence[int]],
+    continuations: Sequence[Sequence[int]],
+    *,
+    normalize: bool = False,
+    max_batch_size: int | None = None,
+    max_logits_bytes: int = DEFAULT_MAX_LOGITS_BYTES,
+) -> np.ndarray:
+    """``log p(continuation | context)`` per pair (N,) in nats: the sum of `continuation_logprobs`
+    (their mean with ``normalize``, so that a continuation of more tokens is not penalised)."""
+    logprobs = continuation_logprobs(
+        model, contexts, continuations, max_batch_size=max_batch_size, max_logits_bytes=max_logits_bytes
+    )
+    reduce = torch.mean if normalize else torch.sum
+    return np.array([float(reduce(lp)) for lp in logprobs], dtype=np.float64)
+
+
+def _token_ids(ids: Sequence[int]) -> list[int]:
+    """A list of Python ints; a float or other non-integer id is an error, not silently cut."""
+    try:
+        return [operator.index(t) for t in ids]
+    except TypeError:
+        raise GptlabError(f"token ids must be a sequence of integers, got {str(ids)[:60]}") from None
+
+
+def _check_token_ids(rows: Sequence[Sequence[int]], vocab: int | None) -> None:
+    """Ids outside [0, vocab) would index past the embedding (an IndexError on CPU, a device-side
+    assert on CUDA): refuse them with a message instead."""
+    ids = [t for row in rows for t in row]
+    if ids and min(ids) < 0:
+        raise GptlabError(f"token id {min(ids)} is negative")
+    if ids and vocab is not None and max(ids) >= vocab:
+        raise GptlabError(f"token id {max(ids)} is outside the model's vocabulary of {vocab} tokens")
