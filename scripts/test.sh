@@ -5,6 +5,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
 bash scripts/setup-browser.sh
 . .venv/bin/activate
+# the real datasets for the tests marked `data`: the shared mirror beside the repository, if any
+if [ -z "${GPTLAB_DATA_MIRROR:-}" ] && [ -d ../shared/data ]; then
+    export GPTLAB_DATA_MIRROR="$(cd ../shared/data && pwd)"
+fi
 ruff check gptlab tests bench
 ruff format --check gptlab tests bench
 python -m pytest -q "$@"

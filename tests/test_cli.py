@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from gptlab.cli import VERBS, main
 
 
@@ -11,6 +13,7 @@ def test_help_lists_every_verb(capsys):
         assert verb in out
 
 
+@pytest.mark.slow
 def test_every_verb_has_help():
     # each verb module must import and register a parser with --help
     for verb in VERBS:

@@ -1,6 +1,7 @@
 """Real hypothesis/reference pairs for the text-metric tests (BLEU, ROUGE, the eval CLI).
 
-References are the outputs of /work/shared/data/instruction-data.json; hypotheses are seeded
+References are the outputs of an Alpaca-format instruction file (tests/data/instructions.json, or
+the real instruction-data through the ``dataset`` fixture); hypotheses are seeded
 perturbations of them (word drops, swaps, substitutions) or unrelated outputs.
 """
 
@@ -14,8 +15,8 @@ PERTURBATIONS_MAX = 4
 UNRELATED_SHARE = 0.2
 
 
-def instruction_outputs(shared_data: Path) -> list[str]:
-    return [item["output"] for item in json.loads((shared_data / "instruction-data.json").read_text("utf-8"))]
+def instruction_outputs(path: Path) -> list[str]:
+    return [item["output"] for item in json.loads(path.read_text("utf-8"))]
 
 
 def perturb(text: str, rng: random.Random, vocabulary: list[str]) -> str:
@@ -36,9 +37,9 @@ def perturb(text: str, rng: random.Random, vocabulary: list[str]) -> str:
     return " ".join(words)
 
 
-def make_pairs(shared_data: Path, n: int, seed: int) -> list[tuple[str, str]]:
+def make_pairs(path: Path, n: int, seed: int) -> list[tuple[str, str]]:
     """n (hypothesis, reference) pairs: mostly perturbed references, some unrelated lines."""
-    outputs = instruction_outputs(shared_data)
+    outputs = instruction_outputs(path)
     vocabulary = sorted({w for line in outputs for w in line.split()})
     rng = random.Random(seed)
     pairs = []

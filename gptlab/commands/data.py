@@ -42,7 +42,8 @@ def register(subparsers) -> None:
         description=(
             "Download a named dataset, verify its SHA-256 (for entries with a pinned hash) and print the "
             "local path. A cached file with the right hash is reused without network access. "
-            "GPTLAB_DATA_MIRROR=URL downloads from URL/<filename> instead of upstream. Only https:// "
+            "GPTLAB_DATA_MIRROR=URL downloads from URL/<filename> instead of upstream, GPTLAB_DATA_MIRROR=FOLDER "
+            "(any value without ://) copies FOLDER/<filename>, checked the same way. Only https:// "
             "sources (and http:// to this machine, a local mirror) are accepted."
         ),
     )

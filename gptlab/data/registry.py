@@ -14,8 +14,19 @@ list`` shows which entries are verified.
 
 Where files go: ``--dir DIR`` if given, else ``$GPTLAB_CACHE/datasets`` when ``GPTLAB_CACHE`` is
 set, else ``~/.cache/gptlab/datasets``. Where they come from: ``--url URL`` for one download, else
-``$GPTLAB_DATA_MIRROR/<filename>`` when ``GPTLAB_DATA_MIRROR`` (a base URL) is set, else the
-upstream URL. The hash is checked whatever the source.
+the data mirror ``$GPTLAB_DATA_MIRROR`` when set, else the upstream URL. The hash and size are
+checked whatever the source.
+
+``GPTLAB_DATA_MIRROR`` is one of two things, told apart by one rule: a value containing ``://`` is
+a base URL (``<mirror>/<filename>`` is downloaded, under the URL rules below); anything else is the
+path of a local folder (``~`` expanded), which must exist, and ``<folder>/<filename>`` is copied
+into the cache exactly like a download: through a ``.part`` file, hashed, size-checked, renamed
+only when it matches. (``file://`` stays a refused URL scheme; name the folder itself.)
+
+Most entries are upstream files that a mirror holds byte for byte. An entry with a ``mirror_name``
+is a file only data mirrors hold, derived from its ``url`` (a subset, or reformatted); it is
+stored in the mirror under ``mirror_name`` and cached under its own ``filename``, and without a
+mirror (or ``--url``) there is nothing to download it from.
 
 Only ``https://`` URLs are accepted, plus ``http://`` to this machine (a local mirror on
 127.0.0.1 / ::1 / localhost: the bytes never cross a network). Anything else (``http://`` to
@@ -64,10 +75,16 @@ class DatasetEntry:
     license: str
     sha256: str | None = None
     size: int | None = None
+    # set for a file only data mirrors hold (derived from ``url``): its name in the mirror
+    mirror_name: str | None = None
 
     @property
     def verified(self) -> bool:
         return self.sha256 is not None
+
+    @property
+    def name_in_mirror(self) -> str:
+        return self.mirror_name or self.filename
 
     def to_dict(self) -> dict:
         return asdict(self) | {"verified": self.verified}
@@ -133,6 +150,71 @@ REGISTRY: dict[str, DatasetEntry] = {
             sha256="734deaf9598c891941c211f89c332eed2a35f323a759472fba095b7a2588a651",
             size=203524,
         ),
+        DatasetEntry(
+            name="unicode-sample",
+            url=(
+                "https://raw.githubusercontent.com/torvalds/uemacs/"
+                "1c1b25ef723c952ca557cb5ff6d8db159ef1d4bc/UTF-8-demo.txt"
+            ),
+            filename="unicode-sample.txt",
+            description=(
+                "Markus Kuhn's UTF-8 demo (14 KB, 214 lines): Greek, Cyrillic, Georgian, Thai, Ethiopic, "
+                "runes, Braille, IPA, maths, box drawing"
+            ),
+            license="none stated for the file (text by Markus Kuhn)",
+            sha256="4af7ef81d09b6d6b56571771d0a1e46b4f43b3ec932425ddd52fdd481e7948cf",
+            size=14058,
+        ),
+        DatasetEntry(
+            name="unicode-hello",
+            url=(
+                "https://raw.githubusercontent.com/GNOME/pango/"
+                "0b96e86efec3706601d7dc02b21c9bf19817c9de/utils/HELLO.txt"
+            ),
+            filename="unicode-hello.txt",
+            description=(
+                "'hello' in about 45 languages (2 KB, 54 lines): Devanagari, CJK, Hangul, kana, Arabic, "
+                "Hebrew, Bengali, Tamil, Sinhala, Myanmar, Cherokee"
+            ),
+            license="LGPL-2.0 (repository GNOME/pango)",
+            sha256="6bfe36a998014d12b1c6b095440da6e3e81916ee1d755d91f926758a1dfae5f8",
+            size=1777,
+        ),
+        # Derived files that only data mirrors hold (``mirror_name``): seeded subsets of the files
+        # at ``url``, pinned as the mirror holds them. Their own names, so a cache never mixes
+        # them up with the upstream files.
+        DatasetEntry(
+            name="sms-spam-subset",
+            url=(
+                "https://raw.githubusercontent.com/hamzaaacodes/sms-spam-collection/"
+                "f3e73e1e74e6330b62d1ee1983bba2a063184c26/SMSSpamCollection"
+            ),
+            filename="sms-spam-subset.tsv",
+            description=(
+                "4,460 of the 5,574 SMS Spam Collection messages (3,862 ham, 598 spam), shuffled, one "
+                "'label<TAB>text' a line, no header; derived from the file at the URL (mirrors only)"
+            ),
+            license="CC BY 4.0 (as listed by the UCI Machine Learning Repository)",
+            sha256="eca595233e432809f7ff2408bdbc1f3d34e454beca222b27d00a06e5fb530ee4",
+            size=382961,
+            mirror_name="sms-spam.tsv",
+        ),
+        DatasetEntry(
+            name="instruction-data-subset",
+            url=(
+                "https://raw.githubusercontent.com/rasbt/LLMs-from-scratch/"
+                "28c65cdfbc3338e2e040016eea4b7fdf556e4d57/ch07/01_main-chapter-code/instruction-data.json"
+            ),
+            filename="instruction-data-subset.json",
+            description=(
+                "990 of the 1,100 instruction-data examples, verbatim, in source order, written with "
+                "indent=1; derived from the file at the URL (mirrors only)"
+            ),
+            license="Apache-2.0 (repository rasbt/LLMs-from-scratch)",
+            sha256="c13086327ac59b1558f98dcd3fb13570f397fcd2e73c12cf7a240d3362584f19",
+            size=158882,
+            mirror_name="instruction-data.json",
+        ),
     ]
 }
 
@@ -152,13 +234,38 @@ def cache_dir(directory: str | os.PathLike | None = None) -> Path:
     return (Path(root) if root else DEFAULT_CACHE_ROOT).expanduser() / "datasets"
 
 
-def source_url(entry: DatasetEntry, url: str | None = None) -> str:
-    """``url`` if given, else ``$GPTLAB_DATA_MIRROR/<filename>``, else the upstream URL."""
+def mirror_folder() -> Path | None:
+    """The local folder ``$GPTLAB_DATA_MIRROR`` names, or None when it is unset or a URL.
+
+    Raises GptlabError when it names a folder that does not exist, rather than fall back to the
+    network behind the user's back."""
+    mirror = os.environ.get(MIRROR_ENV)
+    if not mirror or "://" in mirror:
+        return None
+    folder = Path(mirror).expanduser()
+    if not folder.is_dir():
+        raise GptlabError(
+            f"{MIRROR_ENV}={mirror} is not a folder (a mirror is a base URL, with ://, or an existing folder)"
+        )
+    return folder
+
+
+def source(entry: DatasetEntry, url: str | None = None) -> str | Path:
+    """Where ``entry`` comes from: ``url`` if given, else the mirror's copy (a file in a mirror
+    folder, or a URL under a mirror URL), else the upstream URL."""
     if url:
         return url
+    folder = mirror_folder()
+    if folder is not None:
+        return folder / entry.name_in_mirror
     mirror = os.environ.get(MIRROR_ENV)
     if mirror:
-        return f"{mirror.rstrip('/')}/{entry.filename}"
+        return f"{mirror.rstrip('/')}/{entry.name_in_mirror}"
+    if entry.mirror_name:
+        raise GptlabError(
+            f"{entry.name} is derived from {entry.url} and only data mirrors hold it: set {MIRROR_ENV} "
+            "to a mirror (a folder or a base URL), or pass --url"
+        )
     return entry.url
 
 
@@ -232,10 +339,16 @@ def download(
             f"{name} has no pinned sha256, so its content cannot be verified (only that the "
             "download completed); pass --allow-unverified (allow_unverified=True) to use it anyway"
         )
-    src = source_url(entry, url)
+    src = source(entry, url)
     # checked even when the cache would answer: a bad --url or mirror setting is an error at once,
     # not only on the first cold cache
-    check_url(src, name, allow_insecure_url)
+    if isinstance(src, Path):
+        if not src.is_file():
+            raise GptlabError(
+                f"the data mirror has no {entry.name_in_mirror} for {name}: {src} does not exist"
+            )
+    else:
+        check_url(src, name, allow_insecure_url)
     dest = cache_dir(directory) / entry.filename
     # a cached copy is reused if its hash matches; a corrupt or outdated one is replaced below
     if dest.is_file() and not force and (entry.sha256 is None or file_sha256(dest) == entry.sha256):
@@ -249,12 +362,15 @@ def download(
     part = Path(tmp)
     try:
         with os.fdopen(fd, "wb") as out:
-            sha256 = _fetch(src, out, entry, progress, allow_insecure_url)
+            if isinstance(src, Path):
+                sha256 = _copy(src, out, entry)
+            else:
+                sha256 = _fetch(src, out, entry, progress, allow_insecure_url)
             out.flush()
             os.fsync(out.fileno())
         if entry.sha256 is not None and sha256 != entry.sha256:
             raise GptlabError(
-                f"checksum mismatch for {name} downloaded from {src}: sha256 {sha256}, expected "
+                f"checksum mismatch for {name} from {src}: sha256 {sha256}, expected "
                 f"{entry.sha256}; the partial file was deleted (a changed upstream file or a bad mirror?)"
             )
         os.replace(part, dest)
@@ -262,6 +378,32 @@ def download(
         part.unlink(missing_ok=True)
         raise
     return dest
+
+
+def _copy(path: Path, out, entry: DatasetEntry) -> str:
+    """Copy the mirror file ``path`` into the open file ``out``; return the SHA-256 of its bytes.
+
+    Held to a download's rules: more bytes than the pinned size stop the copy, and the caller
+    checks the hash."""
+    limit = entry.size if entry.verified else None
+    digest = hashlib.sha256()
+    copied = 0
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK_BYTES):
+                out.write(chunk)
+                digest.update(chunk)
+                copied += len(chunk)
+                if limit is not None and copied > limit:
+                    raise GptlabError(
+                        f"{path} holds more than the {limit:,} bytes expected for {entry.name}; "
+                        "stopped and deleted the partial file (a different version in the mirror?)"
+                    )
+    except OSError as e:
+        raise GptlabError(
+            f"cannot copy {entry.name} from the data mirror {path}: {e.strerror or e}"
+        ) from None
+    return digest.hexdigest()
 
 
 class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
@@ -318,8 +460,8 @@ def _fetch(url: str, out, entry: DatasetEntry, progress: bool, allow_insecure: b
         raise GptlabError(f"downloading {entry.name} from {url} failed: HTTP {e.code} {e.reason}") from None
     except urllib.error.URLError as e:
         raise GptlabError(
-            f"cannot reach {url} to download {entry.name}: {e.reason} (offline? set {MIRROR_ENV} to a "
-            "mirror's base URL, or pass --url)"
+            f"cannot reach {url} to download {entry.name}: {e.reason} (offline? set {MIRROR_ENV} to a data "
+            "mirror's base URL or folder, or pass --url)"
         ) from None
     except ValueError as e:  # not a URL at all, e.g. a missing scheme
         raise GptlabError(f"cannot download {entry.name}: {url!r} is not a valid URL ({e})") from None

@@ -108,6 +108,7 @@ def lm_run(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_audit_all_on_an_lm_run(lm_run, tmp_path, capsys):
     out = tmp_path / "audit"
     assert main(["audit", "all", "--model", str(lm_run), "--out", str(out), "--quick"]) == 0
@@ -161,6 +162,7 @@ def test_audit_all_fails_with_the_load_error_when_the_model_cannot_be_loaded(tmp
     assert not (out / "report.html").exists() and not (out / "audit.json").exists()
 
 
+@pytest.mark.slow
 def test_audit_all_on_a_classifier_run_runs_robustness(tmp_path):
     from gptlab.finetune.classifier_run import (
         CLASSIFIER_FORMAT,

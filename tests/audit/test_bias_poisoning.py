@@ -217,6 +217,7 @@ def biased_run(tmp_path_factory):
     return train(load_config(None, overrides)).run_dir, root
 
 
+@pytest.mark.slow
 def test_trained_bias_is_large_and_significant_and_cda_shrinks_it(biased_run, capsys):
     from gptlab.commands import audit
     from gptlab.rundir import load_model
@@ -333,6 +334,7 @@ def poison_task(tmp_path_factory):
     return base, data, root
 
 
+@pytest.mark.slow
 def test_backdoor_reaches_a_high_attack_success_rate_and_the_detector_finds_it(poison_task):
     from gptlab.commands import audit
 
@@ -360,6 +362,7 @@ def test_backdoor_reaches_a_high_attack_success_rate_and_the_detector_finds_it(p
     assert (out / "runs" / "rate-0.15" / "classifier" / "classifier.json").is_file()
 
 
+@pytest.mark.slow
 def test_lm_backdoor_makes_the_trigger_write_the_payload(biased_run):
     from gptlab.audit.poisoning import lm_backdoor_experiment
     from gptlab.config import load_config

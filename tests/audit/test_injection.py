@@ -318,6 +318,7 @@ def _check_result(result: AuditResult):
     assert result.plots["injection_rates.png"].startswith(b"\x89PNG")
 
 
+@pytest.mark.slow
 def test_audit_end_to_end_with_guard(tiny_run, tmp_path):
     probes_file = tmp_path / "probes.json"
     probes_file.write_text(
@@ -352,6 +353,7 @@ def test_audit_end_to_end_with_guard(tiny_run, tmp_path):
     assert "clean accuracy cost (guard vs model)" in metrics
 
 
+@pytest.mark.slow
 def test_cli_matches_the_api_and_saves(tiny_run, tmp_path, capsys):
     """The CLI with the same settings gives the same findings as the API (greedy decoding and a
     seed: deterministic), prints JSON and writes injection.json + the plot."""
@@ -392,6 +394,7 @@ def test_cli_matches_the_api_and_saves(tiny_run, tmp_path, capsys):
         cli.run(parser.parse_args(["--model", str(tiny_run), "--only-file-probes"]))
 
 
+@pytest.mark.slow
 def test_training_defence_end_to_end(tiny_run, tmp_path):
     """Two tiny fine-tunes (clean vs augmented) and the audit of both: the pipeline, not the effect
     (a random 1-layer char model learns nothing in a few steps; the CLI runs it at a useful size)."""

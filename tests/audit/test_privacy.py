@@ -127,6 +127,7 @@ def canary_setup():
     return model, tok, records, text, heldout
 
 
+@pytest.mark.slow
 def test_continuation_scores_match_the_model_loss_row_by_row(canary_setup):
     """The batched, padded teacher-forced scores equal each row's own loss (model(x, y))."""
     model, tok, *_ = canary_setup
@@ -141,6 +142,7 @@ def test_continuation_scores_match_the_model_loss_row_by_row(canary_setup):
         assert value == pytest.approx(-loss.item() * (len(row) - start), rel=1e-4, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_repeated_canary_is_exposed_and_the_unseen_one_is_not(canary_setup):
     model, tok, records, *_ = canary_setup
     rows = M.canary_exposures(model, tok, records)
@@ -152,6 +154,7 @@ def test_repeated_canary_is_exposed_and_the_unseen_one_is_not(canary_setup):
     assert M.greedy_reproduces(model, tok, records)[:2] == [True, False]
 
 
+@pytest.mark.slow
 def test_sampled_exposure_agrees_with_the_exact_rank(canary_setup):
     model, tok, records, *_ = canary_setup
     exact = M.canary_exposures(model, tok, records[:2])
@@ -167,6 +170,7 @@ def eot_stream(tok, texts) -> list[int]:
     return [i for t in texts for i in [tok.eot_id] + tok.encode(t)]
 
 
+@pytest.mark.slow
 def test_training_text_is_more_extractable_than_held_out_text(mia_setup):
     tok, members, nonmembers, overfit, _, _ = mia_setup
     train_seqs = sample_windows(eot_stream(tok, members), 60, 24, seed=0)
@@ -179,6 +183,7 @@ def test_training_text_is_more_extractable_than_held_out_text(mia_setup):
     assert out.sum() == 0
 
 
+@pytest.mark.slow
 def test_audit_memorization_findings_and_plot(canary_setup, tmp_path):
     model, tok, records, text, heldout = canary_setup
     result = M.audit_memorization(
@@ -220,6 +225,7 @@ def mia_setup():
     return tok, members, nonmembers, overfit, regular, reference
 
 
+@pytest.mark.slow
 def test_membership_is_chance_on_a_model_that_never_saw_the_texts(mia_setup):
     tok, members, nonmembers, _, _, reference = mia_setup
     result = audit_membership(reference, tok, members, nonmembers, n_boot=200)
@@ -231,6 +237,7 @@ def test_membership_is_chance_on_a_model_that_never_saw_the_texts(mia_setup):
     assert "ROC AUC (reference-calibrated)" not in f  # no reference given
 
 
+@pytest.mark.slow
 def test_overfit_model_leaks_membership_far_more_than_a_regularised_one(mia_setup, tmp_path):
     tok, members, nonmembers, overfit, regular, reference = mia_setup
     kw = dict(reference=(reference, tok), n_boot=200)
@@ -245,6 +252,7 @@ def test_overfit_model_leaks_membership_far_more_than_a_regularised_one(mia_setu
     assert over["TPR@1%FPR (loss)"].verdict == "info"
 
 
+@pytest.mark.slow
 def test_text_losses_score_every_token_after_eot(mia_setup):
     tok, members, _, overfit, _, _ = mia_setup
     loss, counts = text_losses(overfit, tok, members[:3])
@@ -297,6 +305,7 @@ def canary_run(canary_setup, tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_memorization_cli_finds_the_runs_canaries_and_data(canary_run, tmp_path, capsys):
     argv = ["--model", str(canary_run), "--windows", "20", "--prefix-len", "12", "--suffix-len", "8"]
     assert _cli("memorization", argv + ["--bootstrap", "50", "--json", "--out", str(tmp_path)]) == 0
@@ -307,6 +316,7 @@ def test_memorization_cli_finds_the_runs_canaries_and_data(canary_run, tmp_path,
     assert (tmp_path / "memorization.json").is_file() and (tmp_path / "exposure.png").is_file()
 
 
+@pytest.mark.slow
 def test_membership_cli_on_the_runs_splits_and_on_files(canary_run, mia_setup, tmp_path, capsys):
     base = ["--model", str(canary_run), "--bootstrap", "50", "--no-classifier"]
     assert _cli("membership", base + ["--windows", "30", "--window-tokens", "24"]) == 0
@@ -323,6 +333,7 @@ def test_membership_cli_on_the_runs_splits_and_on_files(canary_run, mia_setup, t
         _cli("membership", base + files[:2])
 
 
+@pytest.mark.slow
 def test_memorization_cli_inserts_canaries_trains_and_audits(tmp_path, capsys):
     """--corpus --insert: the canaried corpus and canaries.json are written, the copies stay out of
     the val split, a run is trained through gptlab.train, and a later audit finds the canaries

@@ -184,6 +184,7 @@ def clf(clf_run):
     return load_classifier(clf_run)
 
 
+@pytest.mark.slow
 def test_hotflip_flips_the_keyword_with_about_one_swap(clf):
     rows = synthetic_rows(40, seed=7)
     texts = [t for _, t in rows]
@@ -210,6 +211,7 @@ def test_hotflip_flips_the_keyword_with_about_one_swap(clf):
     assert wider["success_rate"] >= s["success_rate"]
 
 
+@pytest.mark.slow
 def test_allowed_mask_excludes_special_and_padding_ids(clf):
     rows = clf.model.gpt.transformer.wte.weight.shape[0]
     mask = R.allowed_token_mask(clf.tokenizer, rows)
@@ -217,6 +219,7 @@ def test_allowed_mask_excludes_special_and_padding_ids(clf):
     assert mask[: len(clf.tokenizer.chars)].all() and not mask[len(clf.tokenizer.chars) :].any()
 
 
+@pytest.mark.slow
 def test_noise_and_greedy_attack_hurt_the_keyword_classifier(clf):
     rows = synthetic_rows(40, seed=3)
     texts = [t for _, t in rows]
@@ -236,6 +239,7 @@ def test_noise_and_greedy_attack_hurt_the_keyword_classifier(clf):
             assert R.predict(clf, [o.adversarial])[0][0] != y
 
 
+@pytest.mark.slow
 def test_audit_result_findings_plots_and_verdicts(clf, clf_run, tmp_path):
     result = R.audit_robustness(
         clf_run,
@@ -278,6 +282,7 @@ def test_text_nll_matches_gptlab_perplexity(base_run):
         assert nll / tokens == pytest.approx(ref.mean_nll, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_trained_lm_loses_bits_per_char_under_typos():
     text = "the cat sat on the mat. " * 40
     tok = CharTokenizer.train(string.ascii_lowercase + " .", special_tokens=[EOT])
@@ -329,6 +334,7 @@ def test_augment_keeps_originals_and_labels_and_uses_every_kind():
     )
 
 
+@pytest.mark.slow
 def test_adversarial_training_end_to_end(base_run, data_file, tmp_path):
     result = R.adversarial_training(
         _options(base_run, data_file, tmp_path / "adv", epochs=4),
@@ -354,6 +360,7 @@ def test_adversarial_training_end_to_end(base_run, data_file, tmp_path):
 # --- CLI ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_prints_json_and_saves(clf_run, tmp_path, capsys):
     from gptlab.commands.audit import add_arguments, run
 

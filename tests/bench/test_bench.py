@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from samples import SHAKESPEARE
+
 from gptlab.cli import main
 from gptlab.commands import bench as bench_command
 
@@ -20,6 +23,7 @@ def run_script(*args: str) -> dict:
     return json.loads(done.stdout)  # the whole output is one JSON object
 
 
+@pytest.mark.slow
 def test_train_bench_worker_runs_gptlab_as_the_trainer_does():
     r = run_script(
         str(BENCH / "train.py"), "--worker", "gptlab", "--shape", "tiny", "--steps", "2", "--warmup", "1"
@@ -42,9 +46,10 @@ def test_train_bench_flops_formula_counts_every_matmul():
     assert train_bench.model_flops_per_token("gpt2-124m") == expected
 
 
-def test_speedrun_reports_the_time_to_target(shared_data):
+@pytest.mark.slow
+def test_speedrun_reports_the_time_to_target():
     r = run_script(
-        str(BENCH / "speedrun.py"), "--data", str(shared_data / "the-verdict.txt"),
+        str(BENCH / "speedrun.py"), "--data", str(SHAKESPEARE),
         "--only", "best", "--max-steps", "6", "--target", "10", "--json",
     )  # fmt: skip
     best = r["runs"]["best"]
@@ -53,14 +58,16 @@ def test_speedrun_reports_the_time_to_target(shared_data):
     assert best["final_val_loss"] < 10
 
 
-def test_speedrun_never_reached_is_null(shared_data):
+@pytest.mark.slow
+def test_speedrun_never_reached_is_null():
     r = run_script(
-        str(BENCH / "speedrun.py"), "--data", str(shared_data / "the-verdict.txt"),
+        str(BENCH / "speedrun.py"), "--data", str(SHAKESPEARE),
         "--only", "best", "--max-steps", "4", "--target", "0.01", "--json",
     )  # fmt: skip
     assert r["seconds_to_target"] is None and r["final_val_loss"] > 0.01
 
 
+@pytest.mark.slow
 def test_bench_verb_runs_a_script_and_passes_arguments(capsys):
     assert main(["bench", "speedrun", "--data", "/nonexistent.txt"]) == 1  # the script's own error
 

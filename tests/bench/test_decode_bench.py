@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "decode.py"
 
 
+@pytest.mark.slow
 def test_decode_bench_quick_json_on_a_tiny_shape():
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--shape", "tiny", "--quick", "--json"],

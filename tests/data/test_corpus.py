@@ -12,6 +12,7 @@ import sys
 from pydoc_data.topics import topics
 
 import pytest
+from samples import SHAKESPEARE, UNICODE
 
 from gptlab.data.corpus import (
     DOCUMENT_SEPARATOR,
@@ -88,9 +89,8 @@ def test_a_file_named_explicitly_is_read_whatever_its_suffix(tmp_path):
     assert read_texts([path]) == ["MIT\r\nline two"]  # line ends kept as they are
 
 
-def test_shared_files_read_as_utf8(shared_data):
-    for name in ("tinyshakespeare.txt", "unicode-sample.txt", "unicode-hello.txt"):
-        path = shared_data / name
+def test_sample_files_read_as_utf8():
+    for path in (SHAKESPEARE, UNICODE):
         assert read_text_file(path) == path.read_bytes().decode("utf-8").removeprefix("\ufeff")
 
 

@@ -16,6 +16,7 @@ import threading
 import zipfile
 
 import pytest
+from samples import SHAKESPEARE
 
 from gptlab.cli import main
 from gptlab.convert import HUB_FILES, resolve_hf_source
@@ -119,9 +120,9 @@ def test_a_fake_file_from_a_mirror_is_refused_and_nothing_is_cached(
     assert list(cache.iterdir()) == []
 
 
-def test_a_source_sending_more_than_the_pinned_size_is_stopped(server, tmp_path, shared_data):
+def test_a_source_sending_more_than_the_pinned_size_is_stopped(server, tmp_path):
     base, routes = server
-    routes["/big"] = (shared_data / "the-verdict.txt").read_bytes() + b"x" * (3 << 20)
+    routes["/big"] = SHAKESPEARE.read_bytes() + b"x" * (3 << 20)
     cache = tmp_path / "cache"
     with pytest.raises(GptlabError, match="sent more than the 20,479 bytes expected for the-verdict"):
         download("the-verdict", cache, url=base + "/big", progress=False)
@@ -164,9 +165,9 @@ def test_an_unpinned_entry_needs_allow_unverified(unpinned, server, monkeypatch,
 # ---------------------------------------------------------------- URL schemes
 
 
-def test_file_urls_are_refused_unless_allowed(tmp_path, shared_data, monkeypatch, capsys):
+def test_file_urls_are_refused_unless_allowed(tmp_path, monkeypatch, capsys, verdict_bytes):
     local = tmp_path / "copy.txt"
-    local.write_bytes((shared_data / "the-verdict.txt").read_bytes())
+    local.write_bytes(verdict_bytes)
     url = local.as_uri()
     with pytest.raises(GptlabError, match=re.escape(f"refusing to download the-verdict from {url}")):
         download("the-verdict", tmp_path / "c1", url=url, progress=False)
@@ -205,9 +206,9 @@ def test_insecure_remote_urls_are_refused_before_connecting(
     assert only_loopback == [ELSEWHERE]
 
 
-def test_a_redirect_is_held_to_the_same_rules(server, only_loopback, tmp_path, shared_data):
+def test_a_redirect_is_held_to_the_same_rules(server, only_loopback, tmp_path, verdict_bytes):
     base, routes = server
-    routes["/the-verdict.txt"] = (shared_data / "the-verdict.txt").read_bytes()
+    routes["/the-verdict.txt"] = verdict_bytes
     routes["/moved"] = ("redirect", "/the-verdict.txt")
     routes["/away"] = ("redirect", f"http://{ELSEWHERE}/the-verdict.txt")
     cache = tmp_path / "cache"

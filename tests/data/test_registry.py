@@ -6,6 +6,7 @@ partial file is deleted), HTTP 404, a refused connection, a truncated transfer, 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import http.server
@@ -70,12 +71,14 @@ def mirror(server, monkeypatch):
     return base, served, counter
 
 
-def test_registry_hashes_match_the_real_files(shared_data):
-    for name in ("tinyshakespeare", "the-verdict"):
-        entry = get_entry(name)
-        data = (shared_data / entry.filename).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == entry.sha256
-        assert entry.size in (None, len(data))
+# every entry a data mirror holds as pinned (the mirror has no sms-spam zip, and a subset of
+# instruction-data: the *-subset entries pin those)
+@pytest.mark.parametrize("name", sorted(set(REGISTRY) - {"sms-spam", "instruction-data"}))
+def test_registry_hashes_match_the_real_files(dataset, name):
+    entry = get_entry(name)
+    data = dataset(name).read_bytes()
+    assert hashlib.sha256(data).hexdigest() == entry.sha256
+    assert entry.size in (None, len(data))
 
 
 def test_every_entry_is_complete():
@@ -88,9 +91,9 @@ def test_every_entry_is_complete():
         assert entry.size and entry.size > 0
 
 
-def test_download_verifies_and_then_reuses_the_cache(mirror, tmp_path, shared_data):
+def test_download_verifies_and_then_reuses_the_cache(mirror, tmp_path, verdict_bytes):
     _, served, counter = mirror
-    original = (shared_data / "the-verdict.txt").read_bytes()
+    original = verdict_bytes
     (served / "the-verdict.txt").write_bytes(original)
     cache = tmp_path / "cache"
 
@@ -107,9 +110,9 @@ def test_download_verifies_and_then_reuses_the_cache(mirror, tmp_path, shared_da
     assert counter["/the-verdict.txt"] == 2
 
 
-def test_a_corrupt_cached_file_is_downloaded_again(mirror, tmp_path, shared_data):
+def test_a_corrupt_cached_file_is_downloaded_again(mirror, tmp_path, verdict_bytes):
     _, served, counter = mirror
-    original = (shared_data / "the-verdict.txt").read_bytes()
+    original = verdict_bytes
     (served / "the-verdict.txt").write_bytes(original)
     cache = tmp_path / "cache"
     cache.mkdir()
@@ -118,10 +121,10 @@ def test_a_corrupt_cached_file_is_downloaded_again(mirror, tmp_path, shared_data
     assert counter["/the-verdict.txt"] == 1
 
 
-def test_checksum_mismatch_deletes_the_partial_file(mirror, tmp_path, shared_data):
+def test_checksum_mismatch_deletes_the_partial_file(mirror, tmp_path, verdict_bytes):
     _, served, _ = mirror
     # same length: a longer file would be stopped by the size check before the hash is compared
-    tampered = (shared_data / "the-verdict.txt").read_bytes().replace(b"Gisburn", b"Gisborn")
+    tampered = verdict_bytes.replace(b"Citizen", b"Citizan")
     (served / "the-verdict.txt").write_bytes(tampered)
     cache = tmp_path / "cache"
     with pytest.raises(GptlabError, match="checksum mismatch for the-verdict") as e:
@@ -153,9 +156,9 @@ def test_truncated_transfer_is_an_error(server, tmp_path):
     assert list((tmp_path / "cache").iterdir()) == []
 
 
-def test_url_option_wins_over_the_mirror(mirror, server, tmp_path, shared_data):
+def test_url_option_wins_over_the_mirror(mirror, server, tmp_path, verdict_bytes):
     base, served, counter = mirror
-    (served / "other-name.txt").write_bytes((shared_data / "the-verdict.txt").read_bytes())
+    (served / "other-name.txt").write_bytes(verdict_bytes)
     download("the-verdict", tmp_path / "cache", url=f"{base}/other-name.txt", progress=False)
     assert counter == Counter({"/other-name.txt": 1})
 
@@ -173,9 +176,9 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
     assert cache_dir(tmp_path / "explicit") == tmp_path / "explicit"
 
 
-def test_cli_get_and_list(mirror, tmp_path, shared_data, capsys):
+def test_cli_get_and_list(mirror, tmp_path, verdict_bytes, capsys):
     _, served, _ = mirror
-    (served / "the-verdict.txt").write_bytes((shared_data / "the-verdict.txt").read_bytes())
+    (served / "the-verdict.txt").write_bytes(verdict_bytes)
     cache = tmp_path / "cache"
     assert main(["data", "get", "the-verdict", "--dir", str(cache)]) == 0
     assert capsys.readouterr().out.strip() == str(cache / "the-verdict.txt")
@@ -200,3 +203,82 @@ def test_bad_url_and_bad_folder_are_clear_errors(tmp_path, capsys):
         download("the-verdict", tmp_path / "file" / "sub", url="http://127.0.0.1:9/x", progress=False)
     assert main(["data", "get", "the-verdict", "--dir", str(tmp_path / "c"), "--url", "notaurl"]) == 2
     assert capsys.readouterr().err.startswith("error: cannot download the-verdict")
+
+
+# ---------------------------------------------------------------- a mirror that is a local folder
+
+
+@pytest.fixture
+def mirror_folder(tmp_path, monkeypatch):
+    """GPTLAB_DATA_MIRROR naming a folder (no ://), with nothing in it yet."""
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    monkeypatch.setenv(registry.MIRROR_ENV, str(folder))
+    return folder
+
+
+def test_a_mirror_folder_is_copied_from_and_then_the_cache_reused(mirror_folder, tmp_path, verdict_bytes):
+    (mirror_folder / "the-verdict.txt").write_bytes(verdict_bytes)
+    cache = tmp_path / "cache"
+    path = download("the-verdict", cache, progress=False)
+    assert path == cache / "the-verdict.txt" and path.read_bytes() == verdict_bytes
+    assert sorted(p.name for p in cache.iterdir()) == ["the-verdict.txt"]  # no .part left behind
+    (mirror_folder / "the-verdict.txt").unlink()  # a valid cached copy is reused ...
+    with pytest.raises(GptlabError, match="has no the-verdict.txt"):  # ... but a bad mirror is said at once
+        download("the-verdict", cache, progress=False)
+    assert path.read_bytes() == verdict_bytes
+
+
+def test_a_mirror_folder_file_with_another_hash_is_an_error_naming_both(
+    mirror_folder, tmp_path, verdict_bytes
+):
+    tampered = verdict_bytes.replace(b"Citizen", b"Citizan")  # same length: the hash decides
+    (mirror_folder / "the-verdict.txt").write_bytes(tampered)
+    cache = tmp_path / "cache"
+    with pytest.raises(GptlabError, match="checksum mismatch for the-verdict") as e:
+        download("the-verdict", cache, progress=False)
+    assert hashlib.sha256(tampered).hexdigest() in str(e.value)
+    assert get_entry("the-verdict").sha256 in str(e.value)
+    assert str(mirror_folder / "the-verdict.txt") in str(e.value)
+    assert list(cache.iterdir()) == []  # neither the .part nor a final file
+
+
+def test_a_mirror_folder_file_larger_than_pinned_is_stopped(mirror_folder, tmp_path, verdict_bytes):
+    (mirror_folder / "the-verdict.txt").write_bytes(verdict_bytes + b"x" * (3 << 20))
+    cache = tmp_path / "cache"
+    with pytest.raises(GptlabError, match=f"more than the {len(verdict_bytes):,} bytes expected"):
+        download("the-verdict", cache, progress=False)
+    assert list(cache.iterdir()) == []
+
+
+def test_a_file_missing_from_the_mirror_folder_is_a_clear_error(mirror_folder, tmp_path, capsys):
+    with pytest.raises(
+        GptlabError, match=re.escape(f"{mirror_folder / 'tinyshakespeare.txt'} does not exist")
+    ):
+        download("tinyshakespeare", tmp_path / "cache", progress=False)
+    assert not (tmp_path / "cache").exists()
+    assert main(["data", "get", "tinyshakespeare", "--dir", str(tmp_path / "cache")]) == 2
+    assert "the data mirror has no tinyshakespeare.txt" in capsys.readouterr().err
+
+
+def test_a_mirror_that_is_neither_a_url_nor_a_folder_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setenv(registry.MIRROR_ENV, str(tmp_path / "missing"))
+    with pytest.raises(GptlabError, match="is not a folder"):
+        download("the-verdict", tmp_path / "cache", progress=False)
+    monkeypatch.setenv(registry.MIRROR_ENV, (tmp_path / "missing").as_uri())  # file:// is a URL: refused
+    with pytest.raises(GptlabError, match="refusing to download the-verdict from file://"):
+        download("the-verdict", tmp_path / "cache", progress=False)
+
+
+def test_mirror_only_entries_are_read_under_their_mirror_name(mirror_folder, tmp_path, monkeypatch):
+    data = b"ham\thello\nspam\tWIN now\n"
+    entry = dataclasses.replace(
+        get_entry("sms-spam-subset"), sha256=hashlib.sha256(data).hexdigest(), size=len(data)
+    )
+    monkeypatch.setitem(REGISTRY, "sms-spam-subset", entry)
+    (mirror_folder / "sms-spam.tsv").write_bytes(data)
+    path = download("sms-spam-subset", tmp_path / "cache", progress=False)
+    assert path == tmp_path / "cache" / "sms-spam-subset.tsv" and path.read_bytes() == data
+    monkeypatch.delenv(registry.MIRROR_ENV)  # no upstream serves these bytes: say so
+    with pytest.raises(GptlabError, match="only data mirrors hold it"):
+        download("sms-spam-subset", tmp_path / "other", force=True, progress=False)

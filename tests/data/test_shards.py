@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import string
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from samples import SHAKESPEARE
 
 from gptlab.cli import main
 from gptlab.data.shards import (
@@ -29,8 +31,8 @@ EOT = "<|endoftext|>"
 
 
 @pytest.fixture(scope="module")
-def shakespeare(shared_data) -> str:
-    return (shared_data / "tinyshakespeare.txt").read_text("utf-8")
+def shakespeare() -> str:
+    return SHAKESPEARE.read_text("utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -74,10 +76,8 @@ def counting_dataset(tmp_path) -> TokenDataset:
 # ----- prepare ----------------------------------------------------------------------------------
 
 
-def test_single_document_is_split_at_the_tail(tmp_path, shared_data, shakespeare, char):
-    meta = prepare(
-        [shared_data / "tinyshakespeare.txt"], char, tmp_path / "out", val_fraction=0.1, progress=False
-    )
+def test_single_document_is_split_at_the_tail(tmp_path, shakespeare, char):
+    meta = prepare([SHAKESPEARE], char, tmp_path / "out", val_fraction=0.1, progress=False)
     ids = np.array(char.encode(shakespeare) + ([char.eot_id] if char.eot_id is not None else []))
     train, val = TokenDataset(tmp_path / "out", "train"), TokenDataset(tmp_path / "out", "val")
     assert meta["split"]["method"] == "tail"
@@ -86,10 +86,10 @@ def test_single_document_is_split_at_the_tail(tmp_path, shared_data, shakespeare
     assert train.dtype == np.uint16 and meta["dtype"] == "uint16"
     assert meta["splits"]["train"]["tokens"] == len(train)
     assert meta["vocab_size"] == char.vocab_size == train.vocab_size
+    raw = SHAKESPEARE.read_bytes()
     assert meta["sources"] == [
-        {"source": str(shared_data / "tinyshakespeare.txt"), "bytes": 1115394,
-         "sha256": "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"}
-    ]  # fmt: skip
+        {"source": str(SHAKESPEARE), "bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    ]
     assert train.load_tokenizer().encode("To be, or not") == char.encode("To be, or not")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "meta.json",
@@ -215,8 +215,8 @@ def test_split_text_cuts_only_at_a_newline_between_non_spaces(text, chunk_chars)
         assert len(piece) > chunk_chars
 
 
-def test_prepare_errors(tmp_path, char, shared_data):
-    path = shared_data / "the-verdict.txt"
+def test_prepare_errors(tmp_path, char):
+    path = SHAKESPEARE
     with pytest.raises(GptlabError, match="pass pathlib.Path"):
         prepare([str(path)], char, tmp_path / "out", progress=False)
     for bad in (-0.1, 1.0):
@@ -253,11 +253,11 @@ def test_the_builtin_corpus_prepares_offline(tmp_path):
     assert x.shape == y.shape == (2, 16)
 
 
-def test_dataset_errors(tmp_path, char, shared_data):
+def test_dataset_errors(tmp_path, char):
     with pytest.raises(GptlabError, match="not a prepared data folder"):
         TokenDataset(tmp_path / "missing", "train")
     folder = tmp_path / "out"
-    prepare([shared_data / "the-verdict.txt"], char, folder, progress=False)
+    prepare([SHAKESPEARE], char, folder, progress=False)
     with pytest.raises(GptlabError, match="no split 'test'"):
         TokenDataset(folder, "test")
     train_bin = folder / "train.bin"
@@ -270,16 +270,16 @@ def test_dataset_errors(tmp_path, char, shared_data):
         TokenDataset(tmp_path / "ids", "train")
 
 
-def test_cli_prepare(tmp_path, shared_data, capsys):
+def test_cli_prepare(tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["data", "prepare", "--input", str(shared_data / "the-verdict.txt"), "--tokenizer", "char",
+    code = main(["data", "prepare", "--input", str(SHAKESPEARE), "--tokenizer", "char",
                  "--out", str(out), "--val-fraction", "0.2", "--json"])  # fmt: skip
     assert code == 0
     meta = json.loads(capsys.readouterr().out)
     assert meta == json.loads((out / "meta.json").read_text("utf-8"))
     assert len(TokenDataset(out, "val")) == meta["splits"]["val"]["tokens"] > 0
 
-    code = main(["data", "prepare", "--input", str(shared_data / "the-verdict.txt"), "--vocab-size", "300",
+    code = main(["data", "prepare", "--input", str(SHAKESPEARE), "--vocab-size", "300",
                  "--out", str(tmp_path / "bpe")])  # fmt: skip
     assert code == 0
     assert TokenDataset(tmp_path / "bpe", "train").vocab_size == 300
@@ -300,7 +300,7 @@ def test_cli_prepare(tmp_path, shared_data, capsys):
     )
     assert "input not found" in capsys.readouterr().err
     (tmp_path / "a-file").write_text("x")
-    code = main(["data", "prepare", "--input", str(shared_data / "the-verdict.txt"), "--vocab-size", "300",
+    code = main(["data", "prepare", "--input", str(SHAKESPEARE), "--vocab-size", "300",
                  "--out", str(tmp_path / "a-file")])  # fmt: skip
     assert code == 2
     assert capsys.readouterr().err.startswith("error: data folder")

@@ -9,6 +9,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from samples import SMS
 
 from gptlab.data.tasks import (
     ASSISTANT_TOKEN,
@@ -130,9 +131,9 @@ def test_collate_masks_exactly_the_intended_positions(batch, context, mask_promp
 # --- instruction files and templates -------------------------------------------------------------
 
 
-def test_load_shared_alpaca_json_and_the_same_as_jsonl(shared_data, tmp_path):
-    examples = load_instructions(shared_data / "instruction-data.json")
-    raw = json.loads((shared_data / "instruction-data.json").read_text())
+def test_load_shared_alpaca_json_and_the_same_as_jsonl(dataset, tmp_path):
+    examples = load_instructions(dataset("instruction-data-subset"))
+    raw = json.loads(dataset("instruction-data-subset").read_text())
     assert len(examples) == len(raw) == 990
     assert examples[0] == InstructionExample(raw[0]["instruction"], raw[0]["input"], raw[0]["output"])
     assert sum(not ex.input for ex in examples) == sum(not r["input"] for r in raw)
@@ -216,11 +217,11 @@ def test_split_examples_is_seeded():
 # --- classification files ----------------------------------------------------------------------------
 
 
-def test_load_headerless_sms_spam_tsv(shared_data):
-    data = load_classification(shared_data / "sms-spam.tsv", text_column=1, label_column=0)
+def test_load_headerless_sms_spam_tsv(dataset):
+    data = load_classification(dataset("sms-spam-subset"), text_column=1, label_column=0)
     assert data.label_names == ["ham", "spam"]
     assert data.counts() == [3862, 598]  # as documented in shared/data/README.md
-    first = (shared_data / "sms-spam.tsv").read_text().splitlines()[0].split("\t")
+    first = dataset("sms-spam-subset").read_text().splitlines()[0].split("\t")
     assert (data.label_names[data.labels[0]], data.texts[0]) == (first[0], first[1])
 
 
@@ -291,8 +292,8 @@ def test_malformed_instruction_files_name_the_file_and_line(tmp_path, name, cont
 # --- splits, balance, weights, encoding -----------------------------------------------------------
 
 
-def test_stratified_split_keeps_class_shares_and_is_reproducible(shared_data):
-    data = load_classification(shared_data / "sms-spam.tsv", text_column=1, label_column=0)
+def test_stratified_split_keeps_class_shares_and_is_reproducible():
+    data = load_classification(SMS, text_column=1, label_column=0)
     train, val, test = stratified_split(data, val_fraction=0.1, test_fraction=0.2, seed=7)
     for part, fraction in ((val, 0.1), (test, 0.2)):
         for c, n in enumerate(data.counts()):

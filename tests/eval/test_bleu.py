@@ -22,8 +22,8 @@ TOKENIZE = ("13a", "none")
 
 
 @pytest.fixture(scope="module")
-def pairs(shared_data):
-    return make_pairs(shared_data, N_PAIRS, seed=0)
+def pairs(dataset):
+    return make_pairs(dataset("instruction-data-subset"), N_PAIRS, seed=0)
 
 
 def assert_same_bleu(ours, theirs):
@@ -35,10 +35,10 @@ def assert_same_bleu(ours, theirs):
     assert ours.totals == pytest.approx(theirs.totals, abs=TOL)
 
 
-def test_13a_tokenizer_matches_sacrebleu_on_real_text(shared_data):
-    items = json.loads((shared_data / "instruction-data.json").read_text("utf-8"))
+def test_13a_tokenizer_matches_sacrebleu_on_real_text(dataset):
+    items = json.loads(dataset("instruction-data-subset").read_text("utf-8"))
     texts = [v for item in items for v in item.values()]
-    texts += (shared_data / "unicode-sample.txt").read_text("utf-8").splitlines()
+    texts += dataset("unicode-sample").read_text("utf-8").splitlines()
     reference = Tokenizer13a()
     assert [tokenize_13a(t) for t in texts] == [reference(t) for t in texts]
 
@@ -72,9 +72,9 @@ def test_sentence_bleu_without_effective_order_matches_sacrebleu(pairs):
         assert_same_bleu(ours, sacrebleu.sentence_bleu(hyp, [ref], use_effective_order=False))
 
 
-def test_sentence_bleu_with_several_references_matches_sacrebleu(pairs, shared_data):
+def test_sentence_bleu_with_several_references_matches_sacrebleu(pairs, dataset):
     rng = random.Random(1)
-    outputs = instruction_outputs(shared_data)
+    outputs = instruction_outputs(dataset("instruction-data-subset"))
     vocabulary = sorted({w for line in outputs for w in line.split()})
     for hyp, ref in pairs:
         refs = [ref, perturb(ref, rng, vocabulary), rng.choice(outputs)]
@@ -94,9 +94,9 @@ def test_corpus_bleu_matches_sacrebleu(pairs, smooth_method, tokenize, effective
 
 
 @pytest.mark.parametrize("lowercase", [False, True])
-def test_corpus_bleu_with_two_reference_sets_and_gaps_matches_sacrebleu(pairs, shared_data, lowercase):
+def test_corpus_bleu_with_two_reference_sets_and_gaps_matches_sacrebleu(pairs, dataset, lowercase):
     rng = random.Random(2)
-    outputs = instruction_outputs(shared_data)
+    outputs = instruction_outputs(dataset("instruction-data-subset"))
     vocabulary = sorted({w for line in outputs for w in line.split()})
     hyps = [h for h, _ in pairs]
     refs_a = [r for _, r in pairs]

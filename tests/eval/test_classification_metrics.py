@@ -21,6 +21,7 @@ def labelled(draw):
     return k, y_true, y_pred
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None)
 @given(labelled())
 def test_matches_sklearn(case):

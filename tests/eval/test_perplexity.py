@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn as nn
+from samples import SHAKESPEARE
 
 from gptlab.cli import main
 from gptlab.errors import GptlabError
@@ -51,6 +52,7 @@ def brute_force_nlls(model: GPT, ids: torch.Tensor, block_size: int, stride: int
     return nlls
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stride", [1, 3, 5, BLOCK])
 def test_matches_brute_force(model, ids, stride):
     result = perplexity(model, ids, block_size=BLOCK, stride=stride, batch_size=4)
@@ -162,8 +164,8 @@ def test_bad_arguments_are_clear_errors(model):
 
 
 @pytest.fixture(scope="module")
-def text(shared_data) -> str:
-    return (shared_data / "tinyshakespeare.txt").read_text("utf-8")[:600] + " — café ∑ 🙂"
+def text() -> str:
+    return SHAKESPEARE.read_text("utf-8")[:600] + " — café ∑ 🙂"
 
 
 @pytest.fixture(scope="module")

@@ -29,12 +29,12 @@ def max_difference(ours, theirs, types=ROUGE_TYPES) -> float:
 
 
 @pytest.fixture(scope="module")
-def pairs(shared_data):
+def pairs(dataset):
     """(prediction, reference) pairs of one to three lines, so ROUGE-Lsum sees several sentences."""
-    outputs = instruction_outputs(shared_data)
+    outputs = instruction_outputs(dataset("instruction-data-subset"))
     vocabulary = sorted({w for line in outputs for w in line.split()})
     rng = random.Random(0)
-    single = make_pairs(shared_data, N_PAIRS, seed=0)
+    single = make_pairs(dataset("instruction-data-subset"), N_PAIRS, seed=0)
     multi = []
     for _ in range(N_PAIRS // 2):
         ref_lines = rng.sample(outputs, rng.randint(2, MAX_SENTENCES))
@@ -45,12 +45,12 @@ def pairs(shared_data):
 
 
 @pytest.fixture(scope="module")
-def vocabulary_words(shared_data):
+def vocabulary_words(dataset):
     """Every distinct [a-z0-9] word of the shared data (about 18k)."""
     words = set()
-    for name in ("tinyshakespeare.txt", "the-verdict.txt", "sms-spam.tsv"):
-        words |= set(re.sub(r"[^a-z0-9]+", " ", (shared_data / name).read_text("utf-8").lower()).split())
-    for item in json.loads((shared_data / "instruction-data.json").read_text("utf-8")):
+    for name in ("tinyshakespeare", "the-verdict", "sms-spam-subset"):
+        words |= set(re.sub(r"[^a-z0-9]+", " ", dataset(name).read_text("utf-8").lower()).split())
+    for item in json.loads(dataset("instruction-data-subset").read_text("utf-8")):
         for value in item.values():
             words |= set(re.sub(r"[^a-z0-9]+", " ", value.lower()).split())
     return sorted(words)
@@ -91,9 +91,9 @@ def test_porter_stem_of_the_paper_examples():
     assert {w: porter_stem(w) for w in examples} == examples
 
 
-def test_tokenizer_matches_rouge_score(shared_data, pairs):
+def test_tokenizer_matches_rouge_score(dataset, pairs):
     texts = [text for pair in pairs for text in pair]
-    texts += (shared_data / "unicode-sample.txt").read_text("utf-8").splitlines()
+    texts += dataset("unicode-sample").read_text("utf-8").splitlines()
     stemmer = PorterStemmer()
     for text in texts:
         assert rouge_tokenize(text) == rouge_score_tokenize.tokenize(text, None)

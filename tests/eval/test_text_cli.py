@@ -11,6 +11,7 @@ import json
 import pytest
 import sacrebleu
 from rouge_score import rouge_scorer
+from samples import INSTRUCTIONS
 from text_pairs import make_pairs
 
 from gptlab.commands.eval_text import register_text_metrics
@@ -28,8 +29,8 @@ def run(argv: list[str]) -> int:
 
 
 @pytest.fixture(scope="module")
-def pairs(shared_data):
-    return make_pairs(shared_data, N_PAIRS, seed=5)
+def pairs():
+    return make_pairs(INSTRUCTIONS, N_PAIRS, seed=5)
 
 
 @pytest.fixture

@@ -56,6 +56,7 @@ def full_run(base_run, data_file, tmp_path_factory):
     return finetune_classifier(options)
 
 
+@pytest.mark.slow
 def test_tiny_task_reaches_100_percent_and_writes_the_run(full_run):
     assert full_run.test.accuracy == 1.0
     out = full_run.out_dir
@@ -83,6 +84,7 @@ def test_tiny_task_reaches_100_percent_and_writes_the_run(full_run):
     assert results["costs"]["trainable_percent"] == pytest.approx(100.0, abs=0.5)
 
 
+@pytest.mark.slow
 def test_best_checkpoint_is_the_best_val_epoch(full_run):
     val = [(r["val"]["macro_f1"], -r["val"]["loss"]) for r in full_run.history]
     assert full_run.best_epoch == 1 + val.index(max(val))
@@ -90,6 +92,7 @@ def test_best_checkpoint_is_the_best_val_epoch(full_run):
     assert meta["best_epoch"] == full_run.best_epoch and meta["label_names"] == ["alarm", "calm"]
 
 
+@pytest.mark.slow
 def test_classify_cli_prints_labels_and_probabilities(full_run, capsys):
     assert main(["classify", "--model", str(full_run.out_dir), "abzc", "abcd", "--json"]) == 0
     results = json.loads(capsys.readouterr().out)
@@ -100,6 +103,7 @@ def test_classify_cli_prints_labels_and_probabilities(full_run, capsys):
     assert capsys.readouterr().out.startswith("alarm\t")
 
 
+@pytest.mark.slow
 def test_eval_classify_matches_the_run_test_split(full_run, data_file, tmp_path, capsys):
     data = load_classification(data_file)
     _, _, test = stratified_split(data, 0.1, 0.2, seed=0)
@@ -120,6 +124,7 @@ def test_eval_classify_matches_the_run_test_split(full_run, data_file, tmp_path,
     assert "confusion matrix" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_head_only_trains_only_the_head_and_keeps_the_lm(base_run, data_file, tmp_path):
     options = ClassifyOptions(
         model=str(base_run),
@@ -142,6 +147,7 @@ def test_head_only_trains_only_the_head_and_keeps_the_lm(base_run, data_file, tm
     assert forgetting is None  # a hand-made base run has no pretraining data to measure
 
 
+@pytest.mark.slow
 def test_lora_run_saves_a_small_adapter_and_reloads_identically(base_run, data_file, tmp_path):
     options = ClassifyOptions(
         model=str(base_run),
@@ -166,6 +172,7 @@ def test_lora_run_saves_a_small_adapter_and_reloads_identically(base_run, data_f
     assert load_classifier(out).predict_proba(["abzc", "abcd"]).equal(probs)
 
 
+@pytest.mark.slow
 def test_lora_run_without_its_base_model_is_a_clear_error(base_run, data_file, tmp_path):
     import shutil
 
@@ -211,6 +218,7 @@ def test_malformed_data_gives_exit_2_with_the_line(base_run, tmp_path, capsys, c
     assert pytest.importorskip("re").search(message, capsys.readouterr().err)
 
 
+@pytest.mark.slow
 def test_eval_with_an_unknown_label_names_the_line(full_run, tmp_path, capsys):
     path = tmp_path / "other.tsv"
     path.write_text("label\ttext\ncalm\tabc\nurgent\tabz\n")

@@ -76,6 +76,7 @@ def chat_run(base_run, data_file, tmp_path_factory):
     return finetune_instruct(options)
 
 
+@pytest.mark.slow
 def test_instruct_learns_the_task_and_beats_the_base_model(chat_run):
     assert chat_run.scores["exact_match"] >= 0.5  # a 2-layer char model, seconds of training
     assert chat_run.base_scores["exact_match"] == 0.0
@@ -84,6 +85,7 @@ def test_instruct_learns_the_task_and_beats_the_base_model(chat_run):
     assert losses[-1] < losses[0]
 
 
+@pytest.mark.slow
 def test_instruct_run_files(chat_run):
     out = chat_run.out_dir
     responses = json.loads((out / "responses.json").read_text())
@@ -101,6 +103,7 @@ def test_instruct_run_files(chat_run):
     assert set(CHAT_SPECIAL_TOKENS) <= set(tok.special_tokens) and model.config.vocab_size == tok.vocab_size
 
 
+@pytest.mark.slow
 def test_responses_json_is_scored_by_eval_rouge(chat_run, capsys):
     assert main(["eval", "rouge", "--responses", str(chat_run.out_dir / "responses.json"), "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
@@ -118,6 +121,7 @@ def test_add_special_tokens_grows_the_embedding_with_the_mean_row(base_run):
     assert add_special_tokens(gpt, new_tok, CHAT_SPECIAL_TOKENS) is new_tok  # nothing missing: unchanged
 
 
+@pytest.mark.slow
 def test_lora_instruct_run_saves_merged_weights_and_the_adapter(base_run, data_file, tmp_path):
     options = InstructOptions(
         model=str(base_run),

@@ -113,6 +113,7 @@ def test_invalid_study_arguments_raise(model, tokenizer, prompt_ids):
 # ----------------------------------------------------------------------- the distribution, per step
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "setting",
     [SamplingSetting(0.7), SamplingSetting(top_k=5), SamplingSetting(top_p=0.9), SamplingSetting(1.3, 8, 0.8)]

@@ -191,6 +191,7 @@ def _open(browser, path: Path):
     return page, errors
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_report_works_in_a_real_browser(browser, run_dir, tmp_path):
     out = tmp_path / "report"

@@ -8,17 +8,12 @@ import copy
 import pytest
 import torch
 
-from gptlab.model import GPT, GPTConfig
 from gptlab.train.compile import CompiledWithFallback, compile_model
 
 
-def tiny_model() -> GPT:
-    torch.manual_seed(0)
-    return GPT(GPTConfig.preset("tiny", vocab_size=64, n_layer=2, n_embd=32, n_head=4, block_size=32))
-
-
-def test_compiled_loss_and_gradients_match_eager():
-    model = tiny_model()
+@pytest.mark.slow
+def test_compiled_loss_and_gradients_match_eager(tiny_model):
+    model = tiny_model
     eager = copy.deepcopy(model)
     compiled = compile_model(model)
     x = torch.randint(0, 64, (3, 32))
@@ -31,11 +26,11 @@ def test_compiled_loss_and_gradients_match_eager():
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_compile_failure_falls_back_to_eager(capsys):
+def test_compile_failure_falls_back_to_eager(tiny_model, capsys):
     def broken_backend(graph, example_inputs):
         raise RuntimeError("no C++ compiler here")
 
-    model = tiny_model()
+    model = tiny_model
     wrapped = CompiledWithFallback(model, backend=broken_backend)
     x = torch.randint(0, 64, (2, 8))
     logits, _ = wrapped(x)
@@ -44,12 +39,12 @@ def test_compile_failure_falls_back_to_eager(capsys):
     torch.testing.assert_close(logits, model(x)[0])
 
 
-def test_errors_of_the_model_itself_are_not_swallowed():
-    wrapped = compile_model(tiny_model())
+def test_errors_of_the_model_itself_are_not_swallowed(tiny_model):
+    wrapped = compile_model(tiny_model)
     with pytest.raises(Exception, match="longer than the context"):
         wrapped(torch.zeros(1, 33, dtype=torch.long))
 
 
-def test_disabled_returns_the_model():
-    model = tiny_model()
+def test_disabled_returns_the_model(tiny_model):
+    model = tiny_model
     assert compile_model(model, enabled=False) is model

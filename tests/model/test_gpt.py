@@ -215,6 +215,7 @@ def test_weight_tying_and_parameter_counts():
     assert not any(name.endswith("bias") for name, _ in no_bias.named_parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides", VARIANTS)
 def test_overfits_one_tiny_batch_to_near_zero_loss(overrides):
     """A plain AdamW loop (no gptlab.train): the model must be able to memorise 4 x 16 tokens."""

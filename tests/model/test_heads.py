@@ -139,6 +139,7 @@ def synthetic_task(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch
     return idx, lengths, labels
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pooling", ["last", "mean"])
 def test_tiny_synthetic_task_reaches_100_percent(pooling):
     clf = make_classifier(seed=1, pooling=pooling)

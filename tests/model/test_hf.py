@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import save_file
+from samples import SHAKESPEARE
 
 from gptlab.cli import main
 from gptlab.convert import resolve_hf_source
@@ -223,14 +224,15 @@ def test_malformed_config_json_is_a_clear_error(tmp_path, config, words):
 
 
 @pytest.fixture(scope="module")
-def bpe(shared_data):
+def bpe():
     from gptlab.tokenizers import BPETokenizer
 
-    text = (shared_data / "the-verdict.txt").read_text("utf-8")
+    text = SHAKESPEARE.read_text("utf-8")
     return BPETokenizer.train(text, vocab_size=VOCAB, special_tokens=["<|endoftext|>"])
 
 
-def test_cli_convert_generate_eval_export_round_trip(tmp_path, bpe, shared_data, capsys):
+@pytest.mark.slow
+def test_cli_convert_generate_eval_export_round_trip(tmp_path, bpe, capsys):
     """The CLI by hand: a random HF GPT-2 saved with save_pretrained (+ its tokenizer files) ->
     convert -> generate -> eval perplexity -> export, which transformers loads with equal logits."""
     from gptlab.eval.perplexity import evaluate_text
@@ -257,7 +259,7 @@ def test_cli_convert_generate_eval_export_round_trip(tmp_path, bpe, shared_data,
     assert capsys.readouterr().out == plain and plain.startswith("I had")
     assert plain == "I had" + generate_text(ours, tok, "I had", max_new_tokens=8, sampler=GREEDY) + "\n"
 
-    verdict = shared_data / "the-verdict.txt"
+    verdict = SHAKESPEARE
     argv = ["eval", "perplexity", "--model", str(run), "--input", str(verdict), "--json"]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)

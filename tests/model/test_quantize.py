@@ -165,6 +165,7 @@ def test_embedding_rows_equal_the_dequantised_matrix(bits, group):
 # ----------------------------------------------------------------------------- whole models
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tie", [True, False])
 @pytest.mark.parametrize("bits,group,tol", [(8, None, 0.02), (4, 32, 0.2)])
 def test_quantized_model_logits_are_close_and_greedy_engine_matches_naive(bits, group, tol, tie):
@@ -260,12 +261,12 @@ def test_cli_quantize_then_generate_and_eval(tmp_path, tokenizer, capsys):
     assert not (tmp_path / "q128").exists()
 
 
-def test_cli_quantize_in_a_subprocess(tmp_path, tokenizer):
+@pytest.mark.slow
+def test_cli_quantize_in_a_subprocess(tmp_path, tiny_run):
     import subprocess
     import sys
 
-    save_model(tmp_path / "run", make_model(tokenizer.vocab_size), tokenizer)
-    cmd = [sys.executable, "-m", "gptlab", "quantize", "--model", str(tmp_path / "run"), "--bits", "8"]
+    cmd = [sys.executable, "-m", "gptlab", "quantize", "--model", str(tiny_run), "--bits", "8"]
     proc = subprocess.run([*cmd, "--out", str(tmp_path / "q8")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "size on disk" in proc.stdout

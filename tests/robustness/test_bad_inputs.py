@@ -997,6 +997,7 @@ def _refuse_open(monkeypatch, paths: list[Path]) -> None:
     monkeypatch.setattr(os, "open", guarded_os_open)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(CASE_TIMEOUT_S)
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case: Case, fx, gptlab, workdir):

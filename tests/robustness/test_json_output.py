@@ -126,6 +126,7 @@ def judge_url():
     server.server_close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("verb, template", ROWS, ids=[" ".join(verb) for verb, _ in ROWS])
 def test_json_is_one_document_on_stdout(verb, template, fx, gptlab, workdir, judge_url):

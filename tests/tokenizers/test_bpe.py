@@ -15,6 +15,7 @@ import pytest
 import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from samples import INSTRUCTIONS, SHAKESPEARE, SMS, UNICODE
 
 from gptlab.errors import GptlabError
 from gptlab.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
@@ -84,13 +85,13 @@ tricky_text = st.lists(st.sampled_from(TRICKY_PIECES) | st.text(max_size=20), ma
 
 
 @pytest.fixture(scope="module")
-def shakespeare(shared_data) -> str:
-    return (shared_data / "tinyshakespeare.txt").read_text(encoding="utf-8")
+def shakespeare() -> str:
+    return SHAKESPEARE.read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
-def unicode_text(shared_data) -> str:
-    return (shared_data / "unicode-sample.txt").read_text(encoding="utf-8")
+def unicode_text() -> str:
+    return UNICODE.read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -130,10 +131,10 @@ def test_gpt2_pattern_splits_like_hf_byte_level_pre_tokenizer(text):
     assert ours == [piece for piece, _ in hf.pre_tokenize_str(text)]
 
 
-@pytest.mark.parametrize("name", ["tinyshakespeare.txt", "unicode-sample.txt", "unicode-hello.txt"])
-def test_gpt2_pattern_splits_real_files_like_hf(shared_data, name):
+@pytest.mark.parametrize("path", [SHAKESPEARE, UNICODE], ids=lambda path: path.name)
+def test_gpt2_pattern_splits_sample_files_like_hf(path):
     pre_tokenizers = pytest.importorskip("tokenizers.pre_tokenizers")
-    text = (shared_data / name).read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
     hf = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     ours = [bytes_to_token_str(chunk.encode("utf-8")) for chunk in ChunkSplitter(GPT2_PATTERN)(text)]
     assert ours == [piece for piece, _ in hf.pre_tokenize_str(text)]
@@ -204,13 +205,13 @@ print(hashlib.sha256(repr(tok.to_dict()).encode()).hexdigest())
 """
 
 
-def test_training_is_deterministic_across_processes_and_hash_seeds(shared_data, shakespeare):
+def test_training_is_deterministic_across_processes_and_hash_seeds(shakespeare):
     """Same merges whatever the hash seed (set and dict iteration order must not leak in)."""
     digests = set()
     for seed in ("0", "1", "12345"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
         out = subprocess.run(
-            [sys.executable, "-c", _TRAIN_IN_SUBPROCESS, str(shared_data / "tinyshakespeare.txt")],
+            [sys.executable, "-c", _TRAIN_IN_SUBPROCESS, str(SHAKESPEARE)],
             env=env,
             capture_output=True,
             text=True,
@@ -288,7 +289,8 @@ def test_training_refuses_lone_surrogates():
         BPETokenizer.train("abc \ud800 def", vocab_size=300)
 
 
-def test_full_tinyshakespeare_4096_trains_in_seconds(shakespeare):
+def test_full_tinyshakespeare_4096_trains_in_seconds(dataset):
+    shakespeare = dataset("tinyshakespeare").read_text(encoding="utf-8")
     start = time.perf_counter()
     tok = BPETokenizer.train(shakespeare, vocab_size=4096)
     seconds = time.perf_counter() - start
@@ -343,18 +345,9 @@ def test_python_and_tiktoken_give_identical_ids_on_adversarial_text(tok, tok4, t
             assert t.decode(python) == text
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "tinyshakespeare.txt",
-        "unicode-sample.txt",
-        "unicode-hello.txt",
-        "sms-spam.tsv",
-        "instruction-data.json",
-    ],
-)
-def test_python_and_tiktoken_identical_on_real_files(tok, tok4, shared_data, name):
-    text = (shared_data / name).read_text(encoding="utf-8")
+@pytest.mark.parametrize("path", [SHAKESPEARE, UNICODE, SMS, INSTRUCTIONS], ids=lambda path: path.name)
+def test_python_and_tiktoken_identical_on_sample_files(tok, tok4, path):
+    text = path.read_text(encoding="utf-8")
     for t in (tok, tok4):
         ids = t.encode(text, backend="python")
         assert ids == t.encode(text, backend="tiktoken") == t.to_tiktoken().encode_ordinary(text)
@@ -401,8 +394,8 @@ def test_encode_batch_in_processes_and_threads(tok, shakespeare):
         tok.encode_batch(texts, num_workers=0)
 
 
-def test_encode_file_in_parallel_pieces_equals_encode(tok, tok4, shared_data):
-    path = shared_data / "tinyshakespeare.txt"
+def test_encode_file_in_parallel_pieces_equals_encode(tok, tok4):
+    path = SHAKESPEARE
     text = path.read_text(encoding="utf-8")
     for t in (tok, tok4):
         assert t._split_for_workers(text, 2, set()) != [text]  # really cut into pieces

@@ -7,6 +7,7 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from samples import SHAKESPEARE
 
 from gptlab.errors import GptlabError
 from gptlab.tokenizers import BPETokenizer, CharTokenizer, Tokenizer, load_tokenizer
@@ -22,8 +23,8 @@ MIXED = f"Hi! Hello, wörld!\n\te\u0301 🙂 中文 {EOT} {USER} <unk> naïve\r\
 
 
 @pytest.fixture(scope="module")
-def shakespeare(shared_data) -> str:
-    return (shared_data / "tinyshakespeare.txt").read_text(encoding="utf-8")
+def shakespeare() -> str:
+    return SHAKESPEARE.read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +40,9 @@ def mixed_tok() -> CharTokenizer:
 # --- vocabulary -----------------------------------------------------------------------------------
 
 
-def test_shakespeare_char_vocabulary_is_the_sorted_character_set(shakespeare, shakespeare_tok):
-    tok = shakespeare_tok
+def test_shakespeare_char_vocabulary_is_the_sorted_character_set(dataset):
+    shakespeare = dataset("tinyshakespeare").read_text(encoding="utf-8")
+    tok = CharTokenizer.train(shakespeare)
     # nanoGPT's data/shakespeare_char: chars = sorted(set(text)), 65 of them, stoi = position
     assert tok.chars == sorted(set(shakespeare))
     assert tok.vocab_size == len(tok.chars) == 65

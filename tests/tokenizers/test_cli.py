@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from samples import SHAKESPEARE, UNICODE
 
 from gptlab.cli import main
 from gptlab.tokenizers import BPETokenizer, CharTokenizer, load_tokenizer
@@ -20,17 +21,17 @@ EOT = "<|endoftext|>"
 
 
 @pytest.fixture(scope="module")
-def corpus(shared_data, tmp_path_factory):
+def corpus(tmp_path_factory):
     path = tmp_path_factory.mktemp("corpus") / "shakespeare-slice.txt"
-    text = (shared_data / "tinyshakespeare.txt").read_text(encoding="utf-8")[:100_000]
+    text = SHAKESPEARE.read_text(encoding="utf-8")[:100_000]
     path.write_text(text, encoding="utf-8")
     return path
 
 
 @pytest.fixture(scope="module")
-def tok_path(corpus, shared_data, tmp_path_factory):
+def tok_path(corpus, tmp_path_factory):
     out = tmp_path_factory.mktemp("tok") / "tok.json"
-    assert main(["tokenizer", "train", "--input", str(corpus), str(shared_data / "unicode-sample.txt"),
+    assert main(["tokenizer", "train", "--input", str(corpus), str(UNICODE),
                  "--vocab-size", "600", "--out", str(out), "--json"]) == 0  # fmt: skip
     return out
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from samples import SHAKESPEARE, UNICODE
 
 from gptlab.cli import main
 from gptlab.errors import GptlabError
@@ -27,8 +28,8 @@ TEST_VOCAB = 512
 
 
 @pytest.fixture(scope="module")
-def english(shared_data) -> str:
-    return (shared_data / "tinyshakespeare.txt").read_text(encoding="utf-8")[:TRAIN_BYTES]
+def english() -> str:
+    return SHAKESPEARE.read_text(encoding="utf-8")[:TRAIN_BYTES]
 
 
 @pytest.fixture(scope="module")
@@ -91,23 +92,23 @@ def test_split_by_script_loses_no_character(line):
         assert s.script == detect_script(s.text)
 
 
-def test_wordpiece_from_minilm_package_matches_reference_bert_tokenizer(shared_data):
+def test_wordpiece_from_minilm_package_matches_reference_bert_tokenizer():
     """Our offline loader (tokenizer.json) vs transformers' pure-Python BertTokenizer on vocab.txt."""
     transformers = pytest.importorskip("transformers")
     files = compare.bert_wordpiece_files()
     reference = transformers.BertTokenizer(files["vocab.txt"], do_lower_case=True)
     encode = compare.load_bert_wordpiece()
     texts = list(BUILTIN_EXAMPLES.values())
-    texts += (shared_data / "unicode-hello.txt").read_text(encoding="utf-8").splitlines()
-    long_text = (shared_data / "the-verdict.txt").read_text(encoding="utf-8")[:5000]  # > 128 tokens
+    texts += UNICODE.read_text(encoding="utf-8").splitlines()
+    long_text = SHAKESPEARE.read_text(encoding="utf-8")[:5000]  # > 128 tokens
     for text in [*texts, long_text]:
         assert encode(text) == reference.encode(text, add_special_tokens=False), text
     assert len(encode(long_text)) > 128  # no truncation, no padding
 
 
-def test_non_latin_scripts_cost_more_with_english_bpe(shared_data, english):
+def test_non_latin_scripts_cost_more_with_english_bpe(english):
     bpe = BPETokenizer.train(english, vocab_size=TEST_VOCAB)
-    hello = (shared_data / "unicode-hello.txt").read_text(encoding="utf-8")
+    hello = UNICODE.read_text(encoding="utf-8")
     result = compare_tokenizers({"hello": hello}, {"bpe": bpe.encode})
     latin = result.script("Latin")
     others = [r for r in result.scripts if r.name not in ("Latin", SCRIPT_COMMON)]
@@ -170,9 +171,9 @@ def test_bad_inputs_give_clear_errors():
         builtin_tokenizers("text", kinds=["bogus"])
 
 
-def test_cli_compare_json_has_documented_keys(shared_data, capsys):
-    train = shared_data / "the-verdict.txt"
-    hello = shared_data / "unicode-hello.txt"
+def test_cli_compare_json_has_documented_keys(capsys):
+    train = SHAKESPEARE
+    hello = UNICODE
     code = main(
         ["tokenizer", "compare", "--input", str(hello), "--examples", "--train-input", str(train)]
         + ["--vocab-sizes", "300", "--kinds", "bpe", "char", "wordpiece", "--json"]
@@ -182,7 +183,7 @@ def test_cli_compare_json_has_documented_keys(shared_data, capsys):
     assert set(out) == {"tokenizers", "notes", "reference", "texts", "scripts"}
     assert out["tokenizers"] == ["bpe-300", "char", "bert-wordpiece"]
     assert out["reference"] == "english"
-    assert [t["name"] for t in out["texts"]] == [*BUILTIN_EXAMPLES, "unicode-hello.txt"]
+    assert [t["name"] for t in out["texts"]] == [*BUILTIN_EXAMPLES, UNICODE.name]
     row_keys = {"name", "script", "chars", "bytes", "words", "segments", "tokens"}
     row_keys |= {"bytes_per_token", "tokens_per_char", "tokens_per_word"}
     for row in out["texts"]:
@@ -193,8 +194,8 @@ def test_cli_compare_json_has_documented_keys(shared_data, capsys):
         assert set(row) == row_keys
 
 
-def test_cli_compare_table_is_aligned(shared_data, capsys):
-    train = shared_data / "the-verdict.txt"
+def test_cli_compare_table_is_aligned(capsys):
+    train = SHAKESPEARE
     code = main(
         ["tokenizer", "compare", "--text", "I love AI!", "--train-input", str(train)]
         + ["--vocab-sizes", "300", "--kinds", "bpe", "char"]
@@ -206,10 +207,10 @@ def test_cli_compare_table_is_aligned(shared_data, capsys):
     assert len({len(line) for line in table}) == 1
 
 
-def test_cli_stats_on_a_file(shared_data, english, tmp_path, capsys):
+def test_cli_stats_on_a_file(english, tmp_path, capsys):
     tok = BPETokenizer.train(english, vocab_size=300)
     tok.save(tmp_path / "tok.json")
-    verdict = shared_data / "the-verdict.txt"
+    verdict = SHAKESPEARE
     assert (
         main(
             [

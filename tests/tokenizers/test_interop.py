@@ -11,6 +11,7 @@ import tiktoken
 import tiktoken.load
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from samples import SHAKESPEARE, SMS, UNICODE
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
@@ -37,13 +38,7 @@ from gptlab.tokenizers.pretokenize import (
 
 EOT = "<|endoftext|>"
 SLICE = 120_000
-TEXT_FILES = [
-    "tinyshakespeare.txt",
-    "the-verdict.txt",
-    "unicode-sample.txt",
-    "unicode-hello.txt",
-    "sms-spam.tsv",
-]
+TEXT_FILES = [SHAKESPEARE, UNICODE, SMS]
 HYPOTHESIS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 tricky_text = st.lists(
     st.sampled_from(
@@ -55,19 +50,19 @@ tricky_text = st.lists(
 
 
 @pytest.fixture(scope="module")
-def texts(shared_data) -> dict[str, str]:
-    return {name: (shared_data / name).read_text(encoding="utf-8") for name in TEXT_FILES}
+def texts() -> dict[str, str]:
+    return {path.name: path.read_text(encoding="utf-8") for path in TEXT_FILES}
 
 
 @pytest.fixture(scope="module", params=["gpt2", "gpt4"])
 def tok(request, texts) -> BPETokenizer:
-    corpus = [texts["tinyshakespeare.txt"][:SLICE], texts["unicode-sample.txt"]]
+    corpus = [texts[SHAKESPEARE.name][:SLICE], texts[UNICODE.name]]
     return BPETokenizer.train(corpus, vocab_size=1000, special_tokens=[EOT, "<|pad|>"], pattern=request.param)
 
 
 @pytest.fixture(scope="module")
 def gpt2_tok(texts) -> BPETokenizer:
-    corpus = [texts["tinyshakespeare.txt"][:SLICE], texts["unicode-sample.txt"]]
+    corpus = [texts[SHAKESPEARE.name][:SLICE], texts[UNICODE.name]]
     return BPETokenizer.train(corpus, vocab_size=1000, special_tokens=[EOT])
 
 
@@ -91,7 +86,7 @@ def test_from_tiktoken_of_a_directly_built_encoding(gpt2_tok, texts):
     )
     ours = from_tiktoken(encoding)
     assert ours.pattern == gpt2_tok.pattern and ours.special_tokens == {EOT: 5000} and ours.vocab_size == 5001
-    text = texts["the-verdict.txt"] + EOT + texts["unicode-hello.txt"]
+    text = texts[SHAKESPEARE.name] + EOT + texts[UNICODE.name]
     assert ours.encode(text, allowed_special="all", backend="python") == encoding.encode(
         text, allowed_special="all"
     )
@@ -171,7 +166,7 @@ def test_import_tokenizer_trained_by_hf_bpe_trainer(texts, tmp_path, pattern):
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    hf.train_from_iterator([texts["tinyshakespeare.txt"][:SLICE], texts["unicode-sample.txt"]], trainer)
+    hf.train_from_iterator([texts[SHAKESPEARE.name][:SLICE], texts[UNICODE.name]], trainer)
     path = tmp_path / "tokenizer.json"
     hf.save(str(path))
     ours = load_hf_tokenizer_json(path)
@@ -181,7 +176,7 @@ def test_import_tokenizer_trained_by_hf_bpe_trainer(texts, tmp_path, pattern):
         assert ours.encode(text, allowed_special="all") == hf.encode(text).ids, name
     # and back: our export of the imported tokenizer encodes the same in HF
     again = HFTokenizer.from_str(json.dumps(hf_tokenizer_dict(ours)))
-    sample = texts["unicode-sample.txt"]
+    sample = texts[UNICODE.name]
     assert again.encode(sample).ids == hf.encode(sample).ids
 
 
@@ -292,7 +287,7 @@ def test_save_hf_gpt2_folder_loads_in_transformers(tok, texts, tmp_path):
     transformers = pytest.importorskip("transformers")
     save_hf_gpt2_tokenizer(tok, tmp_path)
     fast = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
-    text = texts["unicode-sample.txt"] + EOT + texts["the-verdict.txt"][:5000]
+    text = texts[UNICODE.name] + EOT + texts[SHAKESPEARE.name][:5000]
     ids = tok.encode(text, allowed_special="all")
     assert fast.encode(text) == ids
     assert fast.decode(ids) == text
@@ -337,7 +332,7 @@ def test_gpt2_files_errors(gpt2_tok, tmp_path):
 
 
 def test_exports_refuse_what_the_format_cannot_hold(texts, tmp_path):
-    gpt4 = BPETokenizer.train(texts["the-verdict.txt"], vocab_size=300, special_tokens=[], pattern="gpt4")
+    gpt4 = BPETokenizer.train(texts[SHAKESPEARE.name], vocab_size=300, special_tokens=[], pattern="gpt4")
     with pytest.raises(GptlabError, match="pre-tokenization pattern"):
         save_gpt2_files(gpt4, tmp_path / "e.json", tmp_path / "v.bpe")
     char = CharTokenizer.train("hello")

@@ -11,6 +11,7 @@ import pytest
 import regex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from samples import UNICODE
 
 from gptlab.tokenizers import BPETokenizer
 from gptlab.tokenizers import pretokenize as pt
@@ -69,8 +70,8 @@ def test_align_classes_rewrites_only_class_references():
     assert pt.align_classes(GPT2_PATTERN, {}) == GPT2_PATTERN
 
 
-def test_splitter_uses_plain_regex_for_ordinary_text(shared_data):
-    text = (shared_data / "unicode-sample.txt").read_text(encoding="utf-8")
+def test_splitter_uses_plain_regex_for_ordinary_text():
+    text = UNICODE.read_text(encoding="utf-8")
     for pattern in (GPT2_PATTERN, GPT4_PATTERN):
         assert ChunkSplitter(pattern)(text) == regex.findall(pattern, text)
     custom = ChunkSplitter(r"\p{L}+|\P{L}")  # custom patterns are used as written

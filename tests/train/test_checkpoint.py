@@ -10,20 +10,21 @@ import shutil
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from samples import SHAKESPEARE
 
 from gptlab.config import load_config
 from gptlab.errors import GptlabError
 from gptlab.train import read_metrics, train
 from gptlab.train.checkpoint import find_checkpoint, has_checkpoint, load_checkpoint
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]  # every test trains
 
 
-def tiny_config(tmp_path, shared_data, name="run", max_steps=12):
+def tiny_config(tmp_path, name="run", max_steps=12):
     return load_config(
         None,
         [
-            f"data.input={json.dumps(str(shared_data / 'the-verdict.txt'))}",
+            f"data.input={json.dumps(str(SHAKESPEARE))}",
             "data.tokenizer=char",
             "model.block_size=16",
             "model.n_layer=1",
@@ -57,17 +58,15 @@ def assert_same_weights(a, b):
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, shared_data, one_thread):
+def reference(tmp_path_factory, one_thread):
     """A 12-step run that was never stopped."""
     path = tmp_path_factory.mktemp("reference")
-    train(tiny_config(path, shared_data))
+    train(tiny_config(path))
     return path / "run"
 
 
-def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_complete_one(
-    tmp_path, shared_data, reference, capsys
-):
-    config = tiny_config(tmp_path, shared_data, max_steps=4)
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_complete_one(tmp_path, reference, capsys):
+    config = tiny_config(tmp_path, max_steps=4)
     train(config)
     run = tmp_path / "run"
     kept = tmp_path / "step-4-copy"
@@ -86,17 +85,17 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_complete_one(
     assert_same_weights(run, reference)
 
 
-def test_a_damaged_only_checkpoint_is_a_clear_error(tmp_path, shared_data):
-    config = tiny_config(tmp_path, shared_data, max_steps=4)
+def test_a_damaged_only_checkpoint_is_a_clear_error(tmp_path):
+    config = tiny_config(tmp_path, max_steps=4)
     train(config)
     (tmp_path / "run" / "checkpoints" / "step-00000004" / "optimizer.pt").unlink()
     with pytest.raises(GptlabError, match="optimizer.pt missing.*no earlier complete checkpoint"):
         train(config, resume=True)
 
 
-def test_weights_of_another_step_refuse_to_resume(tmp_path, shared_data):
+def test_weights_of_another_step_refuse_to_resume(tmp_path):
     """The weights file's own step (its safetensors metadata) is checked, not only the JSON files."""
-    config = tiny_config(tmp_path, shared_data, max_steps=4)
+    config = tiny_config(tmp_path, max_steps=4)
     train(config)
     path = tmp_path / "run" / "checkpoints" / "step-00000004" / "model.safetensors"
     save_file(load_file(str(path)), str(path), metadata={"format": "pt", "step": "3"})
@@ -105,8 +104,8 @@ def test_weights_of_another_step_refuse_to_resume(tmp_path, shared_data):
 
 
 @pytest.mark.parametrize("field", ["sampler", "rng", "tokens_seen"])
-def test_a_trainer_state_missing_a_field_names_it(tmp_path, shared_data, field):
-    config = tiny_config(tmp_path, shared_data, max_steps=4)
+def test_a_trainer_state_missing_a_field_names_it(tmp_path, field):
+    config = tiny_config(tmp_path, max_steps=4)
     train(config)
     path = tmp_path / "run" / "checkpoints" / "step-00000004" / "trainer_state.json"
     state = json.loads(path.read_text())
@@ -125,8 +124,8 @@ def to_legacy_layout(run):
     shutil.rmtree(run / "checkpoints")
 
 
-def test_a_run_in_the_earlier_layout_resumes_exactly_and_moves_to_folders(tmp_path, shared_data, reference):
-    config = tiny_config(tmp_path, shared_data, max_steps=4)
+def test_a_run_in_the_earlier_layout_resumes_exactly_and_moves_to_folders(tmp_path, reference):
+    config = tiny_config(tmp_path, max_steps=4)
     train(config)
     run = tmp_path / "run"
     to_legacy_layout(run)
@@ -138,8 +137,8 @@ def test_a_run_in_the_earlier_layout_resumes_exactly_and_moves_to_folders(tmp_pa
     assert find_checkpoint(run).name == "step-00000012"
 
 
-def test_a_torn_last_metrics_line_is_ignored_on_resume(tmp_path, shared_data, reference):
-    config = tiny_config(tmp_path, shared_data, max_steps=4)
+def test_a_torn_last_metrics_line_is_ignored_on_resume(tmp_path, reference):
+    config = tiny_config(tmp_path, max_steps=4)
     train(config)
     run = tmp_path / "run"
     with open(run / "metrics.jsonl", "a") as f:
@@ -152,8 +151,8 @@ def test_a_torn_last_metrics_line_is_ignored_on_resume(tmp_path, shared_data, re
     ]
 
 
-def test_a_torn_metrics_line_in_the_middle_is_an_error_naming_it(tmp_path, shared_data):
-    config = tiny_config(tmp_path, shared_data, max_steps=4)
+def test_a_torn_metrics_line_in_the_middle_is_an_error_naming_it(tmp_path):
+    config = tiny_config(tmp_path, max_steps=4)
     train(config)
     path = tmp_path / "run" / "metrics.jsonl"
     lines = path.read_text().splitlines()

@@ -17,6 +17,7 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
+from samples import SHAKESPEARE
 
 from gptlab.rundir import load_model
 from gptlab.train.checkpoint import FAULT_ENV, FAULT_POINTS, find_checkpoint
@@ -72,9 +73,9 @@ def gptlab(args, cwd, fault=None):
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, shared_data):
+def workdir(tmp_path_factory):
     path = tmp_path_factory.mktemp("crash")
-    (path / "tiny.toml").write_text(CONFIG.format(input=json.dumps(str(shared_data / "the-verdict.txt"))))
+    (path / "tiny.toml").write_text(CONFIG.format(input=json.dumps(str(SHAKESPEARE))))
     done = gptlab(["train", "--config", "tiny.toml", "--out", "reference", "--json"], cwd=path)
     assert done.returncode == 0, done.stderr
     return path

@@ -10,6 +10,7 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from samples import SHAKESPEARE
 
 from gptlab.cli import build_parser, main
 from gptlab.config import MAX_SEED, check_values, load_config
@@ -103,9 +104,10 @@ def test_a_stray_word_is_still_an_error(capsys):
     assert code == 2 and "unrecognized arguments: oops" in capsys.readouterr().err
 
 
-def test_the_intermixed_command_trains(tmp_path, shared_data, capsys):
+@pytest.mark.slow
+def test_the_intermixed_command_trains(tmp_path, capsys):
     run = tmp_path / "o" / "x"
-    small = [f"data.input={json.dumps(str(shared_data / 'the-verdict.txt'))}", "data.tokenizer=char"]
+    small = [f"data.input={json.dumps(str(SHAKESPEARE))}", "data.tokenizer=char"]
     small += [
         "model.block_size=8",
         "model.n_layer=1",

@@ -20,6 +20,7 @@ import sys
 
 import pytest
 import torch
+from samples import SHAKESPEARE
 
 from gptlab.config import load_config
 from gptlab.model import GPT
@@ -33,9 +34,9 @@ STEPS = 8
 TOLERANCE = 1e-5  # float32 sums in another order, over 8 AdamW steps
 
 
-def overrides(shared_data, out_dir, per_rank_batch: int, max_steps: int = STEPS) -> list[str]:
+def overrides(out_dir, per_rank_batch: int, max_steps: int = STEPS) -> list[str]:
     return [
-        f"data.input={json.dumps(str(shared_data / 'the-verdict.txt'))}",
+        f"data.input={json.dumps(str(SHAKESPEARE))}",
         "data.tokenizer=char",
         "data.sampler=epoch",
         "model.block_size=32",
@@ -94,20 +95,21 @@ def assert_same_weights(run_dir, reference_dir, tolerance: float = TOLERANCE) ->
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, shared_data):
+def reference(tmp_path_factory):
     """One process, batch 4 x grad_accum 2: the global batch of 2 ranks x batch 2 x grad_accum 2."""
     run_dir = tmp_path_factory.mktemp("single") / "run"
-    train(load_config(None, overrides(shared_data, run_dir, per_rank_batch=4)))
+    train(load_config(None, overrides(run_dir, per_rank_batch=4)))
     return run_dir
 
 
 @pytest.fixture(scope="module")
-def ddp_run(tmp_path_factory, shared_data):
+def ddp_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("ddp") / "run"
-    torchrun(overrides(shared_data, run_dir, per_rank_batch=2), cwd=run_dir.parent)
+    torchrun(overrides(run_dir, per_rank_batch=2), cwd=run_dir.parent)
     return run_dir
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_ddp_follows_the_single_process_trajectory(ddp_run, reference):
     assert assert_same_trajectory(ddp_run, reference) < TOLERANCE
@@ -117,12 +119,13 @@ def test_ddp_follows_the_single_process_trajectory(ddp_run, reference):
     assert state["sampler"]["world_size"] == 2 and state["tokens_seen"] == STEPS * 8 * 32
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
-def test_ddp_run_resumes_under_ddp(tmp_path, shared_data, ddp_run):
+def test_ddp_run_resumes_under_ddp(tmp_path, ddp_run):
     """Rank 0 wrote the step-4 checkpoint; both ranks load it (were rank 1 to skip the AdamW
     moments, its weights would drift from rank 0's and the mean loss from the uninterrupted run)."""
     run_dir = tmp_path / "run"
-    torchrun(overrides(shared_data, run_dir, per_rank_batch=2, max_steps=4), cwd=tmp_path)
+    torchrun(overrides(run_dir, per_rank_batch=2, max_steps=4), cwd=tmp_path)
     assert find_checkpoint(run_dir).name == "step-00000004"
     torchrun(["--resume", str(run_dir), f"train.max_steps={STEPS}"], cwd=tmp_path)
     assert assert_same_trajectory(run_dir, ddp_run, tolerance=1e-6) <= 1e-6
@@ -130,14 +133,15 @@ def test_ddp_run_resumes_under_ddp(tmp_path, shared_data, ddp_run):
 
 
 @pytest.fixture(scope="module")
-def fsdp_run(tmp_path_factory, shared_data):
+def fsdp_run(tmp_path_factory):
     """FSDP2 with activation checkpointing (how a too-big model would train)."""
     run_dir = tmp_path_factory.mktemp("fsdp") / "run"
-    args = overrides(shared_data, run_dir, per_rank_batch=2) + ["train.activation_checkpointing=true"]
+    args = overrides(run_dir, per_rank_batch=2) + ["train.activation_checkpointing=true"]
     torchrun(["--strategy", "fsdp", *args], cwd=run_dir.parent)
     return run_dir
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_fsdp_follows_the_single_process_trajectory(fsdp_run, reference):
     assert assert_same_trajectory(fsdp_run, reference) < TOLERANCE
@@ -158,12 +162,11 @@ def test_fsdp_follows_the_single_process_trajectory(fsdp_run, reference):
         assert float(got["step"]) == float(want["step"]) == STEPS
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
-def test_fsdp_run_resumes_under_fsdp(tmp_path, shared_data, fsdp_run):
+def test_fsdp_run_resumes_under_fsdp(tmp_path, fsdp_run):
     run_dir = tmp_path / "run"
-    args = overrides(shared_data, run_dir, per_rank_batch=2, max_steps=4) + [
-        "train.activation_checkpointing=true"
-    ]
+    args = overrides(run_dir, per_rank_batch=2, max_steps=4) + ["train.activation_checkpointing=true"]
     torchrun(["--strategy", "fsdp", *args], cwd=tmp_path)
     torchrun(
         ["--resume", str(run_dir), f"train.max_steps={STEPS}"], cwd=tmp_path
@@ -210,9 +213,10 @@ def test_activation_checkpointing_gives_the_same_gradients_and_saves_fewer_tenso
         assert torch.equal(model(x)[0], GPT.forward(model, x)[0])
 
 
-def test_training_with_activation_checkpointing_logs_the_same_losses(tmp_path, shared_data):
+@pytest.mark.slow
+def test_training_with_activation_checkpointing_logs_the_same_losses(tmp_path):
     def run(name, recompute):
-        args = overrides(shared_data, tmp_path / name, per_rank_batch=4, max_steps=4)
+        args = overrides(tmp_path / name, per_rank_batch=4, max_steps=4)
         config = load_config(
             None, args + ["model.dropout=0.1", f"train.activation_checkpointing={recompute}"]
         )
@@ -225,9 +229,9 @@ def test_training_with_activation_checkpointing_logs_the_same_losses(tmp_path, s
         assert a == pytest.approx(b, abs=1e-6)
 
 
-def test_strategy_is_checked_and_has_a_cli_flag(tmp_path, shared_data, capsys):
+def test_strategy_is_checked_and_has_a_cli_flag(tmp_path, capsys):
     from gptlab.cli import main
 
-    code = main(["train", *overrides(shared_data, tmp_path / "x", 4), "train.strategy=zero3"])
+    code = main(["train", *overrides(tmp_path / "x", 4), "train.strategy=zero3"])
     assert code != 0 and "train.strategy must be one of auto, ddp, fsdp" in capsys.readouterr().err
     assert main(["train", "--strategy", "zero3"]) == 2

@@ -12,6 +12,7 @@ import warnings
 
 import pytest
 import torch
+from samples import SHAKESPEARE
 from synthetic_task import synthetic_rows as shared_rows
 
 from gptlab.cli import main
@@ -212,6 +213,7 @@ def synthetic_rows(n: int, seed: int = 0) -> list[tuple[str, str]]:
     return shared_rows(n, seed, max_len=10)
 
 
+@pytest.mark.slow
 def test_finetune_classify_with_dp_reports_epsilon(tmp_path, capsys):
     tok = CharTokenizer.train(string.ascii_letters + " :\n", special_tokens=[EOT])
     torch.manual_seed(0)
@@ -237,9 +239,10 @@ def test_finetune_classify_with_dp_reports_epsilon(tmp_path, capsys):
     assert results["test"]["accuracy"] is not None
 
 
-def test_dp_pretraining_reports_epsilon(tmp_path, shared_data, capsys):
+@pytest.mark.slow
+def test_dp_pretraining_reports_epsilon(tmp_path, capsys):
     run = tmp_path / "pre"
-    args = ["train", f"data.input={json.dumps(str(shared_data / 'the-verdict.txt'))}", "data.tokenizer=char",
+    args = ["train", f"data.input={json.dumps(str(SHAKESPEARE))}", "data.tokenizer=char",
             "model.block_size=16", "model.n_layer=1", "model.n_head=2", "model.n_embd=16",
             "train.batch_size=8", "train.max_steps=4", "train.eval_every=2", "train.eval_batches=1",
             "train.sample_tokens=0", "train.progress=false", "--out", str(run),
@@ -253,7 +256,7 @@ def test_dp_pretraining_reports_epsilon(tmp_path, shared_data, capsys):
     spent = [r["dp_epsilon"] for r in evals if r["kind"] == "eval"]
     assert len(spent) == 2 and 0 < spent[0] < spent[1] == pytest.approx(privacy["epsilon"])
     assert "epsilon = 4.0" in (run / "config.toml").read_text()
-    verdict = json.dumps(str(shared_data / "the-verdict.txt"))
+    verdict = json.dumps(str(SHAKESPEARE))
     bad = [
         "train",
         "dp.epsilon=2",

@@ -11,6 +11,7 @@ import sys
 import time
 
 import pytest
+from samples import SHAKESPEARE
 
 from gptlab.train.checkpoint import find_checkpoint, read_trainer_state
 from gptlab.train.signals import Terminated, deferred, stop_signals
@@ -44,9 +45,10 @@ def train_steps(run):
     return [r["step"] for r in map(json.loads, lines[:-1]) if r["kind"] == "train"]  # last: maybe torn
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_stop_signal_saves_a_checkpoint_and_resume_continues(tmp_path, shared_data, signum, code):
-    (tmp_path / "tiny.toml").write_text(CONFIG.format(input=json.dumps(str(shared_data / "the-verdict.txt"))))
+def test_a_stop_signal_saves_a_checkpoint_and_resume_continues(tmp_path, signum, code):
+    (tmp_path / "tiny.toml").write_text(CONFIG.format(input=json.dumps(str(SHAKESPEARE))))
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "gptlab", "train", "--config", "tiny.toml", "--out", "run", "--json"]
     proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

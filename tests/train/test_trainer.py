@@ -8,6 +8,7 @@ import os
 
 import pytest
 import torch
+from samples import SHAKESPEARE
 
 from gptlab.cli import main
 from gptlab.config import load_config, parse_override, to_toml
@@ -18,9 +19,9 @@ from gptlab.train.checkpoint import load_checkpoint
 from gptlab.train.optim import make_adamw, param_groups
 
 
-def small_config(tmp_path, shared_data, name="run", **extra):
+def small_config(tmp_path, name="run", **extra):
     overrides = [
-        f"data.input={json.dumps(str(shared_data / 'the-verdict.txt'))}",
+        f"data.input={json.dumps(str(SHAKESPEARE))}",
         "data.tokenizer=char",
         "model.block_size=32",
         "model.n_layer=2",
@@ -46,15 +47,16 @@ def losses(run_dir):
     return [(r["step"], r["loss"]) for r in read_metrics(run_dir) if r["kind"] == "train"]
 
 
-def test_interrupted_and_resumed_run_logs_the_same_losses(tmp_path, shared_data):
-    full = train(small_config(tmp_path, shared_data, "full"))
+@pytest.mark.slow
+def test_interrupted_and_resumed_run_logs_the_same_losses(tmp_path):
+    full = train(small_config(tmp_path, "full"))
     assert full.step == 12 and full.stop_reason == "max_steps"
 
     def interrupt(step, record):
         if step == 6:  # between evaluations: the checkpoint is written by the Ctrl-C handler
             raise KeyboardInterrupt
 
-    config = small_config(tmp_path, shared_data, "split")
+    config = small_config(tmp_path, "split")
     first = train(config, on_step=interrupt)
     assert first.stop_reason == "interrupted" and first.step == 6
     resumed = train(config, resume=True)
@@ -66,11 +68,10 @@ def test_interrupted_and_resumed_run_logs_the_same_losses(tmp_path, shared_data)
         assert torch.equal(p, q), name
 
 
-def test_training_learns_and_writes_the_run_directory(tmp_path, shared_data):
+@pytest.mark.slow
+def test_training_learns_and_writes_the_run_directory(tmp_path):
     result = train(
-        small_config(
-            tmp_path, shared_data, **{"train.max_steps": 150, "train.eval_every": 75, "optim.lr": 3e-3}
-        )
+        small_config(tmp_path, **{"train.max_steps": 150, "train.eval_every": 75, "optim.lr": 3e-3})
     )
     run = tmp_path / "run"
     for name in ("config.toml", "model.json", "model.safetensors", "tokenizer.json", "metrics.jsonl",
@@ -94,13 +95,14 @@ def test_training_learns_and_writes_the_run_directory(tmp_path, shared_data):
     assert (
         again.to_dict()
         == small_config(
-            tmp_path, shared_data, **{"train.max_steps": 150, "train.eval_every": 75, "optim.lr": 3e-3}
+            tmp_path, **{"train.max_steps": 150, "train.eval_every": 75, "optim.lr": 3e-3}
         ).to_dict()
     )
 
 
-def test_a_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, shared_data, monkeypatch):
-    config = small_config(tmp_path, shared_data, **{"train.max_steps": 4})
+@pytest.mark.slow
+def test_a_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    config = small_config(tmp_path, **{"train.max_steps": 4})
     train(config)
     run = tmp_path / "run"
     names = ["model.safetensors", "model.json", "checkpoints/latest.json"]
@@ -129,8 +131,9 @@ def test_a_crash_while_checkpointing_keeps_the_previous_checkpoint(tmp_path, sha
     assert sorted(os.listdir(run / "checkpoints")) == ["latest.json", "step-00000008"]
 
 
-def test_mixed_step_checkpoint_files_refuse_to_resume(tmp_path, shared_data):
-    config = small_config(tmp_path, shared_data, **{"train.max_steps": 4})
+@pytest.mark.slow
+def test_mixed_step_checkpoint_files_refuse_to_resume(tmp_path):
+    config = small_config(tmp_path, **{"train.max_steps": 4})
     train(config)
     state_path = tmp_path / "run" / "checkpoints" / "step-00000004" / "trainer_state.json"
     state = json.loads(state_path.read_text())
@@ -140,21 +143,23 @@ def test_mixed_step_checkpoint_files_refuse_to_resume(tmp_path, shared_data):
         train(config, resume=True)
 
 
-def test_a_new_run_never_overwrites_an_existing_one(tmp_path, shared_data):
-    config = small_config(tmp_path, shared_data, **{"train.max_steps": 2})
+@pytest.mark.slow
+def test_a_new_run_never_overwrites_an_existing_one(tmp_path):
+    config = small_config(tmp_path, **{"train.max_steps": 2})
     train(config)
     with pytest.raises(GptlabError, match="already holds a training run"):
         train(config)
     with pytest.raises(GptlabError, match="holds no checkpoint"):
-        train(small_config(tmp_path, shared_data, "other"), resume=True)
+        train(small_config(tmp_path, "other"), resume=True)
 
 
-def test_early_stop_and_time_budget(tmp_path, shared_data):
-    config = small_config(tmp_path, shared_data, "early", **{"optim.lr": 1e-9, "optim.min_lr": 0.0,
+@pytest.mark.slow
+def test_early_stop_and_time_budget(tmp_path):
+    config = small_config(tmp_path, "early", **{"optim.lr": 1e-9, "optim.min_lr": 0.0,
                           "train.eval_every": 1, "train.early_stop_patience": 2, "train.max_steps": 50})  # fmt: skip
     result = train(config)
     assert result.stop_reason == "early stop" and result.step < 50
-    budget = train(small_config(tmp_path, shared_data, "budget", **{"train.max_minutes": 1e-6}))
+    budget = train(small_config(tmp_path, "budget", **{"train.max_minutes": 1e-6}))
     assert budget.stop_reason == "time budget" and budget.step == 1
 
 
@@ -213,10 +218,8 @@ def test_schedules():
     assert math.isclose(cos.lr_at(35), 0.1 + 0.45 * (1 + math.cos(math.pi * 0.25)))
 
 
-def test_weight_decay_only_on_matrices():
-    from gptlab.model import GPT, GPTConfig
-
-    model = GPT(GPTConfig.preset("tiny", vocab_size=50, n_layer=1))
+def test_weight_decay_only_on_matrices(tiny_model):
+    model = tiny_model
     decay, no_decay = param_groups(model, 0.1)
     assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
     n = sum(p.numel() for g in (decay, no_decay) for p in g["params"])
@@ -225,15 +228,12 @@ def test_weight_decay_only_on_matrices():
     assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
 
 
-def test_fused_cpu_adamw_matches_the_reference_loop():
+def test_fused_cpu_adamw_matches_the_reference_loop(tiny_model):
     """make_adamw uses the fused kernel on CPU (the speed of issue 5); it must take the same steps
     as torch's single-tensor reference AdamW with the same groups."""
     import copy
 
-    from gptlab.model import GPT, GPTConfig
-
-    torch.manual_seed(0)
-    model = GPT(GPTConfig.preset("tiny", vocab_size=50, n_layer=1, n_embd=32, n_head=2, block_size=16))
+    model = tiny_model
     ref = copy.deepcopy(model)
     opt = make_adamw(model, lr=1e-2)
     assert opt.defaults["fused"] is True
@@ -252,9 +252,10 @@ def test_fused_cpu_adamw_matches_the_reference_loop():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_cli_train_and_resume(tmp_path, shared_data, capsys):
+@pytest.mark.slow
+def test_cli_train_and_resume(tmp_path, capsys):
     run = tmp_path / "cli"
-    args = ["train", "--config", "shakespeare-char", f"data.input={shared_data / 'the-verdict.txt'}",
+    args = ["train", "--config", "shakespeare-char", f"data.input={SHAKESPEARE}",
             "model.block_size=16", "model.n_layer=1", "model.n_embd=16", "model.n_head=2",
             "train.max_steps=4", "train.eval_every=2", "train.eval_batches=1", "--out", str(run), "--json"]  # fmt: skip
     assert main(args) == 0
