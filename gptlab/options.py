@@ -24,9 +24,10 @@ from typing import Any
 MAX_SEED = 2**62
 
 
-def option(default: Any, help: str, **metadata: Any) -> Any:
-    """A dataclass field with its CLI help (and optional ``type``, ``choices``, ``metavar``,
-    ``nargs``, ``flag``, ``cli``) in its metadata. A list/tuple default is copied per instance."""
+def option(default: Any = dataclasses.MISSING, help: str | None = None, **metadata: Any) -> Any:
+    """A dataclass field with its CLI help (and optional ``type`` or ``check``, ``choices``,
+    ``metavar``, ``nargs``, ``flag``, ``group``, ``cli``) in its metadata. Without a default the
+    field (and its flag) is required. A list/dict/set default is copied per instance."""
     meta = {"help": help, **metadata}
     if isinstance(default, (list, dict, set)):
         frozen = list(default) if isinstance(default, list) else default

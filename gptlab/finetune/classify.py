@@ -55,7 +55,6 @@ from gptlab.finetune.common import (
     lm_val_loss,
     lora_option,
     make_optimizer,
-    option,
     training_costs,
     training_option,
 )
@@ -65,6 +64,7 @@ from gptlab.io import atomic_write_json
 from gptlab.model.heads import GPTClassifier
 from gptlab.model.lora import count_trainable
 from gptlab.model.modes import eval_mode, resolve_device
+from gptlab.options import option
 from gptlab.run import Run
 from gptlab.rundir import load_model
 

@@ -27,17 +27,11 @@ import torch.nn as nn
 from gptlab.errors import GptlabError
 from gptlab.model.lora import DEFAULT_TARGETS, apply_lora
 from gptlab.model.modes import eval_mode
+from gptlab.options import option
 from gptlab.train.optim import make_adamw, set_lr
 from gptlab.train.schedule import LRSchedule
 
 EVAL_MAX_BATCHES = 20  # windows of the pretraining val split scored for the forgetting measure
-
-
-def option(default: Any = MISSING, help: str | None = None, **cli: Any) -> Any:
-    """A dataclass field carrying its flag's ``help`` and the ``cli`` metadata that
-    gptlab.commands.add_dataclass_arguments reads (metavar, check, choices, nargs, flag, group,
-    no_help)."""
-    return field(default=default, metadata={"help": help, **cli})
 
 
 # the options both fine-tunes take: their metadata (each options class picks its own defaults)

@@ -56,7 +56,6 @@ from gptlab.finetune.common import (
     lm_val_loss,
     lora_option,
     make_optimizer,
-    option,
     training_costs,
     training_option,
 )
@@ -67,6 +66,7 @@ from gptlab.io import atomic_write_json
 from gptlab.model.gpt import GPT
 from gptlab.model.lora import count_trainable, remove_lora, save_adapter
 from gptlab.model.modes import eval_mode, resolve_device
+from gptlab.options import option
 from gptlab.run import Run
 from gptlab.rundir import load_model, save_model
 from gptlab.tokenizers.base import EOT
