@@ -196,8 +196,7 @@ class Run:
 
     def windows(self, split: str, n: int, length: int, seed: int = 0) -> list[list[int]]:
         """``n`` random windows of ``length`` tokens from a split ("train" or "val") of its data."""
-        from gptlab.audit.common import sample_windows
-        from gptlab.data.shards import TokenDataset
+        from gptlab.data.shards import TokenDataset, sample_windows
 
         return sample_windows(TokenDataset(self.require_data_dir(), split).tokens, n, length, seed)
 

@@ -160,19 +160,6 @@ def bootstrap_interval(
     return float(lo), float(hi)
 
 
-def sample_windows(tokens, n: int, length: int, seed: int = 0) -> list[list[int]]:
-    """``n`` windows of ``length`` tokens at random starts (seeded) of a token array; fewer when
-    the array holds fewer non-overlapping windows than asked for, none when it is too short."""
-    tokens = np.asarray(tokens)
-    if len(tokens) < length:
-        return []
-    n_starts = len(tokens) - length + 1
-    rng = np.random.default_rng(seed)
-    n = min(n, max(1, len(tokens) // length))
-    starts = rng.choice(n_starts, size=n, replace=False) if n <= n_starts else np.arange(n_starts)
-    return [tokens[s : s + length].astype(np.int64).tolist() for s in np.sort(starts)]
-
-
 def wilson_interval(k: int, n: int, z: float = _Z95) -> tuple[float, float] | None:
     """Wilson score interval of a proportion k/n (95% by default); None when n == 0."""
     if n == 0:

@@ -529,3 +529,16 @@ def iter_eval_batches(
     batches = [starts[i : i + batch_size] for i in range(0, n_used, batch_size)]
     for batch in batches[rank::world_size]:
         yield dataset.windows(batch, block_size)
+
+
+def sample_windows(tokens, n: int, length: int, seed: int = 0) -> list[list[int]]:
+    """``n`` windows of ``length`` tokens at random starts (seeded) of a token array; fewer when
+    the array holds fewer non-overlapping windows than asked for, none when it is too short."""
+    tokens = np.asarray(tokens)
+    if len(tokens) < length:
+        return []
+    n_starts = len(tokens) - length + 1
+    rng = np.random.default_rng(seed)
+    n = min(n, max(1, len(tokens) // length))
+    starts = rng.choice(n_starts, size=n, replace=False) if n <= n_starts else np.arange(n_starts)
+    return [tokens[s : s + length].astype(np.int64).tolist() for s in np.sort(starts)]

@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from gptlab.audit import memorization as M
-from gptlab.audit.common import roc_auc, sample_windows
+from gptlab.audit.common import roc_auc
 from gptlab.audit.membership import attack_classifier_scores, audit_membership, text_losses
+from gptlab.data.shards import sample_windows
 from gptlab.errors import GptlabError
 from gptlab.eval.scoring import continuation_scores
 from gptlab.model import GPT, GPTConfig
