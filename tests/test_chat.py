@@ -167,6 +167,7 @@ def test_missing_model_is_an_error_line_and_exit_2(monkeypatch, capsys, tmp_path
     assert code == 2 and out == "" and err.startswith("error: ") and "nope" in err
 
 
+@pytest.mark.slow  # a few seconds of real sockets, browser or property examples; the full suite runs it
 def test_a_real_pipe_prints_replies_without_prompts(runs):
     proc = subprocess.run(
         [sys.executable, "-m", "gptlab", "chat", "--model", runs["base"], "--max-new-tokens", "5"],

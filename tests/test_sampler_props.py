@@ -56,6 +56,7 @@ def samplers(draw, vocab: int):
     )
 
 
+@pytest.mark.slow  # a few seconds of real sockets, browser or property examples; the full suite runs it
 @settings(max_examples=400, deadline=None)
 @given(data=st.data(), logits=logits_batches())
 def test_any_setting_and_any_logits_give_a_valid_draw_from_a_finite_distribution(data, logits):

@@ -22,9 +22,7 @@ makes the flag required. A ``bool`` field is a switch: ``--x`` when it defaults 
 ``exclude``) get no flag.
 
 Library classes make their fields with gptlab.options (``option``, ``required`` and the
-checkers: ``type=positive_int``); ``metadata["check"]`` may name the checker instead:
-``positive``, ``nonnegative``, ``seed``, ``probability`` or ``fraction`` (`CHECKS` picks this
-package's one for the int or float field).
+checkers: ``type=positive_int``).
 Also: a field without a default is a required flag; a ``tuple`` field given with ``nargs``
 comes back a tuple; ``bool | None`` is the pair ``--x`` / ``--no-x`` (mutually exclusive,
 ``metadata["no_help"]`` helps the second; None when neither is given); a field whose type is a
@@ -42,27 +40,7 @@ import typing
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from gptlab.commands import (
-    fraction,
-    nonnegative_float,
-    nonnegative_int,
-    open_unit_interval,
-    positive_float,
-    positive_int,
-    seed_type,
-)
 from gptlab.options import option  # noqa: F401  (the field helper lives with the library's options)
-
-# metadata["check"] and the field's int/float type -> the argparse checker
-CHECKS: dict[tuple[str, type], Callable[[str], Any]] = {
-    ("positive", int): positive_int,
-    ("positive", float): positive_float,
-    ("nonnegative", int): nonnegative_int,
-    ("nonnegative", float): nonnegative_float,
-    ("seed", int): seed_type,
-    ("probability", float): open_unit_interval,
-    ("fraction", float): fraction,
-}
 
 
 def flag_name(field: dataclasses.Field, prefix: str = "") -> str:
@@ -87,12 +65,7 @@ def _scalar_type(annotation: Any) -> Callable[[str], Any] | None:
 
 
 def _argument_type(meta, annotation: Any) -> Callable[[str], Any] | None:
-    scalar = _scalar_type(annotation)
-    if "check" in meta:
-        if (meta["check"], scalar) not in CHECKS:
-            raise ValueError(f"no {meta['check']!r} check for a {scalar} field")
-        return CHECKS[meta["check"], scalar]
-    return meta.get("type") or scalar
+    return meta.get("type") or _scalar_type(annotation)
 
 
 def _without_none(annotation: Any) -> tuple[Any, bool]:

@@ -64,7 +64,7 @@ from gptlab.io import atomic_write_json
 from gptlab.model.heads import GPTClassifier
 from gptlab.model.lora import count_trainable
 from gptlab.model.modes import eval_mode, resolve_device
-from gptlab.options import option
+from gptlab.options import open_unit_interval, option, positive_float, positive_int
 from gptlab.run import Run
 from gptlab.rundir import load_model
 
@@ -88,7 +88,7 @@ class ClassifyOptions:
     seed: int = training_option("seed", 0)
     balance: str = option("none", choices=("none", "undersample", "oversample"))  # training split only
     class_weights: bool = option(False, "weigh the loss by inverse class frequency")
-    max_length: int | None = option(None, "tokens per text (default: the model's context)", check="positive")
+    max_length: int | None = option(None, "tokens per text (default: the model's context)", type=positive_int)
     pooling: str = option("last", choices=("last", "mean"))
     trainable: str = option("all", "head | last:N (last N blocks + final norm + head) | all", metavar="WHAT")
     lora: LoraOptions = lora_option()
@@ -110,19 +110,19 @@ class ClassifyOptions:
     dp_epsilon: float | None = option(  # None: off
         None,
         "train with DP-SGD, noise calibrated to spend this epsilon over the run (default: off)",
-        check="positive",
+        type=positive_float,
         metavar="EPS",
         group=DP_GROUP,
     )
     dp_delta: float | None = option(  # None: the largest power of ten below 1/N (at most 1e-5)
         None,
         "DP delta (default: the largest power of 10 below 1/N)",
-        check="probability",
+        type=open_unit_interval,
         metavar="DELTA",
         group=DP_GROUP,
     )
     dp_max_grad_norm: float = option(
-        1.0, "per-example gradient clip (DP-SGD)", check="positive", metavar="C", group=DP_GROUP
+        1.0, "per-example gradient clip (DP-SGD)", type=positive_float, metavar="C", group=DP_GROUP
     )
 
     def check(self) -> None:

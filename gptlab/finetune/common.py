@@ -27,7 +27,14 @@ import torch.nn as nn
 from gptlab.errors import GptlabError
 from gptlab.model.lora import DEFAULT_TARGETS, apply_lora
 from gptlab.model.modes import eval_mode
-from gptlab.options import option
+from gptlab.options import (
+    nonnegative_float,
+    nonnegative_int,
+    option,
+    positive_float,
+    positive_int,
+    seed_type,
+)
 from gptlab.train.optim import make_adamw, set_lr
 from gptlab.train.schedule import LRSchedule
 
@@ -41,13 +48,13 @@ TRAINING_FLAGS: dict[str, dict[str, Any]] = {
     "out": {"help": "output run directory", "metavar": "DIR"},
     "val_fraction": {},
     "test_fraction": {},
-    "seed": {"check": "seed"},
-    "epochs": {"check": "positive"},
-    "batch_size": {"check": "positive"},
-    "lr": {"check": "positive", "help": "peak learning rate (warmup, then cosine to lr/10)"},
-    "weight_decay": {"check": "nonnegative"},
-    "grad_clip": {"check": "nonnegative", "help": "max gradient norm (0: off)"},
-    "max_minutes": {"check": "positive", "help": "stop training after this many minutes"},
+    "seed": {"type": seed_type},
+    "epochs": {"type": positive_int},
+    "batch_size": {"type": positive_int},
+    "lr": {"type": positive_float, "help": "peak learning rate (warmup, then cosine to lr/10)"},
+    "weight_decay": {"type": nonnegative_float},
+    "grad_clip": {"type": nonnegative_float, "help": "max gradient norm (0: off)"},
+    "max_minutes": {"type": positive_float, "help": "stop training after this many minutes"},
     "device": {"help": "cpu, cuda, cuda:1, mps (default: cuda if available)"},
     "progress": {"help": "no progress bar"},
 }
@@ -63,9 +70,9 @@ class LoraOptions:
     """LoRA on the GPT's Linear layers (rank 0 = no LoRA, train the chosen parameters directly)."""
 
     rank: int = option(
-        0, "train rank-R adapters instead of the weights (0: off)", check="nonnegative", metavar="R"
+        0, "train rank-R adapters instead of the weights (0: off)", type=nonnegative_int, metavar="R"
     )
-    alpha: float = option(16.0, "LoRA scaling numerator (update * alpha/r)", check="positive")
+    alpha: float = option(16.0, "LoRA scaling numerator (update * alpha/r)", type=positive_float)
     dropout: float = option(0.0, "dropout on the LoRA branch input")
     targets: tuple[str, ...] = option(
         DEFAULT_TARGETS,

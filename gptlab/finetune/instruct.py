@@ -66,7 +66,7 @@ from gptlab.io import atomic_write_json
 from gptlab.model.gpt import GPT
 from gptlab.model.lora import count_trainable, remove_lora, save_adapter
 from gptlab.model.modes import eval_mode, resolve_device
-from gptlab.options import option
+from gptlab.options import option, positive_int
 from gptlab.run import Run
 from gptlab.rundir import load_model, save_model
 from gptlab.tokenizers.base import EOT
@@ -96,9 +96,9 @@ class InstructOptions:
     grad_clip: float = training_option("grad_clip", 1.0)
     max_minutes: float | None = training_option("max_minutes", None)
     device: str = training_option("device", "auto")
-    max_new_tokens: int = option(128, "response length for the evaluation", check="positive")
+    max_new_tokens: int = option(128, "response length for the evaluation", type=positive_int)
     max_test_examples: int | None = option(  # None: all
-        None, "evaluate on the first N test examples only", check="positive"
+        None, "evaluate on the first N test examples only", type=positive_int
     )
     compare_base: bool = option(True, "skip the base model's responses", flag="--no-base-comparison")
     progress: bool = training_option("progress", True)

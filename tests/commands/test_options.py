@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 import pytest
 
 from gptlab.cli import ArgumentParser, UsageError, build_parser
-from gptlab.commands import positive_int
+from gptlab.commands import nonnegative_int, open_unit_interval, positive_int
 from gptlab.commands.options import add_dataclass_arguments, dataclass_from_args, option
 from gptlab.finetune.classify import ClassifyOptions
 from gptlab.finetune.common import LoraOptions
@@ -87,15 +87,15 @@ def test_list_defaults_are_not_shared_between_instances():
 
 @dataclass
 class Inner:
-    rank: int = field(default=0, metadata={"help": "the rank", "check": "nonnegative", "metavar": "R"})
+    rank: int = field(default=0, metadata={"help": "the rank", "type": nonnegative_int, "metavar": "R"})
     names: tuple[str, ...] = field(default=("a", "b"), metadata={"nargs": "+"})
 
 
 @dataclass
 class Options:
     path: str = field(metadata={"help": "where"})  # no default: a required flag
-    count: int = field(default=3, metadata={"check": "positive"})
-    rate: float | None = field(default=None, metadata={"check": "probability", "group": "extra"})
+    count: int = field(default=3, metadata={"type": positive_int})
+    rate: float | None = field(default=None, metadata={"type": open_unit_interval, "group": "extra"})
     mode: str = field(default="fast", metadata={"choices": ("fast", "slow")})
     verbose: bool = False
     colour: bool = field(default=True, metadata={"help": "plain output"})

@@ -378,6 +378,7 @@ JSON_VALUES = st.recursive(
 )
 
 
+@pytest.mark.slow  # a few seconds of real sockets, browser or property examples; the full suite runs it
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_mutated_tokenizer_files_load_or_raise_gptlab_error(tmp_path, bpe_dict, char_tok, data):

@@ -219,6 +219,7 @@ def _trickle(s: socket.socket, piece: bytes, seconds: float) -> tuple[bytes, flo
     return data, time.monotonic() - start
 
 
+@pytest.mark.slow  # a few seconds of real sockets, browser or property examples; the full suite runs it
 def test_slow_headers_are_cut_off(endless):
     _, port, _ = endless
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
@@ -240,6 +241,7 @@ def test_slow_headers_are_cut_off(endless):
     assert data.startswith(b"HTTP/1.1 408") and seconds < READ_TIMEOUT + 2
 
 
+@pytest.mark.slow  # a few seconds of real sockets, browser or property examples; the full suite runs it
 def test_slow_body_gets_408_and_the_connection_is_closed(endless):
     _, port, _ = endless
     head = (

@@ -86,6 +86,7 @@ def _watch(page) -> list[str]:
     return errors
 
 
+@pytest.mark.slow  # a few seconds of real sockets, browser or property examples; the full suite runs it
 @pytest.mark.browser
 def test_playground_streams_coloured_tokens_in_a_real_browser(browser, server_url, run_dir, tmp_path):
     import httpx
@@ -206,6 +207,7 @@ def test_playground_streams_coloured_tokens_in_a_real_browser(browser, server_ur
     context.close()
 
 
+@pytest.mark.slow  # a few seconds of real sockets, browser or property examples; the full suite runs it
 @pytest.mark.browser
 def test_stop_aborts_the_stream(browser, server_url, tmp_path):
     context = browser.new_context()
@@ -234,6 +236,7 @@ def test_stop_aborts_the_stream(browser, server_url, tmp_path):
     context.close()
 
 
+@pytest.mark.slow  # a few seconds of real sockets, browser or property examples; the full suite runs it
 @pytest.mark.browser
 def test_api_key_from_the_page(browser, run_dir, tmp_path):
     from gptlab.serve.app import create_app
@@ -284,6 +287,7 @@ def test_playground_page_is_self_contained_and_uses_text_content():
 # ------------------------------------------------------------------------------------- bench smoke
 
 
+@pytest.mark.slow  # a few seconds of real sockets, browser or property examples; the full suite runs it
 def test_serve_bench_smoke(capsys):
     spec = importlib.util.spec_from_file_location("bench_serve", REPO / "bench" / "serve.py")
     bench = importlib.util.module_from_spec(spec)
