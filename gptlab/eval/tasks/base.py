@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 OutputType = Literal["multiple_choice", "loglikelihood", "loglikelihood_rolling", "generate_until"]
@@ -73,8 +74,9 @@ class Doc:
         return self.fields[key]
 
 
-# A loader reads a task file into docs; a malformed row is a GptlabError naming the file and line.
-Loader = Callable[[Any], list[Doc]]  # (pathlib.Path) -> docs
+# A loader reads a task's files (their local paths, in the order of ``Task.data``) into docs in file
+# order; a malformed row is a GptlabError naming the file and line.
+Loader = Callable[[Sequence[Path]], list[Doc]]
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class Task:
     family: str  # the file that defines it: "lambada", "truthfulqa", ...
     description: str  # one line: what it tests
     output_type: OutputType
-    data: TaskFile
+    data: tuple[TaskFile, ...]  # one file, or several read together (WinoBias's pro/anti files)
     load: Loader
     doc_to_text: Callable[[Doc], str]
     doc_to_target: Callable[[Doc], Any]
@@ -99,7 +101,7 @@ class Task:
     higher_is_better: Mapping[str, bool]
     doc_to_choice: Callable[[Doc], Sequence[str]] | None = None  # multiple_choice only
     category: Callable[[Doc], str] | None = None
-    fewshot: TaskFile | None = None
+    fewshot: tuple[TaskFile, ...] | None = None
     fewshot_load: Loader | None = None  # the few-shot file's loader (default: ``load``)
     target_delimiter: str = " "
     fewshot_delimiter: str = "\n\n"
@@ -110,6 +112,8 @@ class Task:
     chance: Mapping[str, float] = field(default_factory=dict)  # metric -> its value for a random guesser
 
     def __post_init__(self) -> None:
+        if not self.data:
+            raise ValueError(f"task {self.name}: data names no file")
         if self.output_type not in OUTPUT_TYPES:
             raise ValueError(f"task {self.name}: output_type must be one of {OUTPUT_TYPES}")
         if (self.output_type == "multiple_choice") != (self.doc_to_choice is not None):
