@@ -89,7 +89,9 @@ def test_filling_keeps_other_braces_and_fills_every_slot():
 
 
 def test_prompt_template_formats_encodes_and_extracts():
-    tok = CharTokenizer.train("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ :\n", special_tokens=[EOT])
+    tok = CharTokenizer.train(
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ :\n", special_tokens=[EOT]
+    )
     example = InstructionExample("", "a cat", "eine katze")
     assert format_prompt(example, TEMPLATE) == "Translate English to German:\na cat\n"
     # a chat message (no input) fills the slot with its text

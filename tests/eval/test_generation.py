@@ -33,7 +33,9 @@ def make_run(folder: Path, extra: dict | None = EXTRA) -> Path:
     text = DATA.read_text("utf-8") + string.printable
     tok = CharTokenizer.train(text, special_tokens=[EOT])
     torch.manual_seed(0)
-    gpt = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16, dropout=0.0))
+    gpt = GPT(
+        GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16, dropout=0.0)
+    )
     return save_model(folder, gpt, tok, extra=extra)
 
 
@@ -62,7 +64,9 @@ def test_scores_match_sacrebleu_and_rouge_score():
 
 
 def test_several_references_and_metric_subsets():
-    scores, items = score_outputs(["a b c", "x y"], [["a b c d", "a b c"], ["x z"]], metrics=("exact", "bleu"))
+    scores, items = score_outputs(
+        ["a b c", "x y"], [["a b c d", "a b c"], ["x z"]], metrics=("exact", "bleu")
+    )
     assert set(scores) == {"exact_match", "bleu", "n"} and scores["exact_match"] == 0.5
     assert items[0]["exact_match"] and not items[1]["exact_match"]
     hyps, refs_a, refs_b = ["a b c", "x y"], ["a b c d", "x z"], ["a b c", None]
@@ -72,7 +76,9 @@ def test_several_references_and_metric_subsets():
 @pytest.mark.parametrize("beams", [1, 3])
 def test_batched_outputs_equal_one_prompt_at_a_time(run, beams):
     gpt, tok = load_model(run)
-    prompts = [tok.encode(f"Translate English to German:\n{w}\n") for w in ("A dog.", "Two children play", "x")]
+    prompts = [
+        tok.encode(f"Translate English to German:\n{w}\n") for w in ("A dog.", "Two children play", "x")
+    ]
     texts = complete(gpt, tok, prompts, 6, beams=beams, batch_size=2)
     for prompt, text in zip(prompts, texts):
         if beams == 1:
@@ -107,7 +113,9 @@ def test_cli_json_out_and_overwrite(run, tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)  # exactly one JSON document
     assert set(printed) == {"chrf", "exact_match", "n", "settings"} and printed["settings"]["beams"] == 2
     lines = (out / "outputs.jsonl").read_text("utf-8").splitlines()
-    assert len(lines) == 3 and {"input", "references", "output", "chrf", "exact_match"} <= set(json.loads(lines[0]))
+    assert len(lines) == 3 and {"input", "references", "output", "chrf", "exact_match"} <= set(
+        json.loads(lines[0])
+    )
     assert json.loads((out / "results.json").read_text())["chrf"] == printed["chrf"]
     assert main(args) == 2 and "outputs.jsonl" in capsys.readouterr().err  # never overwritten silently
     assert main([*args, "--force"]) == 0
@@ -120,8 +128,13 @@ def test_an_explicit_template_overrides_and_a_plain_run_needs_one(tmp_path, caps
     assert "records no prompt template" in capsys.readouterr().err
     assert main([*base, "--template", "Translate:\\n{input}\\n"]) == 2
     assert "records no input field" in capsys.readouterr().err
-    code = main([*base, "--template", "Translate:\\n{input}\\n", "--input-field", "en", "--target-field", "de"] + ["--limit", "2", "--max-new-tokens", "2"])
-    assert code == 0 and json.loads(capsys.readouterr().out)["settings"]["template"] == "Translate:\n{input}\n"
+    code = main(
+        [*base, "--template", "Translate:\\n{input}\\n", "--input-field", "en", "--target-field", "de"]
+        + ["--limit", "2", "--max-new-tokens", "2"]
+    )
+    assert (
+        code == 0 and json.loads(capsys.readouterr().out)["settings"]["template"] == "Translate:\n{input}\n"
+    )
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,12 @@ def padding(batches, lengths) -> int:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.integers(1, 300), min_size=1, max_size=200), st.integers(1, 17), st.integers(1, 4), st.booleans())
+@given(
+    st.lists(st.integers(1, 300), min_size=1, max_size=200),
+    st.integers(1, 17),
+    st.integers(1, 4),
+    st.booleans(),
+)
 def test_every_example_exactly_once_in_batches_of_at_most_batch_size(lengths, batch_size, pool, shuffle):
     buckets = LengthBuckets(lengths, batch_size, shuffle=shuffle, pool_batches=pool)
     batches = buckets.batches(0)
@@ -49,7 +54,9 @@ def test_seeded_per_epoch_and_sorted_without_shuffle():
 
 def test_as_a_dataloader_batch_sampler_each_epoch_differs():
     lengths = list(range(1, 41))
-    loader = DataLoader(list(range(40)), batch_sampler=LengthBuckets(lengths, 4, pool_batches=2), collate_fn=list)
+    loader = DataLoader(
+        list(range(40)), batch_sampler=LengthBuckets(lengths, 4, pool_batches=2), collate_fn=list
+    )
     first, second = list(loader), list(loader)
     assert sorted(x for b in first for x in b) == list(range(40)) and first != second
 
