@@ -21,6 +21,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from gptlab.eval.bleu import segment_references
+
 CHAR_ORDER = 6
 WORD_ORDER = 0  # 2: chrF++
 BETA = 2
@@ -182,16 +184,8 @@ def corpus_chrf(
     hypotheses (``[refs]`` for one reference a segment); a ``None`` entry: one reference fewer.
     """
     _check(char_order, word_order, beta)
-    if isinstance(hypotheses, str) or not hypotheses:
-        raise ValueError("hypotheses must be a non-empty list of strings")
-    if isinstance(references_list, str) or not references_list or isinstance(references_list[0], str):
-        raise ValueError("references_list must be a list of reference sets, e.g. [refs] for one reference")
-    for k, refs in enumerate(references_list):
-        if len(refs) != len(hypotheses):
-            raise ValueError(f"reference set {k} has {len(refs)} segments, expected {len(hypotheses)}")
     totals = [[0, 0, 0] for _ in range(char_order + word_order)]
-    for i, hypothesis in enumerate(hypotheses):
-        references = [refs[i] for refs in references_list if refs[i] is not None]
+    for hypothesis, references in zip(hypotheses, segment_references(hypotheses, references_list)):
         stats = segment_chrf_stats(
             hypothesis,
             references,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import sacrebleu
-import torch
 from rouge_score import rouge_scorer
+from samples import TRANSLATIONS, char_run
 
 from gptlab.beam import beam_search
 from gptlab.cli import main
@@ -19,24 +19,15 @@ from gptlab.data.tasks import InstructionExample, encode_prompt
 from gptlab.errors import GptlabError
 from gptlab.eval.generation import GenerationOptions, complete, evaluate_generation, score_outputs
 from gptlab.generate import GREEDY, generate
-from gptlab.model import GPT, GPTConfig
-from gptlab.rundir import load_model, save_model
-from gptlab.tokenizers.base import EOT
-from gptlab.tokenizers.char import CharTokenizer
+from gptlab.rundir import load_model
 
-DATA = Path(__file__).parent.parent / "data" / "translations.jsonl"
+DATA = TRANSLATIONS
 TEMPLATE = "Translate English to German:\n{input}\n"
 EXTRA = {"finetune": "instruct", "template": TEMPLATE, "input_field": "en", "output_field": "de"}
 
 
 def make_run(folder: Path, extra: dict | None = EXTRA) -> Path:
-    text = DATA.read_text("utf-8") + string.printable
-    tok = CharTokenizer.train(text, special_tokens=[EOT])
-    torch.manual_seed(0)
-    gpt = GPT(
-        GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16, dropout=0.0)
-    )
-    return save_model(folder, gpt, tok, extra=extra)
+    return char_run(folder, DATA.read_text("utf-8") + string.printable, 64, n_layer=1, n_embd=16, extra=extra)
 
 
 @pytest.fixture(scope="module")

@@ -9,19 +9,15 @@ import random
 import string
 
 import pytest
-import torch
+from samples import char_run
 
 from gptlab.cli import main
 from gptlab.data.tasks import InstructionDataset, InstructionExample, collate_instructions
 from gptlab.errors import GptlabError
 from gptlab.eval.generation import GenerationOptions, evaluate_generation
 from gptlab.finetune.instruct import InstructOptions, finetune_instruct
-from gptlab.model import GPT, GPTConfig
 from gptlab.model.gpt import IGNORE_INDEX
 from gptlab.run import Run
-from gptlab.rundir import save_model
-from gptlab.tokenizers.base import EOT
-from gptlab.tokenizers.char import CharTokenizer
 
 WORDS = {"cat": "katze", "dog": "hund", "house": "haus", "tree": "baum", "sun": "sonne", "water": "wasser"}
 TEMPLATE = "EN: {input}\nDE: "
@@ -39,12 +35,7 @@ def write_pairs(path, n: int, seed: int) -> None:
 
 @pytest.fixture(scope="module")
 def base_run(tmp_path_factory):
-    tok = CharTokenizer.train(string.ascii_letters + " :\n", special_tokens=[EOT])
-    torch.manual_seed(0)
-    gpt = GPT(
-        GPTConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=2, n_head=2, n_embd=48, dropout=0.0)
-    )
-    return save_model(tmp_path_factory.mktemp("base") / "run", gpt, tok)
+    return char_run(tmp_path_factory.mktemp("base") / "run", string.ascii_letters + " :\n")
 
 
 @pytest.fixture(scope="module")
