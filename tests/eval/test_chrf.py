@@ -67,6 +67,16 @@ def test_corpus_chrf_matches_sacrebleu_on_real_instruction_outputs(dataset):
         assert ours == pytest.approx(sacre_corpus(hyps, [refs], **options), abs=TOL)
 
 
+def test_corpus_chrf_matches_sacrebleu_on_multi30k_german(dataset):
+    refs = [json.loads(line)["de"] for line in dataset("multi30k-val-subset").read_text("utf-8").splitlines()]
+    vocabulary = sorted({w for r in refs for w in r.split()})
+    rng = random.Random(0)
+    hyps = [perturb(r, rng, vocabulary) for r in refs]
+    for options in ({}, {"word_order": 2}):
+        ours = corpus_chrf(hyps, [refs], **options).score
+        assert ours == pytest.approx(sacre_corpus(hyps, [refs], **options), abs=TOL)
+
+
 def test_several_references_and_missing_ones_match_sacrebleu():
     pairs = translation_pairs(seed=3)
     hyps = [h for h, _ in pairs]
