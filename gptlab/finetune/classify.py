@@ -50,6 +50,7 @@ from gptlab.finetune.common import (
     LoraOptions,
     StepSchedule,
     add_lora,
+    check_label_smoothing,
     check_positive,
     file_size_mb,
     lm_val_loss,
@@ -98,6 +99,7 @@ class ClassifyOptions:
     weight_decay: float = training_option("weight_decay", 0.01)
     warmup_fraction: float = 0.1
     grad_clip: float = training_option("grad_clip", 1.0)
+    label_smoothing: float = training_option("label_smoothing", 0.0)
     max_minutes: float | None = training_option("max_minutes", None)
     device: str = training_option("device", "auto")
     prompting_shots: tuple[int, ...] = option(  # () for none
@@ -130,6 +132,11 @@ class ClassifyOptions:
             check_positive(name, getattr(self, name))
         check_positive("grad_clip", self.grad_clip, allow_zero=True)
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        check_label_smoothing(self.label_smoothing)
+        if self.dp_epsilon is not None and self.label_smoothing:
+            raise GptlabError(
+                "DP-SGD fine-tuning does not apply label smoothing: leave --label-smoothing at 0"
+            )
         if self.max_length is not None:
             check_positive("max_length", self.max_length)
         if self.max_minutes is not None:
@@ -312,7 +319,12 @@ def finetune_classifier(
     total_steps = options.epochs * len(train_loader)
     dp_plan = None
     if options.dp_epsilon is None:
-        update = adamw_update(model, optimizer, lambda batch: model(*batch), options.grad_clip)
+        update = adamw_update(
+            model,
+            optimizer,
+            lambda batch: model(*batch, label_smoothing=options.label_smoothing),
+            options.grad_clip,
+        )
 
         def batches(step: int):
             return train_loader
