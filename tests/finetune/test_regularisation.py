@@ -33,7 +33,11 @@ def test_classifier_loss_is_smoothed_over_the_classes(base_run):
     gpt, _ = load_model(base_run)
     torch.manual_seed(0)
     clf = GPTClassifier(gpt, num_classes=3)
-    idx, lengths, labels = torch.randint(0, 20, (4, 7)), torch.tensor([7, 3, 5, 1]), torch.tensor([0, 2, 1, 2])
+    idx, lengths, labels = (
+        torch.randint(0, 20, (4, 7)),
+        torch.tensor([7, 3, 5, 1]),
+        torch.tensor([0, 2, 1, 2]),
+    )
     logits, loss = clf(idx, lengths, labels, label_smoothing=0.3)
     logp = logits.double().log_softmax(-1)
     by_hand = (0.7 * -logp[torch.arange(4), labels] + 0.3 * -logp.mean(-1)).mean()
@@ -52,13 +56,17 @@ def test_fine_tunes_train_on_the_smoothed_loss_and_report_the_plain_one(base_run
     for eps in (0.0, 0.6):  # a learning rate so small that the weights stay put: the same val loss
         out = tmp_path / f"clf-{eps}"
         common = dict(model=str(base_run), data=str(data), out=str(out), epochs=1, lr=1e-12, device="cpu")
-        finetune_classifier(ClassifyOptions(**common, prompting_shots=(), progress=False, label_smoothing=eps))
+        finetune_classifier(
+            ClassifyOptions(**common, prompting_shots=(), progress=False, label_smoothing=eps)
+        )
         records[eps] = first_epoch(out / "metrics.jsonl")
     assert records[0.0]["val"]["loss"] == pytest.approx(records[0.6]["val"]["loss"], abs=1e-6)
     assert abs(records[0.0]["train"]["loss"] - records[0.6]["train"]["loss"]) > 1e-4
 
     examples = tmp_path / "instructions.json"
-    examples.write_text(json.dumps([{"instruction": f"say {w}", "output": w} for w in string.ascii_lowercase * 2]))
+    examples.write_text(
+        json.dumps([{"instruction": f"say {w}", "output": w} for w in string.ascii_lowercase * 2])
+    )
     for eps in (0.0, 0.6):
         out = tmp_path / f"instruct-{eps}"
         options = InstructOptions(

@@ -89,13 +89,17 @@ def test_the_site_fields_default_to_dropout_and_override_it(tiny_config):
     assert every.transformer.h[0].attn.dropout == 0.2
     one_off = GPT(site_config(tiny_config, dropout=0.2, resid_dropout=0.0))
     assert one_off.transformer.drop.p == 0.2 and one_off.transformer.h[0].attn.dropout == 0.2
-    assert one_off.transformer.h[0].mlp.dropout.p == 0.0 and one_off.transformer.h[1].attn.resid_dropout.p == 0.0
+    assert (
+        one_off.transformer.h[0].mlp.dropout.p == 0.0 and one_off.transformer.h[1].attn.resid_dropout.p == 0.0
+    )
     for bad in (1.0, -0.1, "0.1", True, math.nan):
         with pytest.raises(GptlabError, match="attn_dropout"):
             site_config(tiny_config, attn_dropout=bad)
 
 
-def test_a_model_file_written_before_the_site_fields_loads_with_the_same_logits(tmp_path, tiny_model, char_tokenizer):
+def test_a_model_file_written_before_the_site_fields_loads_with_the_same_logits(
+    tmp_path, tiny_model, char_tokenizer
+):
     save_model(tmp_path / "run", tiny_model, char_tokenizer)
     meta_path = tmp_path / "run" / "model.json"
     meta = json.loads(meta_path.read_text())

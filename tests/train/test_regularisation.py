@@ -80,7 +80,12 @@ def test_regularisation_keys_load_and_are_checked(tmp_path):
         None, ["model.attn_dropout=0.1", "model.embd_dropout=0", "optim.label_smoothing=0.1"]
     )
     built = config.model.build(vocab_size=65)
-    assert (built.attn_dropout, built.embd_dropout, built.resid_dropout, built.dropout) == (0.1, 0.0, None, 0.0)
+    assert (built.attn_dropout, built.embd_dropout, built.resid_dropout, built.dropout) == (
+        0.1,
+        0.0,
+        None,
+        0.0,
+    )
     assert built.site_dropout("resid") == 0.0 and built.site_dropout("attn") == 0.1
     # a config.toml written before these keys existed loads with their defaults
     old = config.to_dict()
