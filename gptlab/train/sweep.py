@@ -311,8 +311,8 @@ def format_table(points: list[dict]) -> str:
             cells.append("-" if s is None else f"{s['mean']:.4f} ± {s['std']:.4f}")
         rows.append(cells)
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     return "\n".join(lines)
 
 
@@ -330,7 +330,7 @@ def write_plots(out: Path, points: list[dict], runs: dict[str, dict]) -> list[Pa
 
     labels = [_label(p["point"]) for p in points]
     xs = range(len(points))
-    fig, axes = plt.subplots(1, 2, figsize=(max(8, 1.4 * len(points) + 3), 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(max(8, 2.2 * len(points) + 2), 4.2))
     for ax, metrics, title in (
         (axes[0], ("gap",), "generalisation gap: val loss - train loss"),
         (axes[1], ("train_loss", "val_loss"), "final train and val loss"),

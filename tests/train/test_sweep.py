@@ -62,16 +62,28 @@ def test_sweep_trains_each_point_and_seed_and_summarises_them(base_config, tmp_p
         for i, (name, record) in enumerate(zip(names, records)):
             run_dir = out / "runs" / name
             config = load_config(str(run_dir / "config.toml"))
-            assert (config.train.seed, config.train.data_fraction, config.optim.lr) == (1337 + i, fraction, 0.01)
+            assert (config.train.seed, config.train.data_fraction, config.optim.lr) == (
+                1337 + i,
+                fraction,
+                0.01,
+            )
             assert config.data.dir == str(out / "data")  # tokenized once for the whole sweep
             evaluated = last_eval(run_dir)
-            assert (record["train_loss"], record["val_loss"]) == (evaluated["train_loss"], evaluated["val_loss"])
+            assert (record["train_loss"], record["val_loss"]) == (
+                evaluated["train_loss"],
+                evaluated["val_loss"],
+            )
             assert record["gap"] == pytest.approx(evaluated["val_loss"] - evaluated["train_loss"])
         point = next(p for p in result["points"] if p["point"] == {"train.data_fraction": fraction})
         assert point["n"] == 2
         gaps = [r["gap"] for r in records]
         assert point["gap"] == pytest.approx(
-            {"mean": statistics.fmean(gaps), "std": statistics.stdev(gaps), "min": min(gaps), "max": max(gaps)}
+            {
+                "mean": statistics.fmean(gaps),
+                "std": statistics.stdev(gaps),
+                "min": min(gaps),
+                "max": max(gaps),
+            }
         )
     assert json.loads((out / "sweep.json").read_text())["points"] == result["points"]
     for plot in ("gap.png", "curves.png"):
