@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from samples import SHAKESPEARE
+from samples import TINY_TRAINING
 
 from gptlab.config import load_config, to_toml
 from gptlab.data.shards import BatchSampler, TokenDataset, iter_eval_batches
@@ -18,26 +18,8 @@ from gptlab.train import read_metrics, train
 
 
 def one_step_config(tmp_path, *extra):
-    return load_config(
-        None,
-        [
-            f"data.input={json.dumps(str(SHAKESPEARE))}",
-            "data.tokenizer=char",
-            "model.block_size=16",
-            "model.n_layer=1",
-            "model.n_head=2",
-            "model.n_embd=16",
-            "train.batch_size=2",
-            "train.max_steps=1",
-            "train.eval_batches=1",
-            "train.log_every=1",
-            "train.sample_tokens=0",
-            "train.progress=false",
-            "train.dtype=float32",
-            f"train.out_dir={json.dumps(str(tmp_path / 'run'))}",
-            *extra,
-        ],
-    )
+    out = f"train.out_dir={json.dumps(str(tmp_path / 'run'))}"
+    return load_config(None, [*TINY_TRAINING, "train.max_steps=1", out, *extra])
 
 
 def test_pretraining_loss_is_label_smoothed_and_evaluation_is_not(tmp_path):

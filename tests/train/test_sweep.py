@@ -6,40 +6,23 @@ import json
 import statistics
 
 import pytest
-from samples import SHAKESPEARE
+from samples import TINY_TRAINING
 
 from gptlab.cli import main
-from gptlab.config import load_config
+from gptlab.config import load_config, to_toml
 from gptlab.errors import GptlabError
 from gptlab.train import read_metrics
 from gptlab.train.sweep import SweepSpec, format_table, parse_grid, run_name, run_sweep
 
-BASE = f"""
-[data]
-input = [{json.dumps(str(SHAKESPEARE))}]
-tokenizer = "char"
-[model]
-block_size = 16
-n_layer = 1
-n_head = 2
-n_embd = 16
-[optim]
-warmup_steps = 1
-[train]
-batch_size = 2
-max_steps = 4
-eval_every = 2
-eval_batches = 1
-log_every = 1
-sample_tokens = 0
-dtype = "float32"
-"""
-
 
 @pytest.fixture
 def base_config(tmp_path):
+    """A TOML config of tiny runs of 4 steps, evaluated every 2."""
+    config = load_config(
+        None, [*TINY_TRAINING, "optim.warmup_steps=1", "train.max_steps=4", "train.eval_every=2"]
+    )
     path = tmp_path / "base.toml"
-    path.write_text(BASE)
+    path.write_text(to_toml(config.to_dict()))
     return str(path)
 
 
