@@ -7,6 +7,8 @@ import json
 
 
 def register(subparsers) -> None:
+    from gptlab.options import positive_int
+
     p = subparsers.add_parser(
         "sweep",
         help="train a grid of configs x seeds: train/val loss and gap per point, table and plots",
@@ -27,7 +29,9 @@ def register(subparsers) -> None:
         metavar="KEY=V1,V2,...",
         help="one axis of the grid (repeat for more): a config key and its comma-separated values",
     )
-    p.add_argument("--seeds", type=int, default=1, help="runs per point, train.seed + 0, 1, ... (default 1)")
+    p.add_argument(
+        "--seeds", type=positive_int, default=1, help="runs per point, train.seed + 0, 1, ... (default 1)"
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="the sweep's folder")
     p.add_argument(
         "--set",

@@ -77,10 +77,12 @@ def test_regularisation_keys_load_and_are_checked(tmp_path):
     loaded = load_config(str(tmp_path / "old.toml"))
     assert loaded.optim.label_smoothing == 0.0 and loaded.train.data_fraction == 1.0
     assert loaded.model.build(vocab_size=65).site_dropout("embd") == 0.2
-    for override, message in (
-        ("optim.label_smoothing=1.0", "optim.label_smoothing must be in"),
-        ("model.resid_dropout=1", "resid_dropout must be in"),
-        ("model.attn_dropout=true", "attn_dropout must be a float"),
+    for overrides, message in (
+        (["optim.label_smoothing=1.0"], "optim.label_smoothing must be in"),
+        (["model.resid_dropout=1"], "resid_dropout must be in"),
+        (["model.attn_dropout=true"], "attn_dropout must be a float"),
+        (["optim.label_smoothing=0.1", "dp.epsilon=1"], "DP training does not apply optim.label_smoothing"),
     ):
         with pytest.raises(GptlabError, match=message):
-            train(load_config(None, [override, f"train.out_dir={json.dumps(str(tmp_path / 'x'))}"]))
+            train(load_config(None, [*overrides, f"train.out_dir={json.dumps(str(tmp_path / 'x'))}"]))
+    assert not (tmp_path / "x").exists()  # refused before anything was written
