@@ -217,7 +217,7 @@ def _claim(out: Path, spec: SweepSpec) -> dict:
                 k for k in identity if state.get("spec", {}).get(k) != json.loads(json.dumps(identity[k]))
             ]
             raise GptlabError(
-                f"{out} holds a different sweep (its {', '.join(differs) or 'spec'} differ): "
+                f"{out} holds a different sweep (it differs in: {', '.join(differs) or 'spec'}): "
                 "choose another --out, or run the same config, grid and seeds to resume it"
             )
         return state

@@ -100,9 +100,9 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(base_config, tmp_path):
         for key in ("train_loss", "val_loss", "curve"):
             assert resumed.runs[name][key] == record[key]
 
-    with pytest.raises(GptlabError, match="holds a different sweep \\(its seeds differ\\)"):
+    with pytest.raises(GptlabError, match="holds a different sweep \\(it differs in: seeds\\)"):
         run_sweep(SweepSpec(base_config, spec.grid, seeds=2), tmp_path / "sweep")
-    with pytest.raises(GptlabError, match="holds a different sweep \\(its base_config differ"):
+    with pytest.raises(GptlabError, match="holds a different sweep \\(it differs in: base_config\\)"):
         run_sweep(SweepSpec(base_config, spec.grid, 1, ["optim.lr=0.1"]), tmp_path / "sweep")
 
 
