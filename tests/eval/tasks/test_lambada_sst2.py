@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from pathlib import Path
 
 import pytest
 
@@ -65,7 +66,7 @@ def test_lambada_and_sst2_on_the_real_files():
     from gptlab.tokenizers.base import EOT
 
     data_dir = os.path.join(mirror, "tasks")
-    text = open(os.path.join(data_dir, "sst2/train.jsonl"), encoding="utf-8").read()[:60_000]
+    text = Path(data_dir, "sst2/train.jsonl").read_text("utf-8")[:60_000]
     tokenizer = BPETokenizer.train(text, vocab_size=320, special_tokens=[EOT])
     model = small_gpt(tokenizer.vocab_size, block_size=128)
     options = TaskOptions(data_dir=data_dir, limit=20, shots=1, progress=False)
