@@ -84,7 +84,8 @@ def _bar_chart(result: TasksResult, name: str) -> str:
             parts.append(
                 f'<rect x="{label_w}" y="{y + 4}" width="{x(value) - label_w:.1f}" height="16" fill="#4c78a8"/>'
             )
-            parts.append(f'<text x="{x(value) + 6:.1f}" y="{y + 15}" font-size="12">{_num(value)}</text>')
+            right = max(finite)  # the label goes past the whisker
+            parts.append(f'<text x="{x(right) + 6:.1f}" y="{y + 15}" font-size="12">{_num(value)}</text>')
         if lo is not None and hi is not None and math.isfinite(lo) and math.isfinite(hi):
             parts.append(
                 f'<line x1="{x(lo):.1f}" x2="{x(hi):.1f}" y1="{y + 12}" y2="{y + 12}" stroke="#222" stroke-width="1.5"/>'
@@ -120,6 +121,19 @@ def _category_table(result: TasksResult, name: str) -> str:
     return f"<h3>Per category</h3><table><tr>{head}</tr>{body}</table>"
 
 
+def _gold_and_choice(task, item) -> list[tuple[str, Any]]:
+    """The gold answer and the model's, in words: a choice's text, or whether greedy decoding
+    reproduces a log-likelihood target."""
+    if task.output_type == "multiple_choice":
+        choices = item["choices"]
+        return [("gold", repr(choices[item["gold"]])), ("model's choice", repr(choices[item["choice"]]))]
+    if task.output_type == "loglikelihood":
+        return [("target", repr(item["gold"])), ("greedy reproduces it", "yes" if item["choice"] else "no")]
+    if task.output_type == "generate_until":
+        return [("gold", repr(item["gold"])), ("model's text", repr(item["choice"]))]
+    return []
+
+
 def _examples(result: TasksResult, name: str) -> str:
     items = result.items[name][:EXAMPLES_SHOWN]
     if not items:
@@ -128,11 +142,13 @@ def _examples(result: TasksResult, name: str) -> str:
     for item in items:
         context = item["context"]
         shown = ("…" + context[-CONTEXT_SHOWN:]) if len(context) > CONTEXT_SHOWN else context
-        facts = [("item", item["index"]), ("gold", item["gold"]), ("model's choice", item["choice"])]
+        facts = [("item", item["index"]), *_gold_and_choice(result.tasks[name], item)]
         if item["category"] is not None:
             facts.append(("category", item["category"]))
         facts.append(("answer", json.dumps(jsonable(item["answer"]))[:300]))
-        facts += [(m, v) for m, v in item["metrics"].items()]
+        aggregation = result.tasks[name].metrics
+        facts += [(f"{m} (item log-likelihood)" if aggregation.get(m) == "perplexity" else m, v)
+                  for m, v in item["metrics"].items()]  # fmt: skip
         cells = "".join(
             f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_num(v))}</td></tr>" for k, v in facts
         )

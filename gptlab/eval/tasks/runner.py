@@ -77,10 +77,12 @@ class TaskOptions:
 @dataclass
 class TasksResult:
     """What `evaluate` found, per task name: ``results`` (each metric, its ``_stderr`` and
-    ``_ci95``, and ``n``), ``categories`` (per category: each metric and ``n``), ``truncated``
-    (items whose prompt was cut to the model's context), ``items`` (every item's context, answer,
-    metrics, gold and the model's choice), ``prompts`` (the first ``show_prompts`` prompts),
-    ``timing`` (seconds and items/s of scoring)."""
+        ``_ci95``, and ``n``), ``categories`` (per category: each metric and ``n``), ``truncated``
+        (items whose prompt was cut to the model's context), ``items`` (every item's context, answer,
+        metrics, gold and the model's choice), ``prompts`` (the first ``show_prompts`` prompts),
+        ``timing`` (seconds and items/s of scoring). An item's ``gold`` and ``choice`` are indices into
+    its ``choices`` for a multiple-choice task; for a log-likelihood task ``gold`` is the target and
+    ``choice`` whether greedy decoding reproduces it; for generation, the target and the text."""
 
     model: str
     options: TaskOptions
@@ -350,15 +352,18 @@ def _score_task(
             answers, truncated = _generations(model, tokenizer, prep, options, special, bar)
     seconds = time.perf_counter() - started
     items = []
-    for doc, context, answer in zip(prep.docs, prep.contexts, answers):
+    for doc, context, conts, answer in zip(prep.docs, prep.contexts, prep.continuations, answers):
         metrics = task.process_results(doc, answer)
         missing = set(task.metrics) - set(metrics)
         if missing:
             raise GptlabError(f"task {task.name}: process_results gave no {', '.join(sorted(missing))}")
         shown, gold, choice = _describe(task, doc, answer)
         category = task.category(doc) if task.category else None
-        items.append({"index": doc.index, "category": category, "context": context, "answer": shown,
-                      "metrics": metrics, "gold": gold, "choice": choice})  # fmt: skip
+        item = {"index": doc.index, "category": category, "context": context, "answer": shown,
+                "metrics": metrics, "gold": gold, "choice": choice}  # fmt: skip
+        if task.output_type == "multiple_choice":
+            item["choices"] = conts  # the continuations scored, in the order of the answer
+        items.append(item)
     summary: dict[str, Any] = {}
     for metric, aggregation in task.metrics.items():
         s = summarize(aggregation, [it["metrics"][metric] for it in items], seed=options.seed)
