@@ -91,6 +91,10 @@ def test_out_writes_every_item_and_a_page_and_never_replaces_them_unasked(capsys
         and "Examples" in page
         and "http" not in page.split("</svg>")[-1]
     )
+    assert (
+        "model&#x27;s choice" in page and "&#x27; positive&#x27;" in page and "greedy reproduces it" in page
+    )
+    assert doc["items"]["sst2"][0]["choices"] == [" negative", " positive"]
     before = (out_dir / "tasks.json").read_bytes()
     code, _, err = _run(capsys, "--model", str(plain), "--tasks", "sst2", "--out", str(out_dir), *ARGS)
     assert (
