@@ -16,6 +16,9 @@ from gptlab.eval.tasks.runner import TaskOptions, evaluate, evaluate_run
 from gptlab.hf_folder import to_hf_gpt2
 from gptlab.rundir import save_model
 
+# tiny models: one thread each is faster than two fighting over a shared machine
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 ARGS = ["--data-dir", str(TASKS_DATA), "--device", "cpu", "--no-progress"]
 
 

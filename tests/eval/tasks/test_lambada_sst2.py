@@ -14,6 +14,9 @@ from gptlab.data.registry import MIRROR_ENV
 from gptlab.eval.scoring import score_pairs
 from gptlab.eval.tasks.runner import TaskOptions, encode_pair, evaluate
 
+# tiny models: one thread each is faster than two fighting over a shared machine
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def _rows(path):
     return [json.loads(line) for line in path.read_text().splitlines()]

@@ -20,6 +20,9 @@ from gptlab.eval.tasks.base import Doc, Task, TaskFile
 from gptlab.eval.tasks.files import jsonl_docs
 from gptlab.eval.tasks.runner import TaskOptions, encode_pair, evaluate, rolling_windows
 
+# tiny models: one thread each is faster than two fighting over a shared machine
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 QUESTION = "\nQuestion: Is this sentence positive or negative?\nAnswer:"
 
 
@@ -99,7 +102,7 @@ def test_choices_scored_after_one_shared_context_equal_each_pair_scored_alone():
     model = small_gpt(65, block_size=32)
     rng = random.Random(0)
     groups = []
-    for _ in range(20):
+    for _ in range(12):
         ctx = [rng.randrange(65) for _ in range(rng.randint(1, 31))]
         conts = [[rng.randrange(65) for _ in range(rng.randint(1, 6))] for _ in range(rng.randint(1, 5))]
         groups.append((ctx, conts))  # some too long for the context together: scored pair by pair
@@ -126,7 +129,7 @@ def test_is_greedy_means_every_continuation_token_is_the_argmax():
 def test_batch_size_does_not_change_any_score(bpe, bpe_model, tasks_data):
     results = [
         evaluate(bpe_model, bpe, ["sst2", "lambada"], opts(tasks_data, batch_size=b, shots=1, limit=4))
-        for b in (1, 3, None)
+        for b in (1, None)
     ]
     for task in ("sst2", "lambada"):
         for other in results[1:]:
