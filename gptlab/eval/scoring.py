@@ -194,8 +194,9 @@ def score_choices(
     group's cached keys/values to a row per choice, and runs all choices in one more forward (none
     when every choice is one token: the context's last logits score them all). A group whose
     choices do not all fit the model's context beside the whole context (they would be cut
-    differently), a group of one continuation (nothing to share) and any other model go pair by
-    pair through `score_pairs`. ``max_batch_size``
+    differently) and any other model go pair by pair through `score_pairs`. Even one continuation
+    is faster this way: the language-model head, the largest matrix, runs on the continuation's
+    positions only, not on every position of the context. ``max_batch_size``
     caps the choice rows per forward (a group is never split); ``max_logits_bytes`` as there."""
     groups = [(_token_ids(ctx), [_token_ids(c) for c in conts]) for ctx, conts in groups]
     config = getattr(model, "config", None)
@@ -206,7 +207,7 @@ def score_choices(
         if not conts:
             raise GptlabError(f"group {g} has no continuations to score")
         fits = block_size is not None and all(c and len(ctx) + len(c) <= block_size + 1 for c in conts)
-        (shared if isinstance(model, GPT) and ctx and fits and len(conts) > 1 else alone).append(g)
+        (shared if isinstance(model, GPT) and ctx and fits else alone).append(g)
     pairs = [(g, c) for g in alone for c in groups[g][1]]
     scores = score_pairs(
         model, [groups[g][0] for g, _ in pairs], [c for _, c in pairs],
@@ -242,33 +243,41 @@ def _score_shared(model: GPT, groups: list[tuple[list[int], list[list[int]]]]) -
     cfg, device = model.config, model_device(model)
     dtype = next(model.parameters()).dtype
     contexts = [ctx for ctx, _ in groups]
+    choices = [c for _, conts in groups for c in conts]
     L = max(len(ctx) for ctx in contexts)
+    Tc = max(len(c) for c in choices) - 1  # choice tokens that are inputs (all but each choice's last)
     pad = torch.tensor([L - len(ctx) for ctx in contexts], dtype=torch.long)
     idx = torch.tensor([[0] * (L - len(ctx)) + ctx for ctx in contexts], dtype=torch.long, device=device)
-    cache = KVCache(cfg.n_layer, len(groups), cfg.n_head, cfg.head_size, L, pad, device, dtype)
+    cache = KVCache(cfg.n_layer, len(groups), cfg.n_head, cfg.head_size, L + Tc, pad, device, dtype)
     last = model(idx, kv_cache=cache, last_only=True)[0][:, -1]  # (B, V): predicts each first choice token
-    choices = [c for _, conts in groups for c in conts]
     owner = torch.repeat_interleave(torch.arange(len(groups)), torch.tensor([len(cs) for _, cs in groups]))
-    owner = owner.to(device)  # (R,): the group of each choice row
-    Tc = max(len(c) for c in choices) - 1  # choice tokens that are inputs (all but each choice's last)
-    logits = last[owner][:, None]  # (R, 1, V)
+    first = last[owner.to(device)]  # (R, V): the logits of each choice's first token
+    rest = first[:0]  # (N - R, V): the logits of the other choice tokens, choice by choice
     if Tc > 0:
-        rows = KVCache(
-            cfg.n_layer, len(choices), cfg.n_head, cfg.head_size, L + Tc, pad[owner.cpu()], device, dtype
-        )
-        rows.k[:, :, :, :L] = cache.k[:, owner]
-        rows.v[:, :, :, :L] = cache.v[:, owner]
-        rows.pos = L
+        rows = cache  # one choice per context: its cache as it is
+        if len(choices) > len(groups):  # a row per choice, holding its context's keys/values
+            rows = KVCache(
+                cfg.n_layer, len(choices), cfg.n_head, cfg.head_size, L + Tc, pad[owner], device, dtype
+            )
+            rows.k[:, :, :, :L] = cache.k[:, owner.to(device), :, :L]
+            rows.v[:, :, :, :L] = cache.v[:, owner.to(device), :, :L]
+            rows.pos = L
         cidx = torch.zeros(len(choices), Tc, dtype=torch.long)  # right-padded: causal, so harmless
         for r, c in enumerate(choices):
             cidx[r, : len(c) - 1] = torch.tensor(c[:-1])
-        logits = torch.cat([logits, model(cidx.to(device), kv_cache=rows)[0]], dim=1)  # (R, 1 + Tc, V)
-    at = {"dtype": torch.long, "device": logits.device}
-    row_of = torch.tensor([r for r, c in enumerate(choices) for _ in c], **at)
-    pos_of = torch.tensor([j for c in choices for j in range(len(c))], **at)
-    scores = _pick(
-        logits[row_of, pos_of], torch.tensor([t for c in choices for t in c], **at), [len(c) for c in choices]
-    )
+        logits = model(cidx.to(device), kv_cache=rows)[0]  # (R, Tc, V)
+        at = {"dtype": torch.long, "device": logits.device}
+        row_of = torch.tensor([r for r, c in enumerate(choices) for _ in c[1:]], **at)
+        pos_of = torch.tensor([j for c in choices for j in range(len(c) - 1)], **at)
+        rest = logits[row_of, pos_of]
+    # each choice's tokens in order: its first token's row of `first`, then its rows of `rest`
+    order, k = [], len(choices)
+    for r, c in enumerate(choices):
+        order += [r, *range(k, k + len(c) - 1)]
+        k += len(c) - 1
+    picked = torch.cat([first, rest])[torch.tensor(order, device=first.device)]
+    targets = torch.tensor([t for c in choices for t in c], dtype=torch.long, device=first.device)
+    scores = _pick(picked, targets, [len(c) for c in choices])
     out, k = [], 0
     for _, conts in groups:
         out.append(scores[k : k + len(conts)])
