@@ -265,20 +265,25 @@ def _loglikelihoods(model, tokenizer, prep: _Prepared, options, special, bar) ->
 
 
 def _rolling(model, tokenizer, prep: _Prepared, options, bar) -> list[float]:
-    """Each text's summed log-likelihood over its disjoint windows."""
+    """Each text's summed log-likelihood over its disjoint windows (the windows of several texts
+    batched together)."""
     if tokenizer.eot_id is None:
         raise GptlabError("rolling log-likelihood starts after <|endoftext|>, and this tokenizer has none")
-    answers = []
+    windows = []  # per doc: its (context, prediction) windows
     for doc, conts in zip(prep.docs, prep.continuations):
         tokens = tokenizer.encode(conts[0], allowed_special=frozenset())
         if not tokens:
             raise GptlabError(f"{doc.where}: the text to score encodes to no tokens")
-        windows = rolling_windows(tokens, tokenizer.eot_id, model.config.block_size)
-        scores = score_pairs(
-            model, [c for c, _ in windows], [p for _, p in windows], max_batch_size=options.batch_size
+        windows.append(rolling_windows(tokens, tokenizer.eot_id, model.config.block_size))
+    answers = []
+    for start in range(0, len(windows), ITEMS_PER_STEP):
+        chunk = windows[start : start + ITEMS_PER_STEP]
+        flat = [w for doc_windows in chunk for w in doc_windows]
+        scores = iter(
+            score_pairs(model, [c for c, _ in flat], [p for _, p in flat], max_batch_size=options.batch_size)
         )
-        answers.append(float(sum(float(s.logprobs.sum()) for s in scores)))
-        bar.update(1)
+        answers += [sum(float(next(scores).logprobs.sum()) for _ in doc_windows) for doc_windows in chunk]
+        bar.update(len(chunk))
     return answers
 
 
