@@ -8,10 +8,13 @@ file and one line in ``_FAMILIES``.
 from __future__ import annotations
 
 from gptlab.errors import GptlabError
+from gptlab.eval.tasks import lambada, sst2
 from gptlab.eval.tasks.base import Doc, Loglikelihood, Task, TaskFile
 
 _FAMILIES: list = [
-    # one line per task family file, e.g. lambada,
+    # one line per task family file
+    lambada,
+    sst2,
 ]
 
 TASKS: dict[str, Task] = {task.name: task for family in _FAMILIES for task in family.TASKS}
