@@ -8,10 +8,17 @@ file and one line in ``_FAMILIES``.
 from __future__ import annotations
 
 from gptlab.errors import GptlabError
+from gptlab.eval.tasks import advbench, crows_pairs, hellaswag, popqa, truthfulqa, winobias
 from gptlab.eval.tasks.base import Doc, Loglikelihood, Task, TaskFile
 
 _FAMILIES: list = [
     # one line per task family file, e.g. lambada,
+    hellaswag,
+    truthfulqa,
+    popqa,
+    crows_pairs,
+    winobias,
+    advbench,
 ]
 
 TASKS: dict[str, Task] = {task.name: task for family in _FAMILIES for task in family.TASKS}
