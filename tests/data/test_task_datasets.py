@@ -1,0 +1,190 @@
+"""The benchmark task files in the data registry: each downloads from a loopback server (a mirror
+URL or folder that keeps them under ``tasks/<task>/<file>``, or ``--url``) and is checked against
+its pinned hash; with a data mirror, every real task file passes its pin and has the counts its
+README gives."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import http.server
+import threading
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from gptlab.data import registry
+from gptlab.data.registry import REGISTRY, download, get_entry
+from gptlab.errors import GptlabError
+from gptlab.eval.tasks import TASKS
+
+FIXTURES = Path(__file__).parent / "tasks"
+# the task files a data mirror holds (under tasks/), and the fixture standing in for each
+MIRRORED = {
+    "lambada-openai-subset": None,
+    "sst2-validation-subset": None,
+    "sst2-train-subset": None,
+    "truthfulqa-mc-subset": "truthfulqa/mc_task.json",
+    "truthfulqa-csv-subset": "truthfulqa/TruthfulQA.csv",
+    "crows-pairs-subset": "crows_pairs/crows_pairs.csv",
+    "advbench-subset": "advbench/harmful_behaviors.csv",
+    "winobias-pro-type1": "winobias/pro_stereotyped_type1.txt.dev",
+    "winobias-anti-type1": "winobias/anti_stereotyped_type1.txt.dev",
+    "winobias-pro-type2": "winobias/pro_stereotyped_type2.txt.dev",
+    "winobias-anti-type2": "winobias/anti_stereotyped_type2.txt.dev",
+}
+# upstream only, and unpinned: their bytes could not be hashed where the registry was written
+UPSTREAM_ONLY = {
+    "hellaswag-val": "hellaswag/hellaswag_val.jsonl",
+    "hellaswag-train": "hellaswag/hellaswag_val.jsonl",
+    "popqa": "popqa/popQA.tsv",
+}
+
+
+def fixture_bytes(name: str) -> bytes:
+    fixture = MIRRORED.get(name) or UPSTREAM_ONLY.get(name)
+    return (FIXTURES / fixture).read_bytes() if fixture else f'{{"made up": "{name}"}}\n'.encode()
+
+
+def pin(monkeypatch, name: str, data: bytes) -> None:
+    entry = dataclasses.replace(get_entry(name), sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    monkeypatch.setitem(REGISTRY, name, entry)
+
+
+@pytest.fixture
+def server(tmp_path):
+    """(base URL, served folder, request counter) of a file server on 127.0.0.1."""
+    served = tmp_path / "served"
+    served.mkdir()
+    requests: Counter = Counter()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            requests[self.path] += 1
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(served))
+    )
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", served, requests
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+def test_every_task_file_is_in_the_registry_under_its_data_dir_path():
+    for task in TASKS.values():
+        for file in (*task.data, *(task.fewshot or ())):
+            entry = get_entry(file.dataset)
+            assert entry.name_in_mirror == f"tasks/{file.path}", (task.name, file)
+    assert set(MIRRORED) | set(UPSTREAM_ONLY) <= set(REGISTRY)
+    for name in MIRRORED:
+        assert get_entry(name).verified
+        assert get_entry(name).url.startswith("https://raw.githubusercontent.com/")
+    for name in UPSTREAM_ONLY:
+        assert not get_entry(name).verified and get_entry(name).mirror_name is None
+
+
+@pytest.mark.parametrize("name", sorted(MIRRORED))
+def test_a_task_file_downloads_from_a_mirror_url_under_its_folder(name, server, monkeypatch, tmp_path):
+    base, served, requests = server
+    data = fixture_bytes(name)
+    pin(monkeypatch, name, data)
+    mirror_path = served / get_entry(name).name_in_mirror
+    mirror_path.parent.mkdir(parents=True)
+    mirror_path.write_bytes(data)
+    monkeypatch.setenv(registry.MIRROR_ENV, base)
+    path = download(name, tmp_path / "cache", progress=False)
+    assert path == tmp_path / "cache" / get_entry(name).filename and path.read_bytes() == data
+    assert requests == Counter({"/" + get_entry(name).name_in_mirror: 1})
+    assert download(name, tmp_path / "cache", progress=False) == path  # cached: no second request
+    assert sum(requests.values()) == 1
+
+
+def test_a_task_file_is_copied_from_a_mirror_folder_and_a_tampered_one_refused(monkeypatch, tmp_path):
+    name, data = "crows-pairs-subset", fixture_bytes("crows-pairs-subset")
+    pin(monkeypatch, name, data)
+    mirror = tmp_path / "mirror"
+    (mirror / "tasks" / "crows_pairs").mkdir(parents=True)
+    (mirror / "tasks" / "crows_pairs" / "crows_pairs.csv").write_bytes(data)
+    monkeypatch.setenv(registry.MIRROR_ENV, str(mirror))
+    assert download(name, tmp_path / "cache", progress=False).read_bytes() == data
+    (mirror / "tasks" / "crows_pairs" / "crows_pairs.csv").write_bytes(data.replace(b"Old", b"New"))
+    with pytest.raises(GptlabError, match="checksum mismatch for crows-pairs-subset"):
+        download(name, tmp_path / "other", progress=False)
+    assert list((tmp_path / "other").iterdir()) == []
+
+
+def test_winobias_files_are_upstream_files_so_they_download_without_a_mirror(monkeypatch):
+    monkeypatch.delenv(registry.MIRROR_ENV, raising=False)
+    entry = get_entry("winobias-pro-type1")
+    assert entry.mirror_name is None and registry.source(entry) == entry.url
+    with pytest.raises(GptlabError, match="only data mirrors hold it"):
+        registry.source(get_entry("truthfulqa-mc-subset"))
+
+
+@pytest.mark.parametrize("name", sorted(UPSTREAM_ONLY))
+def test_unpinned_upstream_files_need_allow_unverified(name, server, monkeypatch, tmp_path):
+    base, served, _ = server
+    data = fixture_bytes(name)
+    (served / "file").write_bytes(data)
+    url = f"{base}/file"
+    with pytest.raises(GptlabError, match=f"{name} has no pinned sha256"):
+        download(name, tmp_path / "cache", url=url, progress=False)
+    path = download(name, tmp_path / "cache", url=url, progress=False, allow_unverified=True)
+    assert path.name == get_entry(name).filename and path.read_bytes() == data
+    pin(monkeypatch, name, data)  # and once pinned, the hash decides
+    (served / "file").write_bytes(data[:-2] + b"!\n")
+    with pytest.raises(GptlabError, match=f"checksum mismatch for {name}"):
+        download(name, tmp_path / "cache", url=url, force=True, progress=False)
+
+
+# ---------------------------------------------------------------- the real files (data-marked)
+
+
+@pytest.mark.parametrize("name", sorted(MIRRORED))
+def test_every_real_task_file_matches_its_pin(dataset, name):
+    entry = get_entry(name)
+    data = dataset(name).read_bytes()
+    assert (hashlib.sha256(data).hexdigest(), len(data)) == (entry.sha256, entry.size)
+
+
+def _docs(dataset, task_name):
+    task = TASKS[task_name]
+    return task.load([dataset(file.dataset) for file in task.data])
+
+
+def test_the_real_task_files_have_the_readme_counts(dataset):
+    crows = _docs(dataset, "crows_pairs")
+    assert len(crows) == 454
+    assert Counter(d["bias_type"] for d in crows) == {
+        "race-color": 155,
+        "gender": 79,
+        "socioeconomic": 52,
+        "nationality": 48,
+        "religion": 32,
+        "age": 26,
+        "sexual-orientation": 25,
+        "physical-appearance": 19,
+        "disability": 18,
+    }
+    assert Counter(d["direction"] for d in crows) == {"stereo": 380, "antistereo": 74}
+    # (the README says one sent_less holds a newline; none of the 454 rows in the subset does)
+    assert len(dataset("crows-pairs-subset").read_text().splitlines()) == 1 + 454
+    truthful = _docs(dataset, "truthfulqa_mc1")
+    assert len(truthful) == 237
+    assert Counter(d["type"] for d in truthful) == {"Adversarial": 133, "Non-Adversarial": 104}
+    assert len(_docs(dataset, "advbench")) == 156
+    winobias = _docs(dataset, "winobias")  # 396 lines x 4 files, one doc per line and type
+    assert len(winobias) == 2 * 396
+    assert Counter(d["type"] for d in winobias) == {"type1": 396, "type2": 396}
+    lines = {name: dataset(name).read_text().count("\n") for name in MIRRORED if "winobias" not in name}
+    assert lines["lambada-openai-subset"] == 1031
+    assert (lines["sst2-validation-subset"], lines["sst2-train-subset"]) == (436, 20000)
