@@ -7,44 +7,20 @@ partial file is deleted), HTTP 404, a refused connection, a truncated transfer, 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
-import http.server
 import json
 import re
 import socket
-import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from file_server import TRUNCATED_PATH, serving_folder
 
 from gptlab.cli import main
 from gptlab.data import registry
 from gptlab.data.registry import REGISTRY, cache_dir, download, get_entry, list_datasets
 from gptlab.errors import GptlabError
-
-TRUNCATED_PATH = "/truncated.txt"
-
-
-class CountingHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves files from ``directory``, counts GET requests per path, and can cut a transfer short."""
-
-    requests: Counter
-
-    def do_GET(self):
-        self.requests[self.path] += 1
-        if self.path == TRUNCATED_PATH:  # promise 1000 bytes, send 10, hang up
-            self.send_response(200)
-            self.send_header("Content-Length", "1000")
-            self.end_headers()
-            self.wfile.write(b"0123456789")
-            self.close_connection = True
-            return
-        super().do_GET()
-
-    def log_message(self, *args):  # keep pytest output clean
-        pass
 
 
 @pytest.fixture
@@ -52,16 +28,8 @@ def server(tmp_path):
     """(base URL, served folder, request counter) of a server on a random free port."""
     served = tmp_path / "served"
     served.mkdir()
-    counter: Counter = Counter()
-    handler = functools.partial(type("H", (CountingHandler,), {"requests": counter}), directory=str(served))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    # a short poll interval: shutdown() waits up to one interval (0.5 s by default)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", served, counter
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with serving_folder(served) as (base, counter):
+        yield base, served, counter
 
 
 @pytest.fixture

@@ -6,14 +6,12 @@ README gives."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
-import http.server
-import threading
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from file_server import serving_folder
 
 from gptlab.data import registry
 from gptlab.data.registry import REGISTRY, download, get_entry
@@ -58,25 +56,8 @@ def server(tmp_path):
     """(base URL, served folder, request counter) of a file server on 127.0.0.1."""
     served = tmp_path / "served"
     served.mkdir()
-    requests: Counter = Counter()
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def do_GET(self):
-            requests[self.path] += 1
-            super().do_GET()
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Handler, directory=str(served))
-    )
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", served, requests
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join()
+    with serving_folder(served) as (base, requests):
+        yield base, served, requests
 
 
 def test_every_task_file_is_in_the_registry_under_its_data_dir_path():
