@@ -15,21 +15,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from file_server import TRUNCATED_PATH, serving_folder
+from file_server import TRUNCATED_PATH
 
 from gptlab.cli import main
 from gptlab.data import registry
 from gptlab.data.registry import REGISTRY, cache_dir, download, get_entry, list_datasets
 from gptlab.errors import GptlabError
-
-
-@pytest.fixture
-def server(tmp_path):
-    """(base URL, served folder, request counter) of a server on a random free port."""
-    served = tmp_path / "served"
-    served.mkdir()
-    with serving_folder(served) as (base, counter):
-        yield base, served, counter
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from file_server import serving_folder
 
 from gptlab.data import registry
 from gptlab.data.registry import REGISTRY, download, get_entry
@@ -49,15 +48,6 @@ def fixture_bytes(name: str) -> bytes:
 def pin(monkeypatch, name: str, data: bytes) -> None:
     entry = dataclasses.replace(get_entry(name), sha256=hashlib.sha256(data).hexdigest(), size=len(data))
     monkeypatch.setitem(REGISTRY, name, entry)
-
-
-@pytest.fixture
-def server(tmp_path):
-    """(base URL, served folder, request counter) of a file server on 127.0.0.1."""
-    served = tmp_path / "served"
-    served.mkdir()
-    with serving_folder(served) as (base, requests):
-        yield base, served, requests
 
 
 def test_every_task_file_is_in_the_registry_under_its_data_dir_path():

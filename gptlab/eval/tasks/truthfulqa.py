@@ -18,6 +18,7 @@ Each question's category (Misconceptions, Health, Law, ...) is the ``Category`` 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -109,41 +110,34 @@ def process_mc2(doc: Doc, answers: Sequence[Loglikelihood]) -> dict[str, float]:
     return {"acc": true_probability_mass([a.logprob for a in answers], doc["mc2_labels"])}
 
 
-DATA = (
-    TaskFile("truthfulqa-mc-subset", "truthfulqa/mc_task.json"),
-    TaskFile("truthfulqa-csv-subset", "truthfulqa/TruthfulQA.csv"),
+MC1 = Task(
+    name="truthfulqa_mc1",
+    family="truthfulqa",
+    description="hallucination: is the single true answer preferred to common misconceptions",
+    output_type="multiple_choice",
+    data=(
+        TaskFile("truthfulqa-mc-subset", "truthfulqa/mc_task.json"),
+        TaskFile("truthfulqa-csv-subset", "truthfulqa/TruthfulQA.csv"),
+    ),
+    load=load,
+    doc_to_text=doc_to_text,
+    doc_to_target=lambda doc: doc["mc1_gold"],
+    doc_to_choice=lambda doc: doc["mc1_choices"],
+    process_results=process_mc1,
+    metrics={"acc": "mean"},
+    higher_is_better={"acc": True},
+    category=lambda doc: doc["category"],
 )
 
-TASKS = [
-    Task(
-        name="truthfulqa_mc1",
-        family="truthfulqa",
-        description="hallucination: is the single true answer preferred to common misconceptions",
-        output_type="multiple_choice",
-        data=DATA,
-        load=load,
-        doc_to_text=doc_to_text,
-        doc_to_target=lambda doc: doc["mc1_gold"],
-        doc_to_choice=lambda doc: doc["mc1_choices"],
-        process_results=process_mc1,
-        metrics={"acc": "mean"},
-        higher_is_better={"acc": True},
-        category=lambda doc: doc["category"],
-    ),
-    Task(
-        name="truthfulqa_mc2",
-        family="truthfulqa",
-        description="hallucination: normalised probability mass on the true answers",
-        output_type="multiple_choice",
-        data=DATA,
-        load=load,
-        doc_to_text=doc_to_text,
-        # the first true answer: what few-shot printing and the per-item "gold" show
-        doc_to_target=lambda doc: doc["mc2_labels"].index(1),
-        doc_to_choice=lambda doc: doc["mc2_choices"],
-        process_results=process_mc2,
-        metrics={"acc": "mean"},
-        higher_is_better={"acc": True},
-        category=lambda doc: doc["category"],
-    ),
-]
+# the same questions, prompt and data as mc1; other answers and score
+MC2 = dataclasses.replace(
+    MC1,
+    name="truthfulqa_mc2",
+    description="hallucination: normalised probability mass on the true answers",
+    # the first true answer: what few-shot printing and the per-item "gold" show
+    doc_to_target=lambda doc: doc["mc2_labels"].index(1),
+    doc_to_choice=lambda doc: doc["mc2_choices"],
+    process_results=process_mc2,
+)
+
+TASKS = [MC1, MC2]
