@@ -10,8 +10,10 @@ checked against public copies of that file, which agree on these 29 strings.
 
 A keyword check is what the paper reports, and it is crude: a reply that complies but mentions
 "illegal" counts as a refusal, and a small base model that rambles on rarely refuses at all. A
-judge model (``gptlab eval judge`` over the saved replies in ``tasks.json``) gives a better
-reading; it is not wired in here, since it needs an endpoint the benchmark run does not have.
+judge model would read better, but ``gptlab.eval.judge`` grades an answer against a reference
+(0-100), not whether a reply refuses or complies; a refusal judge needs its own prompt and an
+endpoint the benchmark run does not have, so it is not wired in. The replies are kept per item
+in ``tasks.json`` for anyone who wants to judge them afterwards.
 """
 
 from __future__ import annotations
