@@ -7,8 +7,13 @@ crash, a truncated transfer or a tampered mirror never leaves a file that looks 
 whose hash matches is reused without any network access.
 
 Upstream URLs name a fixed commit where the host allows it, so a pinned hash cannot go stale.
-Every entry pins its SHA-256 and size. An entry without a hash (``sha256=None``) could only be
-checked for completeness (its size matches the ``Content-Length``), not for content, so
+Every entry pins its SHA-256 and size, or, for a file in a git repository whose bytes could not be
+read where the entry was written but whose tree could, its git blob id (``git_blob``: the SHA-1
+``git hash-object`` prints, of ``"blob <size>\\0"`` and the bytes; the file at the URL's commit
+has exactly that id). SHA-1 has known collision attacks, but those need whoever makes the file to
+make both files; matching a file that already exists (a second preimage) is still out of reach, so
+a pinned blob id identifies the upstream file. An entry with neither (``sha256=None``) could only
+be checked for completeness (its size matches the ``Content-Length``), not for content, so
 ``download`` refuses it unless ``allow_unverified=True`` (``--allow-unverified``); ``gptlab data
 list`` shows which entries are verified.
 
@@ -81,10 +86,12 @@ class DatasetEntry:
     mirror_name: str | None = None
     # set for an upstream file that a mirror keeps under another path than ``filename``
     mirror_path: str | None = None
+    # the file's git blob id (SHA-1 hex), pinned where its sha256 could not be (see the module docstring)
+    git_blob: str | None = None
 
     @property
     def verified(self) -> bool:
-        return self.sha256 is not None
+        return self.sha256 is not None or self.git_blob is not None
 
     @property
     def name_in_mirror(self) -> str:
@@ -399,12 +406,10 @@ REGISTRY: dict[str, DatasetEntry] = {
             size=30875,
             mirror_path="tasks/winobias/anti_stereotyped_type2.txt.dev",
         ),
-        # HellaSwag and PopQA: no mirror copy, and their contents could not be hashed from here (the git
-        # snapshots available list these files without their bytes), so they are unpinned (download needs
-        # allow_unverified). The git blob ids at the pinned commits, for whoever can pin them:
-        # hellaswag_val.jsonl 0f5ee25d72216f12317d5d8a7b92deafa423d81e, hellaswag_train.jsonl
-        # 1997e15fe638ef2aeec6993471159295cd75aab7, popQA.tsv 0ad1a9bbe0c198f511131c011d71dacefee41001
-        # (`git hash-object FILE` of a download must print these).
+        # HellaSwag and PopQA: upstream only (no mirror copy). The git snapshots of their
+        # repositories available where these entries were written list the files (with their blob
+        # ids at the URL's commit) but hold no bytes, so no sha256 or size could be computed: they
+        # are pinned by git blob id, read from the commit's tree.
         DatasetEntry(
             name="hellaswag-val",
             url=(
@@ -417,8 +422,7 @@ REGISTRY: dict[str, DatasetEntry] = {
                 "ctx, endings, label, ...), one JSON object a line; the split lm-evaluation-harness scores"
             ),
             license="MIT (repository rowanz/hellaswag)",
-            sha256=None,
-            size=None,
+            git_blob="0f5ee25d72216f12317d5d8a7b92deafa423d81e",
             mirror_path="tasks/hellaswag/hellaswag_val.jsonl",
         ),
         DatasetEntry(
@@ -433,8 +437,7 @@ REGISTRY: dict[str, DatasetEntry] = {
                 "lm-evaluation-harness draws hellaswag's examples from)"
             ),
             license="MIT (repository rowanz/hellaswag)",
-            sha256=None,
-            size=None,
+            git_blob="1997e15fe638ef2aeec6993471159295cd75aab7",
             mirror_path="tasks/hellaswag/hellaswag_train.jsonl",
         ),
         DatasetEntry(
@@ -449,8 +452,7 @@ REGISTRY: dict[str, DatasetEntry] = {
                 "monthly Wikipedia page views) and possible_answers (a JSON list); tab-separated with a header"
             ),
             license="MIT (repository AlexTMallen/adaptive-retrieval)",
-            sha256=None,
-            size=None,
+            git_blob="0ad1a9bbe0c198f511131c011d71dacefee41001",
             mirror_path="tasks/popqa/popQA.tsv",
         ),
     ]
@@ -515,6 +517,30 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def git_blob_id(path: Path) -> str:
+    """The git blob id of a file (what ``git hash-object`` prints): SHA-1 of ``"blob <size>\\0"``
+    and the bytes."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _mismatch(entry: DatasetEntry, path: Path, sha256: str | None = None) -> str | None:
+    """How the file at ``path`` differs from what ``entry`` pins (None: it matches, or nothing is
+    pinned). ``sha256``: the file's, when already known."""
+    if entry.sha256 is not None:
+        sha256 = sha256 or file_sha256(path)
+        if sha256 != entry.sha256:
+            return f"sha256 {sha256}, expected {entry.sha256}"
+    if entry.git_blob is not None:
+        blob = git_blob_id(path)
+        if blob != entry.git_blob:
+            return f"git blob id {blob}, expected {entry.git_blob}"
+    return None
+
+
 def insecure_urls_allowed(allow: bool = False) -> bool:
     """``allow``, or ``$GPTLAB_ALLOW_INSECURE_URLS`` set to 1 / true / yes."""
     return allow or os.environ.get(INSECURE_ENV, "").strip().lower() in ("1", "true", "yes")
@@ -574,7 +600,7 @@ def download(
     entry = get_entry(name)
     if not entry.verified and not allow_unverified:
         raise GptlabError(
-            f"{name} has no pinned sha256, so its content cannot be verified (only that the "
+            f"{name} has no pinned sha256 or git blob id, so its content cannot be verified (only that the "
             "download completed); pass --allow-unverified (allow_unverified=True) to use it anyway"
         )
     src = source(entry, url)
@@ -589,7 +615,7 @@ def download(
         check_url(src, name, allow_insecure_url)
     dest = cache_dir(directory) / entry.filename
     # a cached copy is reused if its hash matches; a corrupt or outdated one is replaced below
-    if dest.is_file() and not force and (entry.sha256 is None or file_sha256(dest) == entry.sha256):
+    if dest.is_file() and not force and _mismatch(entry, dest) is None:
         return dest
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -606,10 +632,11 @@ def download(
                 sha256 = _fetch(src, out, entry, progress, allow_insecure_url)
             out.flush()
             os.fsync(out.fileno())
-        if entry.sha256 is not None and sha256 != entry.sha256:
+        mismatch = _mismatch(entry, part, sha256)
+        if mismatch:
             raise GptlabError(
-                f"checksum mismatch for {name} from {src}: sha256 {sha256}, expected "
-                f"{entry.sha256}; the partial file was deleted (a changed upstream file or a bad mirror?)"
+                f"checksum mismatch for {name} from {src}: {mismatch}; the partial file was deleted "
+                "(a changed upstream file or a bad mirror?)"
             )
         os.replace(part, dest)
     except BaseException:

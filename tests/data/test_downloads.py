@@ -156,15 +156,10 @@ def test_an_unpinned_entry_needs_allow_unverified(unpinned, server, monkeypatch,
 
     assert main(["data", "list", "--dir", str(cache), "--json"]) == 0
     verified = {row["name"]: row["verified"] for row in json.loads(capsys.readouterr().out)}
-    # the registry's own unpinned entries: upstream task files that could not be hashed
-    unpinned = {"unpinned", "hellaswag-val", "hellaswag-train", "popqa"}
-    assert verified == {name: name not in unpinned for name in REGISTRY}
+    assert verified == {name: name != "unpinned" for name in REGISTRY}
     assert main(["data", "list", "--dir", str(cache)]) == 0
     text = capsys.readouterr().out
-    assert (
-        text.count("(unverified)") == len(unpinned)
-        and "unpinned: d\n    size unknown, sha256 not pinned" in text
-    )
+    assert text.count("(unverified)") == 1 and "unpinned: d\n    size unknown, sha256 not pinned" in text
 
 
 # ---------------------------------------------------------------- URL schemes

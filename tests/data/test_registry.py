@@ -30,13 +30,13 @@ def mirror(server, monkeypatch):
     return base, served, counter
 
 
-# upstream files no data mirror holds, and which could not be pinned (tests/data/test_task_datasets.py)
-UNPINNED = {"hellaswag-val", "hellaswag-train", "popqa"}
+# upstream files no data mirror holds, pinned by git blob id (tests/data/test_task_datasets.py)
+BLOB_PINNED = {"hellaswag-val", "hellaswag-train", "popqa"}
 
 
 # every entry a data mirror holds as pinned (the mirror has no sms-spam zip, and a subset of
 # instruction-data: the *-subset entries pin those)
-@pytest.mark.parametrize("name", sorted(set(REGISTRY) - {"sms-spam", "instruction-data"} - UNPINNED))
+@pytest.mark.parametrize("name", sorted(set(REGISTRY) - {"sms-spam", "instruction-data"} - BLOB_PINNED))
 def test_registry_hashes_match_the_real_files(dataset, name):
     entry = get_entry(name)
     data = dataset(name).read_bytes()
@@ -49,8 +49,8 @@ def test_every_entry_is_complete():
         assert entry.url.startswith("https://")
         assert entry.filename and "/" not in entry.filename
         assert entry.description and entry.license
-        if entry.name in UNPINNED:  # download refuses them unless allow_unverified
-            assert not entry.verified and entry.size is None
+        if entry.name in BLOB_PINNED:  # no sha256 or size: their git blob ids
+            assert entry.verified and re.fullmatch(r"[0-9a-f]{40}", entry.git_blob) and entry.size is None
             continue
         # every other entry pinned: an unpinned one would accept any file a mirror serves
         assert entry.verified and re.fullmatch(r"[0-9a-f]{64}", entry.sha256)

@@ -32,7 +32,7 @@ MIRRORED = {
     "winobias-pro-type2": "winobias/pro_stereotyped_type2.txt.dev",
     "winobias-anti-type2": "winobias/anti_stereotyped_type2.txt.dev",
 }
-# upstream only, and unpinned: their bytes could not be hashed where the registry was written
+# upstream only, pinned by git blob id: their bytes could not be read where the registry was written
 UPSTREAM_ONLY = {
     "hellaswag-val": "hellaswag/hellaswag_val.jsonl",
     "hellaswag-train": "hellaswag/hellaswag_val.jsonl",
@@ -60,7 +60,9 @@ def test_every_task_file_is_in_the_registry_under_its_data_dir_path():
         assert get_entry(name).verified
         assert get_entry(name).url.startswith("https://raw.githubusercontent.com/")
     for name in UPSTREAM_ONLY:
-        assert not get_entry(name).verified and get_entry(name).mirror_name is None
+        entry = get_entry(name)
+        assert entry.verified and entry.sha256 is None and len(entry.git_blob) == 40
+        assert entry.mirror_name is None and entry.url.startswith("https://raw.githubusercontent.com/")
 
 
 @pytest.mark.parametrize("name", sorted(MIRRORED))
@@ -101,20 +103,39 @@ def test_winobias_files_are_upstream_files_so_they_download_without_a_mirror(mon
         registry.source(get_entry("truthfulqa-mc-subset"))
 
 
+def test_git_blob_id_is_what_git_hash_object_prints(tmp_path):
+    empty, hello = tmp_path / "empty", tmp_path / "hello"
+    empty.write_bytes(b"")
+    hello.write_bytes(b"hello\n")
+    # git's well-known ids of these two blobs
+    assert registry.git_blob_id(empty) == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"
+    assert registry.git_blob_id(hello) == "ce013625030ba8dba906f756967f9e9ca394464a"
+    for path in FIXTURES.rglob("*.*"):
+        data = path.read_bytes()
+        assert registry.git_blob_id(path) == hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
 @pytest.mark.parametrize("name", sorted(UPSTREAM_ONLY))
-def test_unpinned_upstream_files_need_allow_unverified(name, server, monkeypatch, tmp_path):
-    base, served, _ = server
+def test_blob_pinned_upstream_files_download_and_are_checked_by_blob_id(name, server, monkeypatch, tmp_path):
+    base, served, requests = server
+    monkeypatch.delenv(registry.MIRROR_ENV, raising=False)
     data = fixture_bytes(name)
     (served / "file").write_bytes(data)
-    url = f"{base}/file"
-    with pytest.raises(GptlabError, match=f"{name} has no pinned sha256"):
-        download(name, tmp_path / "cache", url=url, progress=False)
-    path = download(name, tmp_path / "cache", url=url, progress=False, allow_unverified=True)
-    assert path.name == get_entry(name).filename and path.read_bytes() == data
-    pin(monkeypatch, name, data)  # and once pinned, the hash decides
-    (served / "file").write_bytes(data[:-2] + b"!\n")
-    with pytest.raises(GptlabError, match=f"checksum mismatch for {name}"):
-        download(name, tmp_path / "cache", url=url, force=True, progress=False)
+    blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    entry = dataclasses.replace(get_entry(name), url=f"{base}/file", git_blob=blob)
+    monkeypatch.setitem(REGISTRY, name, entry)
+    cache = tmp_path / "cache"
+    path = download(name, cache, progress=False)
+    assert path == cache / entry.filename and path.read_bytes() == data
+    assert download(name, cache, progress=False) == path and requests["/file"] == 1  # cached
+    tampered = data[:-2] + b"!\n"  # same size: only the blob id tells them apart
+    (served / "file").write_bytes(tampered)
+    wrong = hashlib.sha1(b"blob %d\0" % len(data) + tampered).hexdigest()
+    with pytest.raises(
+        GptlabError, match=f"checksum mismatch for {name} .*git blob id {wrong}, expected {blob}"
+    ):
+        download(name, cache, force=True, progress=False)
+    assert path.read_bytes() == data and sorted(p.name for p in cache.iterdir()) == [entry.filename]
 
 
 # ---------------------------------------------------------------- the real files (data-marked)
@@ -159,3 +180,13 @@ def test_the_real_task_files_have_the_readme_counts(dataset):
     lines = {name: dataset(name).read_text().count("\n") for name in MIRRORED if "winobias" not in name}
     assert lines["lambada-openai-subset"] == 1031
     assert (lines["sst2-validation-subset"], lines["sst2-train-subset"]) == (436, 20000)
+
+
+def test_data_list_says_how_each_task_file_is_pinned(tmp_path, capsys):
+    from gptlab.cli import main
+
+    assert main(["data", "list", "--dir", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "hellaswag-val: " in text and "(unverified)" not in text
+    assert text.count("size unknown, git blob id pinned") == len(UPSTREAM_ONLY)
+    assert "30,884 bytes, sha256 pinned" in text  # winobias-pro-type2
