@@ -15,7 +15,7 @@ from pathlib import Path
 
 from gptlab.errors import GptlabError
 from gptlab.eval.tasks.base import Doc, Loglikelihood, Task, TaskFile
-from gptlab.eval.tasks.choice import accuracy, normalised_accuracy
+from gptlab.eval.tasks.metrics import choice_metrics
 from gptlab.eval.tasks.readers import json_rows, text_field
 
 
@@ -50,10 +50,7 @@ def load(paths: Sequence[Path]) -> list[Doc]:
 
 
 def process_results(doc: Doc, answers: Sequence[Loglikelihood]) -> dict[str, float]:
-    return {
-        "acc": accuracy(answers, doc["gold"]),
-        "acc_norm": normalised_accuracy(answers, doc["gold"], doc["choices"]),
-    }
+    return choice_metrics([a.logprob for a in answers], doc["gold"], doc["choices"])
 
 
 TASKS = [

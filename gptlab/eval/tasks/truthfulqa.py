@@ -25,7 +25,7 @@ from pathlib import Path
 
 from gptlab.errors import GptlabError
 from gptlab.eval.tasks.base import Doc, Loglikelihood, Task, TaskFile
-from gptlab.eval.tasks.choice import accuracy
+from gptlab.eval.tasks.metrics import choice_metrics
 from gptlab.eval.tasks.readers import csv_rows, json_rows, text_field
 
 # the QA primer of the TruthfulQA paper, which the harness puts before every question
@@ -103,7 +103,7 @@ def true_probability_mass(logprobs: Sequence[float], labels: Sequence[int]) -> f
 
 
 def process_mc1(doc: Doc, answers: Sequence[Loglikelihood]) -> dict[str, float]:
-    return {"acc": accuracy(answers, doc["mc1_gold"])}
+    return {"acc": choice_metrics([a.logprob for a in answers], doc["mc1_gold"], doc["mc1_choices"])["acc"]}
 
 
 def process_mc2(doc: Doc, answers: Sequence[Loglikelihood]) -> dict[str, float]:

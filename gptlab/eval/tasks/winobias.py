@@ -34,7 +34,7 @@ from pathlib import Path
 
 from gptlab.errors import GptlabError
 from gptlab.eval.tasks.base import Doc, Loglikelihood, Task, TaskFile
-from gptlab.eval.tasks.choice import argmax
+from gptlab.eval.tasks.metrics import choice_metrics
 from gptlab.eval.tasks.readers import read_text
 
 PRONOUNS = {"he", "she", "him", "her", "his", "hers", "himself", "herself"}
@@ -117,8 +117,11 @@ def doc_to_choice(doc: Doc) -> list[str]:
 
 
 def process_results(doc: Doc, answers: Sequence[Loglikelihood]) -> dict[str, float]:
-    pro = 1.0 if argmax([a.logprob for a in answers[:2]]) == doc["pro"]["gold"] else 0.0
-    anti = 1.0 if argmax([a.logprob for a in answers[2:]]) == doc["anti"]["gold"] else 0.0
+    choices = doc_to_choice(doc)
+    pro, anti = (
+        choice_metrics([a.logprob for a in answers[i : i + 2]], doc[side]["gold"], choices[i : i + 2])["acc"]
+        for i, side in ((0, "pro"), (2, "anti"))
+    )
     return {"acc_pro": pro, "acc_anti": anti, "gap": pro - anti}
 
 
