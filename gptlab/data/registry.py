@@ -406,6 +406,39 @@ REGISTRY: dict[str, DatasetEntry] = {
             size=30875,
             mirror_path="tasks/winobias/anti_stereotyped_type2.txt.dev",
         ),
+        # The complete upstream files the crows-pairs and lambada subsets come from (hashed at the
+        # URL's commit from git snapshots of the repositories): the full sets for a user with a
+        # network. Saved as <task>/<file> under a folder (``--data-dir``), the tasks score all of them.
+        DatasetEntry(
+            name="crows-pairs",
+            url=(
+                "https://raw.githubusercontent.com/nyu-mll/crows-pairs/8aaac11c485473159ec9328a65253a5be9a479dc/"
+                "data/crows_pairs_anonymized.csv"
+            ),
+            filename="crows_pairs_anonymized.csv",
+            description=(
+                "CrowS-Pairs: all 1,508 sentence pairs in 9 bias types (offensive content; for evaluation "
+                "only); as crows_pairs/crows_pairs.csv under --data-dir, the crows_pairs task scores them all"
+            ),
+            license="CC BY-SA 4.0",
+            sha256="dfb36986ce0502abbaf7055b9176da3d08d48e07df1251991b5dfbcbceab9d0c",
+            size=437764,
+        ),
+        DatasetEntry(
+            name="lambada-openai",
+            url=(
+                "https://raw.githubusercontent.com/mosaicml/llm-foundry/8c8dd48f72168c5d51e2f7b151595892a8fba43d/"
+                "scripts/eval/local_data/language_understanding/lambada_openai.jsonl"
+            ),
+            filename="lambada_openai.jsonl",
+            description=(
+                "LAMBADA (OpenAI's detokenised test set): all 5,153 passages, one {context, continuation} "
+                "JSON object a line; as lambada/lambada_openai.jsonl under --data-dir, the lambada task scores them all"
+            ),
+            license="CC BY 4.0 (LAMBADA); repository mosaicml/llm-foundry is Apache-2.0",
+            sha256="411bfbe5b9054346b6a19299c0242670adbefb9162efd958593cbc0290b8c9dc",
+            size=1895241,
+        ),
         # HellaSwag and PopQA: upstream only (no mirror copy). The git snapshots of their
         # repositories available where these entries were written list the files (with their blob
         # ids at the URL's commit) but hold no bytes, so no sha256 or size could be computed: they

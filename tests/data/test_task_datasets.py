@@ -138,6 +138,33 @@ def test_blob_pinned_upstream_files_download_and_are_checked_by_blob_id(name, se
     assert path.read_bytes() == data and sorted(p.name for p in cache.iterdir()) == [entry.filename]
 
 
+@pytest.mark.parametrize(
+    "name, task, fixture",
+    [
+        ("crows-pairs", "crows_pairs", "crows_pairs/crows_pairs.csv"),
+        ("lambada-openai", "lambada", "lambada/lambada_openai.jsonl"),
+    ],
+)
+def test_a_full_set_downloads_by_name_and_its_task_reads_it(
+    name, task, fixture, server, monkeypatch, tmp_path
+):
+    base, served, _ = server
+    monkeypatch.delenv(registry.MIRROR_ENV, raising=False)
+    entry = get_entry(name)
+    assert (
+        entry.verified
+        and entry.mirror_name is None
+        and entry.url.startswith("https://raw.githubusercontent.com/")
+    )
+    data = (FIXTURES / fixture).read_bytes()
+    (served / "full").write_bytes(data)
+    pin(monkeypatch, name, data)
+    path = download(name, tmp_path / "cache", url=f"{base}/full", progress=False)
+    assert path.name == entry.filename
+    docs = TASKS[task].load([path])
+    assert len(docs) == len(TASKS[task].load([FIXTURES / fixture])) > 0
+
+
 # ---------------------------------------------------------------- the real files (data-marked)
 
 
