@@ -9,6 +9,7 @@ import math
 import pytest
 import torch
 
+from gptlab.data.registry import get_entry
 from gptlab.eval.tasks import get_task
 from gptlab.eval.tasks.base import Loglikelihood
 from gptlab.eval.tasks.files import local_paths
@@ -70,3 +71,20 @@ def test_an_empty_context_scores_each_sentence_from_endoftext(results, bpe, task
             logits, _ = model(ids[:, :-1])
         expected = torch.log_softmax(logits.float(), -1)[0].gather(1, ids[0, 1:, None]).sum().item()
         assert logprob == pytest.approx(expected, abs=1e-4)
+
+
+def test_the_real_task_files_run_through_the_registry(dataset, bpe, monkeypatch, tmp_path):
+    """Without --data-dir the runner takes each file by name from the data mirror (checked against
+    its pin); the first 12 items of every mirrored task score."""
+    from benchmark_tasks import small_gpt
+
+    monkeypatch.setenv("GPTLAB_CACHE", str(tmp_path))  # the cache the registry downloads into
+    mirrored = [name for name in NAMES if name not in ("hellaswag", "popqa")]  # no mirror copy of those
+    model = small_gpt(bpe.vocab_size, block_size=1024)
+    result = evaluate(model, bpe, mirrored, TaskOptions(limit=12, progress=False))
+    for name in mirrored:
+        assert result.results[name]["n"] == 12
+        assert all(math.isfinite(result.results[name][m]) for m in get_task(name).metrics)
+    assert sorted(p.name for p in (tmp_path / "datasets").iterdir()) == sorted(
+        {f"{get_entry(f.dataset).filename}" for n in mirrored for f in get_task(n).data}
+    )
