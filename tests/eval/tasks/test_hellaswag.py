@@ -11,7 +11,7 @@ import pytest
 from gptlab.errors import GptlabError
 from gptlab.eval.tasks import get_task
 from gptlab.eval.tasks.base import Loglikelihood as LL
-from gptlab.eval.tasks.hellaswag import load, preprocess
+from gptlab.eval.tasks.hellaswag import load
 
 FIXTURE = Path(__file__).parents[2] / "data" / "tasks" / "hellaswag" / "hellaswag_val.jsonl"
 
@@ -46,14 +46,17 @@ def test_acc_and_acc_norm():
 
 
 @pytest.mark.slow  # imports lm-evaluation-harness (a few seconds)
-def test_preprocess_matches_lm_evaluation_harness():
+def test_docs_match_lm_evaluation_harness_process_docs():
     harness = pytest.importorskip("lm_eval.tasks.hellaswag.utils")
-    for row in map(json.loads, FIXTURE.read_text().splitlines()):
-        for text in [
-            row["activity_label"] + ": " + row["ctx_a"] + " " + row["ctx_b"].capitalize(),
-            *row["endings"],
-        ]:
-            assert preprocess(text) == harness.preprocess(text)
+    datasets = pytest.importorskip("datasets")
+    rows = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
+    theirs = harness.process_docs(datasets.Dataset.from_list(rows))
+    for ours, their in zip(load([FIXTURE]), theirs, strict=True):
+        assert (ours["query"], ours["choices"], ours["gold"]) == (
+            their["query"],
+            their["choices"],
+            their["gold"],
+        )
 
 
 @pytest.mark.parametrize(
