@@ -1,7 +1,8 @@
-"""``gptlab eval classify --model RUN --data FILE``: accuracy, per-class precision/recall/F1 and the
-confusion matrix of a classifier run on a labelled file (same formats as training: TSV, CSV, JSONL,
-JSON; in JSON the columns are field names, ``--text-field sentence --label-field label``, and an
-integer label such as SST-2's 0/1 matches the label name "0"/"1")."""
+"""``gptlab eval classify --model RUN --data FILE``: accuracy, per-class precision/recall/F1, the
+confusion matrix and the error analysis (gptlab.eval.error_analysis) of a classifier run on a
+labelled file (same formats as training: TSV, CSV, JSONL, JSON; in JSON the columns are field
+names, ``--text-field sentence --label-field label``, and an integer label such as SST-2's 0/1
+matches the label name "0"/"1")."""
 
 from __future__ import annotations
 
@@ -38,14 +39,17 @@ def register_classify(metrics) -> None:
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    from gptlab.finetune.classify import evaluate_file
+    from gptlab.eval.error_analysis import format_error_analysis
+    from gptlab.finetune.classify import evaluate_file_with_errors
 
-    metrics = evaluate_file(
+    metrics, errors = evaluate_file_with_errors(
         args.model, args.data, args.text_column, args.label_column, args.header, device=args.device
     )
     if args.json:
-        print(json.dumps({"model": args.model, "data": args.data} | metrics.to_dict(), indent=2))
+        document = {"model": args.model, "data": args.data} | metrics.to_dict() | {"error_analysis": errors}
+        print(json.dumps(document, indent=2))
     else:
         print(f"{args.data} with {args.model}")
         print(metrics.format())
+        print(format_error_analysis(errors))
     return 0
