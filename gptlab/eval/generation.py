@@ -24,6 +24,7 @@ score the outputs against the references.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -86,6 +87,8 @@ class GenerationOptions:
             raise GptlabError(f"limit must be a positive integer, got {self.limit!r}")
         if self.template is not None:
             check_template(self.template)
+        if not math.isfinite(self.length_penalty):
+            raise GptlabError(f"length_penalty must be a finite number, got {self.length_penalty!r}")
 
 
 @dataclass

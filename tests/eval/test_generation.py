@@ -152,3 +152,5 @@ def test_options_are_checked():
         GenerationOptions(beams=0).check()
     with pytest.raises(GptlabError, match="limit"):
         GenerationOptions(limit=0).check()
+    with pytest.raises(GptlabError, match="length_penalty"):
+        GenerationOptions(length_penalty=float("nan")).check()
