@@ -14,3 +14,17 @@ pretrain_base() {
   echo "== pretraining a tiny GPT on the built-in corpus -> $1"
   "$GPTLAB" train --config tiny-cpu "train.out_dir=$1" "train.max_minutes=${PRETRAIN_MINUTES:-4.5}"
 }
+
+# The task recipes (translate.sh, summarize.sh, sentiment.sh): SMOKE=1 shrinks every stage to
+# seconds (the tests run the recipes that way on tests/data fixtures); TASK_DATA is the task folder.
+TASK_DATA_DEFAULT="$SHARED_DATA/tasks"
+if [[ "${SMOKE:-0}" == 1 ]]; then SMOKE=1; else SMOKE=0; fi
+smoke() { [[ "$SMOKE" == 1 ]]; }  # usage: smoke && A || B
+
+# need_file PATH...: stop with a clear message when a data file is missing.
+need_file() {
+  for f in "$@"; do [[ -f "$f" ]] || { echo "data file not found: $f" >&2; exit 2; }; done
+}
+
+# stopwatch: seconds since the recipe started (SECONDS is bash's own counter).
+elapsed() { echo "$((SECONDS / 60)) min $((SECONDS % 60)) s"; }

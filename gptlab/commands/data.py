@@ -108,6 +108,23 @@ def register(subparsers) -> None:
     prep.add_argument("--json", action="store_true", help="print meta.json as machine-readable JSON")
     prep.set_defaults(func=run_prepare)
 
+    text = sub.add_parser(
+        "text",
+        help="write the text of JSONL fields as plain lines (to train a tokenizer or pretrain on)",
+        description=(
+            "Read a JSONL (or JSON list) file and write the text of the given fields, record by record "
+            "and field by field, one text a line (newlines inside a text become spaces): e.g. both "
+            "sides of a translation file, for a tokenizer that knows both languages."
+        ),
+    )
+    text.add_argument("--input", nargs="+", required=True, metavar="FILE", help="JSONL / JSON files")
+    text.add_argument(
+        "--fields", required=True, metavar="LIST", help="comma-separated field names, e.g. en,de"
+    )
+    text.add_argument("--out", required=True, metavar="FILE.txt", help="the text file to write")
+    add_overwrite(text, "FILE.txt")
+    text.set_defaults(func=run_text)
+
 
 def run_list(args: argparse.Namespace) -> int:
     from gptlab.data.registry import list_datasets
@@ -178,6 +195,19 @@ def run_prepare(args: argparse.Namespace) -> int:
         f"({meta['documents']} documents, split by {meta['split']['method']}, {meta['dtype']}, "
         f"vocab_size {meta['vocab_size']})"
     )
+    return 0
+
+
+def run_text(args: argparse.Namespace) -> int:
+    from gptlab.data.pairs import field_texts
+    from gptlab.io import atomic_write_text
+    from gptlab.outputs import claim_file
+
+    claim_file(args.out, what="text file", overwrite=args.overwrite, sources=args.input)
+    fields = [f.strip() for f in args.fields.split(",") if f.strip()]
+    lines = [line for path in args.input for line in field_texts(path, fields)]
+    atomic_write_text(args.out, "\n".join(lines) + "\n")
+    print(f"wrote {args.out}: {len(lines):,} lines, {sum(map(len, lines)):,} characters")
     return 0
 
 

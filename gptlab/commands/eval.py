@@ -43,6 +43,10 @@ def register(subparsers) -> None:
 
     register_generation(metrics)
 
+    from gptlab.commands.eval_baseline import register_baseline
+
+    register_baseline(metrics)
+
 
 def register_perplexity(metrics) -> None:
     ppl = metrics.add_parser(

@@ -86,3 +86,32 @@ def load_pairs(
     if not pairs:
         raise GptlabError(f"{path} has no examples")
     return pairs
+
+
+def field_texts(path: str | os.PathLike, fields: list[str], *, fmt: str | None = None) -> list[str]:
+    """The texts of ``fields`` in every record, record by record and in the given field order,
+    each on one line (inner whitespace runs, newlines included, become one space): the task's own
+    text as plain lines, for training a tokenizer or pretraining on it. A missing or non-string
+    field is a GptlabError naming the file and the line; an empty text is skipped."""
+    path = Path(path)
+    if not fields:
+        raise GptlabError("give at least one field")
+    texts = []
+    for line, record in read_json_records(path, fmt):
+        if not isinstance(record, dict):
+            raise GptlabError(f"{path} line {line}: expected a JSON object, got {type(record).__name__}")
+        for field in fields:
+            if field not in record:
+                fields_here = ", ".join(map(str, record)) or "none"
+                raise GptlabError(f"{path} line {line}: missing field {field!r} (fields: {fields_here})")
+            value = record[field]
+            if not isinstance(value, str):
+                raise GptlabError(
+                    f"{path} line {line}: field {field!r} must be a string, got {type(value).__name__}"
+                )
+            text = " ".join(value.split())
+            if text:
+                texts.append(text)
+    if not texts:
+        raise GptlabError(f"{path} has no text in field(s) {', '.join(fields)}")
+    return texts

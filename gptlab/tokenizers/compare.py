@@ -237,8 +237,16 @@ class CompareResult:
         out += [
             "",
             title,
-            _matrix(self.texts, ("text", "script", "chars", "bytes"), self.tokenizers, text_cell),
+            _matrix(self.texts, ("text", "script", "chars", "bytes", "words"), self.tokenizers, text_cell),
         ]
+        # per text too, not only per script: two languages in one script (English and German
+        # sides of a translation corpus, one file each) differ in cost, which the script rows merge
+        per_text = [
+            ("tokens per character, per text (lower = cheaper)", lambda r, t: _fmt(r.tokens_per_char(t))),
+            ("tokens per word, per text (lower = cheaper)", lambda r, t: _fmt(r.tokens_per_word(t))),
+        ]
+        for heading, cell in per_text if len(self.texts) > 1 else ():
+            out += ["", heading, _matrix(self.texts, ("text", "words"), self.tokenizers, cell)]
         sizes = ("script", "segs", "chars", "bytes", "words")
         per_script = [
             ("tokens per script (each line split into runs of one script)", lambda r, t: f"{r.tokens[t]}"),

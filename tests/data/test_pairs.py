@@ -4,11 +4,13 @@ loading, line-numbered errors, filling, encoding, extracting the output, the CLI
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
-from gptlab.data.pairs import Pair, load_pairs
+from gptlab.cli import main
+from gptlab.data.pairs import Pair, field_texts, load_pairs
 from gptlab.data.tasks import (
     InstructionExample,
     check_template,
@@ -109,3 +111,52 @@ def test_command_line_escapes_in_templates():
     assert template_text(r"Translate:\n{input}\n") == "Translate:\n{input}\n"
     assert template_text(r"a\tb\\n") == "a\tb\\n"  # an escaped backslash stays one backslash
     assert template_text("ä {input} ß") == "ä {input} ß"
+
+
+def test_field_texts_gives_each_records_fields_in_order_one_line_each(tmp_path):
+    path = write(
+        tmp_path,
+        json.dumps({"en": "A dog\nruns.", "de": "Ein  Hund\trennt.", "id": 1}),
+        "",
+        json.dumps({"en": "Two cats.", "de": "   "}),
+    )
+    assert field_texts(path, ["en", "de"]) == ["A dog runs.", "Ein Hund rennt.", "Two cats."]
+    assert field_texts(path, ["de"]) == ["Ein Hund rennt."]
+    assert field_texts(FIXTURE, ["de", "en"])[:2] == [
+        json.loads(FIXTURE.read_text("utf-8").splitlines()[0])[k] for k in ("de", "en")
+    ]
+
+
+@pytest.mark.parametrize(
+    "second_line, message",
+    [
+        ('["en", "de"]', "line 2: expected a JSON object, got list"),
+        ('{"de": "x"}', "line 2: missing field 'en' (fields: de)"),
+        ('{"en": ["x"], "de": "y"}', "line 2: field 'en' must be a string, got list"),
+        ("{oops", "line 2: bad JSON"),
+    ],
+)
+def test_field_texts_names_the_line_of_a_bad_record(tmp_path, second_line, message):
+    path = write(tmp_path, json.dumps({"en": "a", "de": "b"}), second_line)
+    with pytest.raises(GptlabError, match=re.escape(message)):
+        field_texts(path, ["en", "de"])
+
+
+def test_field_texts_refuses_a_file_without_text(tmp_path):
+    with pytest.raises(GptlabError, match="no text in field"):
+        field_texts(write(tmp_path, json.dumps({"en": " "})), ["en"])
+
+
+def test_data_text_cli_writes_the_lines_and_never_overwrites(tmp_path, capsys):
+    out = tmp_path / "text.txt"
+    assert main(["data", "text", "--input", str(FIXTURE), "--fields", "en,de", "--out", str(out)]) == 0
+    lines = out.read_text("utf-8").splitlines()
+    assert lines == field_texts(FIXTURE, ["en", "de"]) and len(lines) == 24
+    out.write_text("mine", encoding="utf-8")
+    assert main(["data", "text", "--input", str(FIXTURE), "--fields", "en", "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_text("utf-8") == "mine"
+    assert (
+        main(["data", "text", "--input", str(FIXTURE), "--fields", "en", "--out", str(out), "--overwrite"])
+        == 0
+    )
+    assert len(out.read_text("utf-8").splitlines()) == 12

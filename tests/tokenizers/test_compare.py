@@ -251,3 +251,25 @@ def test_cli_bad_inputs(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err
+
+
+def test_two_texts_in_one_script_get_their_own_cost_rows():
+    """English and German are both Latin script: the per-script rows merge them, so the table
+    shows tokens per character and per word for each text (the cost per language of a translation
+    corpus, one file a language). A tokenizer counting one token per character: 1.00 per char and
+    the mean word length (spaces included) per word, computed by hand here."""
+    texts = {"en.txt": "the cat sat", "de.txt": "die Katze sass"}
+    table = compare_tokenizers(texts, {"chars": list}).format_table()
+    per_char = table.split("tokens per character, per text")[1].split("\n\n")[0]
+    per_word = table.split("tokens per word, per text")[1].split("\n\n")[0]
+    assert [line.split() for line in per_char.splitlines()[2:]] == [
+        ["en.txt", "3", "1.00"],
+        ["de.txt", "3", "1.00"],
+    ]
+    # 11 characters / 3 words = 3.67, 14 / 3 = 4.67
+    assert [line.split() for line in per_word.splitlines()[2:]] == [
+        ["en.txt", "3", "3.67"],
+        ["de.txt", "3", "4.67"],
+    ]
+    single = compare_tokenizers({"en.txt": "the cat sat"}, {"chars": list}).format_table()
+    assert "per text (lower" not in single  # one text: its script rows already say it
