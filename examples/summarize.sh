@@ -36,13 +36,9 @@ if [[ -f "$TASKS/multi30k/train.jsonl" ]]; then
     --overwrite && TEXTS+=("$OUT/text/multi30k-en.txt")
 fi
 "$GPTLAB" tokenizer train --input "${TEXTS[@]}" --vocab-size "$VOCAB" --out "$OUT/tokenizer.json" --overwrite
-INPUTS=$(printf '"%s",' "${TEXTS[@]}")
 
 echo "== [$(elapsed)] pretraining a GPT from scratch on that text (a language model)"
-"$GPTLAB" train --out "$OUT/pretrain" --overwrite "data.input=[${INPUTS%,}]" "data.tokenizer=$OUT/tokenizer.json" \
-  data.val_fraction=0.02 "${MODEL[@]}" "${PRE[@]}" optim.lr=2e-3 optim.min_lr=2e-4 optim.warmup_steps=50 \
-  train.eval_every=200 train.eval_batches=8 train.sample_tokens=0 train.progress=false --json >"$OUT/pretrain.json"
-echo "pretraining: $(cat "$OUT/pretrain.json")"
+pretrain_from_scratch "$OUT/pretrain" "$OUT/tokenizer.json" "${TEXTS[@]}"
 
 echo "== [$(elapsed)] fine-tuning: abstract prompt -> TLDR"
 "$GPTLAB" finetune instruct --model "$OUT/pretrain" --data "$DATA/train.jsonl" --out "$OUT/final" --overwrite \

@@ -38,11 +38,7 @@ echo "== [$(elapsed)] the cost per language: tokens per character and per word, 
   --tokenizer "$OUT/tokenizer.json" --kinds tiktoken
 
 echo "== [$(elapsed)] pretraining from scratch on the sentences of both languages (a language model)"
-"$GPTLAB" train --out "$OUT/pretrain" --overwrite "data.input=[\"$OUT/text/train-en-de.txt\"]" \
-  "data.tokenizer=$OUT/tokenizer.json" data.val_fraction=0.02 "${MODEL[@]}" "${PRE[@]}" \
-  optim.lr=2e-3 optim.min_lr=2e-4 optim.warmup_steps=50 train.eval_every=200 train.eval_batches=8 \
-  train.sample_tokens=0 train.progress=false --json >"$OUT/pretrain.json"
-echo "pretraining: $(cat "$OUT/pretrain.json")"
+pretrain_from_scratch "$OUT/pretrain" "$OUT/tokenizer.json" "$OUT/text/train-en-de.txt"
 
 echo "== [$(elapsed)] fine-tuning on the pairs: English prompt -> German output"
 "$GPTLAB" finetune instruct --model "$OUT/pretrain" --data "$DATA/train.jsonl" --out "$OUT/final" \

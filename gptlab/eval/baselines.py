@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from gptlab.errors import GptlabError
@@ -69,12 +69,7 @@ class BagOfWordsResult:
     vocabulary: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "accuracy": self.accuracy,
-            "n_train": self.n_train,
-            "n_test": self.n_test,
-            "vocabulary": self.vocabulary,
-        }
+        return asdict(self)
 
 
 def bag_of_words_accuracy(
