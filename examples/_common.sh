@@ -31,13 +31,13 @@ elapsed() { echo "$((SECONDS / 60)) min $((SECONDS % 60)) s"; }
 
 # pretrain_from_scratch RUN TOKENIZER TEXT_FILE...: a GPT shaped by the caller's MODEL overrides,
 # trained as a language model on the text files with the caller's PRE settings (steps, minutes,
-# batch); its JSON summary goes to RUN.json. A short warmup: a busy CPU may take few steps.
+# batch); its JSON summary goes to RUN.json.
 pretrain_from_scratch() {
   local run="$1" tokenizer="$2" inputs
   shift 2
   inputs=$(printf '"%s",' "$@")
   "$GPTLAB" train --out "$run" --overwrite "data.input=[${inputs%,}]" "data.tokenizer=$tokenizer" \
-    data.val_fraction=0.02 "${MODEL[@]}" "${PRE[@]}" optim.lr=2e-3 optim.min_lr=2e-4 optim.warmup_steps=20 \
+    data.val_fraction=0.02 "${MODEL[@]}" "${PRE[@]}" optim.lr=2e-3 optim.min_lr=2e-4 optim.warmup_steps=50 \
     train.eval_every=200 train.eval_batches=8 train.sample_tokens=0 train.progress=false --json >"$run.json"
   echo "pretraining: $(cat "$run.json")"
 }
