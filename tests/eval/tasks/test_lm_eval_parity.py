@@ -26,6 +26,8 @@ from samples import SHAKESPEARE
 
 from gptlab.convert import convert_from_hf
 from gptlab.eval.tasks import Doc, Loglikelihood, Task, TaskFile
+from gptlab.eval.tasks.files import jsonl_docs
+from gptlab.eval.tasks.metrics import choice_metrics
 
 lm_eval = pytest.importorskip("lm_eval")
 transformers = pytest.importorskip("transformers")
@@ -43,23 +45,12 @@ EOT = "<|endoftext|>"
 # --- the items as gptlab Tasks: the same prompts as the YAML configs beside the fixtures -------
 
 
-def read_jsonl(paths) -> list[Doc]:
-    docs = []
-    for path in paths:
-        for line_no, line in enumerate(Path(path).read_text("utf-8").splitlines(), 1):
-            docs.append(Doc(len(docs), json.loads(line), f"{path}:{line_no}"))
-    return docs
+def loader(**fields):
+    return lambda paths: jsonl_docs(paths[0], fields)
 
 
 def mc_results(doc: Doc, answer: list[Loglikelihood]) -> dict[str, float]:
-    lls = [a.logprob for a in answer]
-    norm = [ll / len(choice) for ll, choice in zip(lls, doc["choices"])]
-    gold = doc["label"]
-    return {"acc": float(_argmax(lls) == gold), "acc_norm": float(_argmax(norm) == gold)}
-
-
-def _argmax(values: list[float]) -> int:
-    return max(range(len(values)), key=values.__getitem__)
+    return choice_metrics([a.logprob for a in answer], doc["label"], doc["choices"])
 
 
 def lambada_results(doc: Doc, answer: Loglikelihood) -> dict[str, float]:
@@ -81,10 +72,11 @@ def generate_results(doc: Doc, answer: str) -> dict[str, float]:
 
 
 def parity_tasks() -> list[Task]:
-    common = dict(family="parity", description="lm-eval parity fixture", load=read_jsonl)
+    common = dict(family="parity", description="lm-eval parity fixture")
     return [
         Task(
             name="parity_mc",
+            load=loader(question=str, choices=list, label=int),
             output_type="multiple_choice",
             data=(TaskFile("parity-mc", "parity/mc.jsonl"),),
             doc_to_text=lambda d: d["question"],
@@ -97,6 +89,7 @@ def parity_tasks() -> list[Task]:
         ),
         Task(
             name="parity_lambada",
+            load=loader(text=str),
             output_type="loglikelihood",
             data=(TaskFile("parity-lambada", "parity/lambada.jsonl"),),
             doc_to_text=lambda d: " ".join(d["text"].split(" ")[:-1]),
@@ -109,6 +102,7 @@ def parity_tasks() -> list[Task]:
         ),
         Task(
             name="parity_rolling",
+            load=loader(page=str),
             output_type="loglikelihood_rolling",
             data=(TaskFile("parity-rolling", "parity/rolling.jsonl"),),
             doc_to_text=lambda d: "",
@@ -125,6 +119,7 @@ def parity_tasks() -> list[Task]:
         ),
         Task(
             name="parity_generate",
+            load=loader(question=str, answer=str),
             output_type="generate_until",
             data=(TaskFile("parity-generate", "parity/generate.jsonl"),),
             doc_to_text=lambda d: d["question"],
@@ -248,10 +243,24 @@ def ours(hf_dir, data_dir, tmp_path_factory):
     return runner.evaluate_run(run_dir, parity_tasks(), options)
 
 
+def harness_samples(harness: dict, task: str) -> list[dict]:
+    """The per-doc samples lm-eval logged (its requests, answers and metrics), in doc order."""
+    return sorted(harness["samples"][task], key=lambda s: s["doc_id"])
+
+
 def harness_answers(harness: dict, task: str) -> list:
-    """The per-doc answers lm-eval logged, in doc order."""
-    samples = sorted(harness["samples"][task], key=lambda s: s["doc_id"])
-    return [s["filtered_resps"] for s in samples]
+    return [s["filtered_resps"] for s in harness_samples(harness, task)]
+
+
+def assert_same_items(harness: dict, ours, task: str) -> None:
+    """Per item: the same prompt (the context of each request) and the same metric values."""
+    theirs, items = harness_samples(harness, task), ours.items[task]
+    assert len(items) == len(theirs)
+    for their, item in zip(theirs, items):
+        if task != "parity_rolling":  # a rolling request has no context, only its text
+            assert {args[0] for args in their["arguments"]} == {item["context"]}
+        for metric, value in item["metrics"].items():
+            assert value == pytest.approx(their[metric], abs=LOGLIK_ATOL), (task, item["index"], metric)
 
 
 def harness_metric(harness: dict, task: str, metric: str) -> float:
@@ -274,6 +283,7 @@ def assert_logliks_agree(theirs: list, ours: list) -> float:
 
 
 def test_multiple_choice_logliks_acc_and_acc_norm_equal_the_harness(harness, ours):
+    assert_same_items(harness, ours, "parity_mc")
     theirs, items = harness_answers(harness, "parity_mc"), ours.items["parity_mc"]
     assert len(items) == len(theirs) == 6
     for their_choices, item in zip(theirs, items):
@@ -283,16 +293,20 @@ def test_multiple_choice_logliks_acc_and_acc_norm_equal_the_harness(harness, our
 
 
 def test_lambada_logliks_greedy_flags_acc_and_perplexity_equal_the_harness(harness, ours):
+    assert_same_items(harness, ours, "parity_lambada")
     theirs, items = harness_answers(harness, "parity_lambada"), ours.items["parity_lambada"]
     assert len(items) == len(theirs) >= 5  # the fixture's 4 and at least one derived greedy item
     assert_logliks_agree([answer[0] for answer in theirs], [item["answer"] for item in items])
     assert any(item["answer"][1] for item in items)  # the derived items are greedy on both sides
     results = ours.to_json()["results"]["parity_lambada"]
     assert results["acc"] == harness_metric(harness, "parity_lambada", "acc") > 0
-    assert results["perplexity"] == pytest.approx(harness_metric(harness, "parity_lambada", "perplexity"), rel=1e-4)
+    assert results["perplexity"] == pytest.approx(
+        harness_metric(harness, "parity_lambada", "perplexity"), rel=1e-4
+    )
 
 
 def test_rolling_logliks_and_perplexities_equal_the_harness(harness, ours):
+    assert_same_items(harness, ours, "parity_rolling")
     theirs, items = harness_answers(harness, "parity_rolling"), ours.items["parity_rolling"]
     assert len(items) == len(theirs) == 3
     for their, item in zip(theirs, items):
@@ -303,6 +317,7 @@ def test_rolling_logliks_and_perplexities_equal_the_harness(harness, ours):
 
 
 def test_generated_text_and_exact_match_equal_the_harness(harness, ours):
+    assert_same_items(harness, ours, "parity_generate")
     theirs, items = harness_answers(harness, "parity_generate"), ours.items["parity_generate"]
     assert len(items) == len(theirs) == 6
     assert [item["answer"] for item in items] == [their[0] for their in theirs]
