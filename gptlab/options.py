@@ -100,6 +100,14 @@ def open_unit_interval(text: str) -> float:
     return value
 
 
+def unit_interval_from_zero(text: str) -> float:
+    """A probability in [0, 1): 0 turns the thing off (label smoothing, dropout)."""
+    value = finite_float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
 def _int(text: str) -> int:
     try:
         return int(text)

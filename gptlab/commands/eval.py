@@ -35,6 +35,10 @@ def register(subparsers) -> None:
 
     register_classify(metrics)
 
+    from gptlab.commands.eval_tasks import register_tasks
+
+    register_tasks(metrics)
+
 
 def register_perplexity(metrics) -> None:
     ppl = metrics.add_parser(

@@ -1,5 +1,6 @@
-"""``gptlab eval classify --model RUN --data FILE``: accuracy, per-class precision/recall/F1 and the
-confusion matrix of a classifier run on a labelled file (same formats as training)."""
+"""``gptlab eval classify --model RUN --data FILE``: accuracy, per-class precision/recall/F1, the
+confusion matrix and the error analysis (gptlab.eval.error_analysis) of a classifier run on a
+labelled file (same formats as training)."""
 
 from __future__ import annotations
 
@@ -31,14 +32,17 @@ def register_classify(metrics) -> None:
 
 
 def run_classify(args: argparse.Namespace) -> int:
-    from gptlab.finetune.classify import evaluate_file
+    from gptlab.eval.error_analysis import format_error_analysis
+    from gptlab.finetune.classify import evaluate_file_with_errors
 
-    metrics = evaluate_file(
+    metrics, errors = evaluate_file_with_errors(
         args.model, args.data, args.text_column, args.label_column, args.header, device=args.device
     )
     if args.json:
-        print(json.dumps({"model": args.model, "data": args.data} | metrics.to_dict(), indent=2))
+        document = {"model": args.model, "data": args.data} | metrics.to_dict() | {"error_analysis": errors}
+        print(json.dumps(document, indent=2))
     else:
         print(f"{args.data} with {args.model}")
         print(metrics.format())
+        print(format_error_analysis(errors))
     return 0

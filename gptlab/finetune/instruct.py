@@ -51,6 +51,7 @@ from gptlab.finetune.common import (
     LoraOptions,
     StepSchedule,
     add_lora,
+    check_label_smoothing,
     check_positive,
     file_size_mb,
     lm_val_loss,
@@ -94,6 +95,7 @@ class InstructOptions:
     weight_decay: float = training_option("weight_decay", 0.1)
     warmup_fraction: float = 0.1
     grad_clip: float = training_option("grad_clip", 1.0)
+    label_smoothing: float = training_option("label_smoothing", 0.0)
     max_minutes: float | None = training_option("max_minutes", None)
     device: str = training_option("device", "auto")
     max_new_tokens: int = option(128, "response length for the evaluation", type=positive_int)
@@ -109,6 +111,7 @@ class InstructOptions:
         for name in ("epochs", "batch_size", "lr", "max_new_tokens"):
             check_positive(name, getattr(self, name))
         check_positive("grad_clip", self.grad_clip, allow_zero=True)
+        check_label_smoothing(self.label_smoothing)
         if self.max_minutes is not None:
             check_positive("max_minutes", self.max_minutes)
         if self.max_test_examples is not None:
@@ -346,7 +349,12 @@ def finetune_instruct(
         model=gpt,
         options=options,
         batches=lambda step: train_loader,
-        update=adamw_update(gpt, optimizer, lambda batch: gpt(*batch), options.grad_clip),
+        update=adamw_update(
+            gpt,
+            optimizer,
+            lambda batch: gpt(*batch, label_smoothing=options.label_smoothing),
+            options.grad_clip,
+        ),
         schedule=schedule,
         device=device,
         on_batch=train_loss.add,

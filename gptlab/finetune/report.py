@@ -59,7 +59,33 @@ def write_classifier_report(
     body = (
         table(rows) + "<h2>Test set</h2><pre>" + html.escape(test.format()) + "</pre>" + image(png, "metrics")
     )
+    if summary.get("error_analysis"):
+        body += error_analysis_html(summary["error_analysis"])
     _write_page(out, "Classifier fine-tuning", body)
+
+
+def error_analysis_html(analysis: dict) -> str:
+    """The error analysis's section: accuracy per bucket with intervals, then the two lists."""
+    rows = ["<tr><th>bucket</th><th>n</th><th>accuracy</th><th>95% interval (Wilson)</th></tr>"]
+    for b in analysis["by_length"] + analysis["by_negation"]:
+        low, high = b["interval"]
+        rows.append(
+            f"<tr><td>{html.escape(b['bucket'])}</td><td>{b['n']}</td><td>{b['accuracy']:.3f}</td>"
+            f"<td>[{low:.3f}, {high:.3f}]</td></tr>"
+        )
+    parts = ["<h2>Error analysis (test set)</h2>", f"<table>{''.join(rows)}</table>"]
+    for key, title in (
+        ("confident_mistakes", "Most confident mistakes"),
+        ("unsure_correct", "Least confident correct answers"),
+    ):
+        items = "".join(
+            f"<tr><td>{html.escape(x['gold'])}</td><td>{html.escape(x['predicted'])}</td>"
+            f"<td>{x['probability']:.3f}</td><td>{html.escape(x['text'])}</td></tr>"
+            for x in analysis[key]
+        )
+        header = "<tr><th>gold</th><th>predicted</th><th>probability</th><th>text</th></tr>"
+        parts.append(f"<h3>{title}</h3><table>{header}{items}</table>")
+    return "".join(parts)
 
 
 def plot_classifier_history(history: list[dict]) -> bytes:

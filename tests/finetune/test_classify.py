@@ -120,8 +120,14 @@ def test_eval_classify_matches_the_run_test_split(full_run, data_file, tmp_path,
     got = json.loads(capsys.readouterr().out)
     assert got["accuracy"] == full_run.test.accuracy
     assert got["confusion_matrix"] == full_run.summary["test"]["confusion_matrix"]
+    # the error analysis of the same texts: the one the run wrote (results.json) and its report shows
+    saved = json.loads((full_run.out_dir / "results.json").read_text())["error_analysis"]
+    assert got["error_analysis"] == saved and saved["n"] == len(test.texts)
+    assert sum(b["n"] for b in saved["by_length"]) == sum(b["n"] for b in saved["by_negation"]) == saved["n"]
+    assert "Error analysis (test set)" in (full_run.out_dir / "report.html").read_text()
     assert main(["eval", "classify", "--model", str(full_run.out_dir), "--data", str(test_file)]) == 0
-    assert "confusion matrix" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "confusion matrix" in printed and "least confident correct answers" in printed
 
 
 @pytest.mark.slow
