@@ -34,6 +34,9 @@ from gptlab.model.kv_cache import KVCache
 from gptlab.model.modes import eval_mode, model_device
 from gptlab.tokenizers.base import Tokenizer
 
+# choice rows per forward in score_choices, sorted by length (fewer padded positions; on 2 CPU
+# threads 32 rows beat one forward of 256 by 1.6x: bench/eval_tasks.py, docs/performance.md)
+CHOICE_ROWS = 32
 DEFAULT_MAX_LOGITS_BYTES = 1 << 27  # 128 MiB of float32 logits per forward pass
 LOGIT_BYTES = 4  # the log-softmax is taken in float32, whatever dtype the model computes in
 
@@ -191,8 +194,9 @@ def score_choices(
     as given, computed with the context run once per group.
 
     A GPT runs the contexts of a batch of groups once (left-padded into a KV cache), copies each
-    group's cached keys/values to a row per choice, and runs all choices in one more forward (none
-    when every choice is one token: the context's last logits score them all). A group whose
+    group's cached keys/values to a row per choice, and runs the choices, sorted by length, in
+    forwards of ``CHOICE_ROWS`` rows (none when every choice is one token: the context's last
+    logits score them all). A group whose
     choices do not all fit the model's context beside the whole context (they would be cut
     differently) and any other model go pair by pair through `score_pairs`. Even one continuation
     is faster this way: the language-model head, the largest matrix, runs on the continuation's
@@ -245,31 +249,32 @@ def _score_shared(model: GPT, groups: list[tuple[list[int], list[list[int]]]]) -
     contexts = [ctx for ctx, _ in groups]
     choices = [c for _, conts in groups for c in conts]
     L = max(len(ctx) for ctx in contexts)
-    Tc = max(len(c) for c in choices) - 1  # choice tokens that are inputs (all but each choice's last)
+    # one choice per context goes on in the context's own cache: room for its tokens too
+    Tc = max(len(c) for c in choices) - 1 if len(choices) == len(groups) else 0
     pad = torch.tensor([L - len(ctx) for ctx in contexts], dtype=torch.long)
     idx = torch.tensor([[0] * (L - len(ctx)) + ctx for ctx in contexts], dtype=torch.long, device=device)
     cache = KVCache(cfg.n_layer, len(groups), cfg.n_head, cfg.head_size, L + Tc, pad, device, dtype)
     last = model(idx, kv_cache=cache, last_only=True)[0][:, -1]  # (B, V): predicts each first choice token
     owner = torch.repeat_interleave(torch.arange(len(groups)), torch.tensor([len(cs) for _, cs in groups]))
     first = last[owner.to(device)]  # (R, V): the logits of each choice's first token
-    rest = first[:0]  # (N - R, V): the logits of the other choice tokens, choice by choice
-    if Tc > 0:
-        rows = cache  # one choice per context: its cache as it is
-        if len(choices) > len(groups):  # a row per choice, holding its context's keys/values
-            rows = KVCache(
-                cfg.n_layer, len(choices), cfg.n_head, cfg.head_size, L + Tc, pad[owner], device, dtype
-            )
-            rows.k[:, :, :, :L] = cache.k[:, owner.to(device), :, :L]
-            rows.v[:, :, :, :L] = cache.v[:, owner.to(device), :, :L]
-            rows.pos = L
-        cidx = torch.zeros(len(choices), Tc, dtype=torch.long)  # right-padded: causal, so harmless
-        for r, c in enumerate(choices):
-            cidx[r, : len(c) - 1] = torch.tensor(c[:-1])
-        logits = model(cidx.to(device), kv_cache=rows)[0]  # (R, Tc, V)
+    # (N - R, V): the logits of the other choice tokens, choice by choice
+    rest = first.new_empty(sum(len(c) - 1 for c in choices), first.shape[-1])
+    rest_at = [0]
+    for c in choices[:-1]:
+        rest_at.append(rest_at[-1] + len(c) - 1)
+    for rows_in, rows in _choice_batches(cache, choices, owner, pad, L):
+        t = max(len(choices[r]) for r in rows_in) - 1  # inputs: every token of a choice but its last
+        cidx = torch.zeros(len(rows_in), t, dtype=torch.long)  # right-padded: causal, so harmless
+        b_of, t_of, dest = [], [], []
+        for b, r in enumerate(rows_in):
+            n = len(choices[r]) - 1
+            cidx[b, :n] = torch.tensor(choices[r][:-1])
+            b_of += [b] * n
+            t_of += range(n)
+            dest += range(rest_at[r], rest_at[r] + n)
+        logits = model(cidx.to(device), kv_cache=rows)[0]  # (rows, t, V)
         at = {"dtype": torch.long, "device": logits.device}
-        row_of = torch.tensor([r for r, c in enumerate(choices) for _ in c[1:]], **at)
-        pos_of = torch.tensor([j for c in choices for j in range(len(c) - 1)], **at)
-        rest = logits[row_of, pos_of]
+        rest[torch.tensor(dest, **at)] = logits[torch.tensor(b_of, **at), torch.tensor(t_of, **at)]
     # each choice's tokens in order: its first token's row of `first`, then its rows of `rest`
     order, k = [], len(choices)
     for r, c in enumerate(choices):
@@ -283,6 +288,32 @@ def _score_shared(model: GPT, groups: list[tuple[list[int], list[list[int]]]]) -
         out.append(scores[k : k + len(conts)])
         k += len(conts)
     return out
+
+
+def _choice_batches(cache: KVCache, choices: list[list[int]], owner: torch.Tensor, pad: torch.Tensor, L: int):
+    """The choices of more than one token in forward batches, each ``(rows, kv cache)``: the rows
+    sorted longest first and ``CHOICE_ROWS`` at a time, each batch's cache holding its rows'
+    context keys/values: padding every choice to the longest of all would waste most of that
+    forward (choices differ 2-3x in length). One choice per context runs in one batch in the
+    context's cache as it is (no copy)."""
+    longer = sorted((r for r, c in enumerate(choices) if len(c) > 1), key=lambda r: -len(choices[r]))
+    if not longer:
+        return
+    if len(choices) == cache.k.shape[1]:  # row r of the cache is choice r's context
+        yield list(range(len(choices))), cache
+        return
+    n_layer, _, n_head, _, head_size = cache.k.shape
+    for i in range(0, len(longer), CHOICE_ROWS):
+        rows_in = longer[i : i + CHOICE_ROWS]
+        sel = owner[rows_in]
+        rows = KVCache(
+            n_layer, len(rows_in), n_head, head_size, L + len(choices[rows_in[0]]) - 1,
+            pad[sel], cache.k.device, cache.k.dtype,
+        )  # fmt: skip
+        rows.k[:, :, :, :L] = cache.k[:, sel.to(cache.k.device), :, :L]
+        rows.v[:, :, :, :L] = cache.v[:, sel.to(cache.k.device), :, :L]
+        rows.pos = L
+        yield rows_in, rows
 
 
 def continuation_scores(

@@ -35,7 +35,7 @@ lm_eval = pytest.importorskip("lm_eval")
 transformers = pytest.importorskip("transformers")
 runner = pytest.importorskip("gptlab.eval.tasks.runner")
 
-pytestmark = pytest.mark.slow  # lm-eval's imports and dataset building alone take seconds
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # lm-eval alone takes seconds
 
 FIXTURES = Path(__file__).resolve().parents[2] / "data" / "tasks" / "parity"
 TASK_NAMES = ("parity_mc", "parity_lambada", "parity_rolling", "parity_generate")
