@@ -34,9 +34,9 @@ from gptlab.model.kv_cache import KVCache
 from gptlab.model.modes import eval_mode, model_device
 from gptlab.tokenizers.base import Tokenizer
 
-# choice rows per forward in score_choices, sorted by length (fewer padded positions; on 2 CPU
-# threads 32 rows beat one forward of 256 by 1.6x: bench/eval_tasks.py, docs/performance.md)
-CHOICE_ROWS = 32
+# choice positions per forward in score_choices, the choices sorted by length: less padding than
+# one forward padded to the longest choice, yet matmuls large enough to keep every thread busy
+CHOICE_TOKENS = 2048
 DEFAULT_MAX_LOGITS_BYTES = 1 << 27  # 128 MiB of float32 logits per forward pass
 LOGIT_BYTES = 4  # the log-softmax is taken in float32, whatever dtype the model computes in
 
@@ -195,7 +195,7 @@ def score_choices(
 
     A GPT runs the contexts of a batch of groups once (left-padded into a KV cache), copies each
     group's cached keys/values to a row per choice, and runs the choices, sorted by length, in
-    forwards of ``CHOICE_ROWS`` rows (none when every choice is one token: the context's last
+    forwards of about ``CHOICE_TOKENS`` positions (none when every choice is one token: the context's last
     logits score them all). A group whose
     choices do not all fit the model's context beside the whole context (they would be cut
     differently) and any other model go pair by pair through `score_pairs`. Even one continuation
@@ -292,7 +292,7 @@ def _score_shared(model: GPT, groups: list[tuple[list[int], list[list[int]]]]) -
 
 def _choice_batches(cache: KVCache, choices: list[list[int]], owner: torch.Tensor, pad: torch.Tensor, L: int):
     """The choices of more than one token in forward batches, each ``(rows, kv cache)``: the rows
-    sorted longest first and ``CHOICE_ROWS`` at a time, each batch's cache holding its rows'
+    sorted longest first, about ``CHOICE_TOKENS`` input positions at a time, each batch's cache holding its rows'
     context keys/values: padding every choice to the longest of all would waste most of that
     forward (choices differ 2-3x in length). One choice per context runs in one batch in the
     context's cache as it is (no copy)."""
@@ -303,8 +303,10 @@ def _choice_batches(cache: KVCache, choices: list[list[int]], owner: torch.Tenso
         yield list(range(len(choices))), cache
         return
     n_layer, _, n_head, _, head_size = cache.k.shape
-    for i in range(0, len(longer), CHOICE_ROWS):
-        rows_in = longer[i : i + CHOICE_ROWS]
+    i = 0
+    while i < len(longer):
+        rows_in = longer[i : i + max(1, CHOICE_TOKENS // (len(choices[longer[i]]) - 1))]
+        i += len(rows_in)
         sel = owner[rows_in]
         rows = KVCache(
             n_layer, len(rows_in), n_head, head_size, L + len(choices[rows_in[0]]) - 1,

@@ -156,12 +156,12 @@ def test_bad_input_is_a_clear_error(model):
     assert continuation_logprobs(model, [], []) == []
 
 
-@pytest.mark.parametrize("rows", [1, 3, 1000])
-def test_choices_in_length_sorted_row_batches_score_as_each_pair_alone(model, monkeypatch, rows):
-    """score_choices runs the choices of a batch sorted by length, ``CHOICE_ROWS`` rows per forward:
+@pytest.mark.parametrize("tokens", [1, 6, 1000])
+def test_choices_in_length_sorted_row_batches_score_as_each_pair_alone(model, monkeypatch, tokens):
+    """score_choices runs the choices of a batch sorted by length, about ``CHOICE_TOKENS`` positions per forward:
     however they are cut, every choice gets its own context's keys/values and its own logits."""
-    monkeypatch.setattr(scoring, "CHOICE_ROWS", rows)
-    rng = random.Random(rows)
+    monkeypatch.setattr(scoring, "CHOICE_TOKENS", tokens)
+    rng = random.Random(tokens)
     groups = []
     for _ in range(7):  # 2 to 4 choices of 1 to 5 tokens after 1 to 3 context tokens: all fit BLOCK + 1
         context = [rng.randrange(VOCAB) for _ in range(rng.randint(1, 3))]
