@@ -4,7 +4,8 @@
                                [--batch-size B] [--lm-eval-batch-sizes 32,128] [--threads N]
                                [--repeats 1] [--smoke] [--json]
 
-The model is a random Hugging Face GPT-2 (``--layers`` x ``--width``, context ``--context``) with a
+The model is a random Hugging Face GPT-2 (``--layers`` x ``--width``, context ``--context``, and
+GPT-2's output layer of 50,257 rows unless ``--model-vocab`` says otherwise) with a small
 byte-level BPE tokenizer trained on ``--data``, saved as an HF folder that lm-eval's ``hf`` model
 loads and that gptlab converts (gptlab.convert.convert_from_hf). The items are HellaSwag-shaped
 multiple choice, made from ``--data``: a context of one to three lines, then four choices (the
@@ -91,7 +92,7 @@ def build_model(folder: Path, text: str, args) -> None:
     torch.manual_seed(0)
     config = transformers.GPT2Config(
         n_layer=args.layers, n_head=args.heads, n_embd=args.width, n_positions=args.context,
-        vocab_size=args.vocab_size, bos_token_id=bpe.eot_id, eos_token_id=bpe.eot_id,
+        vocab_size=args.model_vocab, bos_token_id=bpe.eot_id, eos_token_id=bpe.eot_id,
     )  # fmt: skip
     transformers.GPT2LMHeadModel(config).save_pretrained(folder)
     save_hf_gpt2_tokenizer(bpe, folder)
@@ -168,7 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--width", type=int, default=256)
     p.add_argument("--context", type=int, default=256)
-    p.add_argument("--vocab-size", type=int, default=512)
+    p.add_argument("--vocab-size", type=int, default=512, help="the tokenizer's (trained on --data)")
+    p.add_argument(
+        "--model-vocab", type=int, default=50257,
+        help="rows of the model's embedding and output layer: GPT-2's 50,257 by default, so the "
+        "output layer costs what it costs in GPT-2 (ids past the tokenizer's are never seen)",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=None, help="gptlab's batch size (default: its own)")
     p.add_argument("--lm-eval-batch-sizes", default="32,128", help="comma-separated; the fastest is compared")
     p.add_argument("--repeats", type=int, default=1)
@@ -178,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.smoke:
         args.items, args.layers, args.heads, args.width, args.context = 8, 1, 2, 32, 64
-        args.vocab_size, args.lm_eval_batch_sizes = 300, "4"
+        args.vocab_size, args.model_vocab, args.lm_eval_batch_sizes = 300, 300, "4"
     if args.threads:
         torch.set_num_threads(args.threads)
     for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):

@@ -256,33 +256,39 @@ def _score_shared(model: GPT, groups: list[tuple[list[int], list[list[int]]]]) -
     cache = KVCache(cfg.n_layer, len(groups), cfg.n_head, cfg.head_size, L + Tc, pad, device, dtype)
     last = model(idx, kv_cache=cache, last_only=True)[0][:, -1]  # (B, V): predicts each first choice token
     owner = torch.repeat_interleave(torch.arange(len(groups)), torch.tensor([len(cs) for _, cs in groups]))
-    first = last[owner.to(device)]  # (R, V): the logits of each choice's first token
-    # (N - R, V): the logits of the other choice tokens, choice by choice
-    rest = first.new_empty(sum(len(c) - 1 for c in choices), first.shape[-1])
-    rest_at = [0]
+    at = {"dtype": torch.long, "device": last.device}
+    starts = [0]  # where each choice's tokens begin in the flat (N,) layout, choice by choice
     for c in choices[:-1]:
-        rest_at.append(rest_at[-1] + len(c) - 1)
+        starts.append(starts[-1] + len(c))
+    logp = torch.empty(starts[-1] + len(choices[-1]), device=last.device)  # (N,) per choice token
+    hits = torch.empty(len(logp), dtype=torch.bool, device=last.device)
+    # first tokens: the context's last logits, normalised once per context, not once per choice
+    firsts = torch.tensor([c[0] for c in choices], **at)
+    at_first, of = torch.tensor(starts, **at), owner.to(last.device)
+    logp[at_first] = last.float().log_softmax(-1)[of, firsts]
+    hits[at_first] = last.argmax(-1)[of] == firsts
+    # the other tokens: the LM head (the largest matmul at GPT-2's vocabulary) runs on the choices'
+    # real positions only, and only (tokens, V) logits of one batch exist at a time
     for rows_in, rows in _choice_batches(cache, choices, owner, pad, L):
         t = max(len(choices[r]) for r in rows_in) - 1  # inputs: every token of a choice but its last
         cidx = torch.zeros(len(rows_in), t, dtype=torch.long)  # right-padded: causal, so harmless
-        b_of, t_of, dest = [], [], []
+        b_of, t_of, dest, targets = [], [], [], []
         for b, r in enumerate(rows_in):
-            n = len(choices[r]) - 1
-            cidx[b, :n] = torch.tensor(choices[r][:-1])
-            b_of += [b] * n
-            t_of += range(n)
-            dest += range(rest_at[r], rest_at[r] + n)
-        logits = model(cidx.to(device), kv_cache=rows)[0]  # (rows, t, V)
-        at = {"dtype": torch.long, "device": logits.device}
-        rest[torch.tensor(dest, **at)] = logits[torch.tensor(b_of, **at), torch.tensor(t_of, **at)]
-    # each choice's tokens in order: its first token's row of `first`, then its rows of `rest`
-    order, k = [], len(choices)
-    for r, c in enumerate(choices):
-        order += [r, *range(k, k + len(c) - 1)]
-        k += len(c) - 1
-    picked = torch.cat([first, rest])[torch.tensor(order, device=first.device)]
-    targets = torch.tensor([t for c in choices for t in c], dtype=torch.long, device=first.device)
-    scores = _pick(picked, targets, [len(c) for c in choices])
+            c = choices[r]
+            cidx[b, : len(c) - 1] = torch.tensor(c[:-1])
+            b_of += [b] * (len(c) - 1)
+            t_of += range(len(c) - 1)
+            dest += range(starts[r] + 1, starts[r] + len(c))
+            targets += c[1:]
+        x = model.hidden_states(cidx.to(device), kv_cache=rows)[-1]  # (rows, t, C)
+        logits = model.unembed(x[torch.tensor(b_of, **at), torch.tensor(t_of, **at)])  # (n, V)
+        target = torch.tensor(targets, **at)
+        logp[torch.tensor(dest, **at)] = logits.float().log_softmax(-1).gather(-1, target[:, None])[:, 0]
+        hits[torch.tensor(dest, **at)] = logits.argmax(-1) == target
+    lengths = [len(c) for c in choices]
+    scores = [
+        PairScore(lp, bool(g.all())) for lp, g in zip(logp.cpu().split(lengths), hits.cpu().split(lengths))
+    ]
     out, k = [], 0
     for _, conts in groups:
         out.append(scores[k : k + len(conts)])

@@ -306,10 +306,11 @@ class GPT(nn.Module):
         x, _, attns = self._run(idx, need_weights=True)
         return self.unembed(x), attns
 
-    def hidden_states(self, idx: torch.Tensor) -> list[torch.Tensor]:
+    def hidden_states(self, idx: torch.Tensor, kv_cache: KVCache | None = None) -> list[torch.Tensor]:
         """The residual stream (B, T, C) after the embeddings and after each block (n_layer + 1
-        tensors, before the final norm); ``unembed`` turns any of them into logits (logit lens)."""
-        _, hidden, _ = self._run(idx, keep_hidden=True)
+        tensors, before the final norm); ``unembed`` turns any of them into logits (logit lens).
+        With a KV cache, as in ``forward``: idx holds the new tokens only."""
+        _, hidden, _ = self._run(idx, kv_cache, keep_hidden=True)
         return hidden
 
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
