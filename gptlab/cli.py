@@ -22,6 +22,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "tokenizer": ("tokenizer", "train, use, inspect and compare tokenizers"),
     "data": ("data", "download named datasets and prepare token shards"),
     "train": ("train", "pretrain a GPT from a TOML config and key=value overrides"),
+    "schedule": ("schedule", "plot a config's learning-rate schedule (warmup, cosine, wsd, ...)"),
     "generate": ("generate", "sample text from a trained or converted model"),
     "chat": ("chat", "chat with a model: messages on stdin, replies streamed"),
     "finetune": ("finetune", "fine-tune a pretrained model: classification or instruction following"),
