@@ -40,7 +40,10 @@ VERBS: dict[str, tuple[str, str]] = {
         "security and robustness audits: memorisation, membership, injection, attacks, bias, poisoning",
     ),
     "serve": ("serve", "serve a model over an OpenAI-compatible HTTP API, with a web playground at /"),
-    "bench": ("bench", "run a benchmark from bench/ (train, speedrun, decode, tokenizer, finetune-lora)"),
+    "bench": (
+        "bench",
+        "run a benchmark from bench/ (train, speedrun, decode, tokenizer, finetune-lora, optimizers)",
+    ),
 }
 
 

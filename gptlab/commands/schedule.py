@@ -47,7 +47,11 @@ def run(args: argparse.Namespace) -> int:
         claim_file(out, what="plot", overwrite=args.overwrite)
         atomic_write_bytes(out, plot_schedule(schedule, steps))
     if args.json:
-        print(json.dumps({"schedule": config.optim.schedule, "steps": steps, "plot": out, "lr": schedule.curve(steps)}))
+        print(
+            json.dumps(
+                {"schedule": config.optim.schedule, "steps": steps, "plot": out, "lr": schedule.curve(steps)}
+            )
+        )
     else:
         print(f"{config.optim.schedule} schedule over {steps} steps: {out}")
     return 0

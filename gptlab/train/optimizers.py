@@ -258,7 +258,11 @@ def check_optim_section(o) -> None:
         (o.name in OPTIMIZERS, f"optim.name must be one of {', '.join(OPTIMIZERS)}", o.name),
         (0 <= o.momentum < 1, "optim.momentum must be in [0, 1)", o.momentum),
         (not o.nesterov or o.momentum > 0, "optim.nesterov needs optim.momentum > 0", o.momentum),
-        (o.adafactor_clip_threshold > 0, "optim.adafactor_clip_threshold must be > 0", o.adafactor_clip_threshold),
+        (
+            o.adafactor_clip_threshold > 0,
+            "optim.adafactor_clip_threshold must be > 0",
+            o.adafactor_clip_threshold,
+        ),
         (o.adafactor_decay_rate < 0, "optim.adafactor_decay_rate must be < 0", o.adafactor_decay_rate),
         (
             not o.adafactor_warmup_init or o.adafactor_relative_step,

@@ -38,7 +38,9 @@ def trajectory(make, seed: int = 0, steps: int = STEPS, decay: float = 0.1) -> l
     the 3-D tensor decay, the vector does not (as gptlab's groups)."""
     init, loss = problem(seed)
     ps = [p.clone().requires_grad_(True) for p in init]
-    optimizer = make([{"params": [ps[0], ps[2]], "weight_decay": decay}, {"params": [ps[1]], "weight_decay": 0.0}])
+    optimizer = make(
+        [{"params": [ps[0], ps[2]], "weight_decay": decay}, {"params": [ps[1]], "weight_decay": 0.0}]
+    )
     out = []
     for step in range(steps):
         optimizer.zero_grad()
@@ -79,7 +81,9 @@ def test_adam_and_adamw_differ_when_weights_decay():
 @pytest.mark.parametrize("momentum, nesterov", [(0.0, False), (0.9, False), (0.9, True), (0.5, True)])
 def test_sgd_from_scratch_follows_torch_sgd(momentum, nesterov):
     ours = trajectory(lambda g: SGD(g, lr=1e-2, momentum=momentum, nesterov=nesterov))
-    ref = trajectory(lambda g: torch.optim.SGD(g, lr=1e-2, momentum=momentum, nesterov=nesterov, foreach=False))
+    ref = trajectory(
+        lambda g: torch.optim.SGD(g, lr=1e-2, momentum=momentum, nesterov=nesterov, foreach=False)
+    )
     assert_same(ours, ref, 1e-6)
 
 
@@ -89,12 +93,16 @@ ADAFACTOR_OPTIONS = [
     dict(lr=None, relative_step=True, scale_parameter=False, warmup_init=False, beta1=0.9),
     dict(lr=1e-2, relative_step=False, scale_parameter=True, warmup_init=False, beta1=None),
     dict(lr=3e-2, relative_step=False, scale_parameter=False, warmup_init=False, beta1=0.9),
-    dict(lr=1e-2, relative_step=False, scale_parameter=True, warmup_init=False, beta1=0.9, clip_threshold=0.5),
+    dict(
+        lr=1e-2, relative_step=False, scale_parameter=True, warmup_init=False, beta1=0.9, clip_threshold=0.5
+    ),
     dict(lr=1e-2, relative_step=False, scale_parameter=False, warmup_init=False, beta1=None, decay_rate=-0.5),
 ]
 
 
-@pytest.mark.parametrize("options", ADAFACTOR_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+@pytest.mark.parametrize(
+    "options", ADAFACTOR_OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items())
+)
 def test_adafactor_follows_transformers_adafactor(options):
     reference = pytest.importorskip("transformers.optimization").Adafactor
     ours = trajectory(lambda g: Adafactor(g, **options))

@@ -46,8 +46,16 @@ def test_warmup_rises_to_the_peak_whatever_follows(kind, shape, values):
         ("inverse-sqrt", {"warmup": 0}, {0: 1.0, 3: 0.5, 99: 0.1}),
         # decay over the last 20% of 100 steps: held to step 79, then a quarter of the way at 85
         ("wsd", {"decay_steps": 100}, {10: 1.0, 79: 1.0, 80: 1.0, 85: 0.775, 100: 0.1, 300: 0.1}),
-        ("wsd", {"decay_steps": 100, "wsd_decay": "cosine"}, {79: 1.0, 85: 0.1 + 0.45 * (1 + math.sqrt(0.5))}),
-        ("wsd", {"decay_steps": 100, "wsd_decay": "sqrt"}, {79: 1.0, 85: 0.55, 90: 0.1 + 0.9 * (1 - math.sqrt(0.5))}),
+        (
+            "wsd",
+            {"decay_steps": 100, "wsd_decay": "cosine"},
+            {79: 1.0, 85: 0.1 + 0.45 * (1 + math.sqrt(0.5))},
+        ),
+        (
+            "wsd",
+            {"decay_steps": 100, "wsd_decay": "sqrt"},
+            {79: 1.0, 85: 0.55, 90: 0.1 + 0.9 * (1 - math.sqrt(0.5))},
+        ),
         ("wsd", {"decay_steps": 100, "wsd_fraction": 0.5}, {49: 1.0, 75: 0.55, 100: 0.1}),
     ],
 )
@@ -69,7 +77,13 @@ def test_config_keys_reach_the_schedule():
          "optim.warmup_shape=cosine", "optim.warmup_steps=20", "optim.lr=0.01", "optim.min_lr=0.001"],
     )  # fmt: skip
     s = schedule_from_config(config)
-    assert (s.kind, s.decay_steps, s.wsd_fraction, s.wsd_decay, s.warmup_shape) == ("wsd", 400, 0.1, "sqrt", "cosine")
+    assert (s.kind, s.decay_steps, s.wsd_fraction, s.wsd_decay, s.warmup_shape) == (
+        "wsd",
+        400,
+        0.1,
+        "sqrt",
+        "cosine",
+    )
     assert s.lr_at(359) == 0.01 and s.lr_at(400) == pytest.approx(0.001)
 
 
