@@ -23,6 +23,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "data": ("data", "download named datasets and prepare token shards"),
     "train": ("train", "pretrain a GPT from a TOML config and key=value overrides"),
     "schedule": ("schedule", "plot a config's learning-rate schedule (warmup, cosine, wsd, ...)"),
+    "sweep": ("sweep", "train a grid of configs x seeds: train/val loss and gap per point, table and plots"),
     "generate": ("generate", "sample text from a trained or converted model"),
     "chat": ("chat", "chat with a model: messages on stdin, replies streamed"),
     "finetune": ("finetune", "fine-tune a pretrained model: classification or instruction following"),

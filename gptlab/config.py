@@ -27,7 +27,7 @@ from typing import Any
 
 from gptlab.errors import GptlabError
 from gptlab.io import atomic_write_text
-from gptlab.model.config import GPTConfig
+from gptlab.model.config import DROPOUT_SITES, GPTConfig
 
 try:  # Python 3.11+
     import tomllib
@@ -93,6 +93,9 @@ class OptimSection:
     step_gamma: float = 0.1
     wsd_decay_fraction: float = 0.2  # wsd: the last fraction of decay_steps decays to min_lr
     wsd_decay: str = "linear"  # wsd: linear | cosine | sqrt (1 - sqrt) shape of that decay
+    # eps: the training loss's targets are (1 - eps) one-hot + eps uniform over the vocabulary
+    # (F.cross_entropy's label_smoothing); evaluations report the plain cross-entropy
+    label_smoothing: float = 0.0
 
 
 @dataclass
@@ -120,6 +123,7 @@ class TrainSection:
     sample_temperature: float = 0.8
     sample_top_k: int = 40
     progress: bool = True  # tqdm progress bar
+    data_fraction: float = 1.0  # train on the first this fraction of the train split's tokens (0 < f <= 1)
 
 
 @dataclass
@@ -177,6 +181,8 @@ def check_values(config: RunConfig) -> None:
         (o.grad_clip >= 0, "optim.grad_clip must be >= 0 (0 disables clipping)", o.grad_clip),
         (o.warmup_steps >= 0, "optim.warmup_steps must be >= 0", o.warmup_steps),
         (o.decay_steps >= 0, "optim.decay_steps must be >= 0 (0: train.max_steps)", o.decay_steps),
+        (0 <= o.label_smoothing < 1, "optim.label_smoothing must be in [0, 1)", o.label_smoothing),
+        (0 < t.data_fraction <= 1, "train.data_fraction must be in (0, 1]", t.data_fraction),
         (0 <= t.seed <= MAX_SEED, "train.seed must be an integer in [0, 2**63 - 1]", t.seed),
         (0 <= d.val_fraction < 1, "data.val_fraction must be in [0, 1)", d.val_fraction),
         (dp.epsilon >= 0, "dp.epsilon must be >= 0 (0: off)", dp.epsilon),
@@ -231,7 +237,8 @@ def set_value(config: RunConfig, dotted: str, value: Any, source: str = "overrid
                 f"{source}: unknown key {dotted!r} (model keys: preset, {', '.join(sorted(MODEL_FIELDS))})"
             )
         default = getattr(GPTConfig(), key)
-        config.model.overrides[key] = _check_type(type(default), value, dotted, source)
+        kind = float if key in DROPOUT_SITES else type(default)  # their None default means "dropout"
+        config.model.overrides[key] = _check_type(kind, value, dotted, source)
         return
     target = getattr(config, section)
     known = {f.name: f for f in fields(target)}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 from typing import Any
 
 # torch.manual_seed overflows past 2**63 - 1; verbs add offsets (sample i uses seed + i), so leave room
@@ -55,6 +56,15 @@ def int_at_least(minimum: int):
 
     check.__name__ = f"integer >= {minimum}"
     return check
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
+
+
+def template_text(text: str) -> str:
+    """A prompt template typed on a command line: ``\\n``, ``\\t`` and ``\\\\`` become a newline,
+    a tab and a backslash (a shell's double quotes keep them as two characters)."""
+    return re.sub(r"\\([nt\\])", lambda m: _ESCAPES[m.group(1)], text)
 
 
 def seed_type(text: str) -> int:
@@ -97,6 +107,14 @@ def open_unit_interval(text: str) -> float:
     value = finite_float(text)
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be strictly between 0 and 1, got {text}")
+    return value
+
+
+def unit_interval_from_zero(text: str) -> float:
+    """A probability in [0, 1): 0 turns the thing off (label smoothing, dropout)."""
+    value = finite_float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
     return value
 
 

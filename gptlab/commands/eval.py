@@ -35,6 +35,14 @@ def register(subparsers) -> None:
 
     register_classify(metrics)
 
+    from gptlab.commands.eval_tasks import register_tasks
+
+    register_tasks(metrics)
+
+    from gptlab.commands.eval_generation import register_generation
+
+    register_generation(metrics)
+
 
 def register_perplexity(metrics) -> None:
     ppl = metrics.add_parser(

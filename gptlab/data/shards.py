@@ -339,6 +339,7 @@ class TokenDataset:
             )
         self.path = path
         self.tokens = np.memmap(path, dtype=self.dtype, mode="r") if size else np.empty(0, dtype=self.dtype)
+        self.meta_tokens = len(self.tokens)  # the whole split's, before any `head` cut
         self._check_ids()
 
     def _check_ids(self) -> None:
@@ -355,6 +356,15 @@ class TokenDataset:
     def __len__(self) -> int:
         return len(self.tokens)
 
+    def head(self, fraction: float) -> TokenDataset:
+        """This split cut to its first ``fraction`` (0 < f <= 1) of tokens, rounded up (in place;
+        returned): train.data_fraction, the data-size axis of an overfitting study. The first
+        tokens, not a random sample, so a smaller fraction's data is part of a larger one's."""
+        if not 0 < fraction <= 1:
+            raise GptlabError(f"data fraction must be in (0, 1], got {fraction!r}")
+        self.tokens = self.tokens[: math.ceil(len(self.tokens) * fraction)]
+        return self
+
     @property
     def tokenizer_path(self) -> Path:
         return self.data_dir / self.meta.get("tokenizer", TOKENIZER_FILE)
@@ -370,8 +380,9 @@ class TokenDataset:
         if block_size < 1:
             raise GptlabError(f"block_size must be at least 1, got {block_size}")
         if len(self) < block_size + 1:
+            cut = f" (cut to its first tokens of {self.meta_tokens})" if len(self) < self.meta_tokens else ""
             raise GptlabError(
-                f"the {self.split} split of {self.data_dir} has {len(self)} tokens, fewer than "
+                f"the {self.split} split of {self.data_dir}{cut} has {len(self)} tokens, fewer than "
                 f"block_size + 1 = {block_size + 1}: use a smaller block_size or more text "
                 "(or a larger val_fraction for the val split)"
             )

@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from gptlab.errors import GptlabError
+from gptlab.model.gpt import GPT
+from gptlab.model.kv_cache import KVCache
 from gptlab.model.modes import eval_mode, model_device
 from gptlab.tokenizers.base import Tokenizer
 
@@ -76,7 +79,14 @@ def text_window(
     return ids[:1], ids[1:]
 
 
-@torch.no_grad()
+class PairScore(NamedTuple):
+    """One scored pair: ``logprobs`` (the continuation tokens' log-probabilities, a 1-D float32 CPU
+    tensor) and ``is_greedy`` (every continuation token is the argmax of the logits before it)."""
+
+    logprobs: torch.Tensor
+    is_greedy: bool
+
+
 def continuation_logprobs(
     model: torch.nn.Module,
     contexts: Sequence[Sequence[int]],
@@ -93,6 +103,23 @@ def continuation_logprobs(
     restored after) on its own device. ``max_batch_size`` caps the rows per forward pass; the
     logits budget ``max_logits_bytes`` may make batches smaller.
     """
+    scores = score_pairs(
+        model, contexts, continuations, max_batch_size=max_batch_size, max_logits_bytes=max_logits_bytes
+    )
+    return [score.logprobs for score in scores]
+
+
+@torch.no_grad()
+def score_pairs(
+    model: torch.nn.Module,
+    contexts: Sequence[Sequence[int]],
+    continuations: Sequence[Sequence[int]],
+    *,
+    max_batch_size: int | None = None,
+    max_logits_bytes: int = DEFAULT_MAX_LOGITS_BYTES,
+) -> list[PairScore]:
+    """`continuation_logprobs` with each pair's ``is_greedy`` (what lm-evaluation-harness reports
+    with every log-likelihood): one `PairScore` per pair, in the order given."""
     if len(contexts) != len(continuations):
         raise GptlabError(f"got {len(contexts)} contexts but {len(continuations)} continuations")
     if max_batch_size is not None and max_batch_size < 1:
@@ -113,7 +140,7 @@ def continuation_logprobs(
         lengths.append(len(continuation))
     _check_token_ids(rows, vocab)
 
-    out: list[torch.Tensor] = [torch.empty(0)] * len(rows)
+    out: list[PairScore] = [PairScore(torch.empty(0), False)] * len(rows)
     order = sorted(range(len(rows)), key=lambda k: -len(rows[k]))  # longest first: its T bounds the batch
     device = model_device(model)
     with eval_mode(model):
@@ -134,12 +161,130 @@ def continuation_logprobs(
             logits = model(idx.to(device))[0]  # (B, T, V)
             vocab = vocab or logits.shape[-1]
             at = {"dtype": torch.long, "device": logits.device}
-            picked = logits[torch.tensor(batch_rows, **at), torch.tensor(positions, **at)].float()  # (N, V)
-            logp = picked.log_softmax(-1).gather(-1, torch.tensor(targets, **at)[:, None])  # (N, 1)
-            scores = logp[:, 0].cpu().split([lengths[k] for k in chunk])  # (n_k,) per row
+            picked = logits[torch.tensor(batch_rows, **at), torch.tensor(positions, **at)]  # (N, V)
+            scores = _pick(picked, torch.tensor(targets, **at), [lengths[k] for k in chunk])
             for k, score in zip(chunk, scores):
                 out[k] = score
             i += len(chunk)
+    return out
+
+
+def _pick(logits: torch.Tensor, targets: torch.Tensor, lengths: list[int]) -> list[PairScore]:
+    """logits (N, V) of the N scored positions, their targets (N,), split into pairs of ``lengths``
+    tokens: each pair's log-probabilities (float32 log-softmax) and whether each target was the argmax."""
+    logp = logits.float().log_softmax(-1).gather(-1, targets[:, None])[:, 0]  # (N,)
+    hits = logits.argmax(-1) == targets  # (N,)
+    logps, greedy = logp.cpu().split(lengths), hits.cpu().split(lengths)
+    return [PairScore(lp, bool(g.all())) for lp, g in zip(logps, greedy)]
+
+
+@torch.no_grad()
+def score_choices(
+    model: torch.nn.Module,
+    groups: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]],
+    *,
+    max_batch_size: int | None = None,
+    max_logits_bytes: int = DEFAULT_MAX_LOGITS_BYTES,
+) -> list[list[PairScore]]:
+    """Several continuations of one context each (the choices of a multiple-choice item), as
+    ``[(context, [choice, ...]), ...]``: the `score_pairs` of every (context, choice) pair, grouped
+    as given, computed with the context run once per group.
+
+    A GPT runs the contexts of a batch of groups once (left-padded into a KV cache), copies each
+    group's cached keys/values to a row per choice, and runs all choices in one more forward (none
+    when every choice is one token: the context's last logits score them all). A group whose
+    choices do not all fit the model's context beside the whole context (they would be cut
+    differently) and any other model go pair by pair through `score_pairs`. Even one continuation
+    is faster this way: the language-model head, the largest matrix, runs on the continuation's
+    positions only, not on every position of the context. ``max_batch_size``
+    caps the choice rows per forward (a group is never split); ``max_logits_bytes`` as there."""
+    groups = [(_token_ids(ctx), [_token_ids(c) for c in conts]) for ctx, conts in groups]
+    config = getattr(model, "config", None)
+    block_size = getattr(config, "block_size", None)
+    out: list[list[PairScore]] = [[] for _ in groups]
+    shared, alone = [], []
+    for g, (ctx, conts) in enumerate(groups):
+        if not conts:
+            raise GptlabError(f"group {g} has no continuations to score")
+        fits = block_size is not None and all(c and len(ctx) + len(c) <= block_size + 1 for c in conts)
+        (shared if isinstance(model, GPT) and ctx and fits else alone).append(g)
+    pairs = [(g, c) for g in alone for c in groups[g][1]]
+    scores = score_pairs(
+        model, [groups[g][0] for g, _ in pairs], [c for _, c in pairs],
+        max_batch_size=max_batch_size, max_logits_bytes=max_logits_bytes,
+    )  # fmt: skip
+    for (g, _), score in zip(pairs, scores):
+        out[g].append(score)
+    _check_token_ids(
+        [ctx + c for g in shared for ctx, conts in [groups[g]] for c in conts],
+        config.vocab_size if shared else None,
+    )
+    order = sorted(shared, key=lambda g: -len(groups[g][0]))  # longest contexts first: less padding
+    with eval_mode(model):
+        i = 0
+        while i < len(order):
+            chunk, rows, width = [], 0, 1
+            while i < len(order):
+                ctx, conts = groups[order[i]]
+                n, w = rows + len(conts), max(width, max(len(c) for c in conts))
+                too_big = n * w * config.vocab_size * LOGIT_BYTES > max_logits_bytes
+                # every row is right-padded to the chunk's longest choice: the padding of the longest
+                # context (the chunk's first) must still have a position inside the model's context
+                too_long = len(groups[chunk[0]][0] if chunk else ctx) + w - 1 > block_size
+                if chunk and (too_big or too_long or (max_batch_size is not None and n > max_batch_size)):
+                    break
+                chunk.append(order[i])
+                rows, width, i = n, w, i + 1
+            for g, scored in zip(chunk, _score_shared(model, [groups[g] for g in chunk])):
+                out[g] = scored
+    return out
+
+
+def _score_shared(model: GPT, groups: list[tuple[list[int], list[list[int]]]]) -> list[list[PairScore]]:
+    """One batch of `score_choices`: the contexts through a KV cache, then every choice after its
+    context's cached keys/values (see there)."""
+    cfg, device = model.config, model_device(model)
+    dtype = next(model.parameters()).dtype
+    contexts = [ctx for ctx, _ in groups]
+    choices = [c for _, conts in groups for c in conts]
+    L = max(len(ctx) for ctx in contexts)
+    Tc = max(len(c) for c in choices) - 1  # choice tokens that are inputs (all but each choice's last)
+    pad = torch.tensor([L - len(ctx) for ctx in contexts], dtype=torch.long)
+    idx = torch.tensor([[0] * (L - len(ctx)) + ctx for ctx in contexts], dtype=torch.long, device=device)
+    cache = KVCache(cfg.n_layer, len(groups), cfg.n_head, cfg.head_size, L + Tc, pad, device, dtype)
+    last = model(idx, kv_cache=cache, last_only=True)[0][:, -1]  # (B, V): predicts each first choice token
+    owner = torch.repeat_interleave(torch.arange(len(groups)), torch.tensor([len(cs) for _, cs in groups]))
+    first = last[owner.to(device)]  # (R, V): the logits of each choice's first token
+    rest = first[:0]  # (N - R, V): the logits of the other choice tokens, choice by choice
+    if Tc > 0:
+        rows = cache  # one choice per context: its cache as it is
+        if len(choices) > len(groups):  # a row per choice, holding its context's keys/values
+            rows = KVCache(
+                cfg.n_layer, len(choices), cfg.n_head, cfg.head_size, L + Tc, pad[owner], device, dtype
+            )
+            rows.k[:, :, :, :L] = cache.k[:, owner.to(device), :, :L]
+            rows.v[:, :, :, :L] = cache.v[:, owner.to(device), :, :L]
+            rows.pos = L
+        cidx = torch.zeros(len(choices), Tc, dtype=torch.long)  # right-padded: causal, so harmless
+        for r, c in enumerate(choices):
+            cidx[r, : len(c) - 1] = torch.tensor(c[:-1])
+        logits = model(cidx.to(device), kv_cache=rows)[0]  # (R, Tc, V)
+        at = {"dtype": torch.long, "device": logits.device}
+        row_of = torch.tensor([r for r, c in enumerate(choices) for _ in c[1:]], **at)
+        pos_of = torch.tensor([j for c in choices for j in range(len(c) - 1)], **at)
+        rest = logits[row_of, pos_of]
+    # each choice's tokens in order: its first token's row of `first`, then its rows of `rest`
+    order, k = [], len(choices)
+    for r, c in enumerate(choices):
+        order += [r, *range(k, k + len(c) - 1)]
+        k += len(c) - 1
+    picked = torch.cat([first, rest])[torch.tensor(order, device=first.device)]
+    targets = torch.tensor([t for c in choices for t in c], dtype=torch.long, device=first.device)
+    scores = _pick(picked, targets, [len(c) for c in choices])
+    out, k = [], 0
+    for _, conts in groups:
+        out.append(scores[k : k + len(conts)])
+        k += len(conts)
     return out
 
 

@@ -9,7 +9,8 @@ end, next to a prompting baseline (the same GPT, no training) and the forgetting
 The run directory's format (classifier.json, the weights, test_split.jsonl) and loading a run
 are gptlab.finetune.classifier_run; the loop is gptlab.finetune.loop's; the report
 gptlab.finetune.report's. This file writes metrics.jsonl (one record per epoch: train and val
-metrics) and results.json (test metrics, baselines, forgetting, costs).
+metrics) and results.json (test metrics, baselines, forgetting, costs, and the test split's
+error analysis: gptlab.eval.error_analysis).
 
 Train metrics are taken from the batches as they train (in train mode, with dropout), as most
 trainers print them; val and test metrics are full passes in eval mode.
@@ -37,6 +38,7 @@ from gptlab.data.tasks import (
 )
 from gptlab.errors import GptlabError
 from gptlab.eval.classification import ClassificationMetrics, classification_metrics
+from gptlab.eval.error_analysis import error_analysis
 from gptlab.finetune.classifier_run import (
     ADAPTER_FILE,
     HEAD_FILE,
@@ -50,6 +52,7 @@ from gptlab.finetune.common import (
     LoraOptions,
     StepSchedule,
     add_lora,
+    check_label_smoothing,
     check_positive,
     file_size_mb,
     lm_val_loss,
@@ -98,6 +101,7 @@ class ClassifyOptions:
     weight_decay: float = training_option("weight_decay", 0.01)
     warmup_fraction: float = 0.1
     grad_clip: float = training_option("grad_clip", 1.0)
+    label_smoothing: float = training_option("label_smoothing", 0.0)
     max_minutes: float | None = training_option("max_minutes", None)
     device: str = training_option("device", "auto")
     prompting_shots: tuple[int, ...] = option(  # () for none
@@ -130,6 +134,11 @@ class ClassifyOptions:
             check_positive(name, getattr(self, name))
         check_positive("grad_clip", self.grad_clip, allow_zero=True)
         check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        check_label_smoothing(self.label_smoothing)
+        if self.dp_epsilon is not None and self.label_smoothing:
+            raise GptlabError(
+                "DP-SGD fine-tuning does not apply label smoothing: leave --label-smoothing at 0"
+            )
         if self.max_length is not None:
             check_positive("max_length", self.max_length)
         if self.max_minutes is not None:
@@ -148,28 +157,63 @@ class ClassifyResult:
     summary: dict[str, Any]
 
 
+@dataclass
+class Predictions:
+    """A full pass of a classifier over a loader, in the loader's order."""
+
+    gold: list[int]
+    predicted: list[int]
+    confidence: list[float]  # the probability of the predicted class
+    lengths: list[int]  # tokens of each text the model read (after truncation)
+    loss: float | None
+
+
 @torch.no_grad()
-def evaluate_classifier(
-    model: GPTClassifier, loader: DataLoader, label_names: list[str]
-) -> ClassificationMetrics:
-    """Loss and metrics of a full pass over ``loader`` in eval mode."""
+def predict(model: GPTClassifier, loader: DataLoader) -> Predictions:
+    """Predictions, probabilities and the mean loss of a full pass over ``loader`` in eval mode."""
     device = next(model.parameters()).device
-    y_true, y_pred, total, n = [], [], 0.0, 0
+    out = Predictions([], [], [], [], None)
+    total, n = 0.0, 0
     with eval_mode(model):
         for idx, lengths, labels in loader:
             idx, lengths, labels = idx.to(device), lengths.to(device), labels.to(device)
             logits, loss = model(idx, lengths, labels)
             total += float(loss) * len(labels)
             n += len(labels)
-            y_true += labels.tolist()
-            y_pred += logits.argmax(-1).tolist()
-    return classification_metrics(y_true, y_pred, label_names, loss=total / n if n else None)
+            confidence, predicted = logits.float().softmax(-1).max(-1)
+            out.gold += labels.tolist()
+            out.predicted += predicted.tolist()
+            out.confidence += confidence.tolist()
+            out.lengths += lengths.tolist()
+    out.loss = total / n if n else None
+    return out
+
+
+def evaluate_classifier(
+    model: GPTClassifier, loader: DataLoader, label_names: list[str]
+) -> ClassificationMetrics:
+    """Loss and metrics of a full pass over ``loader`` in eval mode."""
+    p = predict(model, loader)
+    return classification_metrics(p.gold, p.predicted, label_names, loss=p.loss)
+
+
+def analyse_errors(predictions: Predictions, texts: list[str], label_names: list[str]) -> dict:
+    """gptlab.eval.error_analysis of ``predictions`` made on ``texts`` (the loader's order)."""
+    p = predictions
+    return error_analysis(texts, p.gold, p.predicted, p.confidence, p.lengths, label_names)
 
 
 def evaluate_file(
     run: str | Path, data: str | Path, text_column=None, label_column=None, header=None, device="cpu"
 ) -> ClassificationMetrics:
     """Metrics of a classifier run on a labelled file (columns default to the run's training ones)."""
+    return evaluate_file_with_errors(run, data, text_column, label_column, header, device)[0]
+
+
+def evaluate_file_with_errors(
+    run: str | Path, data: str | Path, text_column=None, label_column=None, header=None, device="cpu"
+) -> tuple[ClassificationMetrics, dict]:
+    """`evaluate_file`'s metrics and the error analysis (gptlab.eval.error_analysis) of the file."""
     clf = load_classifier(run, device=device)
     cols = clf.meta.get("columns", {})
     is_json = Path(data).suffix.lower() in (".json", ".jsonl", ".ndjson")
@@ -187,7 +231,9 @@ def evaluate_file(
         header=cols.get("header") if header is None else header,
     )
     loader = _loader(ClassificationDataset(labelled, clf.tokenizer, clf.max_length), 32, clf.pad_id, False, 0)
-    return evaluate_classifier(clf.model, loader, clf.label_names)
+    p = predict(clf.model, loader)
+    metrics = classification_metrics(p.gold, p.predicted, clf.label_names, loss=p.loss)
+    return metrics, analyse_errors(p, labelled.texts, clf.label_names)
 
 
 def _loader(dataset, batch_size: int, pad: int, shuffle: bool, seed: int) -> DataLoader:
@@ -312,7 +358,12 @@ def finetune_classifier(
     total_steps = options.epochs * len(train_loader)
     dp_plan = None
     if options.dp_epsilon is None:
-        update = adamw_update(model, optimizer, lambda batch: model(*batch), options.grad_clip)
+        update = adamw_update(
+            model,
+            optimizer,
+            lambda batch: model(*batch, label_smoothing=options.label_smoothing),
+            options.grad_clip,
+        )
 
         def batches(step: int):
             return train_loader
@@ -382,7 +433,11 @@ def finetune_classifier(
         summary["costs"]["cuda_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
 
     best = load_classifier(out, device=str(device))
-    test_m = evaluate_classifier(best.model, test_loader, data.label_names)
+    test_predictions = predict(best.model, test_loader)
+    test_m = classification_metrics(
+        test_predictions.gold, test_predictions.predicted, data.label_names, loss=test_predictions.loss
+    )
+    summary["error_analysis"] = analyse_errors(test_predictions, test_data.texts, data.label_names)
     if "forgetting" in summary:
         summary["forgetting"]["after"] = lm_val_loss(best.model.gpt, baseline_data)
     best_epoch = trained.best["epoch"]
@@ -430,7 +485,11 @@ def _options_dict(options: ClassifyOptions) -> dict:
 __all__ = [
     "ClassifyOptions",
     "ClassifyResult",
+    "Predictions",
+    "analyse_errors",
     "evaluate_classifier",
     "evaluate_file",
+    "evaluate_file_with_errors",
+    "predict",
     "finetune_classifier",
 ]

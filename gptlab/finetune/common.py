@@ -34,6 +34,7 @@ from gptlab.options import (
     positive_float,
     positive_int,
     seed_type,
+    unit_interval_from_zero,
 )
 from gptlab.train.optim import make_adamw, set_lr
 from gptlab.train.schedule import LRSchedule
@@ -54,6 +55,11 @@ TRAINING_FLAGS: dict[str, dict[str, Any]] = {
     "lr": {"type": positive_float, "help": "peak learning rate (warmup, then cosine to lr/10)"},
     "weight_decay": {"type": nonnegative_float},
     "grad_clip": {"type": nonnegative_float, "help": "max gradient norm (0: off)"},
+    "label_smoothing": {
+        "type": unit_interval_from_zero,
+        "help": "eps of the training loss's label smoothing (F.cross_entropy's); val/test losses stay plain",
+        "metavar": "EPS",
+    },
     "max_minutes": {"type": positive_float, "help": "stop training after this many minutes"},
     "device": {"help": "cpu, cuda, cuda:1, mps (default: cuda if available)"},
     "progress": {"help": "no progress bar"},
@@ -126,6 +132,11 @@ class StepSchedule:
         lr = self.schedule.lr_at(step)
         set_lr(self.optimizer, lr)
         return lr
+
+
+def check_label_smoothing(value) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise GptlabError(f"label_smoothing must be in [0, 1), got {value!r}")
 
 
 def check_positive(name: str, value, allow_zero: bool = False) -> None:

@@ -59,7 +59,33 @@ def write_classifier_report(
     body = (
         table(rows) + "<h2>Test set</h2><pre>" + html.escape(test.format()) + "</pre>" + image(png, "metrics")
     )
+    if summary.get("error_analysis"):
+        body += error_analysis_html(summary["error_analysis"])
     _write_page(out, "Classifier fine-tuning", body)
+
+
+def error_analysis_html(analysis: dict) -> str:
+    """The error analysis's section: accuracy per bucket with intervals, then the two lists."""
+    rows = ["<tr><th>bucket</th><th>n</th><th>accuracy</th><th>95% interval (Wilson)</th></tr>"]
+    for b in analysis["by_length"] + analysis["by_negation"]:
+        low, high = b["interval"]
+        rows.append(
+            f"<tr><td>{html.escape(b['bucket'])}</td><td>{b['n']}</td><td>{b['accuracy']:.3f}</td>"
+            f"<td>[{low:.3f}, {high:.3f}]</td></tr>"
+        )
+    parts = ["<h2>Error analysis (test set)</h2>", f"<table>{''.join(rows)}</table>"]
+    for key, title in (
+        ("confident_mistakes", "Most confident mistakes"),
+        ("unsure_correct", "Least confident correct answers"),
+    ):
+        items = "".join(
+            f"<tr><td>{html.escape(x['gold'])}</td><td>{html.escape(x['predicted'])}</td>"
+            f"<td>{x['probability']:.3f}</td><td>{html.escape(x['text'])}</td></tr>"
+            for x in analysis[key]
+        )
+        header = "<tr><th>gold</th><th>predicted</th><th>probability</th><th>text</th></tr>"
+        parts.append(f"<h3>{title}</h3><table>{header}{items}</table>")
+    return "".join(parts)
 
 
 def plot_classifier_history(history: list[dict]) -> bytes:
@@ -94,7 +120,16 @@ def write_instruct_report(out: Path, history: list[dict], summary: dict, test_ex
 
     rows = ["<tr><th>metric</th><th>base model</th><th>fine-tuned</th></tr>"]
     base = summary.get("base_scores") or {}
-    for key in ("rougeL_f", "bleu", "exact_match", "distinct_2", "repetition_rate_3", "mean_words", "empty"):
+    for key in (
+        "rougeL_f",
+        "bleu",
+        "chrf",
+        "exact_match",
+        "distinct_2",
+        "repetition_rate_3",
+        "mean_words",
+        "empty",
+    ):
         b = base.get(key)
         rows.append(
             f"<tr><td>{key}</td><td>{'' if b is None else f'{b:.4g}'}</td><td>{summary['scores'][key]:.4g}</td></tr>"
@@ -106,7 +141,8 @@ def write_instruct_report(out: Path, history: list[dict], summary: dict, test_ex
             f"<td>{perplexities[1]:.3f}</td></tr>"
         )
     samples = "".join(
-        f"<h3>{html.escape(ex.instruction)}</h3><p><b>input</b> {html.escape(ex.input)}</p>"
+        (f"<h3>{html.escape(ex.instruction)}</h3>" if ex.instruction else "")  # none for input -> output
+        + f"<p><b>input</b> {html.escape(ex.input)}</p>"
         f"<p><b>reference</b> {html.escape(ex.output)}</p><p><b>generated</b> {html.escape(g)}</p>"
         for ex, g in list(zip(test_ex, generated))[:10]
     )

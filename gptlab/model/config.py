@@ -2,9 +2,13 @@
 
 The defaults are GPT-2 small (124M). The options are a few explicit fields, each with one meaning:
 
-- ``dropout``: one probability used at the three classic sites (token+position embeddings,
+- ``dropout``: the probability used at the three classic sites (token+position embeddings,
   attention probabilities, residual branches), as nanoGPT does. 0.0 for pretraining small models
   on lots of data; 0.1 is GPT-2's value. Converted Hugging Face models get 0.0 (inference).
+  ``embd_dropout``, ``attn_dropout``, ``resid_dropout`` set one site each (GPT-2's embd_pdrop,
+  attn_pdrop, resid_pdrop); None (the default) means ``dropout``, so a config or model file
+  written before they existed builds the same model. Resid covers the outputs of the attention
+  and MLP projections, before they are added to the residual stream.
 - ``bias``: biases in every Linear and LayerNorm (GPT-2: on). The LM head never has one.
 - ``tie_weights``: the LM head reuses the token embedding matrix (GPT-2: on).
 - ``pos_encoding``: ``learned`` (GPT-2's table), ``sinusoidal`` (fixed, "Attention is all you
@@ -32,6 +36,7 @@ SHAPE_FIELDS = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
 # Sanity ceilings, far above any GPT there is (GPT-3 175B: 96 layers, n_embd 12288) yet low
 # enough that a corrupt or hostile model.json cannot make gptlab build a model without end
 # (n_layer 10^9) or overflow a size computation (n_embd 2^40).
+DROPOUT_SITES = ("embd_dropout", "attn_dropout", "resid_dropout")  # optional per-site dropout fields
 MAX_SIZES = {"vocab_size": 2**24, "block_size": 2**24, "n_layer": 1024, "n_head": 2**16, "n_embd": 2**16}
 
 
@@ -43,6 +48,9 @@ class GPTConfig:
     n_head: int = 12
     n_embd: int = 768
     dropout: float = 0.0
+    embd_dropout: float | None = None  # None: dropout (module doc)
+    attn_dropout: float | None = None
+    resid_dropout: float | None = None
     bias: bool = True
     tie_weights: bool = True
     pos_encoding: str = "learned"
@@ -57,6 +65,11 @@ class GPTConfig:
     @property
     def head_size(self) -> int:
         return self.n_embd // self.n_head
+
+    def site_dropout(self, site: str) -> float:
+        """The dropout probability at ``site`` (embd, attn or resid): its own field, else dropout."""
+        value = getattr(self, f"{site}_dropout")
+        return self.dropout if value is None else value
 
     def validate(self) -> None:
         """Raise GptlabError naming the field when a value is out of range or an unknown option."""
@@ -85,8 +98,16 @@ class GPTConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise GptlabError(f"model config: {name} must be a number, got {value!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise GptlabError(f"model config: dropout must be in [0, 1), got {self.dropout!r}")
+        for name in DROPOUT_SITES:  # None: the same as dropout
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+            ):
+                raise GptlabError(f"model config: {name} must be a number, got {value!r}")
+        for name in ("dropout", *DROPOUT_SITES):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value < 1.0:
+                raise GptlabError(f"model config: {name} must be in [0, 1), got {value!r}")
         for name in ("norm_eps", "rope_base"):
             if not getattr(self, name) > 0:
                 raise GptlabError(f"model config: {name} must be > 0, got {getattr(self, name)!r}")

@@ -143,11 +143,11 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.n_head = config.n_head
-        self.dropout = config.dropout
+        self.dropout = config.site_dropout("attn")  # on the attention probabilities (SDPA's dropout_p)
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v at once
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
-        self.attn_dropout = nn.Dropout(config.dropout)
-        self.resid_dropout = nn.Dropout(config.dropout)
+        self.attn_dropout = nn.Dropout(self.dropout)
+        self.resid_dropout = nn.Dropout(config.site_dropout("resid"))
 
     def forward(
         self,
@@ -193,7 +193,7 @@ class MLP(nn.Module):
         # GPT-2 uses the tanh approximation of GELU; using it here keeps logits equal to GPT-2's
         self.act = nn.GELU(approximate="tanh") if config.activation == "gelu" else nn.ReLU()
         self.c_proj = nn.Linear(hidden, config.n_embd, bias=config.bias)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = nn.Dropout(config.site_dropout("resid"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.c_proj(self.act(self.c_fc(x))))  # (B, T, C)
@@ -231,7 +231,7 @@ class GPT(nn.Module):
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(config.vocab_size, config.n_embd),
-                drop=nn.Dropout(config.dropout),
+                drop=nn.Dropout(config.site_dropout("embd")),
                 h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
                 ln_f=make_norm(config),
             )
@@ -276,9 +276,12 @@ class GPT(nn.Module):
         targets: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
         last_only: bool = False,
+        label_smoothing: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) token ids -> logits (B, T, V) and the mean cross-entropy against targets (B, T)
-        (entries equal to -100 ignored), or None without targets. With a KV cache, idx holds only
+        (entries equal to -100 ignored), or None without targets. ``label_smoothing`` eps: the
+        targets are (1 - eps) one-hot + eps uniform over the vocabulary, F.cross_entropy's
+        definition; trainers pass it for the training loss only, so evaluations stay the NLL. With a KV cache, idx holds only
         the new tokens; they are appended at ``kv_cache.pos``. ``last_only``: logits of the last
         position only, (B, 1, V): all that sampling needs, and the LM head is the largest matmul
         (on a 512-token GPT-2 prompt, all positions would cost as much as the rest of the model)."""
@@ -290,7 +293,12 @@ class GPT(nn.Module):
         logits = self.unembed(x)  # (B, T, V)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX)
+            loss = F.cross_entropy(
+                logits.flatten(0, 1),
+                targets.flatten(),
+                ignore_index=IGNORE_INDEX,
+                label_smoothing=label_smoothing,
+            )
         return logits, loss
 
     def forward_with_attention(self, idx: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

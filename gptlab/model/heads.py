@@ -87,14 +87,19 @@ class GPTClassifier(nn.Module):
         return (x * real).sum(dim=1) / lengths[:, None].to(x.dtype)  # (B, C)
 
     def forward(
-        self, idx: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor | None = None
+        self,
+        idx: torch.Tensor,
+        lengths: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T), lengths (B,) -> class logits (B, K) and, given labels (B,), the
-        cross-entropy (weighted by ``class_weights`` if set), else None."""
+        cross-entropy (weighted by ``class_weights`` if set; targets smoothed by
+        ``label_smoothing`` eps over the K classes, F.cross_entropy's definition), else None."""
         logits = self.head(self.features(idx, lengths))  # (B, K)
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits, labels, weight=self.class_weights)
+            loss = F.cross_entropy(logits, labels, weight=self.class_weights, label_smoothing=label_smoothing)
         return logits, loss
 
     @torch.no_grad()

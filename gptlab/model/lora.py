@@ -39,13 +39,15 @@ import torch.nn.functional as F
 
 from gptlab.errors import GptlabError
 from gptlab.io import load_safetensors, parse_json, save_safetensors
+from gptlab.model.config import DROPOUT_SITES
 
 DEFAULT_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # every Linear in a block
 ADAPTER_FORMAT = "gptlab-lora"
 ADAPTER_VERSION = 1
 KAIMING_A = math.sqrt(5)  # nn.Linear's default init: kaiming_uniform_(a=sqrt(5)), used for A
 BLOCK_PREFIX = re.compile(r"^.*\.h\.\d+\.")  # "transformer.h.3.attn.c_attn" -> "attn.c_attn"
-CONFIG_FIELDS_IGNORED = ("dropout",)  # a model config field that does not change which weights fit
+# model config fields that do not change which weights fit
+CONFIG_FIELDS_IGNORED = ("dropout", *DROPOUT_SITES)
 
 
 class LoRALinear(nn.Module):

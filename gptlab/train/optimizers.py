@@ -22,13 +22,12 @@ pseudo-code; only "adamw" is tuned for speed.
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import torch
 
 from gptlab.errors import GptlabError
-from gptlab.train.optim import FUSED_DEVICES, param_groups
+from gptlab.train.optim import make_adamw, param_groups
 
 OPTIMIZERS = ("adamw", "adamw-scratch", "adam", "sgd", "adafactor", "lion")
 ADAFACTOR_EPS = (1e-30, 1e-3)  # (added to g^2, floor of the parameter scale): the paper's values
@@ -285,9 +284,7 @@ def make_optimizer(model: torch.nn.Module, o, device_type: str = "cpu") -> torch
         raise GptlabError("the model has no trainable parameters")
     betas = (o.beta1, o.beta2)
     if o.name == "adamw":
-        fused = device_type in FUSED_DEVICES and "fused" in inspect.signature(torch.optim.AdamW).parameters
-        extra = {"fused": True} if fused else {"foreach": True}
-        return torch.optim.AdamW(groups, lr=o.lr, betas=betas, eps=o.eps, **extra)
+        return make_adamw(model, o.lr, o.weight_decay, betas, o.eps, device_type)
     if o.name in ("adamw-scratch", "adam"):
         return Adam(groups, lr=o.lr, betas=betas, eps=o.eps, decoupled=o.name == "adamw-scratch")
     if o.name == "sgd":

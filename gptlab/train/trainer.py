@@ -235,7 +235,7 @@ class _Run:
         dist.barrier()
         if not dist.is_main:
             data_dir = prepare_run_data(config, self.run_dir, progress=False, check=False)  # only reads
-        self.train_data = TokenDataset(data_dir, "train")
+        self.train_data = TokenDataset(data_dir, "train").head(t.data_fraction)
         val = TokenDataset(data_dir, "val")
         self.val_data = val if len(val) else None
         self.tokenizer = self.train_data.load_tokenizer()
@@ -342,7 +342,7 @@ class _Run:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             sync = distributed.sync_gradients(self.model, micro == t.grad_accum - 1)
             with sync, self.autocast():
-                _, loss = self.model(x, y)
+                _, loss = self.model(x, y, label_smoothing=self.config.optim.label_smoothing)
                 loss = loss / t.grad_accum
             loss.backward()
             total += loss.detach()
@@ -474,6 +474,8 @@ def _check_train_section(config: RunConfig) -> None:
     check_values(config)
     schedule_from_config(config)  # its own checks (schedule name, min_lr <= lr, ...)
     check_optim_section(config.optim)
+    if config.dp.epsilon > 0 and config.optim.label_smoothing > 0:
+        raise GptlabError("DP training does not apply optim.label_smoothing: set it to 0 with dp.epsilon > 0")
     if config.dp.epsilon > 0 and (t.compile or t.activation_checkpointing):
         raise GptlabError(
             "DP training computes per-window gradients with torch.func: set train.compile=false and "
