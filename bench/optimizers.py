@@ -12,7 +12,8 @@ the same algorithm as "adamw" (tested to match it), run at adamw's best lr to sh
 fused kernel saves in wall time.
 
     python bench/optimizers.py [--data ../shared/data/tinyshakespeare.txt] [--steps 200]
-        [--seeds 2] [--only adamw,lion] [--json] [--save results.json] [--quick]
+        [--seeds 2] [--only adamw,lion] [--json] [--save results.json] [--plot sweep.png] [--quick]
+    python bench/optimizers.py --from-json results.json [--plot sweep.png]   # the tables again
 
 One torch thread by default: on a machine shared with other jobs, two threads per process
 made steps 20x slower (threads waiting on each other's cores), and one thread keeps the
@@ -155,7 +156,13 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: see the module doc)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--save", metavar="FILE", help="also write the JSON document to FILE")
+    p.add_argument("--plot", metavar="PNG", help="also draw mean val loss against lr per optimiser")
+    p.add_argument("--from-json", metavar="FILE", help="no runs: print (and --plot) a saved result")
     args = p.parse_args()
+    if args.from_json:
+        out = json.loads(Path(args.from_json).read_text(encoding="utf-8"))
+        report(out, args)
+        return
     if not Path(args.data).is_file():
         raise SystemExit(f"--data {args.data}: no such file (tinyshakespeare.txt is in ../shared/data)")
     names = args.only.split(",") if args.only else [*LR_GRID, "adamw-scratch"]
@@ -208,10 +215,45 @@ def main() -> None:
     }
     if args.save:
         Path(args.save).write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    report(out, args)
+
+
+def report(out: dict, args) -> None:
+    if args.plot:
+        Path(args.plot).write_bytes(plot_sweep(out))
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         print(markdown(out))
+
+
+def plot_sweep(out: dict) -> bytes:
+    """PNG bytes: mean final val loss against lr (log scale), one line per optimiser."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    for name, r in out["optimizers"].items():
+        points = [
+            (pt["lr"], pt["val_loss_mean"]) for pt in r["sweep"].values() if pt["val_loss_mean"] is not None
+        ]
+        if points:
+            ax.plot(*zip(*points), "o-", label=name, markersize=4)
+    ax.set_xscale("log")
+    ax.set_xlabel("peak learning rate")
+    ax.set_ylabel(f"val loss after {out['steps']} steps (mean of {out['seeds']} seeds)")
+    ax.set_title("optimisers: learning-rate sweep")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def markdown(out: dict) -> str:

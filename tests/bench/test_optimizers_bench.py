@@ -17,13 +17,20 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
 @pytest.mark.slow
-def test_optimizers_bench_quick_reports_every_optimizer_and_state_size():
+def test_optimizers_bench_quick_reports_every_optimizer_and_state_size(tmp_path):
+    script, saved, plot = str(BENCH / "optimizers.py"), tmp_path / "r.json", tmp_path / "sweep.png"
     done = subprocess.run(
-        [sys.executable, str(BENCH / "optimizers.py"), "--quick", "--json", "--data", str(SHAKESPEARE)],
+        [sys.executable, script, "--quick", "--json", "--data", str(SHAKESPEARE),
+         "--save", str(saved), "--plot", str(plot)],
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     r = json.loads(done.stdout)  # the whole of stdout is one JSON document
+    assert json.loads(saved.read_text()) == r and plot.read_bytes().startswith(b"\x89PNG")
+    table = subprocess.run(
+        [sys.executable, script, "--from-json", str(saved)], capture_output=True, text=True
+    )
+    assert table.returncode == 0 and "| adafactor (no beta1) |" in table.stdout
     assert set(r["optimizers"]) == {"adamw", "adam", "sgd", "adafactor", "lion", "adamw-scratch"}
     for name, result in r["optimizers"].items():
         assert result["val_loss"] is not None and 0 < result["val_loss"] < 10, name
