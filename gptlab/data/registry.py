@@ -488,6 +488,58 @@ REGISTRY: dict[str, DatasetEntry] = {
             git_blob="0ad1a9bbe0c198f511131c011d71dacefee41001",
             mirror_path="tasks/popqa/popQA.tsv",
         ),
+        DatasetEntry(
+            name="multi30k-train-subset",
+            url="https://raw.githubusercontent.com/multi30k/dataset/a3d2e0d26b56f3846f66a952536ffed4e401d05a/data/task1/raw/train.de.gz",
+            filename="multi30k-train.jsonl",
+            description=(
+                "Multi30K task 1 English-German training pairs, all 29,000, as JSONL {en, de} (whitespace "
+                "stripped), joined from train.en.gz and train.de.gz at the URL's commit (mirrors only)"
+            ),
+            license="none stated in the repository (Flickr30K-derived; non-commercial research and education)",
+            sha256="4a7268d73a573432bf378f1cf6824bc7544439ad24337504a139bc42b470821c",
+            size=4462922,
+            mirror_name="tasks/multi30k/train.jsonl",
+        ),
+        DatasetEntry(
+            name="multi30k-val-subset",
+            url="https://raw.githubusercontent.com/multi30k/dataset/a3d2e0d26b56f3846f66a952536ffed4e401d05a/data/task1/raw/val.de.gz",
+            filename="multi30k-val.jsonl",
+            description=(
+                "Multi30K task 1 English-German validation pairs, all 1,014, as JSONL {en, de}, joined "
+                "from val.en.gz and val.de.gz at the URL's commit (mirrors only)"
+            ),
+            license="none stated in the repository (Flickr30K-derived; non-commercial research and education)",
+            sha256="f66192595cc7bd056841b7660453e0750092d08db19daf4951cd3bc85e2d7447",
+            size=158554,
+            mirror_name="tasks/multi30k/val.jsonl",
+        ),
+        DatasetEntry(
+            name="scitldr-train",
+            url="https://raw.githubusercontent.com/allenai/scitldr/5ccad9c00a60ad75c9e04abf7f27d0f53f983b20/SciTLDR-Data/SciTLDR-A/train.jsonl",
+            filename="scitldr-train.jsonl",
+            description=(
+                "SciTLDR-A training set, all 1,992 abstracts as JSONL {document, summary, references, "
+                "paper_id, title}, derived from the file at the URL (mirrors only)"
+            ),
+            license="Apache-2.0",
+            sha256="c18b45143d157d2941f310753d57118357cc356606250a0b84393f92f3717497",
+            size=3034788,
+            mirror_name="tasks/scitldr/train.jsonl",
+        ),
+        DatasetEntry(
+            name="scitldr-val",
+            url="https://raw.githubusercontent.com/allenai/scitldr/5ccad9c00a60ad75c9e04abf7f27d0f53f983b20/SciTLDR-Data/SciTLDR-A/dev.jsonl",
+            filename="scitldr-val.jsonl",
+            description=(
+                "SciTLDR-A dev set, all 619 abstracts as JSONL {document, summary, references (1-4), "
+                "paper_id, title}, derived from the file at the URL (mirrors only)"
+            ),
+            license="Apache-2.0",
+            sha256="5a4c4d526607d8fd467a39f04c36f64565b92b286054969f0d62831f152e4b93",
+            size=1084978,
+            mirror_name="tasks/scitldr/val.jsonl",
+        ),
     ]
 }
 

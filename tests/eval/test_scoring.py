@@ -172,3 +172,13 @@ def test_choices_in_length_sorted_row_batches_score_as_each_pair_alone(model, mo
         for got, ref in zip(scored, alone):
             torch.testing.assert_close(got.logprobs, ref.logprobs, atol=1e-5, rtol=0)
             assert got.is_greedy == ref.is_greedy
+
+
+def test_choices_of_contexts_at_the_edge_of_the_window_score_as_pairs(model):
+    # a long context with short choices batched beside a short context with a long choice: the
+    # first group's padding (to the longest choice) must not run past the model's positions
+    groups = [([1] * (BLOCK - 1), [[2, 3], [4]]), ([5, 6], [[7] * (BLOCK - 1), [8]])]
+    shared = scoring.score_choices(model, groups)
+    for (ctx, conts), scored in zip(groups, shared):
+        for cont, score in zip(conts, scored):
+            torch.testing.assert_close(score.logprobs, plain(model, ctx, cont), atol=1e-5, rtol=0)
