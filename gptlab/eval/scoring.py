@@ -248,7 +248,7 @@ def _score_shared(model: GPT, groups: list[tuple[list[int], list[list[int]]]]) -
     Tc = max(len(c) for c in choices) - 1  # choice tokens that are inputs (all but each choice's last)
     pad = torch.tensor([L - len(ctx) for ctx in contexts], dtype=torch.long)
     idx = torch.tensor([[0] * (L - len(ctx)) + ctx for ctx in contexts], dtype=torch.long, device=device)
-    cache = KVCache(cfg.n_layer, len(groups), cfg.n_head, cfg.head_size, L + Tc, pad, device, dtype)
+    cache = KVCache.for_model(model, len(groups), pad.to(device), max_len=L + Tc)
     last = model(idx, kv_cache=cache, last_only=True)[0][:, -1]  # (B, V): predicts each first choice token
     owner = torch.repeat_interleave(torch.arange(len(groups)), torch.tensor([len(cs) for _, cs in groups]))
     first = last[owner.to(device)]  # (R, V): the logits of each choice's first token
@@ -256,11 +256,10 @@ def _score_shared(model: GPT, groups: list[tuple[list[int], list[list[int]]]]) -
     if Tc > 0:
         rows = cache  # one choice per context: its cache as it is
         if len(choices) > len(groups):  # a row per choice, holding its context's keys/values
-            rows = KVCache(
-                cfg.n_layer, len(choices), cfg.n_head, cfg.head_size, L + Tc, pad[owner], device, dtype
-            )
-            rows.k[:, :, :, :L] = cache.k[:, owner.to(device), :, :L]
-            rows.v[:, :, :, :L] = cache.v[:, owner.to(device), :, :L]
+            rows = KVCache.for_model(model, len(choices), pad[owner].to(device), max_len=L + Tc)
+            kept = cache.filled  # L, or a local model's window
+            rows.k[:, :, :, :kept] = cache.k[:, owner.to(device), :, :kept]
+            rows.v[:, :, :, :kept] = cache.v[:, owner.to(device), :, :kept]
             rows.pos = L
         cidx = torch.zeros(len(choices), Tc, dtype=torch.long)  # right-padded: causal, so harmless
         for r, c in enumerate(choices):
