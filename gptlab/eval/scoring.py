@@ -240,8 +240,7 @@ def score_choices(
 def _score_shared(model: GPT, groups: list[tuple[list[int], list[list[int]]]]) -> list[list[PairScore]]:
     """One batch of `score_choices`: the contexts through a KV cache, then every choice after its
     context's cached keys/values (see there)."""
-    cfg, device = model.config, model_device(model)
-    dtype = next(model.parameters()).dtype
+    device = model_device(model)
     contexts = [ctx for ctx, _ in groups]
     choices = [c for _, conts in groups for c in conts]
     L = max(len(ctx) for ctx in contexts)

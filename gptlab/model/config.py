@@ -152,17 +152,25 @@ class GPTConfig:
     def _validate_variants(self) -> None:
         """The fields of the local-attention and mixture-of-experts variants."""
         if self.attention == "local" and not _is_int(self.window, minimum=1):
-            raise GptlabError(f"model config: attention 'local' needs window, a positive integer; got {self.window!r}")
+            raise GptlabError(
+                f"model config: attention 'local' needs window, a positive integer; got {self.window!r}"
+            )
         if self.window is not None and not _is_int(self.window, minimum=1):  # read by 'local' only
             raise GptlabError(f"model config: window must be a positive integer, got {self.window!r}")
         if not _is_int(self.n_experts, minimum=1) or self.n_experts > MAX_EXPERTS:
-            raise GptlabError(f"model config: n_experts must be an integer in 1..{MAX_EXPERTS}, got {self.n_experts!r}")
+            raise GptlabError(
+                f"model config: n_experts must be an integer in 1..{MAX_EXPERTS}, got {self.n_experts!r}"
+            )
         if not _is_int(self.top_k, minimum=1) or self.top_k > self.n_experts:
             raise GptlabError(
                 f"model config: top_k must be an integer in 1..n_experts ({self.n_experts}), got {self.top_k!r}"
             )
         value = self.moe_aux_loss
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not (math.isfinite(value) and value >= 0)
+        ):
             raise GptlabError(f"model config: moe_aux_loss must be a number >= 0, got {value!r}")
 
     def is_gpt2_block(self) -> bool:

@@ -182,7 +182,7 @@ class CausalSelfAttention(nn.Module):
                 )
             mask = kv_cache.attention_mask(T)  # (B, 1, T, S)
             k, v = kv_cache.update(layer, k, v)  # (B, H, S, D)
-        elif self.window is not None and T > self.window:  # banded: query i sees keys i-window+1..i
+        elif self.window is not None and self.window < T:  # banded: query i sees keys i-window+1..i
             pos = torch.arange(T, device=x.device)
             mask = causal_mask(pos[:, None], pos[None, :], self.window)  # (T, T)
 

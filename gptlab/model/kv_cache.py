@@ -109,11 +109,13 @@ class KVCache:
         """
         if self._mask_key == (self.pos, T):
             return self._mask
-        if self.pos == 0 and not self.padded and (self.window is None or T <= self.window):
+        if self.pos == 0 and not self.padded and (self.window is None or self.window >= T):
             mask = None
         else:
             q_slot = torch.arange(self.pos, self.pos + T, device=self.pad.device)[:, None]  # (T, 1)
-            k_slot = torch.arange(self.pos - self.filled, self.pos + T, device=self.pad.device)[None, :]  # (1, S)
+            k_slot = torch.arange(self.pos - self.filled, self.pos + T, device=self.pad.device)[
+                None, :
+            ]  # (1, S)
             visible = causal_mask(q_slot, k_slot, self.window)  # (T, S)
             if self.padded:
                 not_pad = k_slot[None] >= self.pad[:, None, None]  # (B, 1, S)
@@ -133,7 +135,9 @@ class KVCache:
         self.v[layer, :, :, self.pos : end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
-    def _update_window(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _update_window(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         kept = self.filled  # the same for every layer of this step: pos advances after the last
         k_all = torch.cat((self.k[layer, :, :, :kept], k), dim=2)  # (B, H, kept+T, D)
         v_all = torch.cat((self.v[layer, :, :, :kept], v), dim=2)

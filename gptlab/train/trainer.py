@@ -245,7 +245,9 @@ class _Run:
                 f"model.vocab_size {model_config.vocab_size} is smaller than the data's {self.train_data.vocab_size}"
             )
         if config.dp.epsilon > 0 and model_config.mlp == "moe":
-            raise GptlabError("DP training (torch.func per-example gradients) cannot route tokens: use mlp 'dense'")
+            raise GptlabError(
+                "DP training (torch.func per-example gradients) cannot route tokens: use mlp 'dense'"
+            )
         torch.manual_seed(t.seed)
         self.raw_model = GPT(model_config)
         self.raw_model.activation_checkpointing = t.activation_checkpointing

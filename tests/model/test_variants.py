@@ -74,7 +74,9 @@ def test_bad_variant_fields_are_refused_naming_the_field(fields, message):
 
 
 def test_variant_fields_are_run_config_overrides():
-    config = load_config(None, ['model.attention="local"', "model.window=8", 'model.mlp="moe"', "model.n_experts=4"])
+    config = load_config(
+        None, ['model.attention="local"', "model.window=8", 'model.mlp="moe"', "model.n_experts=4"]
+    )
     built = config.model.build(vocab_size=65)
     assert (built.attention, built.window, built.mlp, built.n_experts) == ("local", 8, "moe", 4)
 
@@ -118,7 +120,9 @@ def test_local_attention_with_a_window_covering_the_sequence_equals_full_attenti
 def test_local_attention_equals_attention_with_an_explicit_banded_mask(window):
     """Reference: softmax(q k^T / sqrt(D)) v with scores of keys outside i-window+1..i set to -inf,
     the band written out position by position."""
-    config = GPTConfig(vocab_size=37, block_size=24, n_layer=1, n_head=2, n_embd=16, attention="local", window=window)
+    config = GPTConfig(
+        vocab_size=37, block_size=24, n_layer=1, n_head=2, n_embd=16, attention="local", window=window
+    )
     torch.manual_seed(1)
     attn = CausalSelfAttention(config).eval()
     x = torch.randn(2, 12, 16)
@@ -206,20 +210,26 @@ def test_load_balance_loss_equals_a_hand_computation():
     probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.5, 0.3, 0.2], [0.2, 0.2, 0.6]])
     # top 1: experts 0, 1, 0, 2 -> f = (2/4, 1/4, 1/4); P = column means = (0.375, 0.325, 0.3)
     top1 = torch.tensor([[0], [1], [0], [2]])
-    assert load_balance_loss(probs, top1, 3).item() == pytest.approx(3 * (0.5 * 0.375 + 0.25 * 0.325 + 0.25 * 0.3))
+    assert load_balance_loss(probs, top1, 3).item() == pytest.approx(
+        3 * (0.5 * 0.375 + 0.25 * 0.325 + 0.25 * 0.3)
+    )
     # top 2: {0,1}, {1,2}, {0,1}, {2,0 or 1}: 8 assignments, expert 0: 3, 1: 3, 2: 2
     top2 = torch.tensor([[0, 1], [1, 2], [0, 1], [2, 0]])
     expected = 3 * (3 / 8 * 0.375 + 3 / 8 * 0.325 + 2 / 8 * 0.3)
     assert load_balance_loss(probs, top2, 3).item() == pytest.approx(expected)
     uniform = torch.full((6, 3), 1 / 3)
-    assert load_balance_loss(uniform, torch.tensor([[0], [1], [2], [0], [1], [2]]), 3).item() == pytest.approx(1.0)
+    assert load_balance_loss(
+        uniform, torch.tensor([[0], [1], [2], [0], [1], [2]]), 3
+    ).item() == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("top_k", [1, 2, 3])
 def test_moe_output_is_the_gated_sum_of_each_tokens_experts(top_k):
     """Reference: token by token, the top_k experts of softmax(router(x)), gates p (top 1) or p
     renormalised over the chosen (top_k > 1)."""
-    config = GPTConfig(vocab_size=37, block_size=24, n_layer=1, n_head=2, n_embd=16, mlp="moe", n_experts=4, top_k=top_k)
+    config = GPTConfig(
+        vocab_size=37, block_size=24, n_layer=1, n_head=2, n_embd=16, mlp="moe", n_experts=4, top_k=top_k
+    )
     torch.manual_seed(2)
     moe = MixtureOfExperts(config, MLP).eval()
     x = torch.randn(2, 5, 16)
@@ -324,7 +334,9 @@ def test_a_model_json_written_before_the_variant_fields_loads_as_gpt2_blocks(tmp
     assert loaded.config == model.config and loaded.config.is_gpt2_block()
 
 
-@pytest.mark.parametrize("variant, field", [("post-norm", "norm_position"), ("local", "attention"), ("moe", "mlp")])
+@pytest.mark.parametrize(
+    "variant, field", [("post-norm", "norm_position"), ("local", "attention"), ("moe", "mlp")]
+)
 def test_gpt2_export_refuses_variants_naming_the_field(variant, field):
     with pytest.raises(GptlabError, match=f"cannot export to GPT-2 format: {field} is"):
         config_to_hf(small(**VARIANTS[variant]).config)
