@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 from samples import SHAKESPEARE
 
+from gptlab.beam import beam_search
 from gptlab.config import load_config
 from gptlab.data.shards import TokenDataset
 from gptlab.errors import GptlabError
@@ -21,6 +25,7 @@ from gptlab.model.gpt import MLP, CausalSelfAttention
 from gptlab.model.hf import config_to_hf
 from gptlab.model.lora import apply_lora, lora_modules, merge_lora
 from gptlab.model.moe import MixtureOfExperts, aux_loss, load_balance_loss, tokens_per_expert
+from gptlab.model.quantize import quantize_model
 from gptlab.rundir import MODEL_JSON, load_model, save_model
 from gptlab.train import read_metrics, train
 
@@ -177,6 +182,22 @@ def test_cached_greedy_generation_equals_no_cache_decoding(variant, sampler):
             assert len(set(naive[len(prompt) :])) > 3  # not one token repeated: the check has teeth
 
 
+@pytest.mark.parametrize("variant", ["local", "moe"])
+def test_beam_search_with_one_beam_is_cached_greedy_decoding(variant):
+    """Beam search reorders the cache's rows (`KVCache.select`) each step: a window-sized cache too."""
+    model = small(**VARIANTS[variant])
+    prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9]]
+    greedy = generate(model, prompts, 26, GREEDY)
+    assert [p + h.tokens for p, h in zip(prompts, beam_search(model, prompts, 26, num_beams=1))] == greedy
+    best = beam_search(model, prompts, 12, num_beams=3, length_penalty=0.0)
+    for prompt, hyp in zip(prompts, best):  # its score is the naive log-probability of its tokens
+        idx = torch.tensor([prompt + hyp.tokens])
+        logprobs = model(idx)[0].log_softmax(-1)[0, len(prompt) - 1 : -1]
+        assert hyp.score == pytest.approx(
+            logprobs.gather(1, torch.tensor(hyp.tokens)[:, None]).sum().item(), abs=1e-4
+        )
+
+
 def test_a_local_model_refuses_a_cache_without_its_window():
     model = small(attention="local", window=5)
     cache = KVCache(2, 1, 2, 8, 24)
@@ -274,6 +295,48 @@ def test_moe_with_activation_checkpointing_gives_the_same_gradients():
 
 
 @pytest.mark.slow
+@pytest.mark.distributed
+def test_ddp_trains_a_moe_model_whose_experts_get_no_tokens(tmp_path):
+    """2 ranks x 8 tokens per step for 16 experts: most experts see no token in a step, and DDP
+    (gptlab wraps without find_unused_parameters) must still find every gradient ready."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    command += [
+        "-m",
+        "gptlab",
+        "train",
+        f"data.input={json.dumps(str(SHAKESPEARE))}",
+        'data.tokenizer="char"',
+    ]
+    command += [
+        "model.block_size=8",
+        "model.n_layer=1",
+        "model.n_head=2",
+        "model.n_embd=16",
+        'model.mlp="moe"',
+    ]
+    command += [
+        "model.n_experts=16",
+        "train.batch_size=1",
+        "train.max_steps=4",
+        "train.eval_every=4",
+        "train.log_every=1",
+    ]
+    command += [
+        "train.eval_batches=1",
+        "train.sample_tokens=0",
+        "train.progress=false",
+        'train.strategy="ddp"',
+    ]
+    command += ["--out", str(tmp_path / "run")]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-4000:]
+    fractions = [r["expert_fraction"][0] for r in read_metrics(tmp_path / "run") if r["kind"] == "train"]
+    assert fractions and all(f.count(0.0) >= 8 for f in fractions)  # rank 0's tokens: 8 of 16 experts at most
+
+
+@pytest.mark.slow
 def test_a_tiny_moe_model_trains_and_uses_every_expert(tmp_path):
     out = tmp_path / "moe"
     overrides = [
@@ -360,3 +423,27 @@ def test_lora_adapts_every_expert_and_merges_back():
     assert not torch.allclose(changed, before)
     merge_lora(model)
     torch.testing.assert_close(model(idx)[0], changed, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_quantises_saves_and_loads(tmp_path, variant, char_tokenizer):
+    model = small(std=None, **VARIANTS[variant])
+    idx = torch.randint(0, 65, (2, 10))
+    reference = model(idx)[0]
+    save_model(tmp_path / "q", quantize_model(model, 8), char_tokenizer)  # the experts' Linears too
+    loaded, _ = load_model(tmp_path / "q")
+    assert loaded.config == model.config
+    torch.testing.assert_close(loaded(idx)[0], reference, atol=0.02, rtol=0)
+
+
+def test_dp_training_refuses_a_mixture_of_experts(tmp_path):
+    overrides = [
+        f"data.input={json.dumps(str(SHAKESPEARE))}",
+        'data.tokenizer="char"',
+        'model.mlp="moe"',
+        "model.n_experts=2",
+        "dp.epsilon=8.0",
+        f"train.out_dir={json.dumps(str(tmp_path / 'run'))}",
+    ]
+    with pytest.raises(GptlabError, match="DP training .* cannot route tokens: use mlp 'dense'"):
+        train(load_config(None, overrides))
