@@ -112,10 +112,9 @@ class KVCache:
         if self.pos == 0 and not self.padded and (self.window is None or self.window >= T):
             mask = None
         else:
-            q_slot = torch.arange(self.pos, self.pos + T, device=self.pad.device)[:, None]  # (T, 1)
-            k_slot = torch.arange(self.pos - self.filled, self.pos + T, device=self.pad.device)[
-                None, :
-            ]  # (1, S)
+            device, first_key = self.pad.device, self.pos - self.filled
+            q_slot = torch.arange(self.pos, self.pos + T, device=device)[:, None]  # (T, 1)
+            k_slot = torch.arange(first_key, self.pos + T, device=device)[None, :]  # (1, S)
             visible = causal_mask(q_slot, k_slot, self.window)  # (T, S)
             if self.padded:
                 not_pad = k_slot[None] >= self.pad[:, None, None]  # (B, 1, S)
