@@ -145,6 +145,20 @@ def test_local_attention_equals_attention_with_an_explicit_banded_mask(window):
     torch.testing.assert_close(att, weights, atol=1e-6, rtol=1e-5)
 
 
+def test_stacked_local_layers_see_window_minus_one_more_tokens_per_layer():
+    """Receptive field: with window w and L layers, the logits at t depend on tokens
+    t - L(w - 1) .. t only (a token at most that far back reaches t through L hops)."""
+    model = small(attention="local", window=3)  # 2 layers: tokens t-4 .. t
+    idx = torch.randint(0, 65, (1, 20))
+    logits = model(idx)[0]
+    for changed in (10, 11):
+        other = idx.clone()
+        other[0, changed] = (other[0, changed] + 1) % 65
+        moved = (model(other)[0] - logits).abs().amax(dim=-1)[0]  # (T,) the largest change per position
+        assert moved[:changed].max() == 0  # causal
+        assert (moved[changed : changed + 5] > 0).all() and moved[changed + 5 :].max() == 0
+
+
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_logits_through_the_kv_cache_equal_the_full_forward(variant):
     """Prefill 7 tokens, then one token at a time: every position's logits equal a forward over
