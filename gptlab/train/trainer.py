@@ -481,7 +481,7 @@ class _RouterStats:
             "moe_aux_loss": float(self.aux) / self.batches,
             "expert_fraction": (routed / routed.sum(dim=-1, keepdim=True)).round(decimals=4).tolist(),
         }
-        self.__init__()
+        self.aux, self.routed, self.batches = 0.0, None, 0
         return out
 
 
