@@ -22,7 +22,10 @@ N * top_k token-to-expert assignments that went to e and P_e the mean router pro
 It is 1 when both are uniform and grows as the router favours a few experts; only P carries a
 gradient. (Hugging Face's Mixtral loss is the same times top_k.) The trainer adds
 ``moe_aux_loss`` times the sum over layers to the training loss (`aux_loss`) and logs the
-fraction of tokens each expert received (`tokens_per_expert`).
+fraction of tokens each expert received (`tokens_per_expert`). The fine-tuning commands do not
+add it yet: a MoE model fine-tunes on the cross-entropy alone (fine for short fine-tunes of a
+balanced router; watch the routing on long ones). DP-SGD refuses MoE models (per-example
+gradients through data-dependent routing are not supported).
 """
 
 from __future__ import annotations
