@@ -237,7 +237,8 @@ def set_value(config: RunConfig, dotted: str, value: Any, source: str = "overrid
                 f"{source}: unknown key {dotted!r} (model keys: preset, {', '.join(sorted(MODEL_FIELDS))})"
             )
         default = getattr(GPTConfig(), key)
-        kind = float if key in DROPOUT_SITES else type(default)  # their None default means "dropout"
+        # fields whose default is None: per-site dropout (None means "dropout"), the local window
+        kind = float if key in DROPOUT_SITES else int if key == "window" else type(default)
         config.model.overrides[key] = _check_type(kind, value, dotted, source)
         return
     target = getattr(config, section)

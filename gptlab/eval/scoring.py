@@ -247,8 +247,7 @@ def score_choices(
 def _score_shared(model: GPT, groups: list[tuple[list[int], list[list[int]]]]) -> list[list[PairScore]]:
     """One batch of `score_choices`: the contexts through a KV cache, then every choice after its
     context's cached keys/values (see there)."""
-    cfg, device = model.config, model_device(model)
-    dtype = next(model.parameters()).dtype
+    device = model_device(model)
     contexts = [ctx for ctx, _ in groups]
     choices = [c for _, conts in groups for c in conts]
     L = max(len(ctx) for ctx in contexts)
@@ -256,7 +255,7 @@ def _score_shared(model: GPT, groups: list[tuple[list[int], list[list[int]]]]) -
     Tc = max(len(c) for c in choices) - 1 if len(choices) == len(groups) else 0
     pad = torch.tensor([L - len(ctx) for ctx in contexts], dtype=torch.long)
     idx = torch.tensor([[0] * (L - len(ctx)) + ctx for ctx in contexts], dtype=torch.long, device=device)
-    cache = KVCache(cfg.n_layer, len(groups), cfg.n_head, cfg.head_size, L + Tc, pad, device, dtype)
+    cache = KVCache.for_model(model, len(groups), pad.to(device), max_len=L + Tc)
     last = model(idx, kv_cache=cache, last_only=True)[0][:, -1]  # (B, V): predicts each first choice token
     owner = torch.repeat_interleave(torch.arange(len(groups)), torch.tensor([len(cs) for _, cs in groups]))
     at = {"dtype": torch.long, "device": last.device}
@@ -319,10 +318,11 @@ def _choice_batches(cache: KVCache, choices: list[list[int]], owner: torch.Tenso
         sel = owner[rows_in]
         rows = KVCache(
             n_layer, len(rows_in), n_head, head_size, L + len(choices[rows_in[0]]) - 1,
-            pad[sel], cache.k.device, cache.k.dtype,
+            pad[sel], cache.k.device, cache.k.dtype, cache.window,
         )  # fmt: skip
-        rows.k[:, :, :, :L] = cache.k[:, sel.to(cache.k.device), :, :L]
-        rows.v[:, :, :, :L] = cache.v[:, sel.to(cache.k.device), :, :L]
+        kept = cache.filled  # L, or a local model's window
+        rows.k[:, :, :, :kept] = cache.k[:, sel.to(cache.k.device), :, :kept]
+        rows.v[:, :, :, :kept] = cache.v[:, sel.to(cache.k.device), :, :kept]
         rows.pos = L
         yield rows_in, rows
 

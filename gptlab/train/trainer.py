@@ -62,6 +62,7 @@ from gptlab.errors import GptlabError
 from gptlab.io import atomic_write_json, atomic_write_text
 from gptlab.model import GPT
 from gptlab.model.modes import resolve_device
+from gptlab.model.moe import aux_loss, tokens_per_expert
 from gptlab.rundir import save_model
 from gptlab.train import distributed, signals
 from gptlab.train.checkpoint import (
@@ -245,6 +246,10 @@ class _Run:
             raise GptlabError(
                 f"model.vocab_size {model_config.vocab_size} is smaller than the data's {self.train_data.vocab_size}"
             )
+        if config.dp.epsilon > 0 and model_config.mlp == "moe":
+            raise GptlabError(
+                "DP training (torch.func per-example gradients) cannot route tokens: use mlp 'dense'"
+            )
         torch.manual_seed(t.seed)
         self.raw_model = GPT(model_config)
         self.raw_model.activation_checkpointing = t.activation_checkpointing
@@ -310,6 +315,7 @@ class _Run:
         self.unigram = unigram_loss(self.train_data, self.val_data) if self.val_data is not None else None
         # the RNG state at the last step boundary: what a checkpoint (and a resumed run) restarts from
         self.rng = rng_state()
+        self.router = _RouterStats()
 
     def autocast(self):
         if self.autocast_dtype is None:
@@ -344,8 +350,10 @@ class _Run:
             with sync, self.autocast():
                 _, loss = self.model(x, y, label_smoothing=self.config.optim.label_smoothing)
                 loss = loss / t.grad_accum
-            loss.backward()
-            total += loss.detach()
+                balance = aux_loss(self.raw_model)  # 0.0 without experts
+            (loss + balance / t.grad_accum).backward()
+            total += loss.detach()  # the logged loss stays the cross-entropy
+            self.router.add(balance, tokens_per_expert(self.raw_model))
         norm = None
         if self.config.optim.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.config.optim.grad_clip)
@@ -447,6 +455,34 @@ class _Run:
         if self.dist.is_main:
             with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
+
+
+class _RouterStats:
+    """The routers of a mixture-of-experts model between two log steps (this rank's batches):
+    ``moe_aux_loss``, the mean over micro-batches of the auxiliary loss added to the training
+    loss (coefficient included), and ``expert_fraction``, per MoE layer the fraction of token
+    assignments each expert got. Tensors until logged: no host sync per step."""
+
+    def __init__(self) -> None:
+        self.aux, self.routed, self.batches = 0.0, None, 0
+
+    def add(self, aux: torch.Tensor | float, routed: torch.Tensor | None) -> None:
+        if routed is not None:
+            self.aux = self.aux + aux.detach()
+            self.routed = routed if self.routed is None else self.routed + routed
+            self.batches += 1
+
+    def record(self) -> dict[str, Any]:
+        """The log entries, and a fresh window; empty for a model without experts."""
+        if self.routed is None:
+            return {}
+        routed = self.routed.float()
+        out = {
+            "moe_aux_loss": float(self.aux) / self.batches,
+            "expert_fraction": (routed / routed.sum(dim=-1, keepdim=True)).round(decimals=4).tolist(),
+        }
+        self.aux, self.routed, self.batches = 0.0, None, 0
+        return out
 
 
 def _make_dp(config: RunConfig, train_data: TokenDataset, block_size: int, dist):
@@ -570,6 +606,7 @@ def _train(config, resume, on_step, dist) -> TrainResult:
                         "tokens_per_s": tokens_per_s,
                         "elapsed_s": run.state["elapsed_s"],
                         "time": time.time(),  # wall clock (speedruns measure from process start)
+                        **run.router.record(),  # mixture of experts: load balance since the last log
                     }
                     if not math.isfinite(loss_value):
                         raise GptlabError(
