@@ -620,7 +620,7 @@ def collate_instructions(
     For one sequence s (prompt + response + <|endoftext|>): inputs are s[:-1] and targets s[1:],
     so position i learns to predict token i+1 and the final <|endoftext|> is a target (the model
     learns to stop). T is the longest row of this batch (dynamic padding), at most
-    ``context_length``: longer rows are cut there. Shorter rows are padded with ``pad_id`` in the
+    ``context_length``: longer rows are cut there (at their start with ``mask_prompt``, which keeps the response). Shorter rows are padded with ``pad_id`` in the
     inputs and ``ignore_index`` in the targets, so padding never counts in the loss even when
     ``pad_id`` is the end-of-text id. With ``mask_prompt``, the targets that are prompt tokens
     (the first prompt_length - 1) are ``ignore_index`` too: the loss is on the response only.
@@ -638,7 +638,12 @@ def collate_instructions(
         if mask_prompt:
             n_masked = min(max(prompt_length - 1, 0), len(y))
             y[:n_masked] = [ignore_index] * n_masked
-        if context_length is not None:
+        if context_length is not None and mask_prompt:
+            # cut from the start: a long prompt (an abstract to summarise) must not push the response
+            # out of the window, or the row has no target at all (a batch of such rows has a NaN
+            # loss); generation keeps the prompt's last tokens in the same way
+            x, y = x[-context_length:], y[-context_length:]
+        elif context_length is not None:
             x, y = x[:context_length], y[:context_length]
         rows.append((x, y))
     T = max(len(x) for x, _ in rows)

@@ -76,6 +76,17 @@ def test_collate_truncates_to_the_context_length():
     assert inputs.shape == (1, 3)  # dynamic: the batch's longest row, not the context
 
 
+def test_collate_with_a_masked_prompt_cuts_the_prompt_not_the_response():
+    # row 0 cut to 3 from the start: inputs [3, 4, 5], targets [4, 5, EOT]; the prompt's last
+    # target (3 -> 4 is the first response token) stays a target, the rest of the prompt is gone
+    inputs, targets = collate_instructions(BATCH, pad_id=PAD_ID, context_length=3, mask_prompt=True)
+    assert as_lists(inputs, targets) == [[[3, 4, 5], [6, 7, 8]], [[4, 5, EOT_ID], [IGNORE, 8, EOT_ID]]]
+    # a prompt longer than the window alone: every row still has a response target
+    long_prompt = [(list(range(1, 21)) + [30, EOT_ID], 20)]
+    _, targets = collate_instructions(long_prompt, pad_id=PAD_ID, context_length=8, mask_prompt=True)
+    assert targets.tolist() == [[IGNORE] * 6 + [30, EOT_ID]]
+
+
 def test_collate_refuses_bad_input():
     with pytest.raises(GptlabError):
         collate_instructions([], pad_id=0)
@@ -114,18 +125,22 @@ def test_collate_masks_exactly_the_intended_positions(batch, context, mask_promp
     assert inputs.shape == targets.shape == (len(batch), T)
     for row, (ids, prompt_len) in enumerate(batch):
         n_real = min(len(ids) - 1, T)  # positions holding a real input token
+        # a row longer than the window loses its end, or with mask_prompt its start
+        offset = len(ids) - 1 - T if mask_prompt and len(ids) - 1 > T else 0
         for i in range(T):
             if i < n_real:
-                assert inputs[row, i] == ids[i]
-                is_prompt_target = i + 1 < prompt_len  # target ids[i+1] lies inside the prompt
-                expected = IGNORE if (mask_prompt and is_prompt_target) else ids[i + 1]
+                assert inputs[row, i] == ids[offset + i]
+                is_prompt_target = offset + i + 1 < prompt_len  # target lies inside the prompt
+                expected = IGNORE if (mask_prompt and is_prompt_target) else ids[offset + i + 1]
                 assert targets[row, i] == expected
             else:
                 assert inputs[row, i] == pad_id and targets[row, i] == IGNORE
         kept = targets[row][targets[row] != IGNORE].tolist()
-        # the response (and its end-of-text) is always learned unless cut by the context
+        # the response's end-of-text is always learned, unless the context cuts the unmasked row
+        if len(ids) - 1 <= T or mask_prompt:
+            assert kept[-1] == VOCAB - 1
         if len(ids) - 1 <= T:
-            assert kept[-1] == VOCAB - 1 and kept.count(VOCAB - 1) == ids[1:].count(VOCAB - 1)
+            assert kept.count(VOCAB - 1) == ids[1:].count(VOCAB - 1)
 
 
 # --- instruction files and templates -------------------------------------------------------------
