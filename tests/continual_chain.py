@@ -70,3 +70,18 @@ def instruct_options(data: Path, out: Path, **overrides):
         max_test_examples=4, device="cpu", progress=False, compare_base=False,
     )  # fmt: skip
     return InstructOptions(**(settings | overrides))
+
+
+def build_chain(root: Path, instruct_epochs: int = 2) -> dict:
+    """The files, the base, A (a classifier of base) and, with ``instruct_epochs``, A→B."""
+    from gptlab.finetune.classify import finetune_classifier
+    from gptlab.finetune.instruct import finetune_instruct
+
+    files = chain_files(root / "data")
+    base = base_run(root / "base")
+    first = finetune_classifier(classify_options(base, files["sentiment"], root / "A")).out_dir
+    chain = {"root": root, "files": files, "base": base, "A": first}
+    if instruct_epochs:
+        options = instruct_options(files["pairs"], root / "B", after=str(first), epochs=instruct_epochs)
+        chain["B"] = finetune_instruct(options).out_dir
+    return chain

@@ -99,14 +99,9 @@ class ForgettingOptions:
     device: str = "cpu"
 
     def check(self) -> None:
-        for name in ("max_new_tokens", "batch_size", "resamples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise GptlabError(f"{name} must be a positive integer, got {value!r}")
-        if self.limit is not None and (
-            isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1
-        ):
-            raise GptlabError(f"limit must be a positive integer, got {self.limit!r}")
+        from gptlab.eval.generation import check_positive_ints
+
+        check_positive_ints(self, ("max_new_tokens", "batch_size", "resamples"), optional=("limit",))
 
 
 @dataclass
@@ -137,19 +132,33 @@ class ForgettingMatrix:
         }
 
     def table(self) -> str:
-        """A Markdown table: one row per run, ``value [low, high]`` per task."""
+        """A Markdown table: one row per run, ``value [low, high]`` per task (secondary metrics
+        after it), then how each column's cells were scored."""
         head = ["model"] + [
-            f"{c['name']} ({c['metric']}{'' if c['higher_is_better'] else ', lower is better'})"
-            for c in self.columns
+            f"{c['name']} ({'/'.join([c['metric'], *self.cells[0][j].also])}"
+            f"{'' if c['higher_is_better'] else ', lower is better'})"
+            for j, c in enumerate(self.columns)
         ]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for row, cells in zip(self.rows, self.cells):
-            values = [
-                f"{c.value:.{_digits(c)}f} [{c.low:.{_digits(c)}f}, {c.high:.{_digits(c)}f}]" for c in cells
-            ]
+            values = []
+            for c in cells:
+                d = _digits(c)
+                shown = [f"{c.value:.{d}f} [{c.low:.{d}f}, {c.high:.{d}f}]"]
+                shown += [
+                    f"{m['value']:.{d}f} [{m['low']:.{d}f}, {m['high']:.{d}f}]" for m in c.also.values()
+                ]
+                values.append(" / ".join(shown))
             lines.append("| " + " | ".join([row["label"], *values]) + " |")
-        methods = sorted({f"{c.method}" for cells in self.cells for c in cells})
-        return "\n".join(lines) + "\n\nscored by: " + "; ".join(methods) + "\n"
+        lines.append("")
+        for j, column in enumerate(self.columns):
+            methods = dict.fromkeys(
+                f"{r['label']}: {cells[j].method}" for r, cells in zip(self.rows, self.cells)
+            )
+            lines.append(
+                f"- {column['name']} ({column['data']}, n = {self.cells[0][j].n}): " + "; ".join(methods)
+            )
+        return "\n".join(lines) + "\n"
 
 
 def _digits(cell: Cell) -> int:

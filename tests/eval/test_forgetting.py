@@ -6,26 +6,19 @@ import json
 
 import numpy as np
 import pytest
-from continual_chain import base_run, chain_files, classify_options, instruct_options
+from continual_chain import build_chain
 
 from gptlab.cli import main
 from gptlab.errors import GptlabError
 from gptlab.eval.bleu import bleu_from_stats, corpus_bleu, segment_bleu_stats
 from gptlab.eval.forgetting import bootstrap_interval, parse_runs, parse_tasks
-from gptlab.finetune.classify import evaluate_file, finetune_classifier
-from gptlab.finetune.instruct import finetune_instruct
+from gptlab.finetune.classify import evaluate_file
 
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
-    root = tmp_path_factory.mktemp("forget")
-    files = chain_files(root / "data")
-    base = base_run(root / "base")
-    first = finetune_classifier(classify_options(base, files["sentiment"], root / "A")).out_dir
-    second = finetune_instruct(
-        instruct_options(files["pairs"], root / "B", after=str(first), epochs=3)
-    ).out_dir
-    return {"root": root, "files": files, "runs": [base, first, second]}
+    built = build_chain(tmp_path_factory.mktemp("forget"), instruct_epochs=3)
+    return built | {"runs": [built["base"], built["A"], built["B"]]}
 
 
 @pytest.mark.slow

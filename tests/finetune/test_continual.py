@@ -8,12 +8,11 @@ import json
 import pytest
 import torch
 import torch.nn as nn
-from continual_chain import base_run, chain_files, classify_options, instruct_options
+from continual_chain import build_chain, instruct_options
 
 from gptlab.cli import main
 from gptlab.errors import GptlabError
 from gptlab.finetune.anchor import AnchorPenalty, diagonal_fisher
-from gptlab.finetune.classify import finetune_classifier
 from gptlab.finetune.continual import chain_label, mix_replay, read_chain, replay_count, task_label
 from gptlab.finetune.instruct import finetune_instruct
 from gptlab.io import load_safetensors
@@ -21,11 +20,7 @@ from gptlab.io import load_safetensors
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
-    root = tmp_path_factory.mktemp("chain")
-    files = chain_files(root / "data")
-    base = base_run(root / "base")
-    first = finetune_classifier(classify_options(base, files["sentiment"], root / "A")).out_dir
-    return {"root": root, "files": files, "base": base, "A": first}
+    return build_chain(tmp_path_factory.mktemp("chain"), instruct_epochs=0)
 
 
 # --- replay --------------------------------------------------------------------------------------
