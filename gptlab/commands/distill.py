@@ -11,7 +11,7 @@ from gptlab.errors import GptlabError
 
 
 def register(subparsers) -> None:
-    from gptlab.commands import add_overwrite, fraction, nonnegative_int, positive_float
+    from gptlab.commands import add_overwrite, fraction, nonnegative_int, positive_float, positive_int
     from gptlab.commands.train import add_overrides_argument
 
     p = subparsers.add_parser(
@@ -51,6 +51,18 @@ def register(subparsers) -> None:
         metavar="K",
         help="precompute the teacher's top-K logits once (RUN/teacher_topk) instead of running it per batch",
     )
+    g = p.add_argument_group(
+        "a classifier teacher (all fine-tuning options: gptlab finetune classify --teacher RUN ...)"
+    )
+    g.add_argument(
+        "--student-base",
+        metavar="RUN",
+        help="the (smaller) language model the student classifier starts from",
+    )
+    g.add_argument(
+        "--data", metavar="FILE", help="the labelled file (the teacher's columns and labels are used)"
+    )
+    g.add_argument("--epochs", type=positive_int, default=3, help="fine-tuning epochs (default 3)")
     p.add_argument(
         "--resume", action="store_true", help="continue the student run in --out from its checkpoint"
     )
@@ -59,8 +71,62 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def run_classifier(args: argparse.Namespace, teacher) -> int:
+    from gptlab.finetune.classify import ClassifyOptions, finetune_classifier
+    from gptlab.run import Run
+
+    if not args.student_base or not args.data or not args.out:
+        raise GptlabError(
+            f"{args.teacher} is a classifier: give --student-base RUN, --data FILE and --out RUN"
+        )
+    if args.student_config or args.overrides or args.top_k or args.resume:
+        raise GptlabError(
+            "a classifier student takes --student-base, --data, --epochs (not a config, --top-k or --resume)"
+        )
+    columns = teacher.classifier_meta.get("columns", {})
+    options = ClassifyOptions(
+        model=args.student_base,
+        data=args.data,
+        out=args.out,
+        text_column=columns.get("text", "text"),
+        label_column=columns.get("label", "label"),
+        header=columns.get("header"),
+        labels=list(teacher.classifier_meta["label_names"]),
+        epochs=args.epochs,
+        prompting_shots=(),
+        progress=not args.json,
+        teacher=args.teacher,
+        distill_temperature=args.temperature,
+        distill_alpha=args.alpha,
+    )
+    options.check()
+    Run.create(
+        args.out, what="classifier run", overwrite=args.overwrite, sources=[args.teacher, args.student_base]
+    )
+    result = finetune_classifier(options)
+    test = result.test.to_dict()
+    if args.json:
+        print(
+            json.dumps(
+                {"out_dir": str(result.out_dir), "best_epoch": result.best_epoch, "test": test}, indent=2
+            )
+        )
+    else:
+        print(f"{result.out_dir}: test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from gptlab.commands.train import format_result
+    from gptlab.run import Run
+
+    teacher = Run.open(args.teacher)
+    if teacher.kind == "classifier":
+        return run_classifier(args, teacher)
+    if args.student_base or args.data:
+        raise GptlabError(
+            "--student-base and --data are for a classifier teacher; a language-model student takes --student-config"
+        )
     from gptlab.config import load_config
     from gptlab.train import signals
     from gptlab.train.distill import DistillOptions, distill

@@ -69,7 +69,11 @@ def add_scaling_arguments(p) -> None:
         "--tokens", metavar="D1,D2,...", help="training tokens per run (several: a data ladder, L(D))"
     )
     g.add_argument(
-        "--bootstrap", type=nonnegative_int, default=1000, metavar="B", help="bootstrap resamples (default 1000)"
+        "--bootstrap",
+        type=nonnegative_int,
+        default=1000,
+        metavar="B",
+        help="bootstrap resamples (default 1000)",
     )
 
 

@@ -24,6 +24,11 @@ Teacher distributions come from either
   log-softmax at the same ids. The teacher's context for a position is its own window, not the
   student's: the usual price of offline distillation, paid once rather than per step.
 
+Classifiers: ``gptlab finetune classify --teacher CLASSIFIER_RUN`` (or ``gptlab distill --teacher
+CLASSIFIER_RUN --student-base RUN --data FILE``) fine-tunes a (smaller) base model into a classifier
+with the same mixture over the K class logits: the teacher classifier reads the same padded texts
+(``load_teacher_classifier``, ``classifier_distill_loss``); labels must match in name and order.
+
 Teacher and student must share the tokenizer (the same ids meaning the same strings); anything
 else is refused before training. The student is an ordinary run: RUN is written by
 gptlab.train.trainer (checkpoints, metrics.jsonl, best/, report), with RUN/distill.json naming the
@@ -250,6 +255,51 @@ class DistillObjective:
                 teacher_logits, _ = self.teacher(x)
             soft = soft_kl(logits[..., :v], teacher_logits[..., :v], t, y)
         return a * hard + (1 - a) * soft
+
+
+# ---------------------------------------------------------------------------------------------
+# classifiers (gptlab.finetune.classify's ``--teacher``)
+
+
+def load_teacher_classifier(path: str | Path, tokenizer, label_names: list[str], max_length: int, device):
+    """The classifier run at ``path`` (its GPTClassifier, eval mode, frozen), checked against the
+    student's tokenizer, labels (same names, same order) and text length."""
+    from gptlab.run import Run
+
+    run = Run.open(path)
+    if run.kind != "classifier":
+        raise GptlabError(
+            f"--teacher {path} is a {run.kind} run: a classifier student needs a classifier teacher"
+        )
+    clf = run.load_classifier(device=str(device))
+    same_tokenizer(clf.tokenizer, tokenizer, str(path), "the student's base model")
+    if list(clf.label_names) != list(label_names):
+        raise GptlabError(
+            f"the teacher {path} has labels {clf.label_names}, the student's data {label_names}: give "
+            "--labels in the teacher's order"
+        )
+    if max_length > clf.model.gpt.config.block_size:
+        raise GptlabError(
+            f"the student reads {max_length} tokens per text, more than the teacher's context "
+            f"({clf.model.gpt.config.block_size}): lower --max-length"
+        )
+    clf.model.eval()
+    for p in clf.model.parameters():
+        p.requires_grad_(False)
+    return clf.model
+
+
+def classifier_distill_loss(hard_loss, teacher, temperature: float, alpha: float):
+    """``batch -> (logits, alpha * hard + (1 - alpha) * T^2 KL(teacher_T || student_T))`` around
+    ``hard_loss`` (batch -> (logits, cross-entropy)); batches are (idx, lengths, labels)."""
+
+    def loss(batch):
+        logits, hard = hard_loss(batch)
+        with torch.no_grad():
+            teacher_logits, _ = teacher(batch[0], batch[1])
+        return logits, alpha * hard + (1 - alpha) * soft_kl(logits, teacher_logits, temperature, batch[2])
+
+    return loss
 
 
 def distill(

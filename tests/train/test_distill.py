@@ -172,3 +172,82 @@ def test_cli_student_is_an_ordinary_run(tiny_run, tmp_path, capsys):
     assert main(args) == 2  # the run exists: refused, not overwritten
     assert "--overwrite" in capsys.readouterr().err
     assert main(["distill", "--teacher", str(tiny_run), "--alpha", "1.5", "--out", str(tmp_path / "x")]) == 2
+
+
+# --- classifiers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def task_file(tmp_path_factory):
+    from synthetic_task import synthetic_rows
+
+    path = tmp_path_factory.mktemp("task") / "task.tsv"
+    path.write_text("label\ttext\n" + "".join(f"{y}\t{x}\n" for y, x in synthetic_rows(60)))
+    return path
+
+
+def classify_options(base, data, out, **extra):
+    from gptlab.finetune.classify import ClassifyOptions
+
+    return ClassifyOptions(
+        model=str(base), data=str(data), out=str(out), epochs=1, batch_size=8, device="cpu",
+        prompting_shots=(), progress=False, **extra,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def teacher_classifier(tiny_run, task_file, tmp_path_factory):
+    from gptlab.finetune.classify import finetune_classifier
+
+    return finetune_classifier(
+        classify_options(tiny_run, task_file, tmp_path_factory.mktemp("t") / "clf")
+    ).out_dir
+
+
+@pytest.mark.slow
+def test_classifier_distillation_alpha_one_is_plain_fine_tuning_and_alpha_half_differs(
+    tiny_run, task_file, teacher_classifier, tmp_path
+):
+    from gptlab.finetune.classifier_run import load_classifier
+    from gptlab.finetune.classify import finetune_classifier
+
+    finetune_classifier(classify_options(tiny_run, task_file, tmp_path / "plain"))
+    finetune_classifier(
+        classify_options(
+            tiny_run, task_file, tmp_path / "a1", teacher=str(teacher_classifier), distill_alpha=1.0
+        )
+    )
+    finetune_classifier(
+        classify_options(
+            tiny_run, task_file, tmp_path / "a5", teacher=str(teacher_classifier), distill_alpha=0.5
+        )
+    )
+    states = [load_classifier(tmp_path / n).model.state_dict() for n in ("plain", "a1", "a5")]
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert not all(torch.equal(states[0][k], states[2][k]) for k in states[0])
+
+
+def test_classifier_distillation_refuses_other_labels(tiny_run, task_file, teacher_classifier, tmp_path):
+    from gptlab.finetune.classify import finetune_classifier
+
+    options = classify_options(
+        tiny_run, task_file, tmp_path / "s", teacher=str(teacher_classifier), labels=["calm", "alarm"]
+    )
+    with pytest.raises(GptlabError, match="labels"):
+        finetune_classifier(options)
+
+
+@pytest.mark.slow
+def test_cli_distils_a_classifier_into_a_classifier_run(
+    tiny_run, task_file, teacher_classifier, tmp_path, capsys
+):
+    out = tmp_path / "student"
+    args = ["distill", "--teacher", str(teacher_classifier), "--student-base", str(tiny_run), "--data", str(task_file),
+            "--epochs", "1", "--temperature", "4", "--out", str(out), "--json"]  # fmt: skip
+    assert main(args) == 0
+    assert 0 <= json.loads(capsys.readouterr().out)["test"]["accuracy"] <= 1
+    run = Run.open(out)
+    assert run.kind == "classifier" and run.load_classifier().label_names == ["alarm", "calm"]
+    assert json.loads((out / "results.json").read_text())["options"]["teacher"] == str(teacher_classifier)
+    assert main(["distill", "--teacher", str(teacher_classifier), "--out", str(tmp_path / "x")]) == 2
+    assert "--student-base" in capsys.readouterr().err
