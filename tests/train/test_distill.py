@@ -251,3 +251,23 @@ def test_cli_distils_a_classifier_into_a_classifier_run(
     assert json.loads((out / "results.json").read_text())["options"]["teacher"] == str(teacher_classifier)
     assert main(["distill", "--teacher", str(teacher_classifier), "--out", str(tmp_path / "x")]) == 2
     assert "--student-base" in capsys.readouterr().err
+
+
+def test_resume_continues_a_student_and_refuses_other_settings(tiny_run, tmp_path):
+    out = tmp_path / "s"
+    distill(
+        tiny_run,
+        student_config(tiny_run, out, "train.max_steps=2", "train.eval_every=2"),
+        DistillOptions(2.0, 0.5),
+    )
+    with pytest.raises(GptlabError, match="other distillation settings"):
+        distill(
+            tiny_run,
+            student_config(tiny_run, out, "train.max_steps=4"),
+            DistillOptions(4.0, 0.5),
+            resume=True,
+        )
+    result = distill(
+        tiny_run, student_config(tiny_run, out, "train.max_steps=4"), DistillOptions(2.0, 0.5), resume=True
+    )
+    assert result.step == 4
