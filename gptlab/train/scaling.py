@@ -27,7 +27,8 @@ data ladder, is the number of tokens trained on (max_steps * tokens per step).
 
 The fit (``fit_power_law``): non-linear least squares on the losses by Levenberg-Marquardt
 (numpy; scipy is not a gptlab dependency, the tests compare with scipy.optimize.curve_fit),
-started from the best of a grid of B values (for each, log(L - B) is linear in log x). Its
+started from the best of a grid of B values (for each, log(L - B) is linear in log x), with
+B >= 0 (each step projected onto it: a loss has no negative floor). Its
 interval on alpha is a residual bootstrap: the fitted curve plus the residuals resampled with
 replacement (inflated by sqrt(n / (n - 3)), as a fit of 3 parameters shrinks them), refitted
 ``bootstrap`` times, the 2.5 and 97.5 percentiles of alpha. With 4-6 points the interval is a
@@ -120,9 +121,10 @@ class PowerLawFit:
 
 
 def _levenberg_marquardt(
-    lx: np.ndarray, y: np.ndarray, theta: np.ndarray, iterations: int = 500
+    lx: np.ndarray, y: np.ndarray, theta: np.ndarray, iterations: int = 200
 ) -> np.ndarray:
-    """Least squares of y ~ exp(c - alpha * lx) + B over theta = (c, alpha, B)."""
+    """Least squares of y ~ exp(c - alpha * lx) + B over theta = (c, alpha, B), B kept >= 0
+    (each step projected)."""
 
     def residuals(t):
         return np.exp(t[0] - t[1] * lx) + t[2] - y
@@ -140,6 +142,8 @@ def _levenberg_marquardt(
             except np.linalg.LinAlgError:
                 step = np.full(3, np.nan)
             candidate = theta + step
+            candidate[2] = max(candidate[2], 0.0)  # projected onto B >= 0
+            step = candidate - theta
             r_new = residuals(candidate)
             cost_new = float(r_new @ r_new) if np.all(np.isfinite(r_new)) else math.inf
             if cost_new <= cost:
@@ -147,7 +151,7 @@ def _levenberg_marquardt(
             damping *= 10
             if damping > 1e12:
                 return theta  # no step lowers the cost: a minimum
-        converged = cost - cost_new <= 1e-15 * max(cost, 1e-300) or np.max(np.abs(step)) < 1e-13
+        converged = cost - cost_new <= 1e-12 * max(cost, 1e-300) or np.max(np.abs(step)) < 1e-12
         theta, r, cost = candidate, r_new, cost_new
         damping = max(damping / 10, 1e-12)
         if converged:
@@ -156,7 +160,9 @@ def _levenberg_marquardt(
 
 
 def _fit_once(x: np.ndarray, y: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
-    """(c, alpha, B) with x normalised by its geometric mean (A = exp(c) * x_ref^alpha)."""
+    """(c, alpha, B) with x normalised by its geometric mean (A = exp(c) * x_ref^alpha), B >= 0:
+    a loss has no negative floor, and points still falling faster than a power law (models far
+    from converged) would otherwise pull B below zero."""
     lx = np.log(x) - np.log(x).mean()
     if start is None:
         best = None
