@@ -427,9 +427,15 @@ def write_scaling_plot(path: Path, axis: str, rows: list[dict], fit: PowerLawFit
         ax.plot(
             grid, power_law(grid, fit.a, fit.alpha, fit.b), "-", label=f"fit: alpha={fit.alpha:.3f}{interval}"
         )
-        ax.axhline(fit.b, color="grey", linestyle=":", label=f"B = {fit.b:.3f}")
+        if fit.b > 0:  # the floor the curve tends to (a line at 0 has no place on a log axis)
+            ax.axhline(fit.b, color="grey", linestyle=":", label=f"B = {fit.b:.3f}")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels overlap
+    ax.yaxis.set_major_formatter(ScalarFormatter())  # losses span less than a decade: plain numbers
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
     ax.set_xlabel("non-embedding parameters N" if axis == "n_params" else "training tokens D")
     ax.set_ylabel("val loss (nats/token)")
     ax.grid(True, which="both", alpha=0.3)
