@@ -9,6 +9,8 @@ any other model (a pretrained base model, a Hugging Face GPT-2) gets ``"alpaca"`
   by its reply and ``<|endoftext|>``, just as the training examples ended. Alpaca is a single-turn
   format, so earlier turns are simply earlier examples in the context: the model can look back at
   them, but the latest message is the instruction it answers.
+- a prompt string with ``{input}`` (an input -> output fine-tune, gptlab.data.pairs): each
+  message fills the template, as one input did in training.
 - ``"none"``: no template; the conversation is the raw text, each user message followed by the
   model's continuation, turns separated by a newline.
 
@@ -30,7 +32,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from gptlab.data.tasks import CHAT_SPECIAL_TOKENS, TEMPLATES, USER_TOKEN, InstructionExample, encode_prompt
+from gptlab.data.tasks import (
+    CHAT_SPECIAL_TOKENS,
+    TEMPLATES,
+    USER_TOKEN,
+    InstructionExample,
+    encode_prompt,
+    is_prompt_template,
+)
 from gptlab.errors import GptlabError
 from gptlab.generate import DEFAULT_MAX_NEW_TOKENS, Sampler, stream_text
 from gptlab.run import DEFAULT_TEMPLATE
@@ -43,6 +52,12 @@ STOP_MARKERS = {
     "chat": (USER_TOKEN, "### Instruction"),
     "none": (),
 }
+
+
+def stop_markers(template: str) -> tuple[str, ...]:
+    """Where a reply in ``template`` ends early; none for a prompt string with ``{input}`` (an
+    input -> output run: each message is one input, its reply ends at <|endoftext|>)."""
+    return STOP_MARKERS.get(template, ())
 
 
 class ChatSession:
@@ -61,8 +76,11 @@ class ChatSession:
         sampler: Sampler = DEFAULT_SAMPLER,
         seed: int | None = None,
     ) -> None:
-        if template not in CHAT_TEMPLATES:
-            raise GptlabError(f"template must be one of {', '.join(CHAT_TEMPLATES)}, got {template!r}")
+        if template not in CHAT_TEMPLATES and not is_prompt_template(template):
+            raise GptlabError(
+                f"template must be one of {', '.join(CHAT_TEMPLATES)} or a prompt string with {{input}}, "
+                f"got {template!r}"
+            )
         missing = [t for t in CHAT_SPECIAL_TOKENS if t not in tokenizer.special_tokens]
         if template == "chat" and missing:  # fail now, not at the first message
             raise GptlabError(
@@ -131,7 +149,7 @@ class ChatSession:
                 ids,
                 self.max_new_tokens,
                 self.sampler,
-                stop=STOP_MARKERS[self.template],
+                stop=stop_markers(self.template),
                 seed=seed,
             ):
                 pieces.append(piece)

@@ -250,10 +250,10 @@ def _check_lengths(prompt_len: int, max_new_tokens: int) -> None:
         raise GptlabError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
 
 
-def _prefill(model: GPT, rows: list[list[int]]) -> tuple[torch.Tensor, KVCache]:
+def prefill(model: GPT, rows: Sequence[Sequence[int]]) -> tuple[torch.Tensor, KVCache]:
     """Run the model on left-padded contexts (the last block_size tokens of each row); return the
-    logits of each row's last token (B, V) and the filled cache."""
-    contexts = [row[-model.config.block_size :] for row in rows]
+    logits of each row's last token (B, V) and the filled cache (beam search starts here too)."""
+    contexts = [list(row[-model.config.block_size :]) for row in rows]
     longest = max(len(c) for c in contexts)
     device = model_device(model)
     pad = torch.tensor([longest - len(c) for c in contexts], dtype=torch.long, device=device)
@@ -302,7 +302,7 @@ def decode_steps(
     finisher = _Finisher(len(rows), eos_id, device)
     pending: list[torch.Tensor] = []  # tokens generated since the rows were last extended
     with eval_mode(model):
-        logits, cache = _prefill(model, rows)
+        logits, cache = prefill(model, rows)
         for step in range(max_new_tokens):
             next_ids = finisher(sampler(logits, seen, generator))  # (B,)
             if seen is not None:
@@ -315,7 +315,7 @@ def decode_steps(
                 for row, new in zip(rows, torch.stack(pending, dim=1).tolist()):
                     row.extend(new)  # the rows as python lists only when they are needed
                 pending = []
-                logits, cache = _prefill(model, rows)
+                logits, cache = prefill(model, rows)
             else:
                 logits = _last_logits(model, next_ids[:, None], cache)  # (B, V)
 

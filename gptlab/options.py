@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import re
 from typing import Any
 
 # torch.manual_seed overflows past 2**63 - 1; verbs add offsets (sample i uses seed + i), so leave room
@@ -55,6 +56,15 @@ def int_at_least(minimum: int):
 
     check.__name__ = f"integer >= {minimum}"
     return check
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\"}
+
+
+def template_text(text: str) -> str:
+    """A prompt template typed on a command line: ``\\n``, ``\\t`` and ``\\\\`` become a newline,
+    a tab and a backslash (a shell's double quotes keep them as two characters)."""
+    return re.sub(r"\\([nt\\])", lambda m: _ESCAPES[m.group(1)], text)
 
 
 def seed_type(text: str) -> int:

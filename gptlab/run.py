@@ -4,6 +4,7 @@
     run.kind            # "lm", "instruct", "classifier", "hf-import" or "quantized"
     run.config          # the GPTConfig of its model
     run.template        # the prompt template it was fine-tuned with ("alpaca" when it says none)
+    run.fields          # (input field, output field) of an input -> output fine-tune
     run.tokenizer       # its tokenizer, loaded once
     run.data_dir        # the prepared data it was pretrained on, or None
     run.windows("val", n=64, length=128, seed=0)    # token windows from that data
@@ -119,12 +120,20 @@ class Run:
 
     @property
     def template(self) -> str:
-        """The prompt template an instruction-tuned run was trained with; ``"alpaca"`` for any
+        """The prompt template an instruction-tuned run was trained with: a template name, or the
+        prompt string with ``{input}`` of an input -> output fine-tune; ``"alpaca"`` for any
         other run (or a template name this version does not know)."""
-        from gptlab.data.tasks import TEMPLATES
+        from gptlab.data.tasks import TEMPLATES, is_prompt_template
 
         template = self.extra.get("template")
-        return template if template in TEMPLATES else DEFAULT_TEMPLATE
+        return template if template in TEMPLATES or is_prompt_template(template) else DEFAULT_TEMPLATE
+
+    @property
+    def fields(self) -> tuple[str | None, str | None]:
+        """(input field, output field) of the data an input -> output fine-tune read; Nones
+        for any other run."""
+        names = (self.extra.get("input_field"), self.extra.get("output_field"))
+        return tuple(n if isinstance(n, str) and n else None for n in names)  # type: ignore[return-value]
 
     @cached_property
     def classifier_meta(self) -> dict[str, Any]:

@@ -179,3 +179,17 @@ def test_a_real_pipe_prints_replies_without_prompts(runs):
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "" and not proc.stdout.startswith(">")
     assert proc.stdout.endswith("\n")
+
+
+def test_an_input_output_run_chats_in_its_prompt_string(tmp_path):
+    template = "Translate English to German:\n{input}\n"
+    extra = {"finetune": "instruct", "template": template, "input_field": "en", "output_field": "de"}
+    run = Run.open(tiny_run(tmp_path / "translate", [EOT], extra))
+    assert run.template == template
+    model, tok = run.load()
+    session = ChatSession(model, tok, run.template, **SETTINGS, seed=0)
+    assert session.prompt_for("a dog") == "Translate English to German:\na dog\n"
+    reply = session.reply("a dog")
+    assert session.prompt_for("a cat").startswith("Translate English to German:\na dog\n" + reply)
+    with pytest.raises(GptlabError, match="template"):
+        ChatSession(model, tok, "Translate: no slot")

@@ -118,7 +118,8 @@ def run_list(args: argparse.Namespace) -> int:
         return 0
     for row in rows:
         size = f"{row['size']:,} bytes" if row["size"] else "size unknown"
-        check = "sha256 pinned" if row["verified"] else "sha256 not pinned (unverified)"
+        pin = "sha256" if row["sha256"] else "git blob id" if row["git_blob"] else None
+        check = f"{pin} pinned" if pin else "sha256 not pinned (unverified)"
         print(f"{row['name']}: {row['description']}")
         print(f"    {size}, {check}; license: {row['license']}")
         print(f"    {row['url']}")

@@ -39,6 +39,10 @@ def register(subparsers) -> None:
 
     register_tasks(metrics)
 
+    from gptlab.commands.eval_generation import register_generation
+
+    register_generation(metrics)
+
 
 def register_perplexity(metrics) -> None:
     ppl = metrics.add_parser(

@@ -1,6 +1,8 @@
 """``gptlab eval classify --model RUN --data FILE``: accuracy, per-class precision/recall/F1, the
 confusion matrix and the error analysis (gptlab.eval.error_analysis) of a classifier run on a
-labelled file (same formats as training)."""
+labelled file (same formats as training: TSV, CSV, JSONL, JSON; in JSON the columns are field
+names, ``--text-field sentence --label-field label``, and an integer label such as SST-2's 0/1
+matches the label name "0"/"1")."""
 
 from __future__ import annotations
 
@@ -21,8 +23,13 @@ def register_classify(metrics) -> None:
 
     parser.add_argument("--model", required=True, metavar="RUN", help="a classifier run directory")
     parser.add_argument("--data", required=True, metavar="FILE", help="labelled file")
-    parser.add_argument("--text-column", type=column, help="name or 0-based position (default: as trained)")
-    parser.add_argument("--label-column", type=column, help="name or 0-based position (default: as trained)")
+    # --text-field / --label-field: the same flags under the names JSON data calls them by
+    parser.add_argument(
+        "--text-column", "--text-field", type=column, help="name or 0-based position (default: as trained)"
+    )
+    parser.add_argument(
+        "--label-column", "--label-field", type=column, help="name or 0-based position (default: as trained)"
+    )
     header = parser.add_mutually_exclusive_group()
     header.add_argument("--header", dest="header", action="store_true", default=None)
     header.add_argument("--no-header", dest="header", action="store_false")

@@ -61,11 +61,10 @@ def _list(as_json: bool) -> int:
     if as_json:
         print(json.dumps({"tasks": rows}, indent=2))
         return 0
-    width = max((len(r["name"]) for r in rows), default=4)
-    for r in rows:
-        print(
-            f"{r['name']:<{width}}  {r['output_type']:<22} {', '.join(r['metrics']):<24} {r['description']}"
-        )
+    from gptlab.eval.tasks.report import text_table
+
+    cells = [[r["name"], r["output_type"], ", ".join(r["metrics"]), r["description"]] for r in rows]
+    print(text_table([["task", "request type", "metrics", "what it tests"], *cells]))
     return 0
 
 

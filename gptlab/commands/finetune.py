@@ -139,7 +139,7 @@ def run_instruct(args: argparse.Namespace) -> int:
     base = result.base_scores or {}
     print(f"\ntest responses ({result.scores['n']}): {result.out_dir / 'responses.json'}")
     print(f"{'metric':<18} {'base':>10} {'fine-tuned':>10}")
-    for key in ("rougeL_f", "bleu", "exact_match", "distinct_2", "mean_words"):
+    for key in ("rougeL_f", "bleu", "chrf", "exact_match", "distinct_2", "mean_words"):
         b = base.get(key)
         print(f"{key:<18} {'' if b is None else f'{b:10.4f}':>10} {result.scores[key]:10.4f}")
     perplexities = forgetting_perplexities(result.summary)

@@ -7,8 +7,13 @@ crash, a truncated transfer or a tampered mirror never leaves a file that looks 
 whose hash matches is reused without any network access.
 
 Upstream URLs name a fixed commit where the host allows it, so a pinned hash cannot go stale.
-Every entry pins its SHA-256 and size. An entry without a hash (``sha256=None``) could only be
-checked for completeness (its size matches the ``Content-Length``), not for content, so
+Every entry pins its SHA-256 and size, or, for a file in a git repository whose bytes could not be
+read where the entry was written but whose tree could, its git blob id (``git_blob``: the SHA-1
+``git hash-object`` prints, of ``"blob <size>\\0"`` and the bytes; the file at the URL's commit
+has exactly that id). SHA-1 has known collision attacks, but those need whoever makes the file to
+make both files; matching a file that already exists (a second preimage) is still out of reach, so
+a pinned blob id identifies the upstream file. An entry with neither (``sha256=None``) could only
+be checked for completeness (its size matches the ``Content-Length``), not for content, so
 ``download`` refuses it unless ``allow_unverified=True`` (``--allow-unverified``); ``gptlab data
 list`` shows which entries are verified.
 
@@ -23,10 +28,12 @@ path of a local folder (``~`` expanded), which must exist, and ``<folder>/<filen
 into the cache exactly like a download: through a ``.part`` file, hashed, size-checked, renamed
 only when it matches. (``file://`` stays a refused URL scheme; name the folder itself.)
 
-Most entries are upstream files that a mirror holds byte for byte. An entry with a ``mirror_name``
-is a file only data mirrors hold, derived from its ``url`` (a subset, or reformatted); it is
-stored in the mirror under ``mirror_name`` and cached under its own ``filename``, and without a
-mirror (or ``--url``) there is nothing to download it from.
+Most entries are upstream files that a mirror holds byte for byte, under ``filename`` or, where the
+mirror keeps it in a folder, under ``mirror_path`` (``"tasks/winobias/..."``). An entry with a
+``mirror_name`` is a file only data mirrors hold, derived from its ``url`` (a subset, or
+reformatted); it is stored in the mirror under ``mirror_name`` (which may name a folder too:
+``"tasks/truthfulqa/mc_task.json"``) and cached under its own ``filename``, and without a mirror
+(or ``--url``) there is nothing to download it from.
 
 Only ``https://`` URLs are accepted, plus ``http://`` to this machine (a local mirror on
 127.0.0.1 / ::1 / localhost: the bytes never cross a network). Anything else (``http://`` to
@@ -77,14 +84,18 @@ class DatasetEntry:
     size: int | None = None
     # set for a file only data mirrors hold (derived from ``url``): its name in the mirror
     mirror_name: str | None = None
+    # set for an upstream file that a mirror keeps under another path than ``filename``
+    mirror_path: str | None = None
+    # the file's git blob id (SHA-1 hex), pinned where its sha256 could not be (see the module docstring)
+    git_blob: str | None = None
 
     @property
     def verified(self) -> bool:
-        return self.sha256 is not None
+        return self.sha256 is not None or self.git_blob is not None
 
     @property
     def name_in_mirror(self) -> str:
-        return self.mirror_name or self.filename
+        return self.mirror_name or self.mirror_path or self.filename
 
     def to_dict(self) -> dict:
         return asdict(self) | {"verified": self.verified}
@@ -215,6 +226,320 @@ REGISTRY: dict[str, DatasetEntry] = {
             size=158882,
             mirror_name="instruction-data.json",
         ),
+        # Benchmark task data (gptlab eval tasks): seeded subsets that data mirrors hold under
+        # tasks/<task>/<file> (the layout of --data-dir), derived from the upstream file at ``url``.
+        DatasetEntry(
+            name="lambada-openai-subset",
+            url=(
+                "https://raw.githubusercontent.com/mosaicml/llm-foundry/8c8dd48f72168c5d51e2f7b151595892a8fba43d/"
+                "scripts/eval/local_data/language_understanding/lambada_openai.jsonl"
+            ),
+            filename="lambada-openai-subset.jsonl",
+            description=(
+                "LAMBADA (OpenAI's detokenised test set): 1,031 of the 5,153 passages, random, in source "
+                "order, one {context, continuation} JSON object a line; derived from the file at the URL (mirrors only)"
+            ),
+            license="CC BY 4.0 (LAMBADA); repository mosaicml/llm-foundry is Apache-2.0",
+            sha256="ef5c875280e3bdea91b44f85a2748c20c45659a608959e05115adc0f2dddd887",
+            size=382164,
+            mirror_name="tasks/lambada/lambada_openai.jsonl",
+        ),
+        DatasetEntry(
+            name="sst2-validation-subset",
+            url=(
+                "https://raw.githubusercontent.com/forest-snow/alps/3c7ef2c98249fc975a897b27f275695f97d5b7a9/"
+                "data/SST-2/test.tsv"
+            ),
+            filename="sst2-validation-subset.jsonl",
+            description=(
+                "SST-2 (GLUE) dev: 436 of the 872 sentences, stratified by label, one {idx, sentence, label} "
+                "JSON object a line; derived from the GLUE dev file (byte-identical at the URL) (mirrors only)"
+            ),
+            license="none stated by the SST authors (distributed through GLUE)",
+            sha256="4428ef5f68fb38b29f7aee9827664c5ad38ebc461ffc5d49ac67357597b2b460",
+            size=63884,
+            mirror_name="tasks/sst2/validation.jsonl",
+        ),
+        DatasetEntry(
+            name="sst2-train-subset",
+            url=(
+                "https://raw.githubusercontent.com/awake020/pytorch_Bert_sst2/ce2ab1719d32182e6233b24b2de246bd32814fde/"
+                "SST-2/train.tsv"
+            ),
+            filename="sst2-train-subset.jsonl",
+            description=(
+                "SST-2 (GLUE) train: 20,000 of the 67,349 rows (sentences and phrases), one {idx, sentence, "
+                "label} JSON object a line; derived from the GLUE training rows (reformatted at the URL) (mirrors only)"
+            ),
+            license="none stated by the SST authors (distributed through GLUE)",
+            sha256="a0c087589811e0fba2f5b20e0311de119975cdb3ab9c6258baf6a020d458142c",
+            size=1907015,
+            mirror_name="tasks/sst2/train.jsonl",
+        ),
+        DatasetEntry(
+            name="truthfulqa-mc-subset",
+            url=(
+                "https://raw.githubusercontent.com/sylinrl/TruthfulQA/d71c110897f5d31c5d7f309e7bc316c152f6f031/"
+                "data/mc_task.json"
+            ),
+            filename="truthfulqa-mc-subset.json",
+            description=(
+                "TruthfulQA multiple choice (January 2025 revision): 237 of the 790 questions with their "
+                "mc0/mc1/mc2 targets, verbatim; derived from the file at the URL (mirrors only)"
+            ),
+            license="Apache-2.0 (repository sylinrl/TruthfulQA)",
+            sha256="89696cf86a78c75559fc27cd2cbf851ed43943afee4f654a93e3735deecf098c",
+            size=223221,
+            mirror_name="tasks/truthfulqa/mc_task.json",
+        ),
+        DatasetEntry(
+            name="truthfulqa-csv-subset",
+            url=(
+                "https://raw.githubusercontent.com/sylinrl/TruthfulQA/d71c110897f5d31c5d7f309e7bc316c152f6f031/"
+                "TruthfulQA.csv"
+            ),
+            filename="truthfulqa-csv-subset.csv",
+            description=(
+                "TruthfulQA.csv rows (Type, Category, Question, answers, Source) of the same 237 questions, "
+                "in the same order as truthfulqa-mc-subset; derived from the file at the URL (mirrors only)"
+            ),
+            license="Apache-2.0 (repository sylinrl/TruthfulQA)",
+            sha256="7cfe4d368f0439aabee690b49da1ff691dc63647311a2da9f673971f2227fd4f",
+            size=151427,
+            mirror_name="tasks/truthfulqa/TruthfulQA.csv",
+        ),
+        DatasetEntry(
+            name="crows-pairs-subset",
+            url=(
+                "https://raw.githubusercontent.com/nyu-mll/crows-pairs/8aaac11c485473159ec9328a65253a5be9a479dc/"
+                "data/crows_pairs_anonymized.csv"
+            ),
+            filename="crows-pairs-subset.csv",
+            description=(
+                "CrowS-Pairs: 454 of the 1,508 sentence pairs, 30% of each of the 9 bias types, rows verbatim "
+                "(offensive content; for evaluation only); derived from the file at the URL (mirrors only)"
+            ),
+            license="CC BY-SA 4.0",
+            sha256="6ac8c24e48bcbb55321a86428f251c9a232853dbce631eb20f13c365d47fc478",
+            size=130307,
+            mirror_name="tasks/crows_pairs/crows_pairs.csv",
+        ),
+        DatasetEntry(
+            name="advbench-subset",
+            url=(
+                "https://raw.githubusercontent.com/llm-attacks/llm-attacks/098262edf85f807224e70ecd87b9d83716bf6b73/"
+                "data/advbench/harmful_behaviors.csv"
+            ),
+            filename="advbench-subset.csv",
+            description=(
+                "AdvBench harmful behaviours: 156 of the 520 (goal, target) rows, random, verbatim (harmful "
+                "content; for refusal evaluation only); derived from the file at the URL (mirrors only)"
+            ),
+            license="MIT (repository llm-attacks/llm-attacks)",
+            sha256="ecab7e4516cf201c170058883b36fc5f0a4e187b7b8b9ad2bfe8037c60b8ef57",
+            size=24915,
+            mirror_name="tasks/advbench/harmful_behaviors.csv",
+        ),
+        # the complete upstream files (hashed at the URL's commit from a git snapshot of the repository,
+        # byte-identical to the mirror's copies), kept by mirrors under tasks/winobias/
+        DatasetEntry(
+            name="winobias-pro-type1",
+            url=(
+                "https://raw.githubusercontent.com/uclanlp/corefBias/0bce984dd081bbc10b0622f326727a024c607895/"
+                "WinoBias/wino/data/pro_stereotyped_type1.txt.dev"
+            ),
+            filename="winobias-pro-type1.txt",
+            description=(
+                "WinoBias dev, pro-stereotypical, type 1: 396 sentences, 'N sentence' a line, brackets "
+                "marking the occupation and its pronoun(s)"
+            ),
+            license="MIT (repository uclanlp/corefBias)",
+            sha256="dd55a0d220fe4c0ceb63dd4648223fb4fe1a58d5ad95c116a002ad24b0e292a5",
+            size=32786,
+            mirror_path="tasks/winobias/pro_stereotyped_type1.txt.dev",
+        ),
+        DatasetEntry(
+            name="winobias-anti-type1",
+            url=(
+                "https://raw.githubusercontent.com/uclanlp/corefBias/0bce984dd081bbc10b0622f326727a024c607895/"
+                "WinoBias/wino/data/anti_stereotyped_type1.txt.dev"
+            ),
+            filename="winobias-anti-type1.txt",
+            description=(
+                "WinoBias dev, anti-stereotypical, type 1: 396 sentences, 'N sentence' a line, brackets "
+                "marking the occupation and its pronoun(s)"
+            ),
+            license="MIT (repository uclanlp/corefBias)",
+            sha256="a4e0ebae344e78b56f657a42e8ae684b9db7747d177c5e7149c0907ebb7f3bf6",
+            size=32782,
+            mirror_path="tasks/winobias/anti_stereotyped_type1.txt.dev",
+        ),
+        DatasetEntry(
+            name="winobias-pro-type2",
+            url=(
+                "https://raw.githubusercontent.com/uclanlp/corefBias/0bce984dd081bbc10b0622f326727a024c607895/"
+                "WinoBias/wino/data/pro_stereotyped_type2.txt.dev"
+            ),
+            filename="winobias-pro-type2.txt",
+            description=(
+                "WinoBias dev, pro-stereotypical, type 2: 396 sentences, 'N sentence' a line, brackets "
+                "marking the occupation and its pronoun(s)"
+            ),
+            license="MIT (repository uclanlp/corefBias)",
+            sha256="8f0250de723cea9328e3eaf7169e07936f01aa5909ce7aa580db66eb803f4e86",
+            size=30884,
+            mirror_path="tasks/winobias/pro_stereotyped_type2.txt.dev",
+        ),
+        DatasetEntry(
+            name="winobias-anti-type2",
+            url=(
+                "https://raw.githubusercontent.com/uclanlp/corefBias/0bce984dd081bbc10b0622f326727a024c607895/"
+                "WinoBias/wino/data/anti_stereotyped_type2.txt.dev"
+            ),
+            filename="winobias-anti-type2.txt",
+            description=(
+                "WinoBias dev, anti-stereotypical, type 2: 396 sentences, 'N sentence' a line, brackets "
+                "marking the occupation and its pronoun(s)"
+            ),
+            license="MIT (repository uclanlp/corefBias)",
+            sha256="763ad829ad724f9a85ead689ba8ca69072020cb1238def6210f0fc6a47b97e59",
+            size=30875,
+            mirror_path="tasks/winobias/anti_stereotyped_type2.txt.dev",
+        ),
+        # The complete upstream files the crows-pairs and lambada subsets come from (hashed at the
+        # URL's commit from git snapshots of the repositories): the full sets for a user with a
+        # network. Saved as <task>/<file> under a folder (``--data-dir``), the tasks score all of them.
+        DatasetEntry(
+            name="crows-pairs",
+            url=(
+                "https://raw.githubusercontent.com/nyu-mll/crows-pairs/8aaac11c485473159ec9328a65253a5be9a479dc/"
+                "data/crows_pairs_anonymized.csv"
+            ),
+            filename="crows_pairs_anonymized.csv",
+            description=(
+                "CrowS-Pairs: all 1,508 sentence pairs in 9 bias types (offensive content; for evaluation "
+                "only); as crows_pairs/crows_pairs.csv under --data-dir, the crows_pairs task scores them all"
+            ),
+            license="CC BY-SA 4.0",
+            sha256="dfb36986ce0502abbaf7055b9176da3d08d48e07df1251991b5dfbcbceab9d0c",
+            size=437764,
+        ),
+        DatasetEntry(
+            name="lambada-openai",
+            url=(
+                "https://raw.githubusercontent.com/mosaicml/llm-foundry/8c8dd48f72168c5d51e2f7b151595892a8fba43d/"
+                "scripts/eval/local_data/language_understanding/lambada_openai.jsonl"
+            ),
+            filename="lambada_openai.jsonl",
+            description=(
+                "LAMBADA (OpenAI's detokenised test set): all 5,153 passages, one {context, continuation} "
+                "JSON object a line; as lambada/lambada_openai.jsonl under --data-dir, the lambada task scores them all"
+            ),
+            license="CC BY 4.0 (LAMBADA); repository mosaicml/llm-foundry is Apache-2.0",
+            sha256="411bfbe5b9054346b6a19299c0242670adbefb9162efd958593cbc0290b8c9dc",
+            size=1895241,
+        ),
+        # HellaSwag and PopQA: upstream only (no mirror copy). The git snapshots of their
+        # repositories available where these entries were written list the files (with their blob
+        # ids at the URL's commit) but hold no bytes, so no sha256 or size could be computed: they
+        # are pinned by git blob id, read from the commit's tree.
+        DatasetEntry(
+            name="hellaswag-val",
+            url=(
+                "https://raw.githubusercontent.com/rowanz/hellaswag/a29ff8e9a04bba4bd6588223785ce105328adc57/"
+                "data/hellaswag_val.jsonl"
+            ),
+            filename="hellaswag_val.jsonl",
+            description=(
+                "HellaSwag validation: 10,042 contexts with 4 endings each (ind, activity_label, ctx_a, ctx_b, "
+                "ctx, endings, label, ...), one JSON object a line; the split lm-evaluation-harness scores"
+            ),
+            license="MIT (repository rowanz/hellaswag)",
+            git_blob="0f5ee25d72216f12317d5d8a7b92deafa423d81e",
+            mirror_path="tasks/hellaswag/hellaswag_val.jsonl",
+        ),
+        DatasetEntry(
+            name="hellaswag-train",
+            url=(
+                "https://raw.githubusercontent.com/rowanz/hellaswag/a29ff8e9a04bba4bd6588223785ce105328adc57/"
+                "data/hellaswag_train.jsonl"
+            ),
+            filename="hellaswag_train.jsonl",
+            description=(
+                "HellaSwag training split: 39,905 contexts with 4 endings each (the few-shot source "
+                "lm-evaluation-harness draws hellaswag's examples from)"
+            ),
+            license="MIT (repository rowanz/hellaswag)",
+            git_blob="1997e15fe638ef2aeec6993471159295cd75aab7",
+            mirror_path="tasks/hellaswag/hellaswag_train.jsonl",
+        ),
+        DatasetEntry(
+            name="popqa",
+            url=(
+                "https://raw.githubusercontent.com/AlexTMallen/adaptive-retrieval/2b70c1ea7db206be429e90b6dbaf850f4514c5ec/"
+                "data/popQA.tsv"
+            ),
+            filename="popQA.tsv",
+            description=(
+                "PopQA: 14,267 entity-centric questions from Wikidata triples with subject popularity (s_pop, "
+                "monthly Wikipedia page views) and possible_answers (a JSON list); tab-separated with a header"
+            ),
+            license="MIT (repository AlexTMallen/adaptive-retrieval)",
+            git_blob="0ad1a9bbe0c198f511131c011d71dacefee41001",
+            mirror_path="tasks/popqa/popQA.tsv",
+        ),
+        DatasetEntry(
+            name="multi30k-train-subset",
+            url="https://raw.githubusercontent.com/multi30k/dataset/a3d2e0d26b56f3846f66a952536ffed4e401d05a/data/task1/raw/train.de.gz",
+            filename="multi30k-train.jsonl",
+            description=(
+                "Multi30K task 1 English-German training pairs, all 29,000, as JSONL {en, de} (whitespace "
+                "stripped), joined from train.en.gz and train.de.gz at the URL's commit (mirrors only)"
+            ),
+            license="none stated in the repository (Flickr30K-derived; non-commercial research and education)",
+            sha256="4a7268d73a573432bf378f1cf6824bc7544439ad24337504a139bc42b470821c",
+            size=4462922,
+            mirror_name="tasks/multi30k/train.jsonl",
+        ),
+        DatasetEntry(
+            name="multi30k-val-subset",
+            url="https://raw.githubusercontent.com/multi30k/dataset/a3d2e0d26b56f3846f66a952536ffed4e401d05a/data/task1/raw/val.de.gz",
+            filename="multi30k-val.jsonl",
+            description=(
+                "Multi30K task 1 English-German validation pairs, all 1,014, as JSONL {en, de}, joined "
+                "from val.en.gz and val.de.gz at the URL's commit (mirrors only)"
+            ),
+            license="none stated in the repository (Flickr30K-derived; non-commercial research and education)",
+            sha256="f66192595cc7bd056841b7660453e0750092d08db19daf4951cd3bc85e2d7447",
+            size=158554,
+            mirror_name="tasks/multi30k/val.jsonl",
+        ),
+        DatasetEntry(
+            name="scitldr-train",
+            url="https://raw.githubusercontent.com/allenai/scitldr/5ccad9c00a60ad75c9e04abf7f27d0f53f983b20/SciTLDR-Data/SciTLDR-A/train.jsonl",
+            filename="scitldr-train.jsonl",
+            description=(
+                "SciTLDR-A training set, all 1,992 abstracts as JSONL {document, summary, references, "
+                "paper_id, title}, derived from the file at the URL (mirrors only)"
+            ),
+            license="Apache-2.0",
+            sha256="c18b45143d157d2941f310753d57118357cc356606250a0b84393f92f3717497",
+            size=3034788,
+            mirror_name="tasks/scitldr/train.jsonl",
+        ),
+        DatasetEntry(
+            name="scitldr-val",
+            url="https://raw.githubusercontent.com/allenai/scitldr/5ccad9c00a60ad75c9e04abf7f27d0f53f983b20/SciTLDR-Data/SciTLDR-A/dev.jsonl",
+            filename="scitldr-val.jsonl",
+            description=(
+                "SciTLDR-A dev set, all 619 abstracts as JSONL {document, summary, references (1-4), "
+                "paper_id, title}, derived from the file at the URL (mirrors only)"
+            ),
+            license="Apache-2.0",
+            sha256="5a4c4d526607d8fd467a39f04c36f64565b92b286054969f0d62831f152e4b93",
+            size=1084978,
+            mirror_name="tasks/scitldr/val.jsonl",
+        ),
     ]
 }
 
@@ -277,6 +602,30 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def git_blob_id(path: Path) -> str:
+    """The git blob id of a file (what ``git hash-object`` prints): SHA-1 of ``"blob <size>\\0"``
+    and the bytes."""
+    digest = hashlib.sha1(f"blob {path.stat().st_size}\0".encode())
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _mismatch(entry: DatasetEntry, path: Path, sha256: str | None = None) -> str | None:
+    """How the file at ``path`` differs from what ``entry`` pins (None: it matches, or nothing is
+    pinned). ``sha256``: the file's, when already known."""
+    if entry.sha256 is not None:
+        sha256 = sha256 or file_sha256(path)
+        if sha256 != entry.sha256:
+            return f"sha256 {sha256}, expected {entry.sha256}"
+    if entry.git_blob is not None:
+        blob = git_blob_id(path)
+        if blob != entry.git_blob:
+            return f"git blob id {blob}, expected {entry.git_blob}"
+    return None
+
+
 def insecure_urls_allowed(allow: bool = False) -> bool:
     """``allow``, or ``$GPTLAB_ALLOW_INSECURE_URLS`` set to 1 / true / yes."""
     return allow or os.environ.get(INSECURE_ENV, "").strip().lower() in ("1", "true", "yes")
@@ -336,7 +685,7 @@ def download(
     entry = get_entry(name)
     if not entry.verified and not allow_unverified:
         raise GptlabError(
-            f"{name} has no pinned sha256, so its content cannot be verified (only that the "
+            f"{name} has no pinned sha256 or git blob id, so its content cannot be verified (only that the "
             "download completed); pass --allow-unverified (allow_unverified=True) to use it anyway"
         )
     src = source(entry, url)
@@ -351,7 +700,7 @@ def download(
         check_url(src, name, allow_insecure_url)
     dest = cache_dir(directory) / entry.filename
     # a cached copy is reused if its hash matches; a corrupt or outdated one is replaced below
-    if dest.is_file() and not force and (entry.sha256 is None or file_sha256(dest) == entry.sha256):
+    if dest.is_file() and not force and _mismatch(entry, dest) is None:
         return dest
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -368,10 +717,11 @@ def download(
                 sha256 = _fetch(src, out, entry, progress, allow_insecure_url)
             out.flush()
             os.fsync(out.fileno())
-        if entry.sha256 is not None and sha256 != entry.sha256:
+        mismatch = _mismatch(entry, part, sha256)
+        if mismatch:
             raise GptlabError(
-                f"checksum mismatch for {name} from {src}: sha256 {sha256}, expected "
-                f"{entry.sha256}; the partial file was deleted (a changed upstream file or a bad mirror?)"
+                f"checksum mismatch for {name} from {src}: {mismatch}; the partial file was deleted "
+                "(a changed upstream file or a bad mirror?)"
             )
         os.replace(part, dest)
     except BaseException:

@@ -21,6 +21,10 @@ Instruction following (Alpaca format: instruction, optional input, output):
   tokenizer must have: `CHAT_SPECIAL_TOKENS`). The response always ends with ``<|endoftext|>``,
   so the model learns to stop. User text is encoded with no special tokens allowed: data that
   contains the text ``<|endoftext|>`` or ``<|assistant|>`` cannot forge a control token.
+- A third kind of template is a prompt string with ``{input}`` where the example's text goes
+  (``"Translate English to German:\\n{input}\\n"``), for input -> output tasks (gptlab.data.pairs):
+  the example's ``input`` fills it (its ``instruction`` when it has no input, as a chat message
+  does), and the response follows the filled template directly. Only ``{input}`` is special.
 - `collate_instructions` turns (token ids, prompt length) pairs into (inputs, targets): targets
   are the inputs shifted by one; padding is masked with -100 so it costs nothing, but the
   end-of-text token that ends each response stays a target; optionally the prompt tokens are
@@ -68,6 +72,7 @@ ALPACA_INTRO_WITH_INPUT = (
     "context. Write a response that appropriately completes the request."
 )
 ALPACA_RESPONSE = "### Response:"
+INPUT_SLOT = "{input}"  # where a prompt-string template puts the example's text
 
 Column = str | int
 
@@ -501,14 +506,34 @@ def split_examples(
     return pick(order[n_test + n_val :]), pick(order[n_test : n_test + n_val]), pick(order[:n_test])
 
 
-def _check_template(template: str) -> None:
-    if template not in TEMPLATES:
-        raise GptlabError(f"template must be one of {', '.join(TEMPLATES)}, got {template!r}")
+def is_prompt_template(template: object) -> bool:
+    """Whether ``template`` is a prompt string (not a template name): it contains ``{input}``."""
+    return isinstance(template, str) and INPUT_SLOT in template and template not in TEMPLATES
+
+
+def check_template(template: str) -> str:
+    """``template`` if it is a template name or a prompt string with ``{input}``; else GptlabError."""
+    if template in TEMPLATES or is_prompt_template(template):
+        return template
+    raise GptlabError(
+        f"template must be {' or '.join(TEMPLATES)}, or a prompt string that contains {INPUT_SLOT} where "
+        f'the input text goes (e.g. "Translate English to German:\\n{INPUT_SLOT}\\n"), got {template!r}'
+    )
+
+
+def fill_template(template: str, text: str) -> str:
+    """A prompt-string template with ``{input}`` replaced by ``text`` (every occurrence)."""
+    if not is_prompt_template(template):
+        check_template(template)  # a name: the message says what a prompt string needs
+        raise GptlabError(f"{template!r} is a template name, not a prompt string with {INPUT_SLOT}")
+    return template.replace(INPUT_SLOT, text)
 
 
 def format_prompt(example: InstructionExample, template: str = "alpaca") -> str:
     """The prompt as text (special tokens written out), ending where the response begins."""
-    _check_template(template)
+    check_template(template)
+    if is_prompt_template(template):
+        return fill_template(template, example.input or example.instruction)
     if template == "alpaca":
         intro = ALPACA_INTRO_WITH_INPUT if example.input else ALPACA_INTRO
         text = f"{intro}\n\n### Instruction:\n{example.instruction}\n\n"
@@ -535,8 +560,8 @@ def _special_id(tokenizer: Tokenizer, token: str, template: str) -> int:
 def encode_prompt(example: InstructionExample, tokenizer: Tokenizer, template: str = "alpaca") -> list[int]:
     """Token ids of the prompt (what generation starts from). Text from the example is encoded
     with no special tokens allowed; only the template's own markers are special tokens."""
-    _check_template(template)
-    if template == "alpaca":
+    check_template(template)
+    if template == "alpaca" or is_prompt_template(template):
         return tokenizer.encode(format_prompt(example, template))
     user_id = _special_id(tokenizer, USER_TOKEN, template)
     assistant_id = _special_id(tokenizer, ASSISTANT_TOKEN, template)
@@ -555,12 +580,14 @@ def encode_example(
 
 def extract_response(text: str, template: str = "alpaca") -> str:
     """The response part of a decoded prompt + generation: after the last response marker,
-    up to the first <|endoftext|>, stripped. Text without a marker is taken as all response."""
-    _check_template(template)
-    marker = ALPACA_RESPONSE if template == "alpaca" else ASSISTANT_TOKEN
-    cut = text.rfind(marker)
-    if cut >= 0:
-        text = text[cut + len(marker) :]
+    up to the first <|endoftext|>, stripped. Text without a marker is taken as all response (a
+    prompt-string template has none: pass the generated text alone)."""
+    check_template(template)
+    if not is_prompt_template(template):  # a prompt string has no marker: the output follows it
+        marker = ALPACA_RESPONSE if template == "alpaca" else ASSISTANT_TOKEN
+        cut = text.rfind(marker)
+        if cut >= 0:
+            text = text[cut + len(marker) :]
     return text.split(EOT, 1)[0].strip()
 
 

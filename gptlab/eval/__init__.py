@@ -1,5 +1,5 @@
 """Evaluation: teacher-forced scoring (scoring.py), perplexity and bits per byte (perplexity.py),
-text metrics (text_metrics.py: BLEU, ROUGE, distinct-n, exact match).
+text metrics (text_metrics.py: BLEU, chrF, ROUGE, distinct-n, exact match).
 
 Names are imported lazily, so using the text metrics does not import torch. The function
 ``perplexity`` is imported from its module (gptlab.eval.perplexity), whose name it shares.
@@ -18,6 +18,9 @@ _EXPORTS: dict[str, str] = {
     "evaluate_text": "gptlab.eval.perplexity",
     "judge_responses": "gptlab.eval.judge",
     "classify_by_prompting": "gptlab.eval.prompting",
+    "corpus_chrf": "gptlab.eval.chrf",
+    "sentence_chrf": "gptlab.eval.chrf",
+    "evaluate_generation": "gptlab.eval.generation",
 }
 
 __all__ = list(_EXPORTS)

@@ -108,19 +108,12 @@ def corpus_bleu(
     reference fewer. Statistics are summed over segments, then BLEU is computed once.
     """
     _check_options(smooth_method, tokenize, max_ngram_order)
-    if isinstance(hypotheses, str) or not hypotheses:
-        raise ValueError("hypotheses must be a non-empty list of strings")
-    if isinstance(references_list, str) or not references_list or isinstance(references_list[0], str):
-        raise ValueError("references_list must be a list of reference sets, e.g. [refs] for one reference")
-    for k, refs in enumerate(references_list):
-        if len(refs) != len(hypotheses):
-            raise ValueError(f"reference set {k} has {len(refs)} segments, expected {len(hypotheses)}")
+    per_segment = segment_references(hypotheses, references_list)
 
     sys_len = ref_len = 0
     correct = [0] * max_ngram_order
     total = [0] * max_ngram_order
-    for i, hypothesis in enumerate(hypotheses):
-        references = [refs[i] for refs in references_list if refs[i] is not None]
+    for hypothesis, references in zip(hypotheses, per_segment):
         stats = _segment_stats(hypothesis, references, tokenize, lowercase, max_ngram_order)
         sys_len += stats[0]
         ref_len += stats[1]
@@ -130,6 +123,22 @@ def corpus_bleu(
     return bleu_from_stats(
         correct, total, sys_len, ref_len, smooth_method, smooth_value, effective_order, max_ngram_order
     )
+
+
+def segment_references(
+    hypotheses: Sequence[str], references_list: Sequence[Sequence[str | None]]
+) -> list[list[str]]:
+    """Each segment's references from sacrebleu's layout (one list per reference set, aligned
+    with the hypotheses; ``None``: that segment has one reference fewer), checked: ValueError for
+    no hypotheses, a bare list of strings instead of reference sets, or a set of the wrong length."""
+    if isinstance(hypotheses, str) or not hypotheses:
+        raise ValueError("hypotheses must be a non-empty list of strings")
+    if isinstance(references_list, str) or not references_list or isinstance(references_list[0], str):
+        raise ValueError("references_list must be a list of reference sets, e.g. [refs] for one reference")
+    for k, refs in enumerate(references_list):
+        if len(refs) != len(hypotheses):
+            raise ValueError(f"reference set {k} has {len(refs)} segments, expected {len(hypotheses)}")
+    return [[refs[i] for refs in references_list if refs[i] is not None] for i in range(len(hypotheses))]
 
 
 def sentence_bleu(

@@ -228,7 +228,10 @@ def score_choices(
                 ctx, conts = groups[order[i]]
                 n, w = rows + len(conts), max(width, max(len(c) for c in conts))
                 too_big = n * w * config.vocab_size * LOGIT_BYTES > max_logits_bytes
-                if chunk and (too_big or (max_batch_size is not None and n > max_batch_size)):
+                # every row is right-padded to the chunk's longest choice: the padding of the longest
+                # context (the chunk's first) must still have a position inside the model's context
+                too_long = len(groups[chunk[0]][0] if chunk else ctx) + w - 1 > block_size
+                if chunk and (too_big or too_long or (max_batch_size is not None and n > max_batch_size)):
                     break
                 chunk.append(order[i])
                 rows, width, i = n, w, i + 1

@@ -15,6 +15,17 @@ whose model.json says ``"extra": {"finetune": "instruct", "template": ...}`` so 
 ``gptlab chat`` and ``gptlab generate`` use it as is; with LoRA the weights are saved merged,
 and ``adapter.safetensors`` holds the adapter alone too.
 
+Input -> output data (translation, summarisation): with ``input_field`` and ``output_field`` the
+data is any JSONL of objects (gptlab.data.pairs), and ``template`` a prompt string with
+``{input}`` (``"Translate English to German:\\n{input}\\n"``); the model learns prompt + output +
+<|endoftext|> with the prompt masked out of the loss (always: the task is the output), and the
+run records the template and both field names (model.json ``extra``) for ``gptlab eval
+generation`` and ``gptlab chat``. ``val_data`` takes the validation examples from a file of their
+own. ``bucket_by_length`` batches examples of similar length together (shuffled within and
+across buckets, so epochs still differ): much less padding when lengths vary. ``select_by``
+keeps the epoch with the best validation loss (default) or the best task metric (``bleu``,
+``chrf``, ``rougeL``) of greedy outputs for the first ``select_examples`` validation examples.
+
 The ``chat`` template needs the special tokens ``<|user|>`` and ``<|assistant|>``. A base
 tokenizer without them gets them added (`add_special_tokens`) and the embedding grows by as
 many rows: the new tokens start as the mean of the existing embeddings, as Hugging Face's
@@ -34,19 +45,30 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
+from gptlab.data.pairs import load_pairs
 from gptlab.data.tasks import (
     CHAT_SPECIAL_TOKENS,
-    TEMPLATES,
     InstructionDataset,
     InstructionExample,
+    check_template,
     collate_instructions,
     encode_prompt,
     extract_response,
+    is_prompt_template,
     load_instructions,
     split_examples,
 )
 from gptlab.errors import GptlabError
-from gptlab.eval.text_metrics import corpus_bleu, corpus_rouge, distinct_n, exact_match, repetition_rate
+from gptlab.eval.generation import complete
+from gptlab.eval.text_metrics import (
+    corpus_bleu,
+    corpus_chrf,
+    corpus_rouge,
+    distinct_n,
+    exact_match,
+    repetition_rate,
+)
+from gptlab.finetune.buckets import LengthBuckets
 from gptlab.finetune.common import (
     LoraOptions,
     StepSchedule,
@@ -62,16 +84,17 @@ from gptlab.finetune.common import (
 )
 from gptlab.finetune.loop import EpochRunner, adamw_update
 from gptlab.finetune.report import write_instruct_report
-from gptlab.generate import GREEDY, Sampler, generate
+from gptlab.generate import GREEDY, Sampler
 from gptlab.io import atomic_write_json
 from gptlab.model.gpt import GPT
 from gptlab.model.lora import count_trainable, remove_lora, save_adapter
 from gptlab.model.modes import eval_mode, resolve_device
-from gptlab.options import option, positive_int
+from gptlab.options import option, positive_int, template_text
 from gptlab.run import Run
 from gptlab.rundir import load_model, save_model
 from gptlab.tokenizers.base import EOT
 
+SELECT_BY = ("loss", "bleu", "chrf", "rougeL")
 RESPONSES_FILE = "responses.json"
 BASE_RESPONSES_FILE = "base_responses.json"
 
@@ -81,10 +104,34 @@ class InstructOptions:
     """Everything `finetune_instruct` needs; the CLI flags are built from these fields."""
 
     model: str = training_option("model")
-    data: str = training_option("data")  # Alpaca-format JSON list or JSONL
+    data: str = training_option("data")  # Alpaca-format JSON list or JSONL, or input -> output JSONL
     out: str = training_option("out")
-    template: str = option("alpaca", "prompt template", choices=TEMPLATES)
-    mask_prompt: bool = option(False, "no loss on the prompt tokens")
+    template: str = option(
+        "alpaca",
+        "alpaca, chat, or a prompt string with {input} for input -> output data "
+        '(e.g. "Translate English to German:\\n{input}\\n"; \\n and \\t are read as newline and tab)',
+        metavar="TEMPLATE",
+        type=template_text,
+    )
+    input_field: str | None = option(
+        None, "input -> output data: the field holding the input", metavar="NAME"
+    )
+    output_field: str | None = option(
+        None, "input -> output data: the field holding the output", metavar="NAME"
+    )
+    val_data: str | None = option(
+        None, "validation examples from this file instead of a split of --data", metavar="FILE"
+    )
+    mask_prompt: bool = option(False, "no loss on the prompt tokens (always so for input -> output data)")
+    bucket_by_length: bool = option(False, "batch examples of similar length together (less padding)")
+    select_by: str = option(
+        "loss",
+        "keep the epoch with the best validation loss or task metric of greedy outputs",
+        choices=SELECT_BY,
+    )
+    select_examples: int = option(
+        200, "validation examples generated per epoch when --select-by is a metric", type=positive_int
+    )
     val_fraction: float = training_option("val_fraction", 0.05)
     test_fraction: float = training_option("test_fraction", 0.1)
     seed: int = training_option("seed", 0)
@@ -105,9 +152,27 @@ class InstructOptions:
     compare_base: bool = option(True, "skip the base model's responses", flag="--no-base-comparison")
     progress: bool = training_option("progress", True)
 
+    @property
+    def pairs(self) -> bool:
+        """Input -> output data (fields given) rather than Alpaca records."""
+        return bool(self.input_field or self.output_field)
+
     def check(self) -> None:
-        if self.template not in TEMPLATES:
-            raise GptlabError(f"template must be one of {', '.join(TEMPLATES)}, got {self.template!r}")
+        check_template(self.template)
+        if self.pairs:
+            if not (self.input_field and self.output_field):
+                raise GptlabError("input -> output data needs both --input-field and --output-field")
+            if not is_prompt_template(self.template):
+                raise GptlabError(
+                    f"input -> output data needs a --template string with {{input}} where the input goes "
+                    f'(e.g. "Translate English to German:\\n{{input}}\\n"), got {self.template!r}'
+                )
+        elif is_prompt_template(self.template):
+            raise GptlabError(
+                "a prompt-string template is for input -> output data: give --input-field and --output-field"
+            )
+        if self.select_by not in SELECT_BY:
+            raise GptlabError(f"select_by must be one of {', '.join(SELECT_BY)}, got {self.select_by!r}")
         for name in ("epochs", "batch_size", "lr", "max_new_tokens"):
             check_positive(name, getattr(self, name))
         check_positive("grad_clip", self.grad_clip, allow_zero=True)
@@ -187,21 +252,13 @@ def generate_responses(
     """Responses to ``examples`` (greedy unless ``sampler`` says otherwise), each cut at
     <|endoftext|> and after the response marker. Prompts longer than the context minus
     ``max_new_tokens`` keep their last tokens."""
-    room = max(1, gpt.config.block_size - max_new_tokens)
-    eot = tokenizer.eot_id
-    out: list[str] = []
-    for i in range(0, len(examples), batch_size):
-        chunk = examples[i : i + batch_size]
-        prompts = [encode_prompt(ex, tokenizer, template)[-room:] for ex in chunk]
-        rows = generate(gpt, prompts, max_new_tokens, sampler, eos_id=eot)
-        for prompt, row in zip(prompts, rows):
-            text = tokenizer.decode(row[len(prompt) :])
-            out.append(extract_response(text.split(EOT, 1)[0], template))
-    return out
+    prompts = [encode_prompt(ex, tokenizer, template) for ex in examples]
+    texts = complete(gpt, tokenizer, prompts, max_new_tokens, batch_size=batch_size, sampler=sampler)
+    return [extract_response(text, template) for text in texts]
 
 
 def score_responses(generated: Sequence[str], references: Sequence[str]) -> dict:
-    """ROUGE-L F (mean over pairs, rouge-score's), corpus BLEU (sacrebleu's), exact match rate,
+    """ROUGE-L F (mean over pairs, rouge-score's), corpus BLEU and chrF (sacrebleu's), exact match rate,
     and reference-free diversity numbers of the generations."""
     if not generated:
         raise GptlabError("no responses to score")
@@ -211,6 +268,7 @@ def score_responses(generated: Sequence[str], references: Sequence[str]) -> dict
         "n": len(generated),
         "rougeL_f": rouge.fmeasure,
         "bleu": bleu.score,
+        "chrf": corpus_chrf(generated, [list(references)]).score,
         "exact_match": sum(exact_match(g, r, ignore_case=True) for g, r in zip(generated, references))
         / len(generated),
         "distinct_2": distinct_n(list(generated), 2),
@@ -228,6 +286,14 @@ def _responses_records(examples, generated) -> list[dict]:
 
 
 # --- training -----------------------------------------------------------------------------------
+
+
+def _load_examples(options: InstructOptions, path: str) -> list[InstructionExample]:
+    """Alpaca records, or input -> output pairs as examples whose input fills the template."""
+    if not options.pairs:
+        return load_instructions(path)
+    pairs = load_pairs(path, options.input_field, options.output_field)
+    return [InstructionExample("", p.input, p.output) for p in pairs]
 
 
 @torch.no_grad()
@@ -284,10 +350,11 @@ def finetune_instruct(
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
-    examples = load_instructions(options.data)
-    train_ex, val_ex, test_ex = split_examples(
-        examples, options.val_fraction, options.test_fraction, options.seed
-    )
+    examples = _load_examples(options, options.data)
+    val_fraction = 0.0 if options.val_data else options.val_fraction
+    train_ex, val_ex, test_ex = split_examples(examples, val_fraction, options.test_fraction, options.seed)
+    if options.val_data:
+        val_ex = _load_examples(options, options.val_data)
     if not train_ex or not val_ex or not test_ex:
         raise GptlabError(
             f"{options.data}: {len(examples)} examples are too few for train/val/test splits of "
@@ -306,6 +373,7 @@ def finetune_instruct(
         "data": str(options.data),
         "splits": {"train": len(train_ex), "val": len(val_ex), "test": len(test_ex)},
         "template": options.template,
+        "fields": [options.input_field, options.output_field] if options.pairs else None,
     }
     base = Run.open(options.model)  # the val split of its pretraining data measures forgetting
     baseline_data = base.data_dir if base.has_split("val") else None
@@ -323,13 +391,21 @@ def finetune_instruct(
     pad_id = tokenizer.eot_id
     block = gpt.config.block_size
 
+    mask_prompt = options.mask_prompt or options.pairs
+
     def loader(items, shuffle):
+        dataset = InstructionDataset(items, tokenizer, options.template)
+        collate = lambda b: collate_instructions(b, pad_id, block, mask_prompt)  # noqa: E731
+        if options.bucket_by_length:
+            lengths = [len(ids) for ids, _ in dataset.items]
+            buckets = LengthBuckets(lengths, options.batch_size, shuffle=shuffle, seed=options.seed)
+            return DataLoader(dataset, batch_sampler=buckets, collate_fn=collate)
         return DataLoader(
-            InstructionDataset(items, tokenizer, options.template),
+            dataset,
             batch_size=options.batch_size,
             shuffle=shuffle,
             generator=torch.Generator().manual_seed(options.seed),
-            collate_fn=lambda b: collate_instructions(b, pad_id, block, options.mask_prompt),
+            collate_fn=collate,
         )
 
     train_loader, val_loader = loader(train_ex, True), loader(val_ex, False)
@@ -338,12 +414,25 @@ def finetune_instruct(
         optimizer, options.lr, options.epochs * len(train_loader), options.warmup_fraction
     )
     extra = {"finetune": "instruct", "template": options.template, "base_model": summary["base_model"]}
+    if options.pairs:
+        extra |= {"input_field": options.input_field, "output_field": options.output_field}
     summary["val_loss_before"] = _val_loss(gpt, val_loader)
 
     train_loss = _TokenLoss()
+    select_ex = val_ex[: options.select_examples]
 
     def end_epoch() -> dict:
-        return {"train_loss": train_loss.pop_mean(), "val_loss": _val_loss(gpt, val_loader)}
+        record = {"train_loss": train_loss.pop_mean(), "val_loss": _val_loss(gpt, val_loader)}
+        if options.select_by != "loss":
+            outputs = generate_responses(gpt, tokenizer, select_ex, options.template, options.max_new_tokens)
+            scores = score_responses(outputs, [ex.output for ex in select_ex])
+            record[f"val_{options.select_by}"] = scores[
+                "rougeL_f" if options.select_by == "rougeL" else options.select_by
+            ]
+        return record
+
+    def score(record: dict) -> float:
+        return -record["val_loss"] if options.select_by == "loss" else record[f"val_{options.select_by}"]
 
     trained = EpochRunner(
         model=gpt,
@@ -359,7 +448,7 @@ def finetune_instruct(
         device=device,
         on_batch=train_loss.add,
         end_epoch=end_epoch,
-        score=lambda record: -record["val_loss"],
+        score=score,
         save=lambda epoch: _save_run(
             out, gpt, tokenizer, extra | {"best_epoch": epoch}, options.lora.enabled
         ),
@@ -380,6 +469,8 @@ def finetune_instruct(
     if "forgetting" in summary:
         summary["forgetting"]["after"] = lm_val_loss(tuned, baseline_data)
     summary["best_val_loss"] = trained.best["val_loss"]
+    summary["selected_by"] = options.select_by
+    summary["best_epoch"] = trained.best["epoch"]
     summary["scores"] = scores
     summary["base_scores"] = base_scores
     d = asdict(options)

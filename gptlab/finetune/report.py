@@ -120,7 +120,16 @@ def write_instruct_report(out: Path, history: list[dict], summary: dict, test_ex
 
     rows = ["<tr><th>metric</th><th>base model</th><th>fine-tuned</th></tr>"]
     base = summary.get("base_scores") or {}
-    for key in ("rougeL_f", "bleu", "exact_match", "distinct_2", "repetition_rate_3", "mean_words", "empty"):
+    for key in (
+        "rougeL_f",
+        "bleu",
+        "chrf",
+        "exact_match",
+        "distinct_2",
+        "repetition_rate_3",
+        "mean_words",
+        "empty",
+    ):
         b = base.get(key)
         rows.append(
             f"<tr><td>{key}</td><td>{'' if b is None else f'{b:.4g}'}</td><td>{summary['scores'][key]:.4g}</td></tr>"
@@ -132,7 +141,8 @@ def write_instruct_report(out: Path, history: list[dict], summary: dict, test_ex
             f"<td>{perplexities[1]:.3f}</td></tr>"
         )
     samples = "".join(
-        f"<h3>{html.escape(ex.instruction)}</h3><p><b>input</b> {html.escape(ex.input)}</p>"
+        (f"<h3>{html.escape(ex.instruction)}</h3>" if ex.instruction else "")  # none for input -> output
+        + f"<p><b>input</b> {html.escape(ex.input)}</p>"
         f"<p><b>reference</b> {html.escape(ex.output)}</p><p><b>generated</b> {html.escape(g)}</p>"
         for ex, g in list(zip(test_ex, generated))[:10]
     )

@@ -96,6 +96,15 @@ class KVCache:
         self.v[layer, :, :, self.pos : end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep the rows ``rows`` (B',) of the batch, in that order (a row may be taken twice):
+        beam search continues each surviving beam from the cache of the beam it extends."""
+        self.k = self.k.index_select(1, rows)
+        self.v = self.v.index_select(1, rows)
+        self.pad = self.pad.index_select(0, rows)
+        self.padded = bool((self.pad > 0).any())
+        self._mask_key, self._mask = None, None
+
     def advance(self, T: int) -> None:
         """Move the write position past the T tokens every layer has just stored."""
         self.pos += T

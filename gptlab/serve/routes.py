@@ -246,7 +246,7 @@ def playground_page() -> str | None:
 
 def chat_prompt(state, messages, max_tokens: int) -> tuple[list[int], list[str]]:
     """A chat request's messages -> (prompt ids in the run's template, its next-turn markers)."""
-    from gptlab.chat import STOP_MARKERS, ChatSession
+    from gptlab.chat import ChatSession, stop_markers
 
     session = ChatSession(state.model, state.tokenizer, state.template, max_new_tokens=max_tokens)
     history: list[tuple[str, str]] = []
@@ -262,7 +262,7 @@ def chat_prompt(state, messages, max_tokens: int) -> tuple[list[int], list[str]]
     session.history = history
     sent = sum(len(state.tokenizer.encode(m.text)) for m in messages)
     check_prompt(state, sent, "messages")
-    return session.prompt_ids("\n\n".join(user)), list(STOP_MARKERS[state.template])
+    return session.prompt_ids("\n\n".join(user)), list(stop_markers(state.template))
 
 
 def model_card(state) -> dict:

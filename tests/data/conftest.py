@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 
 import pytest
+from file_server import serving_folder
 from samples import SHAKESPEARE
 
 from gptlab.data.registry import REGISTRY
@@ -22,3 +23,13 @@ def verdict_bytes(monkeypatch) -> bytes:
     )
     monkeypatch.setitem(REGISTRY, "the-verdict", pinned)
     return data
+
+
+@pytest.fixture
+def server(tmp_path):
+    """(base URL, served folder, request counter) of a static file server on 127.0.0.1 and a free
+    port (tests/file_server.py)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    with serving_folder(served) as (base, counter):
+        yield base, served, counter

@@ -154,3 +154,13 @@ def test_bad_input_is_a_clear_error(model):
     with pytest.raises(GptlabError, match="max_logits_bytes must be positive"):
         continuation_logprobs(model, [[1]], [[2]], max_logits_bytes=0)
     assert continuation_logprobs(model, [], []) == []
+
+
+def test_choices_of_contexts_at_the_edge_of_the_window_score_as_pairs(model):
+    # a long context with short choices batched beside a short context with a long choice: the
+    # first group's padding (to the longest choice) must not run past the model's positions
+    groups = [([1] * (BLOCK - 1), [[2, 3], [4]]), ([5, 6], [[7] * (BLOCK - 1), [8]])]
+    shared = scoring.score_choices(model, groups)
+    for (ctx, conts), scored in zip(groups, shared):
+        for cont, score in zip(conts, scored):
+            torch.testing.assert_close(score.logprobs, plain(model, ctx, cont), atol=1e-5, rtol=0)

@@ -236,3 +236,45 @@ def test_eval_with_an_unknown_label_names_the_line(full_run, tmp_path, capsys):
 def test_not_a_classifier_run_is_a_clear_error(base_run, capsys):
     assert main(["classify", "--model", str(base_run), "abc"]) == 2
     assert "not a classifier run" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_eval_classify_reads_jsonl_fields_as_it_reads_tsv_columns(base_run, tmp_path, capsys):
+    # SST-2's layout: {"sentence": ..., "label": 0 or 1} with integer labels
+    rows = [(0 if y == "calm" else 1, x) for y, x in synthetic_rows(60, seed=3)]
+    train = tmp_path / "train.jsonl"
+    train.write_text(
+        "".join(json.dumps({"idx": i, "sentence": x, "label": y}) + "\n" for i, (y, x) in enumerate(rows))
+    )
+    options = ClassifyOptions(
+        model=str(base_run),
+        data=str(train),
+        out=str(tmp_path / "clf"),
+        text_column="sentence",
+        label_column="label",
+        epochs=1,
+        device="cpu",
+        prompting_shots=(),
+        progress=False,
+    )
+    run = finetune_classifier(options).out_dir
+    held_out = [(0 if y == "calm" else 1, x) for y, x in synthetic_rows(20, seed=4)]
+    jsonl, tsv = tmp_path / "test.jsonl", tmp_path / "test.tsv"
+    jsonl.write_text("".join(json.dumps({"sentence": x, "label": y}) + "\n" for y, x in held_out))
+    tsv.write_text("sentence\tlabel\n" + "".join(f"{x}\t{y}\n" for y, x in held_out))
+    results = []
+    for data, flags in (
+        (jsonl, ["--text-field", "sentence", "--label-field", "label"]),
+        (tsv, []),
+        (jsonl, []),
+    ):
+        assert main(["eval", "classify", "--model", str(run), "--data", str(data), *flags, "--json"]) == 0
+        got = json.loads(capsys.readouterr().out)
+        results.append({k: v for k, v in got.items() if k != "data"})
+    assert results[0] == results[1] == results[2]
+    assert results[0]["labels"] == ["0", "1"] and results[0]["n"] == 20
+    assert [c["support"] for c in results[0]["per_class"].values()] == [10, 10]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"sentence": "ab", "label": 0}\n{"sentence": "ab", "label": 2}\n')
+    assert main(["eval", "classify", "--model", str(run), "--data", str(bad)]) == 2
+    assert "line 2: unknown label '2'" in capsys.readouterr().err

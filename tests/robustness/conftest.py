@@ -328,7 +328,8 @@ def materialize(template: list[str], fx: Fixtures, tmp: Path) -> list[str]:
             else:
                 shutil.copy2(source, tmp / name)
     values = {key: str(tmp / name) for key, name in PLACEHOLDERS.items()} | {"tmp": str(tmp)}
-    return [re.sub(r"\{(\w+)\}", lambda m: values[m.group(1)], arg) for arg in template]
+    # other braces stay as written: a prompt template's {input} is the verb's, not ours
+    return [re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), arg) for arg in template]
 
 
 class Gptlab:

@@ -265,6 +265,29 @@ EMBED = [
     "a|b;c|d",
 ]
 BLEU_OK = ["--hyp", "{tmp}/hyp.txt", "--ref", "{tmp}/ref.txt"]
+# input -> output pairs: eval generation and fine-tuning with a prompt template ({input} is the verb's)
+PAIRS = write("pairs.jsonl", '{"en": "the cat", "de": "a cat"}\n{"en": "the dog", "de": "a dog"}\n')
+EVAL_GEN = [
+    "eval",
+    "generation",
+    "--model",
+    "{run}",
+    "--data",
+    "{tmp}/pairs.jsonl",
+    "--input-field",
+    "en",
+    "--target-field",
+    "de",
+    "--template",
+    "the {input}\\n",
+    "--max-new-tokens",
+    "2",
+    "--device",
+    "cpu",
+]
+PAIRS_FT = ["finetune", "instruct", "--model", "{run}", "--data", "{tmp}/pairs.jsonl", "--input-field", "en",
+            "--output-field", "de", "--max-new-tokens", "2", "--test-fraction", "0.5", "--val-fraction", "0.2",
+            "--no-base-comparison"]  # fmt: skip
 HYP_REF = both(write("hyp.txt", "the cat sat\na dog ran\n"), write("ref.txt", "the cat sat\na dog ran\n"))
 RESPONSES = json.dumps([{"instruction": "say hi", "reference": "hi", "generated": "hi"}])
 SERVE = ["serve", "--port", "0", "--device", "cpu"]
@@ -340,6 +363,8 @@ CONTROLS: list[Case] = [
     Case("control-eval-bleu", ["eval", "bleu", *BLEU_OK], HYP_REF, ok=True),
     Case("control-eval-rouge", ["eval", "rouge", *BLEU_OK, "--bootstrap", "10"], HYP_REF, ok=True),
     Case("control-eval-classify", ["eval", "classify", "--model", "{clf}", "--data", "{tsv}"], ok=True),
+    Case("control-eval-generation", [*EVAL_GEN, "--beams", "2", "--out", "{tmp}/gen"], PAIRS, ok=True,
+         check=_file_written("gen/outputs.jsonl")),
     Case("control-convert", ["convert", "--from", "hf", "{hf}", "--out", "{tmp}/out"], ok=True),
     Case("control-export", ["export", "--model", "{run}", "--format", "hf", "--out", "{tmp}/out"], ok=True),
     Case("control-quantize", ["quantize", "--model", "{run}", "--bits", "8", "--out", "{tmp}/q",
@@ -712,6 +737,23 @@ CASES: list[Case] = [
          ["eval", "judge", "--responses", "{tmp}/r.json", "--judge-url", "http://127.0.0.1:9/v1",
           "--judge-model", "m", "--out", "{tmp}/file/scores.json"],
          both(write("r.json", RESPONSES), write("file", "x\n")), fast=True),
+    Case("eval-generation-data-line-not-an-object", EVAL_GEN, write("pairs.jsonl", '{"en": "a", "de": "b"}\n[1]\n'),
+         match="line 2"),
+    Case("eval-generation-data-empty-target", EVAL_GEN, write("pairs.jsonl", '{"en": "a", "de": " "}\n'),
+         match="line 1.*empty"),
+    Case("eval-generation-data-invalid-utf8", EVAL_GEN, write("pairs.jsonl", INVALID_UTF8)),
+    Case("eval-generation-template-without-input", [*EVAL_GEN, "--template", "the cat"], PAIRS, match="input"),
+    Case("eval-generation-run-without-template", EVAL_GEN[:-6] + ["--device", "cpu"], PAIRS, match="template"),
+    Case("eval-generation-out-exists", [*EVAL_GEN, "--out", "{tmp}/gen"],
+         both(PAIRS, write("gen/outputs.jsonl", "mine\n")), match=OUT_TAKEN),
+    Case("eval-generation-out-is-a-file", [*EVAL_GEN, "--out", "{tmp}/file"], both(PAIRS, write("file", "x\n")),
+         fast=True),
+    Case("finetune-instruct-pairs-template-without-input", [*PAIRS_FT, "--template", "the cat", "--out", "{tmp}/o"],
+         PAIRS, match="input"),
+    Case("finetune-instruct-pairs-empty-output", [*PAIRS_FT, "--template", "the {input}", "--out", "{tmp}/o"],
+         write("pairs.jsonl", '{"en": "the cat", "de": "a cat"}\n{"en": "the dog", "de": ""}\n'), match="line 2"),
+    Case("finetune-instruct-pairs-line-not-an-object", [*PAIRS_FT, "--template", "the {input}", "--out", "{tmp}/o"],
+         write("pairs.jsonl", '"the cat"\n'), match="line 1"),
     Case("eval-classify-data-empty", ["eval", "classify", "--model", "{clf}", "--data", "{tmp}/bad.tsv"],
          write("bad.tsv", EMPTY)),
     Case("eval-classify-data-binary", ["eval", "classify", "--model", "{clf}", "--data", "{tmp}/bad.tsv"],

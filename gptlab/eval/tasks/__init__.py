@@ -8,13 +8,19 @@ file and one line in ``_FAMILIES``.
 from __future__ import annotations
 
 from gptlab.errors import GptlabError
-from gptlab.eval.tasks import lambada, sst2
+from gptlab.eval.tasks import advbench, crows_pairs, hellaswag, lambada, popqa, sst2, truthfulqa, winobias
 from gptlab.eval.tasks.base import Doc, Loglikelihood, Task, TaskFile
 
 _FAMILIES: list = [
     # one line per task family file
     lambada,
     sst2,
+    hellaswag,
+    truthfulqa,
+    popqa,
+    crows_pairs,
+    winobias,
+    advbench,
 ]
 
 TASKS: dict[str, Task] = {task.name: task for family in _FAMILIES for task in family.TASKS}

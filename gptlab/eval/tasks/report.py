@@ -53,6 +53,11 @@ def format_table(result: TasksResult) -> str:
                 f"[{_num(lo)}, {_num(hi)}]", str(res["n"]) if i == 0 else "",
                 "" if chance is None else _num(chance), str(result.truncated[name]) if i == 0 else "",
             ))  # fmt: skip
+    return text_table(rows)
+
+
+def text_table(rows: list) -> str:
+    """Rows of strings as aligned columns, the first row a header underlined with dashes."""
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

@@ -20,7 +20,7 @@ per request type (gptlab/eval/tasks/base.py):
 
 Few-shot: ``shots`` examples per item, drawn with ``random.Random(seed)`` from the task's few-shot
 file, a fresh draw per item in file order (the harness's sampler); a few-shot file that is the
-scored file gives only the items not scored. An instruction-tuned run (``template``) gets each
+scored file gives only the items not scored. An instruction-tuned run (``template``) gets each non-empty
 context wrapped in its prompt template, so the answer follows the response marker directly.
 """
 
@@ -181,14 +181,16 @@ def _prepare(task: Task, options: TaskOptions, template: str | None) -> _Prepare
             shots = rnd.sample(pool, options.shots) if options.shots else []
             examples = [task.doc_to_text(ex) + task.target_delimiter + _target_text(task, ex) for ex in shots]
             context = "".join(e + task.fewshot_delimiter for e in examples) + task.doc_to_text(doc)
-            if template:
+            # an empty context scores the text itself (CrowS-Pairs, WinoBias): no instruction to wrap
+            wrap = template if context else None
+            if wrap:
                 from gptlab.data.tasks import InstructionExample, format_prompt
 
-                context = format_prompt(InstructionExample(instruction=context), template)
+                context = format_prompt(InstructionExample(instruction=context), wrap)
             if task.output_type == "multiple_choice":
-                conts = [_answer(task, choice, template) for choice in task.doc_to_choice(doc)]
+                conts = [_answer(task, choice, wrap) for choice in task.doc_to_choice(doc)]
             elif task.output_type == "loglikelihood":
-                conts = [_answer(task, str(task.doc_to_target(doc)), template)]
+                conts = [_answer(task, str(task.doc_to_target(doc)), wrap)]
             elif task.output_type == "loglikelihood_rolling":
                 context, conts = "", [task.doc_to_rolling_text(doc)]
             else:

@@ -8,6 +8,7 @@ import json
 import random
 import shutil
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -218,6 +219,18 @@ def test_an_instruction_run_gets_its_template_and_the_answer_after_the_marker(bp
         f"### Instruction:\na warm , funny and deeply moving film .{QUESTION}\n\n### Response:\n"
     )
     assert prompt["continuations"] == ["negative", "positive"]
+
+
+def test_an_instruction_run_scores_an_empty_context_task_without_its_template(bpe, bpe_model):
+    # CrowS-Pairs scores each sentence from <|endoftext|>: there is no instruction to wrap
+    fixtures = str(Path(__file__).parents[2] / "data" / "tasks")
+    options = TaskOptions(data_dir=fixtures, progress=False, limit=2, show_prompts=2)
+    plain = evaluate(bpe_model, bpe, ["crows_pairs"], options)
+    instruct = evaluate(bpe_model, bpe, ["crows_pairs"], options, template="alpaca")
+    assert [p["context"] for p in instruct.prompts["crows_pairs"]] == ["", ""]
+    assert [i["answer"] for i in instruct.items["crows_pairs"]] == [
+        i["answer"] for i in plain.items["crows_pairs"]
+    ]
 
 
 # --- bad input ------------------------------------------------------------------------------------
