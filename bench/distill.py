@@ -2,14 +2,16 @@
 tokens (and steps), for several temperatures; the table of docs/experiments.md ("Distillation").
 
     python bench/distill.py --teacher RUN --out DIR [--temperatures 1,2,4] [--alpha 0.5]
-        [--top-k K] [--json] [KEY=VALUE ...]
+        [--top-k K] [--scratch-steps N] [--json] [KEY=VALUE ...]
 
 The student is the shipped ``shakespeare-char`` config with the KEY=VALUE overrides (its shape,
 steps, batch), on the teacher's prepared data (the same tokens and tokenizer). DIR/scratch is
 ``gptlab train``'s run; DIR/T<t> are ``gptlab distill``'s, same seed, same batches. A run that
 already finished (it holds report.html) is read back, not retrained: the script resumes.
 Reported per run: final val loss (the plain cross-entropy on the fixed val windows), its
-difference to scratch, wall time, and the teacher's own val loss for reference. Set
+difference to scratch, wall time, and the teacher's own val loss for reference.
+``--scratch-steps N`` adds a from-scratch student trained for N steps (DIR/scratch-N, evaluated
+every N/2): pick N so that its wall time matches the distilled students' (equal wall time). Set
 OMP_NUM_THREADS=1 on a shared 2-core machine: tiny models train many times faster on one thread
 than on two contended ones.
 """
@@ -36,7 +38,11 @@ def finished(run_dir: Path) -> dict | None:
     history = read_metrics(run_dir)
     evals = [r for r in history if r["kind"] == "eval" and "val_loss" in r]
     trains = [r for r in history if r["kind"] == "train"]
-    return {"val_loss": evals[-1]["val_loss"], "elapsed_s": trains[-1]["elapsed_s"], "step": trains[-1]["step"]}
+    return {
+        "val_loss": evals[-1]["val_loss"],
+        "elapsed_s": trains[-1]["elapsed_s"],
+        "step": trains[-1]["step"],
+    }
 
 
 def main() -> int:
@@ -46,6 +52,7 @@ def main() -> int:
     p.add_argument("--temperatures", default="1,2,4")
     p.add_argument("--alpha", type=float, default=0.5)
     p.add_argument("--top-k", type=int, default=0)
+    p.add_argument("--scratch-steps", type=int, default=0)
     p.add_argument("--json", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = p.parse_args()
@@ -55,12 +62,15 @@ def main() -> int:
     out = Path(args.out)
     base = [*args.overrides, f'data.dir="{data_dir}"', "train.progress=false"]
     rows = []
-    jobs = [("scratch", None)] + [(f"T{t}", float(t)) for t in args.temperatures.split(",")]
-    for name, temperature in jobs:
+    jobs = [("scratch", None, [])] + [(f"T{t}", float(t), []) for t in args.temperatures.split(",")]
+    if args.scratch_steps:
+        n = args.scratch_steps
+        jobs.append((f"scratch-{n}", None, [f"train.max_steps={n}", f"train.eval_every={n // 2}"]))
+    for name, temperature, extra in jobs:
         run_dir = out / name
         result = finished(run_dir)
         if result is None:
-            config = load_config("shakespeare-char", [*base, f'train.out_dir="{run_dir}"'])
+            config = load_config("shakespeare-char", [*base, *extra, f'train.out_dir="{run_dir}"'])
             if temperature is None:
                 train(config)
             else:
