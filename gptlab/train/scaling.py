@@ -377,8 +377,11 @@ def _tokens_per_step(spec: ScalingSpec) -> int:
     return base.train.batch_size * base.train.grad_accum * base.model.build(vocab_size=1).block_size
 
 
-def format_scaling(result: ScalingResult, kaplan_alpha: float | None = None) -> str:
-    """The ladder as a markdown table, then the fit (and Kaplan et al.'s exponent, if given)."""
+KAPLAN_ALPHA = {"n_params": 0.076, "tokens": 0.095}  # Kaplan et al. (2020): alpha_N, alpha_D
+
+
+def format_scaling(result: ScalingResult) -> str:
+    """The ladder as a markdown table, then the fit next to Kaplan et al.'s exponent."""
     x_name = "N (non-embedding)" if result.axis == "n_params" else "D (tokens)"
     lines = [
         f"| n_layer | n_embd | {x_name} | tokens | steps | seeds | val loss |",
@@ -406,8 +409,10 @@ def format_scaling(result: ScalingResult, kaplan_alpha: float | None = None) -> 
             f"\nL({symbol}) = {fit.a:.4g} * {symbol}^-{fit.alpha:.3f} + {fit.b:.4f}; alpha = {fit.alpha:.3f}{interval}, "
             f"rmse {fit.rmse:.4f}"
         )
-        if kaplan_alpha is not None:
-            lines.append(f"Kaplan et al. (2020): alpha = {kaplan_alpha}")
+        lines.append(
+            f"Kaplan et al. (2020): alpha_{symbol} ~ {KAPLAN_ALPHA[result.axis]} (converged models, "
+            "BPE tokens of WebText2; see docs/experiments.md on why tiny ladders differ)"
+        )
     return "\n".join(lines)
 
 
