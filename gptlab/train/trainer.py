@@ -12,7 +12,8 @@
 
 One optimizer step = ``grad_accum`` micro-batches of ``batch_size`` windows (times the number of
 processes under torchrun), loss averaged, gradients clipped to ``grad_clip``, AdamW with the
-learning rate of the schedule for that step. Every ``eval_every`` steps (and at the last step):
+learning rate of the schedule for that step (optim.name: AdamW or another optimiser of
+gptlab.train.optimizers). Every ``eval_every`` steps (and at the last step):
 mean loss on fixed train and val windows, a sample, a checkpoint, and ``best/`` when val improves.
 
 Exact resume: everything a step depends on is a function of the step (learning rate, batches) or
@@ -76,8 +77,9 @@ from gptlab.train.checkpoint import (
 )
 from gptlab.train.compile import compile_model
 from gptlab.train.fingerprint import check_prepared_data, data_fingerprint, record_fingerprint
-from gptlab.train.optim import make_adamw, set_lr
-from gptlab.train.schedule import LRSchedule
+from gptlab.train.optim import set_lr
+from gptlab.train.optimizers import check_optim_section, make_optimizer
+from gptlab.train.schedule import schedule_from_config
 
 METRICS_FILE = "metrics.jsonl"
 PRIVACY_FILE = "privacy.json"  # DP runs: the privacy spent (gptlab.train.dp.DPPlan.report)
@@ -252,15 +254,10 @@ class _Run:
             distributed.shard(self.raw_model, dist)
         else:
             self.raw_model.to(self.device)
-        self.optimizer = make_adamw(
-            self.raw_model,
-            config.optim.lr,
-            config.optim.weight_decay,
-            (config.optim.beta1, config.optim.beta2),
-            config.optim.eps,
-            self.device.type,
-        )
-        self.schedule = make_schedule(config)
+        if self.strategy == "fsdp" and config.optim.name == "adafactor":
+            raise GptlabError("optim.name=adafactor factors whole matrices: it cannot step FSDP shards")
+        self.optimizer = make_optimizer(self.raw_model, config.optim, self.device.type)
+        self.schedule = schedule_from_config(config)
         block_size = model_config.block_size
         self.sampler = BatchSampler(
             self.train_data, t.batch_size, block_size, t.seed, dist.rank, dist.world_size, config.data.sampler
@@ -477,23 +474,11 @@ def _make_dp(config: RunConfig, train_data: TokenDataset, block_size: int, dist)
     return plan, windows, PoissonSampler(len(windows), plan.sample_rate, t.seed)
 
 
-def make_schedule(config: RunConfig) -> LRSchedule:
-    o = config.optim
-    return LRSchedule(
-        lr=o.lr,
-        min_lr=o.min_lr,
-        warmup=o.warmup_steps,
-        decay_steps=o.decay_steps or config.train.max_steps,
-        kind=o.schedule,
-        step_every=o.step_every,
-        gamma=o.step_gamma,
-    )
-
-
 def _check_train_section(config: RunConfig) -> None:
     t = config.train
     check_values(config)
-    make_schedule(config)  # its own checks (schedule name, min_lr <= lr, ...)
+    schedule_from_config(config)  # its own checks (schedule name, min_lr <= lr, ...)
+    check_optim_section(config.optim)
     if config.dp.epsilon > 0 and config.optim.label_smoothing > 0:
         raise GptlabError("DP training does not apply optim.label_smoothing: set it to 0 with dp.epsilon > 0")
     if config.dp.epsilon > 0 and (t.compile or t.activation_checkpointing):
