@@ -5,7 +5,7 @@ defaults are the single source of defaults (the CLI never repeats them):
 
     [model]  the architecture: a preset name plus any GPTConfig field (n_layer, dropout, ...)
     [data]   where the tokens come from: a prepared data folder, or raw text + a tokenizer recipe
-    [optim]  AdamW and the learning-rate schedule
+    [optim]  the optimiser and the learning-rate schedule
     [train]  steps, batch, evaluation, checkpoints, device, precision, budget
     [dp]     differentially private training (DP-SGD), off unless dp.epsilon > 0
 
@@ -65,18 +65,34 @@ class DataSection:
 
 @dataclass
 class OptimSection:
+    """The optimiser (gptlab.train.optimizers) and the learning-rate schedule (gptlab.train.schedule)."""
+
+    # adamw (torch, fused: the default) | adamw-scratch (the same, written out) | adam | sgd
+    # | adafactor | lion
+    name: str = "adamw"
     lr: float = 6e-4  # peak learning rate
-    min_lr: float = 6e-5  # floor of the cosine/linear decay
+    min_lr: float = 6e-5  # floor of the cosine/linear/wsd decay
     weight_decay: float = 0.1  # on matrices only (not biases, norms): see gptlab.train.optim
-    beta1: float = 0.9
-    beta2: float = 0.95
-    eps: float = 1e-8
+    beta1: float = 0.9  # adam*, lion; adafactor: 0 = no first moment
+    beta2: float = 0.95  # adam*, lion
+    eps: float = 1e-8  # adam*
+    momentum: float = 0.9  # sgd
+    nesterov: bool = False  # sgd
+    adafactor_relative_step: bool = False  # step size min(1e-2, 1/sqrt(t)): ignores lr and the schedule
+    adafactor_scale_parameter: bool = True  # step size times the parameter's RMS
+    adafactor_warmup_init: bool = False  # relative step 1e-6 * t early on (needs relative_step)
+    adafactor_clip_threshold: float = 1.0  # update RMS clipped to this
+    adafactor_decay_rate: float = -0.8  # beta2 at step t: 1 - t^decay_rate
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
-    schedule: str = "cosine"  # cosine | linear | constant | step (all after a linear warmup)
+    # cosine | linear | constant | step | exponential | inverse-sqrt | wsd, after the warmup
+    schedule: str = "cosine"
     warmup_steps: int = 100
+    warmup_shape: str = "linear"  # linear | cosine rise over warmup_steps
     decay_steps: int = 0  # steps over which lr decays to min_lr; 0 = train.max_steps
-    step_every: int = 1000  # "step" schedule: multiply lr by step_gamma every this many steps
+    step_every: int = 1000  # step/exponential: lr times step_gamma every this many steps
     step_gamma: float = 0.1
+    wsd_decay_fraction: float = 0.2  # wsd: the last fraction of decay_steps decays to min_lr
+    wsd_decay: str = "linear"  # wsd: linear | cosine | sqrt (1 - sqrt) shape of that decay
     # eps: the training loss's targets are (1 - eps) one-hot + eps uniform over the vocabulary
     # (F.cross_entropy's label_smoothing); evaluations report the plain cross-entropy
     label_smoothing: float = 0.0
@@ -221,7 +237,8 @@ def set_value(config: RunConfig, dotted: str, value: Any, source: str = "overrid
                 f"{source}: unknown key {dotted!r} (model keys: preset, {', '.join(sorted(MODEL_FIELDS))})"
             )
         default = getattr(GPTConfig(), key)
-        kind = float if key in DROPOUT_SITES else type(default)  # their None default means "dropout"
+        # fields whose default is None: per-site dropout (None means "dropout"), the local window
+        kind = float if key in DROPOUT_SITES else int if key == "window" else type(default)
         config.model.overrides[key] = _check_type(kind, value, dotted, source)
         return
     target = getattr(config, section)

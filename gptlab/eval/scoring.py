@@ -34,6 +34,9 @@ from gptlab.model.kv_cache import KVCache
 from gptlab.model.modes import eval_mode, model_device
 from gptlab.tokenizers.base import Tokenizer
 
+# choice positions per forward in score_choices, the choices sorted by length: less padding than
+# one forward padded to the longest choice, yet matmuls large enough to keep every thread busy
+CHOICE_TOKENS = 2048
 DEFAULT_MAX_LOGITS_BYTES = 1 << 27  # 128 MiB of float32 logits per forward pass
 LOGIT_BYTES = 4  # the log-softmax is taken in float32, whatever dtype the model computes in
 
@@ -191,8 +194,9 @@ def score_choices(
     as given, computed with the context run once per group.
 
     A GPT runs the contexts of a batch of groups once (left-padded into a KV cache), copies each
-    group's cached keys/values to a row per choice, and runs all choices in one more forward (none
-    when every choice is one token: the context's last logits score them all). A group whose
+    group's cached keys/values to a row per choice, and runs the choices, sorted by length, in
+    forwards of about ``CHOICE_TOKENS`` positions (none when every choice is one token: the context's last
+    logits score them all). A group whose
     choices do not all fit the model's context beside the whole context (they would be cut
     differently) and any other model go pair by pair through `score_pairs`. Even one continuation
     is faster this way: the language-model head, the largest matrix, runs on the continuation's
@@ -243,49 +247,84 @@ def score_choices(
 def _score_shared(model: GPT, groups: list[tuple[list[int], list[list[int]]]]) -> list[list[PairScore]]:
     """One batch of `score_choices`: the contexts through a KV cache, then every choice after its
     context's cached keys/values (see there)."""
-    cfg, device = model.config, model_device(model)
-    dtype = next(model.parameters()).dtype
+    device = model_device(model)
     contexts = [ctx for ctx, _ in groups]
     choices = [c for _, conts in groups for c in conts]
     L = max(len(ctx) for ctx in contexts)
-    Tc = max(len(c) for c in choices) - 1  # choice tokens that are inputs (all but each choice's last)
+    # one choice per context goes on in the context's own cache: room for its tokens too
+    Tc = max(len(c) for c in choices) - 1 if len(choices) == len(groups) else 0
     pad = torch.tensor([L - len(ctx) for ctx in contexts], dtype=torch.long)
     idx = torch.tensor([[0] * (L - len(ctx)) + ctx for ctx in contexts], dtype=torch.long, device=device)
-    cache = KVCache(cfg.n_layer, len(groups), cfg.n_head, cfg.head_size, L + Tc, pad, device, dtype)
+    cache = KVCache.for_model(model, len(groups), pad.to(device), max_len=L + Tc)
     last = model(idx, kv_cache=cache, last_only=True)[0][:, -1]  # (B, V): predicts each first choice token
     owner = torch.repeat_interleave(torch.arange(len(groups)), torch.tensor([len(cs) for _, cs in groups]))
-    first = last[owner.to(device)]  # (R, V): the logits of each choice's first token
-    rest = first[:0]  # (N - R, V): the logits of the other choice tokens, choice by choice
-    if Tc > 0:
-        rows = cache  # one choice per context: its cache as it is
-        if len(choices) > len(groups):  # a row per choice, holding its context's keys/values
-            rows = KVCache(
-                cfg.n_layer, len(choices), cfg.n_head, cfg.head_size, L + Tc, pad[owner], device, dtype
-            )
-            rows.k[:, :, :, :L] = cache.k[:, owner.to(device), :, :L]
-            rows.v[:, :, :, :L] = cache.v[:, owner.to(device), :, :L]
-            rows.pos = L
-        cidx = torch.zeros(len(choices), Tc, dtype=torch.long)  # right-padded: causal, so harmless
-        for r, c in enumerate(choices):
-            cidx[r, : len(c) - 1] = torch.tensor(c[:-1])
-        logits = model(cidx.to(device), kv_cache=rows)[0]  # (R, Tc, V)
-        at = {"dtype": torch.long, "device": logits.device}
-        row_of = torch.tensor([r for r, c in enumerate(choices) for _ in c[1:]], **at)
-        pos_of = torch.tensor([j for c in choices for j in range(len(c) - 1)], **at)
-        rest = logits[row_of, pos_of]
-    # each choice's tokens in order: its first token's row of `first`, then its rows of `rest`
-    order, k = [], len(choices)
-    for r, c in enumerate(choices):
-        order += [r, *range(k, k + len(c) - 1)]
-        k += len(c) - 1
-    picked = torch.cat([first, rest])[torch.tensor(order, device=first.device)]
-    targets = torch.tensor([t for c in choices for t in c], dtype=torch.long, device=first.device)
-    scores = _pick(picked, targets, [len(c) for c in choices])
+    at = {"dtype": torch.long, "device": last.device}
+    starts = [0]  # where each choice's tokens begin in the flat (N,) layout, choice by choice
+    for c in choices[:-1]:
+        starts.append(starts[-1] + len(c))
+    logp = torch.empty(starts[-1] + len(choices[-1]), device=last.device)  # (N,) per choice token
+    hits = torch.empty(len(logp), dtype=torch.bool, device=last.device)
+    # first tokens: the context's last logits, normalised once per context, not once per choice
+    firsts = torch.tensor([c[0] for c in choices], **at)
+    at_first, of = torch.tensor(starts, **at), owner.to(last.device)
+    logp[at_first] = last.float().log_softmax(-1)[of, firsts]
+    hits[at_first] = last.argmax(-1)[of] == firsts
+    # the other tokens: the LM head (the largest matmul at GPT-2's vocabulary) runs on the choices'
+    # real positions only, and only (tokens, V) logits of one batch exist at a time
+    for rows_in, rows in _choice_batches(cache, choices, owner, pad, L):
+        t = max(len(choices[r]) for r in rows_in) - 1  # inputs: every token of a choice but its last
+        cidx = torch.zeros(len(rows_in), t, dtype=torch.long)  # right-padded: causal, so harmless
+        b_of, t_of, dest, targets = [], [], [], []
+        for b, r in enumerate(rows_in):
+            c = choices[r]
+            cidx[b, : len(c) - 1] = torch.tensor(c[:-1])
+            b_of += [b] * (len(c) - 1)
+            t_of += range(len(c) - 1)
+            dest += range(starts[r] + 1, starts[r] + len(c))
+            targets += c[1:]
+        x = model.hidden_states(cidx.to(device), kv_cache=rows)[-1]  # (rows, t, C)
+        logits = model.unembed(x[torch.tensor(b_of, **at), torch.tensor(t_of, **at)])  # (n, V)
+        target = torch.tensor(targets, **at)
+        logp[torch.tensor(dest, **at)] = logits.float().log_softmax(-1).gather(-1, target[:, None])[:, 0]
+        hits[torch.tensor(dest, **at)] = logits.argmax(-1) == target
+    lengths = [len(c) for c in choices]
+    scores = [
+        PairScore(lp, bool(g.all())) for lp, g in zip(logp.cpu().split(lengths), hits.cpu().split(lengths))
+    ]
     out, k = [], 0
     for _, conts in groups:
         out.append(scores[k : k + len(conts)])
         k += len(conts)
     return out
+
+
+def _choice_batches(cache: KVCache, choices: list[list[int]], owner: torch.Tensor, pad: torch.Tensor, L: int):
+    """The choices of more than one token in forward batches, each ``(rows, kv cache)``: the rows
+    sorted longest first, about ``CHOICE_TOKENS`` input positions at a time, each batch's cache holding its rows'
+    context keys/values: padding every choice to the longest of all would waste most of that
+    forward (choices differ 2-3x in length). One choice per context runs in one batch in the
+    context's cache as it is (no copy)."""
+    longer = sorted((r for r, c in enumerate(choices) if len(c) > 1), key=lambda r: -len(choices[r]))
+    if not longer:
+        return
+    if len(choices) == cache.k.shape[1]:  # row r of the cache is choice r's context
+        yield list(range(len(choices))), cache
+        return
+    n_layer, _, n_head, _, head_size = cache.k.shape
+    i = 0
+    while i < len(longer):
+        rows_in = longer[i : i + max(1, CHOICE_TOKENS // (len(choices[longer[i]]) - 1))]
+        i += len(rows_in)
+        sel = owner[rows_in]
+        rows = KVCache(
+            n_layer, len(rows_in), n_head, head_size, L + len(choices[rows_in[0]]) - 1,
+            pad[sel], cache.k.device, cache.k.dtype, cache.window,
+        )  # fmt: skip
+        kept = cache.filled  # L, or a local model's window
+        rows.k[:, :, :, :kept] = cache.k[:, sel.to(cache.k.device), :, :kept]
+        rows.v[:, :, :, :kept] = cache.v[:, sel.to(cache.k.device), :, :kept]
+        rows.pos = L
+        yield rows_in, rows
 
 
 def continuation_scores(

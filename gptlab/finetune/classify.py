@@ -70,11 +70,12 @@ from gptlab.io import atomic_write_json
 from gptlab.model.heads import GPTClassifier
 from gptlab.model.lora import count_trainable
 from gptlab.model.modes import eval_mode, resolve_device
-from gptlab.options import open_unit_interval, option, positive_float, positive_int
+from gptlab.options import fraction, open_unit_interval, option, positive_float, positive_int
 from gptlab.run import Run
 
 PROMPTING_MAX_EXAMPLES = 300  # test texts scored by the prompting baseline (one forward each)
 DP_GROUP = "differential privacy (DP-SGD, gptlab.train.dp)"  # the CLI's group of the DP flags
+DISTILL_GROUP = "knowledge distillation (gptlab.train.distill)"
 
 
 @dataclass
@@ -134,6 +135,19 @@ class ClassifyOptions:
     dp_max_grad_norm: float = option(
         1.0, "per-example gradient clip (DP-SGD)", type=positive_float, metavar="C", group=DP_GROUP
     )
+    teacher: str | None = option(  # None: no distillation
+        None, "a classifier run to distil (same labels, same tokenizer)", metavar="RUN", group=DISTILL_GROUP
+    )
+    distill_temperature: float = option(
+        2.0, "softening temperature T of the KL term", type=positive_float, metavar="T", group=DISTILL_GROUP
+    )
+    distill_alpha: float = option(
+        0.5,
+        "weight of the hard-label loss (1 - A on the KL term)",
+        type=fraction,
+        metavar="A",
+        group=DISTILL_GROUP,
+    )
 
     def check(self) -> None:
         check_continual(self)
@@ -152,6 +166,8 @@ class ClassifyOptions:
             check_positive("max_minutes", self.max_minutes)
         if self.dp_epsilon is not None and (self.ewc is not None or self.l2_start is not None):
             raise GptlabError("DP-SGD fine-tuning takes no --ewc/--l2-start penalty")
+        if self.teacher is not None and self.dp_epsilon is not None:
+            raise GptlabError("distillation (--teacher) does not run under DP-SGD: give one of them")
         if self.dp_epsilon is not None:
             check_positive("dp_epsilon", self.dp_epsilon)
             check_positive("dp_max_grad_norm", self.dp_max_grad_norm)
@@ -368,12 +384,15 @@ def finetune_classifier(
     total_steps = options.epochs * len(train_loader)
     dp_plan = None
     if options.dp_epsilon is None:
-        update = adamw_update(
-            model,
-            optimizer,
-            with_penalty(lambda batch: model(*batch, label_smoothing=options.label_smoothing), penalty),
-            options.grad_clip,
-        )
+        loss = lambda batch: model(*batch, label_smoothing=options.label_smoothing)  # noqa: E731
+        if options.teacher is not None:  # the teacher's softened probabilities join the loss
+            from gptlab.train.distill import classifier_distill_loss, load_teacher_classifier
+
+            teacher = load_teacher_classifier(
+                options.teacher, tokenizer, data.label_names, max_length, device
+            )
+            loss = classifier_distill_loss(loss, teacher, options.distill_temperature, options.distill_alpha)
+        update = adamw_update(model, optimizer, with_penalty(loss, penalty), options.grad_clip)
 
         def batches(step: int):
             return train_loader

@@ -15,6 +15,19 @@ The defaults are GPT-2 small (124M). The options are a few explicit fields, each
   need") or ``rope`` (rotary, applied to queries and keys; needs an even head size).
 - ``activation``: ``gelu`` is GPT-2's tanh approximation (so Hugging Face parity holds); ``relu``.
 - ``norm``: ``layernorm`` or ``rmsnorm``; ``norm_eps`` is its epsilon.
+- ``norm_position``: ``pre`` (GPT-2: x + f(norm(x))) or ``post`` (the original transformer of
+  "Attention is all you need": norm(x + f(x))). A post-norm model keeps the final norm ``ln_f``
+  before the LM head (module doc of gptlab/model/gpt.py says why).
+- ``attention``: ``full`` causal attention, or ``local``: sliding-window causal attention where
+  the token at position i sees positions i - window + 1 .. i (``window`` >= 1 keys, itself
+  included). The KV cache of a local model keeps only the last ``window`` keys and values.
+- ``mlp``: ``dense`` (GPT-2's MLP) or ``moe``: a mixture of ``n_experts`` MLPs of the same shape,
+  each token sent to its ``top_k`` experts by a softmax router (gptlab/model/moe.py);
+  ``moe_aux_loss`` is the coefficient of the load-balancing loss the trainer adds to the
+  training loss (Switch Transformer: 0.01).
+
+A model file written before a field existed lacks it and gets its default, so it loads as the
+model it was (pre-norm, full attention, dense MLP).
 """
 
 from __future__ import annotations
@@ -28,6 +41,9 @@ from gptlab.errors import GptlabError
 POS_ENCODINGS = ("learned", "sinusoidal", "rope")
 ACTIVATIONS = ("gelu", "relu")
 NORMS = ("layernorm", "rmsnorm")
+NORM_POSITIONS = ("pre", "post")
+ATTENTIONS = ("full", "local")
+MLPS = ("dense", "moe")
 GPT2_VOCAB_SIZE = 50257  # 50,000 BPE merges + 256 byte tokens + <|endoftext|>
 GPT2_BLOCK_SIZE = 1024
 # The fields that fix the tensors' shapes: a model file must give them (a default of 12 layers
@@ -37,6 +53,7 @@ SHAPE_FIELDS = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
 # enough that a corrupt or hostile model.json cannot make gptlab build a model without end
 # (n_layer 10^9) or overflow a size computation (n_embd 2^40).
 DROPOUT_SITES = ("embd_dropout", "attn_dropout", "resid_dropout")  # optional per-site dropout fields
+MAX_EXPERTS = 1024
 MAX_SIZES = {"vocab_size": 2**24, "block_size": 2**24, "n_layer": 1024, "n_head": 2**16, "n_embd": 2**16}
 
 
@@ -58,6 +75,15 @@ class GPTConfig:
     norm: str = "layernorm"
     norm_eps: float = 1e-5
     rope_base: float = 10000.0  # RoPE's theta: the longest rotation wavelength scale (only for rope)
+    norm_position: str = "pre"
+    attention: str = "full"
+    # the variants' own settings are read only by their variant (a sweep can vary attention over
+    # full,local with one window), but are checked always
+    window: int | None = None  # keys each query sees with attention = "local" (itself included)
+    mlp: str = "dense"
+    n_experts: int = 1  # mlp = "moe" only
+    top_k: int = 1  # experts per token (mlp = "moe" only)
+    moe_aux_loss: float = 0.01  # load-balancing loss coefficient (mlp = "moe" only)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -85,7 +111,14 @@ class GPTConfig:
             raise GptlabError(
                 f"model config: n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
             )
-        for name, allowed in (("pos_encoding", POS_ENCODINGS), ("activation", ACTIVATIONS), ("norm", NORMS)):
+        for name, allowed in (
+            ("pos_encoding", POS_ENCODINGS),
+            ("activation", ACTIVATIONS),
+            ("norm", NORMS),
+            ("norm_position", NORM_POSITIONS),
+            ("attention", ATTENTIONS),
+            ("mlp", MLPS),
+        ):
             if getattr(self, name) not in allowed:
                 raise GptlabError(
                     f"model config: {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
@@ -114,6 +147,36 @@ class GPTConfig:
         for name in ("bias", "tie_weights"):
             if not isinstance(getattr(self, name), bool):
                 raise GptlabError(f"model config: {name} must be true or false, got {getattr(self, name)!r}")
+        self._validate_variants()
+
+    def _validate_variants(self) -> None:
+        """The fields of the local-attention and mixture-of-experts variants."""
+        if self.attention == "local" and not _is_int(self.window, minimum=1):
+            raise GptlabError(
+                f"model config: attention 'local' needs window, a positive integer; got {self.window!r}"
+            )
+        if self.window is not None and not _is_int(self.window, minimum=1):  # read by 'local' only
+            raise GptlabError(f"model config: window must be a positive integer, got {self.window!r}")
+        if not _is_int(self.n_experts, minimum=1) or self.n_experts > MAX_EXPERTS:
+            raise GptlabError(
+                f"model config: n_experts must be an integer in 1..{MAX_EXPERTS}, got {self.n_experts!r}"
+            )
+        if not _is_int(self.top_k, minimum=1) or self.top_k > self.n_experts:
+            raise GptlabError(
+                f"model config: top_k must be an integer in 1..n_experts ({self.n_experts}), got {self.top_k!r}"
+            )
+        value = self.moe_aux_loss
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not (math.isfinite(value) and value >= 0)
+        ):
+            raise GptlabError(f"model config: moe_aux_loss must be a number >= 0, got {value!r}")
+
+    def is_gpt2_block(self) -> bool:
+        """Whether the blocks are GPT-2's (pre-norm, full attention, dense MLP): what the Hugging
+        Face GPT-2 format can hold."""
+        return (self.norm_position, self.attention, self.mlp) == ("pre", "full", "dense")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,6 +210,10 @@ class GPTConfig:
         if name not in PRESETS:
             raise GptlabError(f"unknown model preset {name!r}; known presets: {', '.join(PRESETS)}")
         return cls._from_fields({**PRESETS[name], **overrides})
+
+
+def _is_int(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 # GPT-2 shapes from the paper / released checkpoints; "tiny" trains on a laptop CPU in minutes.

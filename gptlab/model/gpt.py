@@ -1,9 +1,16 @@
-"""The GPT: token + position embeddings, a stack of pre-norm transformer blocks, a language-model head.
+"""The GPT: token + position embeddings, a stack of transformer blocks, a language-model head.
 
 Reads top to bottom like GPT-2 (Radford et al., 2019) and nanoGPT: attention, MLP, block, GPT.
 Module names follow GPT-2's (``transformer.h.0.attn.c_attn``, ...) so importing its weights is a
 matter of transposing a few matrices (gptlab/model/hf.py). The few architecture options
 (positions, activation, norm, bias, weight tying) are fields of `GPTConfig`, not model families.
+
+The variants of the block, also config fields: ``norm_position`` ``post`` puts the norm after each
+residual addition (the original transformer); such a model still ends with ``ln_f`` before the
+LM head, so every variant has the same final norm and tensor names (the logit lens, classifier
+heads and LoRA read ``ln_f``); after the last block's norm it is a second, learned rescaling.
+``attention`` ``local`` masks attention to a sliding window (also in the KV cache); ``mlp``
+``moe`` replaces the MLP by a mixture of experts (gptlab/model/moe.py).
 
 Shapes in comments: B batch, T tokens, C = n_embd channels, H heads, D = C // H head size,
 V vocabulary, S = the keys a query can see (T, or cached + new tokens with a KV cache).
@@ -23,7 +30,8 @@ from torch.utils.checkpoint import checkpoint
 
 from gptlab.errors import GptlabError
 from gptlab.model.config import GPTConfig
-from gptlab.model.kv_cache import KVCache
+from gptlab.model.kv_cache import KVCache, causal_mask
+from gptlab.model.moe import MixtureOfExperts
 
 MLP_EXPANSION = 4  # the MLP's hidden width is 4 * n_embd, as in GPT-2
 INIT_STD = 0.02  # GPT-2's initializer range
@@ -143,6 +151,7 @@ class CausalSelfAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.n_head = config.n_head
+        self.window = config.window if config.attention == "local" else None  # None: full causal attention
         self.dropout = config.site_dropout("attn")  # on the attention probabilities (SDPA's dropout_p)
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)  # q, k, v at once
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
@@ -166,8 +175,16 @@ class CausalSelfAttention(nn.Module):
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         mask = None  # None: plain causal over these T tokens
         if kv_cache is not None:
+            if kv_cache.window != self.window:  # a full cache would let a local model see too far
+                raise GptlabError(
+                    f"the KV cache's window ({kv_cache.window}) is not the model's ({self.window}): "
+                    "build it with KVCache.for_model"
+                )
             mask = kv_cache.attention_mask(T)  # (B, 1, T, S)
             k, v = kv_cache.update(layer, k, v)  # (B, H, S, D)
+        elif self.window is not None and self.window < T:  # banded: query i sees keys i-window+1..i
+            pos = torch.arange(T, device=x.device)
+            mask = causal_mask(pos[:, None], pos[None, :], self.window)  # (T, T)
 
         if need_weights:  # the explicit computation, for analysis: softmax(q k^T / sqrt(D)) v
             if mask is None:
@@ -200,14 +217,17 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x))."""
+    """Transformer block. Pre-norm (GPT-2): x + attn(norm(x)), then x + mlp(norm(x)); the residual
+    stream itself is never normalised, which keeps deep stacks trainable without warm-up.
+    Post-norm (Vaswani et al., 2017): norm(x + attn(x)), then norm(x + mlp(x))."""
 
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
+        self.post_norm = config.norm_position == "post"
         self.ln_1 = make_norm(config)
         self.attn = CausalSelfAttention(config)
         self.ln_2 = make_norm(config)
-        self.mlp = MLP(config)
+        self.mlp = MixtureOfExperts(config, MLP) if config.mlp == "moe" else MLP(config)
 
     def forward(
         self,
@@ -217,6 +237,10 @@ class Block(nn.Module):
         layer: int = 0,
         need_weights: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.post_norm:
+            a, att = self.attn(x, rope, kv_cache, layer, need_weights)
+            x = self.ln_1(x + a)
+            return self.ln_2(x + self.mlp(x)), att
         a, att = self.attn(self.ln_1(x), rope, kv_cache, layer, need_weights)
         x = x + a
         x = x + self.mlp(self.ln_2(x))
@@ -306,10 +330,11 @@ class GPT(nn.Module):
         x, _, attns = self._run(idx, need_weights=True)
         return self.unembed(x), attns
 
-    def hidden_states(self, idx: torch.Tensor) -> list[torch.Tensor]:
+    def hidden_states(self, idx: torch.Tensor, kv_cache: KVCache | None = None) -> list[torch.Tensor]:
         """The residual stream (B, T, C) after the embeddings and after each block (n_layer + 1
-        tensors, before the final norm); ``unembed`` turns any of them into logits (logit lens)."""
-        _, hidden, _ = self._run(idx, keep_hidden=True)
+        tensors, before the final norm); ``unembed`` turns any of them into logits (logit lens).
+        With a KV cache, as in ``forward``: idx holds the new tokens only."""
+        _, hidden, _ = self._run(idx, kv_cache, keep_hidden=True)
         return hidden
 
     def unembed(self, x: torch.Tensor) -> torch.Tensor:

@@ -74,7 +74,13 @@ def config_to_hf(config: GPTConfig, eos_id: int | None = None) -> dict[str, Any]
     """A transformers GPT2Config dict for ``config``; GptlabError if GPT-2 cannot express it."""
     unsupported = [
         (name, getattr(config, name), allowed)
-        for name, allowed in (("pos_encoding", "learned"), ("norm", "layernorm"))
+        for name, allowed in (
+            ("pos_encoding", "learned"),
+            ("norm", "layernorm"),
+            ("norm_position", "pre"),  # GPT-2's block: pre-norm, full attention, a dense MLP
+            ("attention", "full"),
+            ("mlp", "dense"),
+        )
         if getattr(config, name) != allowed
     ]
     if unsupported:

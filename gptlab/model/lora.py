@@ -45,6 +45,7 @@ DEFAULT_TARGETS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")  # ev
 ADAPTER_FORMAT = "gptlab-lora"
 ADAPTER_VERSION = 1
 KAIMING_A = math.sqrt(5)  # nn.Linear's default init: kaiming_uniform_(a=sqrt(5)), used for A
+EXPERT_INDEX = re.compile(r"\.experts\.\d+\.")  # "mlp.experts.3.c_fc" -> "mlp.c_fc"
 BLOCK_PREFIX = re.compile(r"^.*\.h\.\d+\.")  # "transformer.h.3.attn.c_attn" -> "attn.c_attn"
 # model config fields that do not change which weights fit
 CONFIG_FIELDS_IGNORED = ("dropout", *DROPOUT_SITES)
@@ -131,7 +132,9 @@ def check_lora_args(rank: int, alpha: float, dropout: float) -> None:
 
 
 def _matches(name: str, target: str) -> bool:
-    return name == target or name.endswith("." + target)
+    """``name`` ends with ``target``; an expert's layer also matches its MLP's name, so "mlp.c_fc"
+    adapts ``...mlp.experts.N.c_fc`` of every expert of a mixture-of-experts block."""
+    return any(n == target or n.endswith("." + target) for n in (name, EXPERT_INDEX.sub(".", name)))
 
 
 def lora_modules(model: nn.Module) -> dict[str, LoRALinear]:

@@ -12,7 +12,8 @@
 
 One optimizer step = ``grad_accum`` micro-batches of ``batch_size`` windows (times the number of
 processes under torchrun), loss averaged, gradients clipped to ``grad_clip``, AdamW with the
-learning rate of the schedule for that step. Every ``eval_every`` steps (and at the last step):
+learning rate of the schedule for that step (optim.name: AdamW or another optimiser of
+gptlab.train.optimizers). Every ``eval_every`` steps (and at the last step):
 mean loss on fixed train and val windows, a sample, a checkpoint, and ``best/`` when val improves.
 
 Exact resume: everything a step depends on is a function of the step (learning rate, batches) or
@@ -61,6 +62,7 @@ from gptlab.errors import GptlabError
 from gptlab.io import atomic_write_json, atomic_write_text
 from gptlab.model import GPT
 from gptlab.model.modes import resolve_device
+from gptlab.model.moe import aux_loss, tokens_per_expert
 from gptlab.rundir import save_model
 from gptlab.train import distributed, signals
 from gptlab.train.checkpoint import (
@@ -76,8 +78,9 @@ from gptlab.train.checkpoint import (
 )
 from gptlab.train.compile import compile_model
 from gptlab.train.fingerprint import check_prepared_data, data_fingerprint, record_fingerprint
-from gptlab.train.optim import make_adamw, set_lr
-from gptlab.train.schedule import LRSchedule
+from gptlab.train.optim import set_lr
+from gptlab.train.optimizers import check_optim_section, make_optimizer
+from gptlab.train.schedule import schedule_from_config
 
 METRICS_FILE = "metrics.jsonl"
 PRIVACY_FILE = "privacy.json"  # DP runs: the privacy spent (gptlab.train.dp.DPPlan.report)
@@ -203,8 +206,8 @@ def unigram_loss(train: TokenDataset, val: TokenDataset) -> float | None:
 class _Run:
     """The state of one training run: model, optimizer, data, counters. ``train`` drives it."""
 
-    def __init__(self, config: RunConfig, resume: bool, dist: distributed.DistInfo) -> None:
-        self.config, self.dist = config, dist
+    def __init__(self, config: RunConfig, resume: bool, dist: distributed.DistInfo, objective=None) -> None:
+        self.config, self.dist, self.objective = config, dist, objective
         t = config.train
         self.run_dir = Path(t.out_dir)
         _check_train_section(config)  # every value, before any work
@@ -243,6 +246,10 @@ class _Run:
             raise GptlabError(
                 f"model.vocab_size {model_config.vocab_size} is smaller than the data's {self.train_data.vocab_size}"
             )
+        if config.dp.epsilon > 0 and model_config.mlp == "moe":
+            raise GptlabError(
+                "DP training (torch.func per-example gradients) cannot route tokens: use mlp 'dense'"
+            )
         torch.manual_seed(t.seed)
         self.raw_model = GPT(model_config)
         self.raw_model.activation_checkpointing = t.activation_checkpointing
@@ -252,15 +259,10 @@ class _Run:
             distributed.shard(self.raw_model, dist)
         else:
             self.raw_model.to(self.device)
-        self.optimizer = make_adamw(
-            self.raw_model,
-            config.optim.lr,
-            config.optim.weight_decay,
-            (config.optim.beta1, config.optim.beta2),
-            config.optim.eps,
-            self.device.type,
-        )
-        self.schedule = make_schedule(config)
+        if self.strategy == "fsdp" and config.optim.name == "adafactor":
+            raise GptlabError("optim.name=adafactor factors whole matrices: it cannot step FSDP shards")
+        self.optimizer = make_optimizer(self.raw_model, config.optim, self.device.type)
+        self.schedule = schedule_from_config(config)
         block_size = model_config.block_size
         self.sampler = BatchSampler(
             self.train_data, t.batch_size, block_size, t.seed, dist.rank, dist.world_size, config.data.sampler
@@ -310,9 +312,12 @@ class _Run:
             save_toml(config, self.run_dir / "config.toml")
         self.model = distributed.wrap(self.raw_model, dist, self.strategy)
         self.model = compile_model(self.model, enabled=t.compile)
+        if objective is not None:  # e.g. distillation: its teacher, checked against this run's data
+            objective.setup(self)
         self.unigram = unigram_loss(self.train_data, self.val_data) if self.val_data is not None else None
         # the RNG state at the last step boundary: what a checkpoint (and a resumed run) restarts from
         self.rng = rng_state()
+        self.router = _RouterStats()
 
     def autocast(self):
         if self.autocast_dtype is None:
@@ -345,10 +350,15 @@ class _Run:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             sync = distributed.sync_gradients(self.model, micro == t.grad_accum - 1)
             with sync, self.autocast():
-                _, loss = self.model(x, y, label_smoothing=self.config.optim.label_smoothing)
+                if self.objective is not None:  # the batch's window starts: a lookup key for it
+                    loss = self.objective(self.model, x, y, self.sampler.batch_starts(self.sampler.step - 1))
+                else:
+                    _, loss = self.model(x, y, label_smoothing=self.config.optim.label_smoothing)
                 loss = loss / t.grad_accum
-            loss.backward()
-            total += loss.detach()
+                balance = aux_loss(self.raw_model)  # 0.0 without experts
+            (loss + balance / t.grad_accum).backward()
+            total += loss.detach()  # the logged loss stays the cross-entropy
+            self.router.add(balance, tokens_per_expert(self.raw_model))
         norm = None
         if self.config.optim.grad_clip > 0:
             norm = torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), self.config.optim.grad_clip)
@@ -452,6 +462,34 @@ class _Run:
                 f.write(json.dumps(record) + "\n")
 
 
+class _RouterStats:
+    """The routers of a mixture-of-experts model between two log steps (this rank's batches):
+    ``moe_aux_loss``, the mean over micro-batches of the auxiliary loss added to the training
+    loss (coefficient included), and ``expert_fraction``, per MoE layer the fraction of token
+    assignments each expert got. Tensors until logged: no host sync per step."""
+
+    def __init__(self) -> None:
+        self.aux, self.routed, self.batches = 0.0, None, 0
+
+    def add(self, aux: torch.Tensor | float, routed: torch.Tensor | None) -> None:
+        if routed is not None:
+            self.aux = self.aux + aux.detach()
+            self.routed = routed if self.routed is None else self.routed + routed
+            self.batches += 1
+
+    def record(self) -> dict[str, Any]:
+        """The log entries, and a fresh window; empty for a model without experts."""
+        if self.routed is None:
+            return {}
+        routed = self.routed.float()
+        out = {
+            "moe_aux_loss": float(self.aux) / self.batches,
+            "expert_fraction": (routed / routed.sum(dim=-1, keepdim=True)).round(decimals=4).tolist(),
+        }
+        self.aux, self.routed, self.batches = 0.0, None, 0
+        return out
+
+
 def _make_dp(config: RunConfig, train_data: TokenDataset, block_size: int, dist):
     """(DPPlan, WindowData, PoissonSampler) of a DP run, checking what DP training supports."""
     from gptlab.train.dp import DPPlan, PoissonSampler, WindowData
@@ -472,23 +510,11 @@ def _make_dp(config: RunConfig, train_data: TokenDataset, block_size: int, dist)
     return plan, windows, PoissonSampler(len(windows), plan.sample_rate, t.seed)
 
 
-def make_schedule(config: RunConfig) -> LRSchedule:
-    o = config.optim
-    return LRSchedule(
-        lr=o.lr,
-        min_lr=o.min_lr,
-        warmup=o.warmup_steps,
-        decay_steps=o.decay_steps or config.train.max_steps,
-        kind=o.schedule,
-        step_every=o.step_every,
-        gamma=o.step_gamma,
-    )
-
-
 def _check_train_section(config: RunConfig) -> None:
     t = config.train
     check_values(config)
-    make_schedule(config)  # its own checks (schedule name, min_lr <= lr, ...)
+    schedule_from_config(config)  # its own checks (schedule name, min_lr <= lr, ...)
+    check_optim_section(config.optim)
     if config.dp.epsilon > 0 and config.optim.label_smoothing > 0:
         raise GptlabError("DP training does not apply optim.label_smoothing: set it to 0 with dp.epsilon > 0")
     if config.dp.epsilon > 0 and (t.compile or t.activation_checkpointing):
@@ -538,20 +564,26 @@ def _parse_metrics(path: Path) -> list[tuple[str, dict]]:
 
 
 def train(
-    config: RunConfig, resume: bool = False, on_step: Callable[[int, dict], None] | None = None
+    config: RunConfig,
+    resume: bool = False,
+    on_step: Callable[[int, dict], None] | None = None,
+    objective=None,
 ) -> TrainResult:
     """Train (or, with ``resume``, continue) the run described by ``config``; see the module doc.
-    ``on_step(step, record)`` is called after every logged step (tests use it to interrupt)."""
+    ``on_step(step, record)`` is called after every logged step (tests use it to interrupt).
+    ``objective`` replaces the training loss: ``setup(run)`` once the run has its data, then
+    ``objective(model, x, y, window_starts) -> loss`` per micro-batch (gptlab.train.distill);
+    evaluations stay the plain cross-entropy."""
     dist = distributed.init()
     try:
         with signals.stop_signals():  # SIGTERM: checkpoint and stop, as Ctrl-C
-            return _train(config, resume, on_step, dist)
+            return _train(config, resume, on_step, dist, objective)
     finally:
         distributed.shutdown(dist)
 
 
-def _train(config, resume, on_step, dist) -> TrainResult:
-    run = _Run(config, resume, dist)
+def _train(config, resume, on_step, dist, objective=None) -> TrainResult:
+    run = _Run(config, resume, dist, objective)
     t = config.train
     tokens_per_step = run.tokens_per_step
     start_time = time.perf_counter()
@@ -585,6 +617,7 @@ def _train(config, resume, on_step, dist) -> TrainResult:
                         "tokens_per_s": tokens_per_s,
                         "elapsed_s": run.state["elapsed_s"],
                         "time": time.time(),  # wall clock (speedruns measure from process start)
+                        **run.router.record(),  # mixture of experts: load balance since the last log
                     }
                     if not math.isfinite(loss_value):
                         raise GptlabError(

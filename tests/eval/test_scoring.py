@@ -156,6 +156,24 @@ def test_bad_input_is_a_clear_error(model):
     assert continuation_logprobs(model, [], []) == []
 
 
+@pytest.mark.parametrize("tokens", [1, 6, 1000])
+def test_choices_in_length_sorted_row_batches_score_as_each_pair_alone(model, monkeypatch, tokens):
+    """score_choices runs the choices of a batch sorted by length, about ``CHOICE_TOKENS`` positions per forward:
+    however they are cut, every choice gets its own context's keys/values and its own logits."""
+    monkeypatch.setattr(scoring, "CHOICE_TOKENS", tokens)
+    rng = random.Random(tokens)
+    groups = []
+    for _ in range(7):  # 2 to 4 choices of 1 to 5 tokens after 1 to 3 context tokens: all fit BLOCK + 1
+        context = [rng.randrange(VOCAB) for _ in range(rng.randint(1, 3))]
+        choices = [[rng.randrange(VOCAB) for _ in range(rng.randint(1, 5))] for _ in range(rng.randint(2, 4))]
+        groups.append((context, choices))
+    for (context, choices), scored in zip(groups, scoring.score_choices(model, groups)):
+        alone = scoring.score_pairs(model, [context] * len(choices), choices)
+        for got, ref in zip(scored, alone):
+            torch.testing.assert_close(got.logprobs, ref.logprobs, atol=1e-5, rtol=0)
+            assert got.is_greedy == ref.is_greedy
+
+
 def test_choices_of_contexts_at_the_edge_of_the_window_score_as_pairs(model):
     # a long context with short choices batched beside a short context with a long choice: the
     # first group's padding (to the longest choice) must not run past the model's positions
