@@ -91,3 +91,20 @@ def test_task_and_run_lists_are_checked(tmp_path):
         ("base", tmp_path.__class__("runs/a")),
         (None, tmp_path.__class__("runs/b")),
     ]
+
+
+def test_a_translation_task_with_no_template_anywhere_is_a_clear_error(tmp_path):
+    from continual_chain import base_run, write_pairs
+
+    from gptlab.eval.forgetting import ForgettingOptions, evaluate_forgetting
+
+    base = base_run(tmp_path / "base")
+    pairs = write_pairs(tmp_path / "pairs.jsonl", 3, 0)
+    with pytest.raises(GptlabError, match="records no prompt template"):
+        evaluate_forgetting([base], parse_tasks(f"translation:{pairs}"), ForgettingOptions(resamples=10))
+    # the template (and fields) given on the command line are used instead
+    options = ForgettingOptions(
+        resamples=10, template="EN: {input}\nDE: ", input_field="en", target_field="de", max_new_tokens=2
+    )
+    matrix = evaluate_forgetting([base], parse_tasks(f"translation:{pairs}"), options)
+    assert matrix.cells[0][0].n == 3 and matrix.rows[0]["label"] == "base"
