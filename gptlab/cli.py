@@ -22,6 +22,10 @@ VERBS: dict[str, tuple[str, str]] = {
     "tokenizer": ("tokenizer", "train, use, inspect and compare tokenizers"),
     "data": ("data", "download named datasets and prepare token shards"),
     "train": ("train", "pretrain a GPT from a TOML config and key=value overrides"),
+    "distill": (
+        "distill",
+        "knowledge distillation: train a student GPT on a teacher run's softened distribution",
+    ),
     "schedule": ("schedule", "plot a config's learning-rate schedule (warmup, cosine, wsd, ...)"),
     "sweep": ("sweep", "train a grid of configs x seeds: train/val loss and gap per point, table and plots"),
     "generate": ("generate", "sample text from a trained or converted model"),

@@ -47,6 +47,10 @@ def register(subparsers) -> None:
 
     register_baseline(metrics)
 
+    from gptlab.commands.eval_forgetting import register_forgetting
+
+    register_forgetting(metrics)
+
 
 def register_perplexity(metrics) -> None:
     ppl = metrics.add_parser(

@@ -282,7 +282,7 @@ def _fault(point: str, step: int) -> None:
 RUN_ENTRIES = frozenset(
     {
         "config.toml", "data", CHECKPOINTS_DIR, "best", "metrics.jsonl", "loss.png", "samples.txt",
-        "report.html", "privacy.json", "canaries.json", MODEL_JSON, WEIGHTS_FILE, TOKENIZER_FILE,
+        "report.html", "privacy.json", "canaries.json", "distill.json", "teacher_topk", MODEL_JSON, WEIGHTS_FILE, TOKENIZER_FILE,
         *LEGACY_FILES,
     }
 )  # fmt: skip

@@ -206,8 +206,8 @@ def unigram_loss(train: TokenDataset, val: TokenDataset) -> float | None:
 class _Run:
     """The state of one training run: model, optimizer, data, counters. ``train`` drives it."""
 
-    def __init__(self, config: RunConfig, resume: bool, dist: distributed.DistInfo) -> None:
-        self.config, self.dist = config, dist
+    def __init__(self, config: RunConfig, resume: bool, dist: distributed.DistInfo, objective=None) -> None:
+        self.config, self.dist, self.objective = config, dist, objective
         t = config.train
         self.run_dir = Path(t.out_dir)
         _check_train_section(config)  # every value, before any work
@@ -312,6 +312,8 @@ class _Run:
             save_toml(config, self.run_dir / "config.toml")
         self.model = distributed.wrap(self.raw_model, dist, self.strategy)
         self.model = compile_model(self.model, enabled=t.compile)
+        if objective is not None:  # e.g. distillation: its teacher, checked against this run's data
+            objective.setup(self)
         self.unigram = unigram_loss(self.train_data, self.val_data) if self.val_data is not None else None
         # the RNG state at the last step boundary: what a checkpoint (and a resumed run) restarts from
         self.rng = rng_state()
@@ -348,7 +350,10 @@ class _Run:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             sync = distributed.sync_gradients(self.model, micro == t.grad_accum - 1)
             with sync, self.autocast():
-                _, loss = self.model(x, y, label_smoothing=self.config.optim.label_smoothing)
+                if self.objective is not None:  # the batch's window starts: a lookup key for it
+                    loss = self.objective(self.model, x, y, self.sampler.batch_starts(self.sampler.step - 1))
+                else:
+                    _, loss = self.model(x, y, label_smoothing=self.config.optim.label_smoothing)
                 loss = loss / t.grad_accum
                 balance = aux_loss(self.raw_model)  # 0.0 without experts
             (loss + balance / t.grad_accum).backward()
@@ -559,20 +564,26 @@ def _parse_metrics(path: Path) -> list[tuple[str, dict]]:
 
 
 def train(
-    config: RunConfig, resume: bool = False, on_step: Callable[[int, dict], None] | None = None
+    config: RunConfig,
+    resume: bool = False,
+    on_step: Callable[[int, dict], None] | None = None,
+    objective=None,
 ) -> TrainResult:
     """Train (or, with ``resume``, continue) the run described by ``config``; see the module doc.
-    ``on_step(step, record)`` is called after every logged step (tests use it to interrupt)."""
+    ``on_step(step, record)`` is called after every logged step (tests use it to interrupt).
+    ``objective`` replaces the training loss: ``setup(run)`` once the run has its data, then
+    ``objective(model, x, y, window_starts) -> loss`` per micro-batch (gptlab.train.distill);
+    evaluations stay the plain cross-entropy."""
     dist = distributed.init()
     try:
         with signals.stop_signals():  # SIGTERM: checkpoint and stop, as Ctrl-C
-            return _train(config, resume, on_step, dist)
+            return _train(config, resume, on_step, dist, objective)
     finally:
         distributed.shutdown(dist)
 
 
-def _train(config, resume, on_step, dist) -> TrainResult:
-    run = _Run(config, resume, dist)
+def _train(config, resume, on_step, dist, objective=None) -> TrainResult:
+    run = _Run(config, resume, dist, objective)
     t = config.train
     tokens_per_step = run.tokens_per_step
     start_time = time.perf_counter()

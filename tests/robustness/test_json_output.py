@@ -12,6 +12,7 @@ import argparse
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,7 @@ import pytest
 INSERT_TRAIN = ["data.tokenizer=char", "model.block_size=32", "model.n_layer=1", "model.n_head=2",
                 "model.n_embd=32", "train.max_steps=2", "train.eval_every=2", "train.eval_batches=1",
                 "train.sample_tokens=0", "train.device=cpu"]  # fmt: skip
+DATA = Path(__file__).parents[1] / "data"
 HYP_REF = ["--hyp", "{tmp}/hyp.txt", "--ref", "{tmp}/ref.txt"]
 RESPONSES = [{"instruction": "say hi", "input": "", "reference": "hi there", "generated": "hi"}]
 
@@ -44,6 +46,12 @@ ROWS: list[tuple[tuple[str, ...], list[str]]] = [
     (("data", "prepare"), ["data", "prepare", "--input", "{corpus}", "--tokenizer", "char", "--out", "{tmp}/data",
                            "--json"]),
     (("train",), ["<train>"]),
+    (("distill",), ["distill", "--teacher", "{run}", "--out", "{tmp}/student", "model.block_size=8", "model.n_layer=1",
+                    "model.n_head=2", "model.n_embd=16", "train.batch_size=2", "train.max_steps=2",
+                    "train.eval_every=2", "train.eval_batches=1", "train.sample_tokens=0", "--json"]),
+    (("sweep",), ["sweep", "scaling", "--data", "{corpus}", "--n-params", "2k", "--tokens", "32,64", "--bootstrap", "0",
+                  "--set", "model.block_size=16", "--set", "train.batch_size=2", "--set", "train.eval_batches=1",
+                  "--set", "train.sample_tokens=0", "--out", "{tmp}/ladder", "--json"]),
     (("generate",), ["generate", "--model", "{run}", "--prompt", "the", "--max-new-tokens", "4", "--seed", "0",
                      "--json"]),
     (("finetune", "classify"), ["finetune", "classify", "--model", "{run}", "--data", "{tsv}", "--out", "{tmp}/clf",
@@ -59,6 +67,12 @@ ROWS: list[tuple[tuple[str, ...], list[str]]] = [
     (("eval", "rouge"), ["eval", "rouge", *HYP_REF, "--bootstrap", "20", "--json"]),
     (("eval", "judge"), ["eval", "judge", "--responses", "{tmp}/responses.json", "--judge-url", "<judge>",
                          "--judge-model", "fake", "--json"]),
+    (("eval", "tasks"), ["eval", "tasks", "--model", "{run}", "--tasks", "lambada,sst2", "--data-dir",
+                         str(DATA / "tasks"), "--limit", "2", "--json"]),
+    (("eval", "generation"), ["eval", "generation", "--model", "{run}", "--data", str(DATA / "translations.jsonl"),
+                              "--input-field", "en", "--target-field", "de", "--template", "Translate: {input}\n",
+                              "--max-new-tokens", "3", "--limit", "2", "--json"]),
+    (("schedule", "plot"), ["schedule", "plot", "--config", "tiny-cpu", "--steps", "20", "--json"]),
     (("eval", "classify"), ["eval", "classify", "--model", "{clf}", "--data", "{tsv}", "--device", "cpu", "--json"]),
     (("convert",), ["convert", "--from", "hf", "{hf}", "--out", "{tmp}/conv", "--json"]),
     (("export",), ["export", "--model", "{run}", "--format", "hf", "--out", "{tmp}/hf-out", "--json"]),
