@@ -176,7 +176,9 @@ def check_weights_header(config: GPTConfig, quantization: Any, weights: Path, co
     if config.arch == "gpt":  # names the field that differs; a recurrent model's shapes are checked below
         check_config_matches_shapes(config, shapes, source, config_source)
     elif quantization is not None:
-        raise GptlabError(f"{config_source}: a quantised {config.arch.upper()} model: gptlab quantises GPTs only")
+        raise GptlabError(
+            f"{config_source}: a quantised {config.arch.upper()} model: gptlab quantises GPTs only"
+        )
     if quantization is None:
         expected = model_class(config).tensor_shapes(config)
         if config.tie_weights:

@@ -6,8 +6,8 @@ from gptlab.model.config import PRESETS, GPTConfig
 from gptlab.model.gpt import GPT
 from gptlab.model.heads import GPTClassifier
 from gptlab.model.kv_cache import KVCache
-from gptlab.model.rnn import RecurrentLM, RecurrentState
 from gptlab.model.lora import LoRALinear, apply_lora, load_adapter, merge_lora, save_adapter, unmerge_lora
+from gptlab.model.rnn import RecurrentLM, RecurrentState
 
 __all__ = [
     "GPT",

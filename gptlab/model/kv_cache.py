@@ -71,9 +71,7 @@ class KVCache:
         gets its `RecurrentState` instead, which the decoding loops drive the same way."""
         cfg = model.config
         if cfg.arch != "gpt":
-            from gptlab.model.rnn import RecurrentState  # rnn imports gpt, which imports this module
-
-            return RecurrentState(model, batch_size, pad, cfg.block_size if max_len is None else max_len)
+            return model.recurrent_state(batch_size, pad, cfg.block_size if max_len is None else max_len)
         param = next(model.parameters())
         window = cfg.window if cfg.attention == "local" else None
         return cls(

@@ -96,7 +96,10 @@ class RecurrentLM(nn.Module):
         # named as in GPT, so what reads the token table (embeddings analysis, saliency, vocabulary
         # growth in fine-tuning) finds it
         self.transformer = nn.ModuleDict(
-            dict(wte=nn.Embedding(config.vocab_size, config.n_embd), drop=nn.Dropout(config.site_dropout("embd")))
+            dict(
+                wte=nn.Embedding(config.vocab_size, config.n_embd),
+                drop=nn.Dropout(config.site_dropout("embd")),
+            )
         )
         self.rnn = CELLS[config.arch](
             config.n_embd,
@@ -146,7 +149,9 @@ class RecurrentLM(nn.Module):
         if last_only and targets is not None:
             raise GptlabError("last_only gives the last position's logits: it cannot compute a loss")
         if kv_cache is not None and not isinstance(kv_cache, RecurrentState):
-            raise GptlabError("a recurrent model decodes with a RecurrentState: build it with KVCache.for_model")
+            raise GptlabError(
+                "a recurrent model decodes with a RecurrentState: build it with KVCache.for_model"
+            )
         x = self._run(idx, kv_cache)
         if last_only:
             x = x[:, -1:, :]
@@ -160,6 +165,10 @@ class RecurrentLM(nn.Module):
                 label_smoothing=label_smoothing,
             )
         return logits, loss
+
+    def recurrent_state(self, batch_size: int, pad: torch.Tensor | None, max_len: int) -> RecurrentState:
+        """A zero state for ``batch_size`` rows (what `KVCache.for_model` gives this model)."""
+        return RecurrentState(self, batch_size, pad, max_len)
 
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
         """The last layer's output (B, T, C) -> logits (B, T, V)."""

@@ -60,7 +60,7 @@ from gptlab.data.corpus import BUILTIN_CORPUS
 from gptlab.data.shards import BatchSampler, TokenDataset, iter_eval_batches, prepare
 from gptlab.errors import GptlabError
 from gptlab.io import atomic_write_json, atomic_write_text
-from gptlab.model import GPT, build_model, model_from_state_dict
+from gptlab.model import build_model, model_from_state_dict
 from gptlab.model.modes import resolve_device
 from gptlab.model.moe import aux_loss, tokens_per_expert
 from gptlab.rundir import save_model

@@ -43,7 +43,9 @@ def lstm_run(tmp_path_factory):
 @pytest.mark.parametrize("arch", ["lstm", "gru"])
 def test_builds_the_recurrent_model_with_a_tied_head(arch):
     model = rnn(arch)
-    assert isinstance(model, RecurrentLM) and isinstance(model.rnn, {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[arch])
+    assert isinstance(model, RecurrentLM) and isinstance(
+        model.rnn, {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[arch]
+    )
     assert model.lm_head.weight is model.transformer.wte.weight
     C, V, gates = 32, 65, {"lstm": 4, "gru": 3}[arch]
     per_layer = 2 * gates * C * C + 2 * gates * C  # input and hidden matrices, two biases
@@ -66,7 +68,9 @@ def test_overfits_a_tiny_batch(arch):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert first > 3.5 and loss.item() < 0.1  # from ln(65) ~ 4.17 to memorised (a tied 32-wide head needs its embeddings to grow first)
+    assert (
+        first > 3.5 and loss.item() < 0.1
+    )  # from ln(65) ~ 4.17 to memorised (a tied 32-wide head needs its embeddings to grow first)
 
 
 def test_state_step_by_step_equals_the_whole_sequence():
@@ -176,8 +180,39 @@ def test_attention_analyses_refuse_a_recurrent_model(lstm_run, capsys, analysis)
 @pytest.mark.slow
 def test_generate_cli_on_an_lstm_run(lstm_run, capsys):
     capsys.readouterr()
-    argv = ["generate", "--model", str(lstm_run), "--prompt", "To be", "--max-new-tokens", "12", "--temperature", "0"]
+    argv = [
+        "generate",
+        "--model",
+        str(lstm_run),
+        "--prompt",
+        "To be",
+        "--max-new-tokens",
+        "12",
+        "--temperature",
+        "0",
+    ]
     assert main(argv) == 0
     first = capsys.readouterr().out
     assert main(argv) == 0
     assert capsys.readouterr().out == first and first.startswith("To be")
+
+
+def test_beam_search_with_one_beam_is_greedy_decoding():
+    """Beam search reorders the recurrent state (RecurrentState.select) as it does a KV cache."""
+    from gptlab.beam import beam_search
+
+    model = rnn()
+    prompts = [[5, 6, 7], [1]]
+    greedy = generate(model, prompts, 20, GREEDY)
+    beams = beam_search(model, prompts, 20, num_beams=1)
+    assert [h.tokens for h in beams] == [row[len(p) :] for row, p in zip(greedy, prompts)]
+
+
+def test_choice_scoring_is_the_sum_of_the_models_log_probabilities():
+    from gptlab.eval.scoring import score_choices
+
+    model = rnn()
+    (scores,) = score_choices(model, [([1, 2, 3], [[4, 5], [6]])])
+    logp = model(torch.tensor([[1, 2, 3, 4, 5]]))[0].log_softmax(-1)[0]  # (T, V)
+    assert scores[0].logprobs.sum().item() == pytest.approx((logp[2, 4] + logp[3, 5]).item(), abs=1e-5)
+    assert scores[1].logprobs.sum().item() == pytest.approx(logp[2, 6].item(), abs=1e-5)
