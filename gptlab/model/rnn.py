@@ -44,7 +44,7 @@ CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 def _no_attention(arch: str, what: str) -> GptlabError:
     return GptlabError(
-        f"{what} needs a transformer (attention and a residual stream); this model is an "
+        f"{what} needs a transformer (attention and a residual stream); this model is a recurrent "
         f"{arch.upper()} (model.arch = {arch!r})"
     )
 

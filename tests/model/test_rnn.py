@@ -147,11 +147,15 @@ def test_unknown_arch_is_an_error_naming_the_field():
         rnn_config("transformer-xl")
 
 
-def test_hf_export_and_lora_refuse_clearly():
+def test_hf_export_quantisation_and_lora_refuse_clearly():
+    from gptlab.model.quantize import quantize_model
+
     with pytest.raises(GptlabError, match="cannot export to GPT-2 format: arch is 'lstm'"):
         config_to_hf(rnn_config())
     with pytest.raises(GptlabError, match="matches no module of the model"):
         apply_lora(rnn())
+    with pytest.raises(GptlabError, match="quantisation works on GPTs only; this model is a recurrent GRU"):
+        quantize_model(rnn("gru"), bits=8)
 
 
 @pytest.mark.slow
