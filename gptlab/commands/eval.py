@@ -43,6 +43,10 @@ def register(subparsers) -> None:
 
     register_generation(metrics)
 
+    from gptlab.commands.eval_forgetting import register_forgetting
+
+    register_forgetting(metrics)
+
 
 def register_perplexity(metrics) -> None:
     ppl = metrics.add_parser(

@@ -32,7 +32,9 @@ def claim_output(args: argparse.Namespace) -> None:
     """The new run directory: empty (or --overwrite), writable, and not the base run or the data."""
     from gptlab.outputs import claim_folder
 
-    claim_folder(args.out, what="run directory", overwrite=args.overwrite, sources=[args.model, args.data])
+    claim_folder(
+        args.out, what="run directory", overwrite=args.overwrite, sources=[args.model, args.after, args.data]
+    )
 
 
 def register(subparsers) -> None:

@@ -167,6 +167,21 @@ def sentence_bleu(
     )
 
 
+def segment_bleu_stats(
+    hypothesis: str,
+    references: Sequence[str],
+    *,
+    tokenize: str = "13a",
+    lowercase: bool = False,
+    max_ngram_order: int = MAX_NGRAM_ORDER,
+) -> tuple[int, int, list[int], list[int]]:
+    """One segment's sufficient statistics (hypothesis length, closest reference length, matched
+    and hypothesis n-grams per order): summed over segments, `bleu_from_stats` gives corpus BLEU
+    (what a bootstrap over segments resamples)."""
+    _check_options("exp", tokenize, max_ngram_order)
+    return _segment_stats(hypothesis, list(references), tokenize, lowercase, max_ngram_order)
+
+
 def bleu_from_stats(
     correct: Sequence[float],
     total: Sequence[float],

@@ -77,18 +77,22 @@ class GenerationOptions:
             raise GptlabError(
                 f"metrics must be some of {', '.join(METRICS)}, got {', '.join(self.metrics) or 'none'}"
             )
-        for name in ("max_new_tokens", "beams", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise GptlabError(f"{name} must be a positive integer, got {value!r}")
-        if self.limit is not None and (
-            isinstance(self.limit, bool) or not isinstance(self.limit, int) or self.limit < 1
-        ):
-            raise GptlabError(f"limit must be a positive integer, got {self.limit!r}")
+        check_positive_ints(self, ("max_new_tokens", "beams", "batch_size"), optional=("limit",))
         if self.template is not None:
             check_template(self.template)
         if not math.isfinite(self.length_penalty):
             raise GptlabError(f"length_penalty must be a finite number, got {self.length_penalty!r}")
+
+
+def check_positive_ints(options, names: Sequence[str], optional: Sequence[str] = ()) -> None:
+    """GptlabError unless each field ``names`` of ``options`` is a positive integer (those in
+    ``optional`` may be None too)."""
+    for name in (*names, *optional):
+        value = getattr(options, name)
+        if value is None and name in optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise GptlabError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass

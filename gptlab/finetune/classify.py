@@ -39,6 +39,7 @@ from gptlab.data.tasks import (
 from gptlab.errors import GptlabError
 from gptlab.eval.classification import ClassificationMetrics, classification_metrics
 from gptlab.eval.error_analysis import error_analysis
+from gptlab.finetune.anchor import make_penalty, with_penalty
 from gptlab.finetune.classifier_run import (
     ADAPTER_FILE,
     HEAD_FILE,
@@ -52,6 +53,7 @@ from gptlab.finetune.common import (
     LoraOptions,
     StepSchedule,
     add_lora,
+    base_model_option,
     check_label_smoothing,
     check_positive,
     file_size_mb,
@@ -61,6 +63,7 @@ from gptlab.finetune.common import (
     training_costs,
     training_option,
 )
+from gptlab.finetune.continual import chain_record, check_continual, continual_option, resolve_start
 from gptlab.finetune.loop import EpochRunner, adamw_update, dp_sgd_update
 from gptlab.finetune.report import write_classifier_report
 from gptlab.io import atomic_write_json
@@ -69,7 +72,6 @@ from gptlab.model.lora import count_trainable
 from gptlab.model.modes import eval_mode, resolve_device
 from gptlab.options import fraction, open_unit_interval, option, positive_float, positive_int
 from gptlab.run import Run
-from gptlab.rundir import load_model
 
 PROMPTING_MAX_EXAMPLES = 300  # test texts scored by the prompting baseline (one forward each)
 DP_GROUP = "differential privacy (DP-SGD, gptlab.train.dp)"  # the CLI's group of the DP flags
@@ -80,7 +82,7 @@ DISTILL_GROUP = "knowledge distillation (gptlab.train.distill)"
 class ClassifyOptions:
     """Everything `finetune_classifier` needs; the CLI flags are built from these fields."""
 
-    model: str = training_option("model")  # a gptlab run directory or a Hugging Face GPT-2 folder
+    model: str | None = base_model_option()  # a gptlab run directory or a Hugging Face GPT-2 folder
     data: str = training_option("data")  # TSV / CSV / JSONL / JSON with a label and a text column
     out: str = training_option("out")
     text_column: str | int = option("text", "name or 0-based position")
@@ -112,6 +114,10 @@ class ClassifyOptions:
         metavar="K",
     )
     progress: bool = training_option("progress", True)
+    after: str | None = continual_option("after", None)
+    ewc: float | None = continual_option("ewc", None)
+    l2_start: float | None = continual_option("l2_start", None)
+    ewc_examples: int = continual_option("ewc_examples", 100)
     dp_epsilon: float | None = option(  # None: off
         None,
         "train with DP-SGD, noise calibrated to spend this epsilon over the run (default: off)",
@@ -144,6 +150,7 @@ class ClassifyOptions:
     )
 
     def check(self) -> None:
+        check_continual(self)
         for name in ("epochs", "batch_size", "lr"):
             check_positive(name, getattr(self, name))
         check_positive("grad_clip", self.grad_clip, allow_zero=True)
@@ -157,6 +164,8 @@ class ClassifyOptions:
             check_positive("max_length", self.max_length)
         if self.max_minutes is not None:
             check_positive("max_minutes", self.max_minutes)
+        if self.dp_epsilon is not None and (self.ewc is not None or self.l2_start is not None):
+            raise GptlabError("DP-SGD fine-tuning takes no --ewc/--l2-start penalty")
         if self.teacher is not None and self.dp_epsilon is not None:
             raise GptlabError("distillation (--teacher) does not run under DP-SGD: give one of them")
         if self.dp_epsilon is not None:
@@ -322,7 +331,8 @@ def finetune_classifier(
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
 
-    gpt, tokenizer = load_model(options.model, device=device)
+    start = resolve_start(options)
+    gpt, tokenizer = Run.open(start.path).load(device=str(device))
     max_length = min(options.max_length or gpt.config.block_size, gpt.config.block_size)
     data = load_classification(
         options.data, options.text_column, options.label_column, options.labels, options.header
@@ -339,13 +349,12 @@ def finetune_classifier(
     pad = pad_id(tokenizer)
 
     summary: dict[str, Any] = {
-        "base_model": str(Path(options.model).resolve()),
+        "base_model": str(Path(start.path).resolve()),
         "data": str(options.data),
         "splits": {"train": len(train_data), "val": len(val_data), "test": len(test_data)},
         "class_counts_train": dict(zip(data.label_names, train_data.counts())),
     }
-    base = Run.open(options.model)  # the val split of its pretraining data measures forgetting
-    baseline_data = base.data_dir if base.has_split("val") else None
+    baseline_data = start.pretraining_data  # its val split measures forgetting
     if baseline_data is not None:
         summary["forgetting"] = {"before": lm_val_loss(gpt, baseline_data)}
     if options.prompting_shots:
@@ -359,6 +368,7 @@ def finetune_classifier(
     model.set_trainable(options.trainable)
     model.to(device)
     params = count_trainable(model)
+    penalty, summary["penalty"] = make_penalty(options, start, model.gpt, device)
 
     datasets = {
         name: ClassificationDataset(part, tokenizer, max_length)
@@ -382,7 +392,7 @@ def finetune_classifier(
                 options.teacher, tokenizer, data.label_names, max_length, device
             )
             loss = classifier_distill_loss(loss, teacher, options.distill_temperature, options.distill_alpha)
-        update = adamw_update(model, optimizer, loss, options.grad_clip)
+        update = adamw_update(model, optimizer, with_penalty(loss, penalty), options.grad_clip)
 
         def batches(step: int):
             return train_loader
@@ -416,6 +426,8 @@ def finetune_classifier(
         base_model=summary["base_model"],
         columns={"text": options.text_column, "label": options.label_column, "header": options.header},
     )
+    step = {"finetune": "classify", "run": str(out), "data": str(options.data), "columns": meta["columns"]}
+    meta |= chain_record(start, step)
     train_metrics = _TrainMetrics(data.label_names)
 
     def end_epoch() -> dict:

@@ -66,6 +66,13 @@ TRAINING_FLAGS: dict[str, dict[str, Any]] = {
 }
 
 
+def base_model_option() -> Any:
+    """``model``: keyword-only and None by default, so that ``--after RUN`` can stand in for it
+    (gptlab.finetune.continual; the options' check asks for one of the two)."""
+    meta = {**TRAINING_FLAGS["model"], "help": "base model: a gptlab run or HF GPT-2 folder (or --after RUN)"}
+    return field(default=None, kw_only=True, metadata=meta)
+
+
 def training_option(name: str, default: Any = MISSING) -> Any:
     """The field of the shared option ``name`` (`TRAINING_FLAGS`) with this class's default."""
     return option(default, **TRAINING_FLAGS[name])

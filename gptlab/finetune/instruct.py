@@ -68,11 +68,13 @@ from gptlab.eval.text_metrics import (
     exact_match,
     repetition_rate,
 )
+from gptlab.finetune.anchor import make_penalty, with_penalty
 from gptlab.finetune.buckets import LengthBuckets
 from gptlab.finetune.common import (
     LoraOptions,
     StepSchedule,
     add_lora,
+    base_model_option,
     check_label_smoothing,
     check_positive,
     file_size_mb,
@@ -81,6 +83,15 @@ from gptlab.finetune.common import (
     make_optimizer,
     training_costs,
     training_option,
+)
+from gptlab.finetune.continual import (
+    chain_record,
+    check_continual,
+    continual_option,
+    mix_replay,
+    replay_count,
+    replay_pool,
+    resolve_start,
 )
 from gptlab.finetune.loop import EpochRunner, adamw_update
 from gptlab.finetune.report import write_instruct_report
@@ -103,7 +114,7 @@ BASE_RESPONSES_FILE = "base_responses.json"
 class InstructOptions:
     """Everything `finetune_instruct` needs; the CLI flags are built from these fields."""
 
-    model: str = training_option("model")
+    model: str | None = base_model_option()
     data: str = training_option("data")  # Alpaca-format JSON list or JSONL, or input -> output JSONL
     out: str = training_option("out")
     template: str = option(
@@ -151,6 +162,12 @@ class InstructOptions:
     )
     compare_base: bool = option(True, "skip the base model's responses", flag="--no-base-comparison")
     progress: bool = training_option("progress", True)
+    after: str | None = continual_option("after", None)
+    replay: float | None = continual_option("replay", None)
+    replay_data: str | None = continual_option("replay_data", None)
+    ewc: float | None = continual_option("ewc", None)
+    l2_start: float | None = continual_option("l2_start", None)
+    ewc_examples: int = continual_option("ewc_examples", 100)
 
     @property
     def pairs(self) -> bool:
@@ -158,6 +175,7 @@ class InstructOptions:
         return bool(self.input_field or self.output_field)
 
     def check(self) -> None:
+        check_continual(self)
         check_template(self.template)
         if self.pairs:
             if not (self.input_field and self.output_field):
@@ -363,20 +381,20 @@ def finetune_instruct(
     if options.max_test_examples:
         test_ex = test_ex[: options.max_test_examples]
 
-    gpt, tokenizer = load_model(options.model, device=device)
+    start = resolve_start(options)
+    gpt, tokenizer = Run.open(start.path).load(device=str(device))
     if tokenizer.eot_id is None:
-        raise GptlabError(f"{options.model}: the tokenizer has no {EOT} token, which ends every response")
+        raise GptlabError(f"{start.path}: the tokenizer has no {EOT} token, which ends every response")
     if options.template == "chat":
         tokenizer = add_special_tokens(gpt, tokenizer, CHAT_SPECIAL_TOKENS)
     summary: dict[str, Any] = {
-        "base_model": str(Path(options.model).resolve()),
+        "base_model": str(Path(start.path).resolve()),
         "data": str(options.data),
         "splits": {"train": len(train_ex), "val": len(val_ex), "test": len(test_ex)},
         "template": options.template,
         "fields": [options.input_field, options.output_field] if options.pairs else None,
     }
-    base = Run.open(options.model)  # the val split of its pretraining data measures forgetting
-    baseline_data = base.data_dir if base.has_split("val") else None
+    baseline_data = start.pretraining_data  # its val split measures forgetting
     if baseline_data is not None:
         summary["forgetting"] = {"before": lm_val_loss(gpt, baseline_data)}
     base_scores = None
@@ -393,8 +411,15 @@ def finetune_instruct(
 
     mask_prompt = options.mask_prompt or options.pairs
 
-    def loader(items, shuffle):
+    replay = None
+    if options.replay:
+        replay, source = replay_pool(options, start, tokenizer)
+        summary["replay"] = {"fraction": options.replay, "source": source, "pool": len(replay)}
+
+    def loader(items, shuffle, replay=None):
         dataset = InstructionDataset(items, tokenizer, options.template)
+        if replay is not None:  # the earlier task's examples join the training split (continual)
+            dataset.items = mix_replay(dataset.items, replay, options.replay, options.seed)
         collate = lambda b: collate_instructions(b, pad_id, block, mask_prompt)  # noqa: E731
         if options.bucket_by_length:
             lengths = [len(ids) for ids, _ in dataset.items]
@@ -408,7 +433,10 @@ def finetune_instruct(
             collate_fn=collate,
         )
 
-    train_loader, val_loader = loader(train_ex, True), loader(val_ex, False)
+    train_loader, val_loader = loader(train_ex, True, replay), loader(val_ex, False)
+    if replay is not None:
+        summary["replay"]["examples"] = replay_count(len(train_ex), options.replay)
+    penalty, summary["penalty"] = make_penalty(options, start, gpt, device)
     optimizer = make_optimizer(gpt, options.lr, options.weight_decay, device)
     schedule = StepSchedule(
         optimizer, options.lr, options.epochs * len(train_loader), options.warmup_fraction
@@ -416,6 +444,8 @@ def finetune_instruct(
     extra = {"finetune": "instruct", "template": options.template, "base_model": summary["base_model"]}
     if options.pairs:
         extra |= {"input_field": options.input_field, "output_field": options.output_field}
+    step = {"finetune": "instruct", "run": str(out), "data": str(options.data), "template": options.template}
+    extra |= chain_record(start, step | {k: extra[k] for k in ("input_field", "output_field") if k in extra})
     summary["val_loss_before"] = _val_loss(gpt, val_loader)
 
     train_loss = _TokenLoss()
@@ -441,7 +471,7 @@ def finetune_instruct(
         update=adamw_update(
             gpt,
             optimizer,
-            lambda batch: gpt(*batch, label_smoothing=options.label_smoothing),
+            with_penalty(lambda batch: gpt(*batch, label_smoothing=options.label_smoothing), penalty),
             options.grad_clip,
         ),
         schedule=schedule,
