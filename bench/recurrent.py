@@ -30,6 +30,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from distill import finished as distill_finished  # noqa: E402  (bench/ is on sys.path)
+
 from gptlab.config import load_config  # noqa: E402
 from gptlab.data.shards import TokenDataset  # noqa: E402
 from gptlab.run import Run  # noqa: E402
@@ -57,20 +59,14 @@ def loss_by_position(run_dir: Path, data_dir: Path, batch_size: int = 16) -> lis
 
 
 def finished(run_dir: Path) -> dict | None:
-    if not (run_dir / "report.html").is_file():
+    """bench/distill.py's summary of a finished run, with its architecture, size and speed."""
+    result = distill_finished(run_dir)
+    if result is None:
         return None
-    history = read_metrics(run_dir)
-    evals = [r for r in history if r["kind"] == "eval" and "val_loss" in r]
-    trains = [r for r in history if r["kind"] == "train"]
+    trains = [r for r in read_metrics(run_dir) if r["kind"] == "train"]
     model_json = json.loads((run_dir / "model.json").read_text())
-    return {
-        "arch": model_json["config"]["arch"],
-        "n_params": model_json["n_params"],
-        "step": trains[-1]["step"],
-        "val_loss": evals[-1]["val_loss"],
-        "tokens_per_s": trains[-1].get("tokens_per_s"),
-        "elapsed_s": trains[-1]["elapsed_s"],
-    }
+    arch, n_params = model_json["config"]["arch"], model_json["n_params"]
+    return {"arch": arch, "n_params": n_params, "tokens_per_s": trains[-1].get("tokens_per_s"), **result}
 
 
 def run_once(run_dir: Path, overrides: list[str]) -> dict:

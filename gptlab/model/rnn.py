@@ -28,15 +28,12 @@ Shapes: B batch, T tokens, C = n_embd, L = n_layer, V vocabulary.
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from gptlab.errors import GptlabError
 from gptlab.model.config import GPTConfig
-from gptlab.model.gpt import IGNORE_INDEX, check_tensor_shapes
+from gptlab.model.gpt import build_from_state, lm_loss, saved_tensor_shapes
 
 EMBED_STD = 0.02  # the tied table is also the head: GPT-2's scale keeps the first logits near 0
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
@@ -156,15 +153,7 @@ class RecurrentLM(nn.Module):
         if last_only:
             x = x[:, -1:, :]
         logits = self.unembed(x)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(
-                logits.flatten(0, 1),
-                targets.flatten(),
-                ignore_index=IGNORE_INDEX,
-                label_smoothing=label_smoothing,
-            )
-        return logits, loss
+        return logits, lm_loss(logits, targets, label_smoothing)
 
     def recurrent_state(self, batch_size: int, pad: torch.Tensor | None, max_len: int) -> RecurrentState:
         """A zero state for ``batch_size`` rows (what `KVCache.for_model` gives this model)."""
@@ -206,33 +195,13 @@ class RecurrentLM(nn.Module):
     @classmethod
     def tensor_shapes(cls, config: GPTConfig) -> dict[str, tuple[int, ...]]:
         """``{name: shape}`` of the saved tensors (no ``lm_head.weight`` when tied)."""
-        with torch.device("meta"):
-            model = cls(config)
-        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        if config.tie_weights:
-            shapes.pop("lm_head.weight")
-        return shapes
+        return saved_tensor_shapes(cls, config)
 
     @classmethod
     def from_state_dict(cls, config: GPTConfig, state: dict[str, torch.Tensor], source: str = "weights"):
         """As `GPT.from_state_dict`: exactly the expected tensors, floating point, or a GptlabError."""
         if config.tie_weights:
             state = {k: v for k, v in state.items() if k != "lm_head.weight"}
-        expected = cls.tensor_shapes(config)
-        check_tensor_shapes(expected, {k: tuple(v.shape) for k, v in state.items()}, source)
-        for name in expected:
-            if not state[name].is_floating_point():
-                raise GptlabError(
-                    f"{source}: tensor {name!r} has dtype {state[name].dtype}, expected a floating-point type"
-                )
-        dtypes = {state[name].dtype for name in expected}
-        if len(dtypes) > 1:
-            common = functools.reduce(torch.promote_types, sorted(dtypes, key=str))
-            state = {k: v.to(common) for k, v in state.items()}
-        with torch.device("meta"):
-            model = cls(config)
-        model.load_state_dict(state, strict=False, assign=True)
-        if config.tie_weights:
-            model.lm_head.weight = model.transformer.wte.weight
+        model = build_from_state(cls, config, state, source)
         model.rnn.flatten_parameters()  # assign=True replaced the cell's weights: re-pack them for cuDNN
         return model
