@@ -3,7 +3,7 @@ prepared data, at equal tokens and at equal wall time; the table of docs/experim
 ("Recurrent baseline").
 
     python bench/recurrent.py --data FILE --out DIR [--steps N] [--gpt K=V,...] [--lstm K=V,...]
-        [--json] [KEY=VALUE ...]
+        [--plot PNG] [--json] [KEY=VALUE ...]
 
 Both runs use the shipped ``shakespeare-char`` config with the shared KEY=VALUE overrides (context,
 batch, lr, ...) and their own model overrides (``--gpt``, ``--lstm``: comma-separated
@@ -69,6 +69,29 @@ def finished(run_dir: Path) -> dict | None:
     return {"arch": arch, "n_params": n_params, "tokens_per_s": trains[-1].get("tokens_per_s"), **result}
 
 
+def plot(curves: dict[str, list[float]], rows: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name, curve in curves.items():
+        r = rows[name]
+        label = f"{name}: {r['arch']}, {r['step']} steps, val {r['val_loss']:.3f}"
+        ax.plot(range(1, len(curve) + 1), curve, label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("context position (tokens seen, 1 = the first)")
+    ax.set_ylabel("mean val loss (nats)")
+    ax.set_title("loss by context position, tinyshakespeare chars")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def run_once(run_dir: Path, overrides: list[str]) -> dict:
     result = finished(run_dir)
     if result is None:
@@ -84,6 +107,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--gpt", default="model.n_layer=2,model.n_head=4,model.n_embd=128")
     p.add_argument("--lstm", default="model.arch=lstm,model.n_layer=2,model.n_embd=160")
+    p.add_argument("--plot", help="write the loss-by-position figure (PNG) here")
     p.add_argument("--json", action="store_true")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = p.parse_args()
@@ -101,13 +125,16 @@ def main() -> int:
         extra = [f"train.max_steps={steps}", f"train.eval_every={steps}"]
         rows[name] = run_once(out / name, [*shared, *models[fast], *extra])
     data_dir = Run.open(out / "gpt").require_data_dir()  # every run prepared the same file the same way
+    curves = {}
     for name, r in rows.items():
-        curve = loss_by_position(out / name, data_dir)
+        curve = curves[name] = loss_by_position(out / name, data_dir)
         # the mean over positions (q/2, q]: one bucket per doubling of the context
         buckets = [(q // 2, q) for q in POSITIONS if q <= len(curve)]
         r["loss_by_position"] = {
             (str(q) if q - lo == 1 else f"{lo + 1}-{q}"): sum(curve[lo:q]) / (q - lo) for lo, q in buckets
         }
+    if args.plot:
+        plot(curves, rows, Path(args.plot))
     report = {"steps": args.steps, "overrides": args.overrides, "models": models, "rows": rows}
     if args.json:
         print(json.dumps(report, indent=2))
