@@ -114,7 +114,7 @@ class GPTConfig:
                 raise GptlabError(
                     f"model config: {name} must be at most {MAX_SIZES[name]:,}, got {value:,} (a corrupt file?)"
                 )
-        if self.n_embd % self.n_head:
+        if self.n_embd % self.n_head and self.arch == "gpt":  # a recurrent model has no heads
             raise GptlabError(
                 f"model config: n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
             )
@@ -131,7 +131,7 @@ class GPTConfig:
                 raise GptlabError(
                     f"model config: {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
                 )
-        if self.pos_encoding == "rope" and self.head_size % 2:
+        if self.pos_encoding == "rope" and self.head_size % 2 and self.arch == "gpt":
             raise GptlabError(
                 f"model config: 'rope' needs an even head size (n_embd/n_head), got {self.head_size}"
             )

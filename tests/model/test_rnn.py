@@ -142,6 +142,12 @@ def test_old_model_json_without_arch_loads_as_gpt(tmp_path, tiny_model, char_tok
     assert type(loaded) is GPT and loaded.config.arch == "gpt"
 
 
+def test_n_head_is_not_read_by_a_recurrent_model():
+    assert rnn_config(n_embd=30, n_head=4).n_embd == 30  # a GPT would need n_embd divisible by n_head
+    with pytest.raises(GptlabError, match="divisible by n_head"):
+        rnn_config("gpt", n_embd=30, n_head=4)
+
+
 def test_unknown_arch_is_an_error_naming_the_field():
     with pytest.raises(GptlabError, match="arch must be one of gpt, lstm, gru"):
         rnn_config("transformer-xl")
