@@ -44,6 +44,7 @@ from gptlab.io import (
     save_safetensors,
 )
 from gptlab.model import GPT, GPTConfig
+from gptlab.model.build import model_class, model_from_state_dict
 from gptlab.model.gpt import check_config_matches_shapes, check_tensor_shapes
 from gptlab.model.modes import resolve_device, resolve_dtype
 from gptlab.model.quantize import quantized_from_state_dict, quantized_tensor_specs
@@ -102,7 +103,7 @@ def save_model(
 
 def _float_num_params(config: GPTConfig) -> int:
     with torch.device("meta"):
-        return GPT(config).num_params()
+        return model_class(config)(config).num_params()
 
 
 def read_model_json(run_dir: str | os.PathLike) -> tuple[GPTConfig, dict[str, Any]]:
@@ -145,7 +146,7 @@ def load_model(
                 config, meta["quantization"], state, source=str(path / WEIGHTS_FILE)
             )
         else:
-            model = GPT.from_state_dict(config, state, source=str(path / WEIGHTS_FILE))
+            model = model_from_state_dict(config, state, source=str(path / WEIGHTS_FILE))
         tokenizer = _load_tokenizer(path / TOKENIZER_FILE)
     elif (path / HF_CONFIG_FILE).is_file():
         model, tokenizer = load_hf_gpt2(path)
@@ -172,9 +173,14 @@ def check_weights_header(config: GPTConfig, quantization: Any, weights: Path, co
     is allocated."""
     shapes = read_safetensors_header(weights)
     source = str(weights)
-    check_config_matches_shapes(config, shapes, source, config_source)
+    if config.arch == "gpt":  # names the field that differs; a recurrent model's shapes are checked below
+        check_config_matches_shapes(config, shapes, source, config_source)
+    elif quantization is not None:
+        raise GptlabError(
+            f"{config_source}: a quantised {config.arch.upper()} model: gptlab quantises GPTs only"
+        )
     if quantization is None:
-        expected = GPT.tensor_shapes(config)
+        expected = model_class(config).tensor_shapes(config)
         if config.tie_weights:
             shapes.pop("lm_head.weight", None)  # ignored on load, as GPT.from_state_dict does
     else:

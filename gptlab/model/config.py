@@ -26,8 +26,13 @@ The defaults are GPT-2 small (124M). The options are a few explicit fields, each
   ``moe_aux_loss`` is the coefficient of the load-balancing loss the trainer adds to the
   training loss (Switch Transformer: 0.01).
 
+- ``arch``: ``gpt`` (this transformer), or ``lstm`` / ``gru``: a recurrent language model of
+  ``n_layer`` cells of width ``n_embd`` with a tied head (gptlab/model/rnn.py), the baseline the
+  transformer replaced; it reads the shape fields, ``dropout``, ``embd_dropout``, ``bias`` and
+  ``tie_weights`` and ignores the transformer's options.
+
 A model file written before a field existed lacks it and gets its default, so it loads as the
-model it was (pre-norm, full attention, dense MLP).
+model it was (a GPT, pre-norm, full attention, dense MLP).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ NORMS = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("pre", "post")
 ATTENTIONS = ("full", "local")
 MLPS = ("dense", "moe")
+ARCHS = ("gpt", "lstm", "gru")
 GPT2_VOCAB_SIZE = 50257  # 50,000 BPE merges + 256 byte tokens + <|endoftext|>
 GPT2_BLOCK_SIZE = 1024
 # The fields that fix the tensors' shapes: a model file must give them (a default of 12 layers
@@ -84,6 +90,7 @@ class GPTConfig:
     n_experts: int = 1  # mlp = "moe" only
     top_k: int = 1  # experts per token (mlp = "moe" only)
     moe_aux_loss: float = 0.01  # load-balancing loss coefficient (mlp = "moe" only)
+    arch: str = "gpt"  # "lstm" / "gru": a recurrent model (gptlab/model/rnn.py)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -107,7 +114,7 @@ class GPTConfig:
                 raise GptlabError(
                     f"model config: {name} must be at most {MAX_SIZES[name]:,}, got {value:,} (a corrupt file?)"
                 )
-        if self.n_embd % self.n_head:
+        if self.n_embd % self.n_head and self.arch == "gpt":  # a recurrent model has no heads
             raise GptlabError(
                 f"model config: n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
             )
@@ -118,12 +125,13 @@ class GPTConfig:
             ("norm_position", NORM_POSITIONS),
             ("attention", ATTENTIONS),
             ("mlp", MLPS),
+            ("arch", ARCHS),
         ):
             if getattr(self, name) not in allowed:
                 raise GptlabError(
                     f"model config: {name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
                 )
-        if self.pos_encoding == "rope" and self.head_size % 2:
+        if self.pos_encoding == "rope" and self.head_size % 2 and self.arch == "gpt":
             raise GptlabError(
                 f"model config: 'rope' needs an even head size (n_embd/n_head), got {self.head_size}"
             )
@@ -176,7 +184,7 @@ class GPTConfig:
     def is_gpt2_block(self) -> bool:
         """Whether the blocks are GPT-2's (pre-norm, full attention, dense MLP): what the Hugging
         Face GPT-2 format can hold."""
-        return (self.norm_position, self.attention, self.mlp) == ("pre", "full", "dense")
+        return (self.arch, self.norm_position, self.attention, self.mlp) == ("gpt", "pre", "full", "dense")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

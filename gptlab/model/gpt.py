@@ -315,15 +315,7 @@ class GPT(nn.Module):
         if last_only:
             x = x[:, -1:, :]  # (B, 1, C)
         logits = self.unembed(x)  # (B, T, V)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(
-                logits.flatten(0, 1),
-                targets.flatten(),
-                ignore_index=IGNORE_INDEX,
-                label_smoothing=label_smoothing,
-            )
-        return logits, loss
+        return logits, lm_loss(logits, targets, label_smoothing)
 
     def forward_with_attention(self, idx: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits (B, T, V) and every layer's attention weights, a list of n_layer (B, H, T, T)."""
@@ -381,12 +373,7 @@ class GPT(nn.Module):
     def tensor_shapes(cls, config: GPTConfig) -> dict[str, tuple[int, ...]]:
         """``{name: shape}`` of the tensors a saved model holds (no ``lm_head.weight`` when tied),
         from a model on the meta device: nothing allocated."""
-        with torch.device("meta"):
-            model = cls(config)
-        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        if config.tie_weights:
-            shapes.pop("lm_head.weight")
-        return shapes
+        return saved_tensor_shapes(cls, config)
 
     @classmethod
     def from_state_dict(
@@ -399,21 +386,50 @@ class GPT(nn.Module):
             state = {k: v for k, v in state.items() if k != "lm_head.weight"}
         shapes = {k: tuple(v.shape) for k, v in state.items()}
         check_config_matches_shapes(config, shapes, source)  # first: before the config builds anything
-        expected = cls.tensor_shapes(config)
-        check_tensor_shapes(expected, shapes, source)
-        for name in expected:
-            if not state[name].is_floating_point():
-                raise GptlabError(
-                    f"{source}: tensor {name!r} has dtype {state[name].dtype}, expected a floating-point type"
-                )
-        # one dtype for the whole model (a file mixing float16 and float32 would fail in the first matmul)
-        dtypes = {state[name].dtype for name in expected}
-        if len(dtypes) > 1:
-            common = functools.reduce(torch.promote_types, sorted(dtypes, key=str))
-            state = {k: v.to(common) if k in expected else v for k, v in state.items()}
-        with torch.device("meta"):  # shapes only: no memory, no init
-            model = cls(config)
-        model.load_state_dict(state, strict=False, assign=True)
-        if config.tie_weights:  # assign=True replaced wte's Parameter: point the head at it again
-            model.lm_head.weight = model.transformer.wte.weight
-        return model
+        return build_from_state(cls, config, state, source)
+
+
+def lm_loss(
+    logits: torch.Tensor, targets: torch.Tensor | None, label_smoothing: float = 0.0
+) -> torch.Tensor | None:
+    """The mean cross-entropy of logits (B, T, V) against targets (B, T), entries equal to -100
+    ignored; None without targets."""
+    if targets is None:
+        return None
+    return F.cross_entropy(
+        logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing
+    )
+
+
+def saved_tensor_shapes(cls: type[nn.Module], config: GPTConfig) -> dict[str, tuple[int, ...]]:
+    """``{name: shape}`` of the tensors a saved ``cls(config)`` holds (no ``lm_head.weight`` when
+    tied), from a model on the meta device."""
+    with torch.device("meta"):
+        model = cls(config)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if config.tie_weights:
+        shapes.pop("lm_head.weight")
+    return shapes
+
+
+def build_from_state(cls, config: GPTConfig, state: dict[str, torch.Tensor], source: str):
+    """``cls(config)`` holding ``state`` (a tied head already dropped from it), built on the meta
+    device without a random init: exactly the expected names and shapes, floating point, one dtype."""
+    expected = cls.tensor_shapes(config)
+    check_tensor_shapes(expected, {k: tuple(v.shape) for k, v in state.items()}, source)
+    for name in expected:
+        if not state[name].is_floating_point():
+            raise GptlabError(
+                f"{source}: tensor {name!r} has dtype {state[name].dtype}, expected a floating-point type"
+            )
+    # one dtype for the whole model (a file mixing float16 and float32 would fail in the first matmul)
+    dtypes = {state[name].dtype for name in expected}
+    if len(dtypes) > 1:
+        common = functools.reduce(torch.promote_types, sorted(dtypes, key=str))
+        state = {k: v.to(common) if k in expected else v for k, v in state.items()}
+    with torch.device("meta"):  # shapes only: no memory, no init
+        model = cls(config)
+    model.load_state_dict(state, strict=False, assign=True)
+    if config.tie_weights:  # assign=True replaced wte's Parameter: point the head at it again
+        model.lm_head.weight = model.transformer.wte.weight
+    return model

@@ -75,6 +75,7 @@ def config_to_hf(config: GPTConfig, eos_id: int | None = None) -> dict[str, Any]
     unsupported = [
         (name, getattr(config, name), allowed)
         for name, allowed in (
+            ("arch", "gpt"),  # a recurrent model has no GPT-2 form at all
             ("pos_encoding", "learned"),
             ("norm", "layernorm"),
             ("norm_position", "pre"),  # GPT-2's block: pre-norm, full attention, a dense MLP

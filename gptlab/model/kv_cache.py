@@ -67,8 +67,11 @@ class KVCache:
         max_len: int | None = None,
     ) -> KVCache:
         """A cache for ``model``: ``max_len`` positions (default: its whole context, ``block_size``),
-        and only the window of a local-attention model."""
+        and only the window of a local-attention model. A recurrent model (``arch`` lstm / gru)
+        gets its `RecurrentState` instead, which the decoding loops drive the same way."""
         cfg = model.config
+        if cfg.arch != "gpt":
+            return model.recurrent_state(batch_size, pad, cfg.block_size if max_len is None else max_len)
         param = next(model.parameters())
         window = cfg.window if cfg.attention == "local" else None
         return cls(

@@ -327,6 +327,11 @@ def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
 def check_quantizable(model: nn.Module, bits: int, group_size: int | None) -> None:
     """GptlabError unless every layer can be quantised with these settings (and is not already)."""
     check_settings(bits, group_size)
+    arch = getattr(getattr(model, "config", None), "arch", "gpt")
+    if arch != "gpt":  # its weights live in the recurrent cell, not in Linear layers
+        raise GptlabError(
+            f"quantisation works on GPTs only; this model is a recurrent {arch.upper()} (model.arch = {arch!r})"
+        )
     if is_quantized(model):
         raise GptlabError("the model is already quantised")
     if bits == 4:

@@ -107,7 +107,7 @@ def shard(model: torch.nn.Module, info: DistInfo) -> None:
     from torch.distributed.fsdp import fully_shard
 
     mesh = init_device_mesh(info.device.type, (info.world_size,))
-    for block in model.transformer.h:
+    for block in getattr(model.transformer, "h", ()):  # a recurrent model: the root unit only
         fully_shard(block, mesh=mesh)
     fully_shard(model, mesh=mesh)
 

@@ -60,7 +60,7 @@ from gptlab.data.corpus import BUILTIN_CORPUS
 from gptlab.data.shards import BatchSampler, TokenDataset, iter_eval_batches, prepare
 from gptlab.errors import GptlabError
 from gptlab.io import atomic_write_json, atomic_write_text
-from gptlab.model import GPT
+from gptlab.model import build_model, model_from_state_dict
 from gptlab.model.modes import resolve_device
 from gptlab.model.moe import aux_loss, tokens_per_expert
 from gptlab.rundir import save_model
@@ -251,7 +251,7 @@ class _Run:
                 "DP training (torch.func per-example gradients) cannot route tokens: use mlp 'dense'"
             )
         torch.manual_seed(t.seed)
-        self.raw_model = GPT(model_config)
+        self.raw_model = build_model(model_config)
         self.raw_model.activation_checkpointing = t.activation_checkpointing
         if self.strategy == "fsdp":
             # in place, before the optimizer sees the parameters; built on the CPU, each block is
@@ -712,7 +712,7 @@ def _evaluate_and_save(run: _Run, step: int) -> dict[str, float]:
                 model = run.raw_model
                 if run.strategy == "fsdp":  # gather the full weights (all ranks), rank 0 saves them
                     weights = distributed.full_model_state(model)
-                    model = GPT.from_state_dict(model.config, weights) if run.dist.is_main else None
+                    model = model_from_state_dict(model.config, weights) if run.dist.is_main else None
                 if run.dist.is_main:
                     save_model(
                         run.run_dir / BEST_DIR, model, run.tokenizer, extra={"step": step, "val_loss": val}
