@@ -127,6 +127,7 @@ MESSAGE_FIELDS = ["role", "content", "name", "tool_calls"]
 # ------------------------------------------------------------------------------------- the tests
 
 
+@pytest.mark.slow  # over a second (many examples or a real corpus); the full suite runs it
 @FUZZ
 @given(route=st.sampled_from(ROUTES), body=json_values)
 def test_arbitrary_json_bodies_never_5xx(client, route, body):
@@ -140,6 +141,7 @@ def test_bodies_that_are_not_json_never_5xx(client, route, raw):
     check(r, raw)
 
 
+@pytest.mark.slow  # over a second (many examples or a real corpus); the full suite runs it
 @FUZZ
 @given(data=st.data(), route=st.sampled_from(ROUTES), value=json_values)
 def test_one_field_replaced_by_a_bad_value_never_5xx(client, data, route, value):

@@ -79,6 +79,7 @@ def wait_for(condition, seconds: float, what: str) -> float:
 # ------------------------------------------------------------------ 1. abandoned requests stop
 
 
+@pytest.mark.slow  # over a second (many examples or a real corpus); the full suite runs it
 def test_abandoned_non_streaming_requests_stop_early(endless):
     """Fire-and-forget: each client gives up after 0.2 s; its n=8 x 100,000-token generation must
     stop (the engine's slot freed) instead of running to max_tokens."""

@@ -289,6 +289,7 @@ def test_training_refuses_lone_surrogates():
         BPETokenizer.train("abc \ud800 def", vocab_size=300)
 
 
+@pytest.mark.slow  # over a second (many examples or a real corpus); the full suite runs it
 def test_full_tinyshakespeare_4096_trains_in_seconds(dataset):
     shakespeare = dataset("tinyshakespeare").read_text(encoding="utf-8")
     start = time.perf_counter()
