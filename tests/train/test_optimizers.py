@@ -9,7 +9,7 @@ import json
 
 import pytest
 import torch
-from samples import SHAKESPEARE
+from samples import TINY_TRAINING
 
 from gptlab.config import OptimSection, load_config
 from gptlab.errors import GptlabError
@@ -199,19 +199,9 @@ def resume_config(tmp_path, name, optimizer):
     return load_config(
         None,
         [
-            f"data.input={json.dumps(str(SHAKESPEARE))}",
-            "data.tokenizer=char",
-            "model.block_size=16",
-            "model.n_layer=1",
-            "model.n_head=2",
-            "model.n_embd=16",
-            "train.batch_size=2",
+            *TINY_TRAINING,
             "train.max_steps=6",
             "train.eval_every=3",
-            "train.eval_batches=1",
-            "train.log_every=1",
-            "train.sample_tokens=0",
-            "train.progress=false",
             "optim.warmup_steps=2",
             "optim.lr=3e-3",
             f'optim.name="{optimizer}"',
