@@ -33,7 +33,7 @@ import torch.nn as nn
 
 from gptlab.errors import GptlabError
 from gptlab.model.config import GPTConfig
-from gptlab.model.gpt import build_from_state, lm_loss, saved_tensor_shapes
+from gptlab.model.gpt import GPT, build_from_state, lm_loss, saved_tensor_shapes
 
 EMBED_STD = 0.02  # the tied table is also the head: GPT-2's scale keeps the first logits near 0
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
@@ -123,15 +123,8 @@ class RecurrentLM(nn.Module):
                     getattr(self.rnn, f"bias_ih_l{layer}")[C : 2 * C].fill_(1.0)
                     getattr(self.rnn, f"bias_hh_l{layer}")[C : 2 * C].zero_()
 
-    def num_params(self, non_embedding: bool = False) -> int:
-        """Parameter count (a tied matrix counts once); non_embedding: without the token table
-        (the tied head counts back in, as in `GPT.num_params`)."""
-        n = sum(p.numel() for p in self.parameters())
-        if non_embedding:
-            n -= self.transformer.wte.weight.numel()
-            if self.config.tie_weights:
-                n += self.lm_head.weight.numel()
-        return n
+    # counted as a GPT is (a tied matrix once; non_embedding drops the token table): it has no position table
+    num_params = GPT.num_params
 
     def forward(
         self,
