@@ -28,9 +28,12 @@ from gptlab.options import (  # noqa: F401
 )
 
 
-def add_overwrite(parser: argparse.ArgumentParser, what: str = "the output") -> None:
+def add_overwrite(parser: argparse.ArgumentParser, what: str = "the output", *aliases: str) -> None:
+    """``--overwrite`` (and ``aliases``, e.g. ``--force``): without it, a verb never replaces files."""
     parser.add_argument(
         "--overwrite",
+        *aliases,
+        dest="overwrite",
         action="store_true",
         help=f"replace {what} if it already exists (without it, existing files are never touched)",
     )

@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 
-from gptlab.commands import positive_int, word_list
+from gptlab.commands import add_overwrite, positive_int, word_list
 from gptlab.options import template_text
 
 
@@ -59,13 +59,7 @@ def register_forgetting(metrics: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", required=True, metavar="DIR", help="folder for matrix.json, matrix.md, heatmap.png"
     )
-    parser.add_argument(
-        "--overwrite",
-        "--force",
-        dest="overwrite",
-        action="store_true",
-        help="replace --out if it is not empty",
-    )
+    add_overwrite(parser, "the files in a non-empty --out", "--force")
     parser.add_argument("--json", action="store_true", help="print matrix.json's content")
     parser.set_defaults(func=run_forgetting)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from gptlab.commands import positive_int, word_list
+from gptlab.commands import add_overwrite, positive_int, word_list
 from gptlab.options import template_text
 
 
@@ -68,13 +68,7 @@ def register_generation(metrics: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", metavar="DIR", help="write outputs.jsonl (per-example scores) and results.json"
     )
-    parser.add_argument(
-        "--overwrite",
-        "--force",
-        dest="overwrite",
-        action="store_true",
-        help="replace outputs.jsonl / results.json in --out if they exist",
-    )
+    add_overwrite(parser, "outputs.jsonl / results.json in --out", "--force")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     parser.set_defaults(func=run_generation)
 

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from gptlab.commands import nonnegative_int, positive_int, seed_type
+from gptlab.commands import add_overwrite, nonnegative_int, positive_int, seed_type
 from gptlab.errors import GptlabError
 
 
@@ -43,9 +43,7 @@ def register_tasks(metrics) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON document")
     parser.add_argument("--out", metavar="DIR", help="write tasks.json (every item) and tasks.html there")
-    parser.add_argument(
-        "--overwrite", "--force", action="store_true", help="replace tasks.json/tasks.html in --out"
-    )
+    add_overwrite(parser, "tasks.json / tasks.html in --out", "--force")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     parser.set_defaults(func=run_tasks)
 

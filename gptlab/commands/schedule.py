@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from gptlab.commands import add_overwrite
 from gptlab.commands.train import add_overrides_argument
 
 
@@ -25,7 +26,7 @@ def register(subparsers) -> None:
     plot.add_argument("--config", metavar="FILE|NAME", help="a TOML file or the name of a shipped config")
     plot.add_argument("--out", metavar="PNG", help="write the plot here (default lr.png unless --json)")
     plot.add_argument("--steps", type=int, metavar="N", help="steps to show (default train.max_steps)")
-    plot.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    add_overwrite(plot, "the --out file")
     plot.add_argument("--json", action="store_true", help="print {step: lr} values as one JSON document")
     plot.set_defaults(func=run)
 
