@@ -229,12 +229,12 @@ def report(out: dict, args) -> None:
 
 def plot_sweep(out: dict) -> bytes:
     """PNG bytes: mean final val loss against lr (log scale), one line per optimiser."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from gptlab.report import figure_png
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     for name, r in out["optimizers"].items():
@@ -250,10 +250,7 @@ def plot_sweep(out: dict) -> bytes:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def markdown(out: dict) -> str:

@@ -21,6 +21,18 @@ REPORT_HTML = "report.html"
 SAMPLES_FILE = "samples.txt"
 
 
+def figure_png(fig, dpi: float | None = None) -> bytes:
+    """A matplotlib figure as PNG bytes; the figure is closed (pyplot keeps every open one alive)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", **({} if dpi is None else {"dpi": dpi}))
+    finally:
+        plt.close(fig)
+    return buf.getvalue()
+
+
 def plot_losses(history: list[dict], title: str = "") -> bytes:
     """PNG bytes of the train loss (every log step) and the val loss (every evaluation) by step."""
     import matplotlib
@@ -41,10 +53,7 @@ def plot_losses(history: list[dict], title: str = "") -> bytes:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)
 
 
 def html_page(title: str, body: str) -> str:

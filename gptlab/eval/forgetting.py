@@ -29,7 +29,6 @@ depends on the kind, each with a 95% interval (percentile bootstrap over the tas
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from gptlab.errors import GptlabError
+from gptlab.report import figure_png
 
 TASK_KINDS = ("lm", "sentiment", "translation")
 HIGHER_IS_BETTER = {"perplexity": False, "accuracy": True, "bleu": True}
@@ -420,10 +420,7 @@ def heatmap_png(matrix: ForgettingMatrix) -> bytes:
             )
     ax.set_title("forgetting matrix (colour: value / column best)")
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    return figure_png(fig)
 
 
 def write_forgetting(matrix: ForgettingMatrix, out: str | os.PathLike) -> Path:

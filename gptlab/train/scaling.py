@@ -51,7 +51,8 @@ import numpy as np
 
 from gptlab.config import RunConfig, check_values, load_config, set_value
 from gptlab.errors import GptlabError
-from gptlab.io import atomic_write_json, read_json
+from gptlab.io import atomic_write_bytes, atomic_write_json, read_json
+from gptlab.report import figure_png
 from gptlab.train.sweep import SWEEP_FILE, SweepSpec, run_name, run_sweep
 
 SCALING_PLOT = "scaling.png"
@@ -446,12 +447,5 @@ def write_scaling_plot(path: Path, axis: str, rows: list[dict], fit: PowerLawFit
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    import io
-
-    from gptlab.io import atomic_write_bytes
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, figure_png(fig, dpi=100))
     return path

@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass
 
 from gptlab.errors import GptlabError
+from gptlab.report import figure_png
 
 SCHEDULES = ("cosine", "linear", "constant", "step", "exponential", "inverse-sqrt", "wsd")
 WARMUP_SHAPES = ("linear", "cosine")
@@ -128,7 +129,6 @@ def schedule_from_config(config) -> LRSchedule:
 
 def plot_schedule(schedule: LRSchedule, steps: int, title: str = "") -> bytes:
     """PNG bytes of the learning rate against the step, steps 0 .. steps - 1."""
-    import io
 
     import matplotlib
 
@@ -145,7 +145,4 @@ def plot_schedule(schedule: LRSchedule, steps: int, title: str = "") -> bytes:
     ax.set_title(title or f"{schedule.kind} schedule, {schedule.warmup_shape} warmup")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig)

@@ -41,6 +41,7 @@ from typing import Any
 from gptlab.config import RunConfig, check_values, load_config, parse_override, set_value
 from gptlab.errors import GptlabError
 from gptlab.io import atomic_write_bytes, atomic_write_json, read_json
+from gptlab.report import figure_png
 
 SWEEP_FILE = "sweep.json"
 SWEEP_FORMAT = "gptlab-sweep"
@@ -383,12 +384,5 @@ def write_plots(out: Path, points: list[dict], runs: dict[str, dict]) -> list[Pa
 
 
 def _save(fig, path: Path) -> Path:
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, figure_png(fig, dpi=100))
     return path
