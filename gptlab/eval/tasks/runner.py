@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from gptlab.data.tasks import InstructionExample, format_prompt
 from gptlab.errors import GptlabError
 from gptlab.eval.scoring import score_choices, score_pairs
 from gptlab.eval.tasks import get_task
@@ -77,10 +78,10 @@ class TaskOptions:
 @dataclass
 class TasksResult:
     """What `evaluate` found, per task name: ``results`` (each metric, its ``_stderr`` and
-        ``_ci95``, and ``n``), ``categories`` (per category: each metric and ``n``), ``truncated``
-        (items whose prompt was cut to the model's context), ``items`` (every item's context, answer,
-        metrics, gold and the model's choice), ``prompts`` (the first ``show_prompts`` prompts),
-        ``timing`` (seconds and items/s of scoring). An item's ``gold`` and ``choice`` are indices into
+    ``_ci95``, and ``n``), ``categories`` (per category: each metric and ``n``), ``truncated``
+    (items whose prompt was cut to the model's context), ``items`` (every item's context, answer,
+    metrics, gold and the model's choice), ``prompts`` (the first ``show_prompts`` prompts),
+    ``timing`` (seconds and items/s of scoring). An item's ``gold`` and ``choice`` are indices into
     its ``choices`` for a multiple-choice task; for a log-likelihood task ``gold`` is the target and
     ``choice`` whether greedy decoding reproduces it; for generation, the target and the text."""
 
@@ -150,16 +151,13 @@ def _load(task: Task, options: TaskOptions) -> tuple[list[Doc], list[Doc]]:
         return docs, []
     if task.fewshot is None:
         raise GptlabError(f"task {task.name} takes no few-shot examples: use --shots 0")
-    if tuple(task.fewshot) == tuple(task.data):
+    own_items = tuple(task.fewshot) == tuple(task.data)
+    if own_items:
         pool = all_docs[len(docs) :]  # never an item being scored
     else:
         pool = (task.fewshot_load or task.load)(local_paths(task.fewshot, options.data_dir))
     if options.shots > len(pool):
-        hint = (
-            " (its few-shot examples are its items not scored: lower --limit)"
-            if pool is not None and tuple(task.fewshot) == tuple(task.data)
-            else ""
-        )
+        hint = " (its few-shot examples are its items not scored: lower --limit)" if own_items else ""
         raise GptlabError(
             f"task {task.name}: --shots {options.shots} is more than its few-shot pool of {len(pool)} examples{hint}"
         )
@@ -184,8 +182,6 @@ def _prepare(task: Task, options: TaskOptions, template: str | None) -> _Prepare
             # an empty context scores the text itself (CrowS-Pairs, WinoBias): no instruction to wrap
             wrap = template if context else None
             if wrap:
-                from gptlab.data.tasks import InstructionExample, format_prompt
-
                 context = format_prompt(InstructionExample(instruction=context), wrap)
             if task.output_type == "multiple_choice":
                 conts = [_answer(task, choice, wrap) for choice in task.doc_to_choice(doc)]
