@@ -5,11 +5,11 @@ layout of ``../shared/data/tasks``); without it, the data registry downloads the
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from gptlab.errors import GptlabError
-from gptlab.eval.tasks.base import Doc, TaskFile
+from gptlab.eval.tasks.base import TaskFile
 
 
 def local_path(file: TaskFile, data_dir: str | os.PathLike | None = None) -> Path:
@@ -30,28 +30,3 @@ def local_path(file: TaskFile, data_dir: str | os.PathLike | None = None) -> Pat
 def local_paths(files: Sequence[TaskFile], data_dir: str | os.PathLike | None = None) -> list[Path]:
     """`local_path` of each file, in order."""
     return [local_path(f, data_dir) for f in files]
-
-
-def jsonl_docs(path: Path, fields: Mapping[str, type | tuple[type, ...]]) -> list[Doc]:
-    """The records of a JSONL file as docs, in file order, each checked to have ``fields`` (name ->
-    type); a malformed row is a GptlabError naming the file and line."""
-    from gptlab.data.tasks import read_json_records
-
-    docs = []
-    for line, record in read_json_records(path, "jsonl"):
-        where = f"{path}:{line}"
-        if not isinstance(record, dict):
-            raise GptlabError(f"{where}: expected a JSON object, got {type(record).__name__}")
-        for name, kind in fields.items():
-            if name not in record:
-                raise GptlabError(f"{where}: the row has no {name!r} field")
-            value = record[name]
-            if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-                raise GptlabError(f"{where}: {name!r} should be {_kind_name(kind)}, got {value!r:.60}")
-        docs.append(Doc(len(docs), record, where))
-    return docs
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join({"str": "text", "int": "an integer"}.get(k.__name__, k.__name__) for k in kinds)

@@ -7,7 +7,7 @@ the mean log-likelihood of the targets. The file stores ``context`` and ``contin
 from __future__ import annotations
 
 from gptlab.eval.tasks.base import Doc, Loglikelihood, Task, TaskFile
-from gptlab.eval.tasks.files import jsonl_docs
+from gptlab.eval.tasks.readers import jsonl_docs
 
 
 def _load(paths) -> list[Doc]:

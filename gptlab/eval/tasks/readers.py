@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from gptlab.data.tasks import read_json_records
 from gptlab.errors import GptlabError
+from gptlab.eval.tasks.base import Doc
 
 
 def read_text(path: Path) -> str:
@@ -72,3 +73,26 @@ def text_field(where: str, row: Any, key: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise GptlabError(f"{where}: {key!r} must be a non-empty string, got {value!r}")
     return value
+
+
+def jsonl_docs(path: Path, fields: Mapping[str, type | tuple[type, ...]]) -> list[Doc]:
+    """The records of a JSONL file as docs, in file order, each checked to have ``fields`` (name ->
+    type); a malformed row is a GptlabError naming the file and line."""
+    docs = []
+    for line, record in read_json_records(path, "jsonl"):
+        where = f"{path}:{line}"
+        if not isinstance(record, dict):
+            raise GptlabError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        for name, kind in fields.items():
+            if name not in record:
+                raise GptlabError(f"{where}: the row has no {name!r} field")
+            value = record[name]
+            if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+                raise GptlabError(f"{where}: {name!r} should be {_kind_name(kind)}, got {value!r:.60}")
+        docs.append(Doc(len(docs), record, where))
+    return docs
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join({"str": "text", "int": "an integer"}.get(k.__name__, k.__name__) for k in kinds)

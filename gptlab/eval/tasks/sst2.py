@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from gptlab.errors import GptlabError
 from gptlab.eval.tasks.base import Doc, Loglikelihood, Task, TaskFile
-from gptlab.eval.tasks.files import jsonl_docs
 from gptlab.eval.tasks.metrics import choice_metrics
+from gptlab.eval.tasks.readers import jsonl_docs
 
 CHOICES = ("negative", "positive")
 

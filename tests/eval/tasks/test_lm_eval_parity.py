@@ -28,8 +28,8 @@ from samples import SHAKESPEARE
 
 from gptlab.convert import convert_from_hf
 from gptlab.eval.tasks import Doc, Loglikelihood, Task, TaskFile
-from gptlab.eval.tasks.files import jsonl_docs
 from gptlab.eval.tasks.metrics import choice_metrics
+from gptlab.eval.tasks.readers import jsonl_docs
 
 lm_eval = pytest.importorskip("lm_eval")
 transformers = pytest.importorskip("transformers")

@@ -18,7 +18,7 @@ from gptlab.errors import GptlabError
 from gptlab.eval.scoring import score_choices, score_pairs
 from gptlab.eval.tasks import get_task
 from gptlab.eval.tasks.base import Doc, Task, TaskFile
-from gptlab.eval.tasks.files import jsonl_docs
+from gptlab.eval.tasks.readers import jsonl_docs
 from gptlab.eval.tasks.runner import TaskOptions, encode_pair, evaluate, rolling_windows
 
 # tiny models: one thread each is faster than two fighting over a shared machine
