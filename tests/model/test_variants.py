@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from samples import SHAKESPEARE
+from variant_models import EVERY, VARIANTS, small
 
 from gptlab.beam import beam_search
 from gptlab.config import load_config
@@ -31,26 +32,6 @@ from gptlab.train import read_metrics, train
 
 # tiny models: one thread each is faster than two fighting over a shared machine
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-VARIANTS = {
-    "post-norm": dict(norm_position="post"),
-    "local": dict(attention="local", window=5),
-    "local-rope": dict(attention="local", window=3, pos_encoding="rope"),
-    "moe": dict(mlp="moe", n_experts=4, top_k=2),
-}
-
-
-def small(seed: int = 0, std: float | None = 0.1, **fields) -> GPT:
-    """A small GPT in eval mode. ``std``: every weight drawn from N(0, std^2), so the logits are far
-    from uniform and greedy decoding does not fall into a one-token loop at once."""
-    torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=65, block_size=24, n_layer=2, n_head=2, n_embd=16, **fields)).eval()
-    if std is not None:
-        with torch.no_grad():
-            for p in model.parameters():
-                p.normal_(0.0, std)
-    return model
-
 
 def same_weights(dst: GPT, src: GPT) -> GPT:
     dst.load_state_dict(src.state_dict())
@@ -159,11 +140,11 @@ def test_stacked_local_layers_see_window_minus_one_more_tokens_per_layer():
         assert (moved[changed : changed + 5] > 0).all() and moved[changed + 5 :].max() == 0
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", EVERY)
 def test_logits_through_the_kv_cache_equal_the_full_forward(variant):
     """Prefill 7 tokens, then one token at a time: every position's logits equal a forward over
     the whole sequence (for local attention, well past the window)."""
-    model = small(**VARIANTS[variant])
+    model = small(**EVERY[variant])
     idx = torch.randint(0, 65, (2, 20))
     full, _ = model(idx)
     cache = KVCache.for_model(model, 2)
@@ -180,13 +161,13 @@ def test_a_local_cache_keeps_only_the_window():
     assert cache.pos == 15 and cache.filled == 4  # positions keep counting
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", EVERY)
 @pytest.mark.parametrize("sampler", [GREEDY, Sampler(temperature=0.0, repetition_penalty=2.0)])
 def test_cached_greedy_generation_equals_no_cache_decoding(variant, sampler):
     """Prompts of different lengths (left padding), 30 tokens: past the window and past
     block_size (24), where the context slides. Random models soon repeat one token under plain
     greedy decoding; the repetition penalty keeps the argmax moving, so the caches are exercised."""
-    model = small(**VARIANTS[variant])
+    model = small(**EVERY[variant])
     prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10, 11], [12]]
     cached = generate(model, prompts, 30, sampler)
     for prompt, row in zip(prompts, cached):
@@ -390,9 +371,9 @@ def test_a_tiny_moe_model_trains_and_uses_every_expert(tmp_path):
 # ------------------------------------------------------------------ saving, formats, adapters
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", EVERY)
 def test_every_variant_saves_and_loads(tmp_path, variant, char_tokenizer):
-    model = small(**VARIANTS[variant])
+    model = small(**EVERY[variant])
     save_model(tmp_path / "m", model, char_tokenizer)
     loaded, _ = load_model(tmp_path / "m")
     assert loaded.config == model.config
