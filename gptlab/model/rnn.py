@@ -167,7 +167,9 @@ class RecurrentLM(nn.Module):
         raise _no_attention(self.config.arch, "attention analysis")
 
     def hidden_states(self, idx: torch.Tensor, kv_cache=None):
-        raise _no_attention(self.config.arch, "the logit lens (a residual stream after each block)")
+        raise _no_attention(
+            self.config.arch, "hidden states after each block (the logit lens, inner-layer embeddings)"
+        )
 
     def _run(self, idx: torch.Tensor, state: RecurrentState | None) -> torch.Tensor:
         B, T = idx.shape

@@ -367,7 +367,9 @@ def check_dp_model(config) -> None:
     ``config``: a mixture of experts routes with data-dependent shapes (``nonzero``), and torch's
     GRU has no working vmap rule (the LSTM's works)."""
     if config.mlp == "moe" and config.arch == "gpt":
-        raise GptlabError("DP training (torch.func per-example gradients) cannot route tokens: use mlp 'dense'")
+        raise GptlabError(
+            "DP training (torch.func per-example gradients) cannot route tokens: use mlp 'dense'"
+        )
     if config.arch == "gru":
         raise GptlabError(
             "DP training (torch.func per-example gradients) does not run through torch's GRU: use "

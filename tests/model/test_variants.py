@@ -33,6 +33,7 @@ from gptlab.train import read_metrics, train
 # tiny models: one thread each is faster than two fighting over a shared machine
 pytestmark = pytest.mark.usefixtures("one_thread")
 
+
 def same_weights(dst: GPT, src: GPT) -> GPT:
     dst.load_state_dict(src.state_dict())
     return dst
@@ -289,11 +290,9 @@ def test_moe_with_activation_checkpointing_gives_the_same_gradients():
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.slow
-@pytest.mark.distributed
-def test_ddp_trains_a_moe_model_whose_experts_get_no_tokens(tmp_path):
-    """2 ranks x 8 tokens per step for 16 experts: most experts see no token in a step, and DDP
-    (gptlab wraps without find_unused_parameters) must still find every gradient ready."""
+def ddp_train(out, model_fields: list[str]) -> list[dict]:
+    """``gptlab train`` under torchrun, 2 CPU ranks (gloo), 4 steps of the Shakespeare excerpt with
+    a tiny model of ``model_fields`` (config overrides); returns the run's train records."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     command += [
         "-m",
@@ -302,32 +301,29 @@ def test_ddp_trains_a_moe_model_whose_experts_get_no_tokens(tmp_path):
         f"data.input={json.dumps(str(SHAKESPEARE))}",
         'data.tokenizer="char"',
     ]
-    command += [
-        "model.block_size=8",
-        "model.n_layer=1",
-        "model.n_head=2",
-        "model.n_embd=16",
-        'model.mlp="moe"',
-    ]
-    command += [
-        "model.n_experts=16",
-        "train.batch_size=1",
-        "train.max_steps=4",
-        "train.eval_every=4",
-        "train.log_every=1",
-    ]
+    command += ["model.block_size=8", "model.n_layer=1", "model.n_head=2", "model.n_embd=16", *model_fields]
+    command += ["train.batch_size=1", "train.max_steps=4", "train.eval_every=4", "train.log_every=1"]
     command += [
         "train.eval_batches=1",
         "train.sample_tokens=0",
         "train.progress=false",
         'train.strategy="ddp"',
     ]
-    command += ["--out", str(tmp_path / "run")]
+    command += ["--out", str(out)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(command, cwd=out.parent, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-4000:]
-    fractions = [r["expert_fraction"][0] for r in read_metrics(tmp_path / "run") if r["kind"] == "train"]
+    return [r for r in read_metrics(out) if r["kind"] == "train"]
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_ddp_trains_a_moe_model_whose_experts_get_no_tokens(tmp_path):
+    """2 ranks x 8 tokens per step for 16 experts: most experts see no token in a step, and DDP
+    (gptlab wraps without find_unused_parameters) must still find every gradient ready."""
+    records = ddp_train(tmp_path / "run", ['model.mlp="moe"', "model.n_experts=16"])
+    fractions = [r["expert_fraction"][0] for r in records]
     assert fractions and all(f.count(0.0) >= 8 for f in fractions)  # rank 0's tokens: 8 of 16 experts at most
 
 
