@@ -427,14 +427,20 @@ def test_every_variant_quantises_saves_and_loads(tmp_path, variant, char_tokeniz
     torch.testing.assert_close(loaded(idx)[0], reference, atol=0.02, rtol=0)
 
 
-def test_dp_training_refuses_a_mixture_of_experts(tmp_path):
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (['model.mlp="moe"', "model.n_experts=2"], "DP training .* cannot route tokens: use mlp 'dense'"),
+        (['model.arch="gru"'], "DP training .* does not run through torch's GRU: use arch 'lstm' or 'gpt'"),
+    ],
+)
+def test_dp_training_refuses_what_per_example_gradients_cannot_run(tmp_path, model, message):
     overrides = [
         f"data.input={json.dumps(str(SHAKESPEARE))}",
         'data.tokenizer="char"',
-        'model.mlp="moe"',
-        "model.n_experts=2",
+        *model,
         "dp.epsilon=8.0",
         f"train.out_dir={json.dumps(str(tmp_path / 'run'))}",
     ]
-    with pytest.raises(GptlabError, match="DP training .* cannot route tokens: use mlp 'dense'"):
+    with pytest.raises(GptlabError, match=message):
         train(load_config(None, overrides))

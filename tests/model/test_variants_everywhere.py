@@ -23,6 +23,7 @@ from gptlab.errors import GptlabError
 from gptlab.finetune.classifier_run import ADAPTER_FILE, load_classifier
 from gptlab.finetune.classify import ClassifyOptions, finetune_classifier
 from gptlab.finetune.common import LoraOptions
+from gptlab.finetune.instruct import InstructOptions, finetune_instruct
 from gptlab.finetune.loop import adamw_update
 from gptlab.interpret.attention import attention_weights, noise_robustness
 from gptlab.interpret.embeddings import sentence_embeddings
@@ -295,3 +296,23 @@ def test_last_layer_sentence_embeddings_of_a_recurrent_model_are_its_mean_output
     with torch.no_grad():
         out, _ = model.rnn(model.transformer.wte(torch.tensor([tok.encode("ab c")])))
     torch.testing.assert_close(vector, out[0].mean(0))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant, lora", [("moe", 2), ("lstm", 0)])
+def test_an_instruct_fine_tune_of_a_variant_trains_saves_and_logs_its_routers(tmp_path, variant, lora):
+    tokenizer = CharTokenizer.train(string.ascii_letters + string.digits + " .,:#\n", special_tokens=[EOT])
+    rows = [{"instruction": f"say {w}", "input": "", "output": w} for w in ["yes", "no", "maybe"] * 8]
+    (tmp_path / "data.json").write_text(json.dumps(rows))
+    base = base_run(tmp_path / "base", tokenizer, **EVERY[variant])
+    options = InstructOptions(
+        model=str(base), data=str(tmp_path / "data.json"), out=str(tmp_path / "ft"), epochs=2, lr=3e-3,
+        lora=LoraOptions(rank=lora), val_fraction=0.2, test_fraction=0.2, max_new_tokens=4, compare_base=False,
+        device="cpu", progress=False,
+    )  # fmt: skip
+    result = finetune_instruct(options)
+    assert [r["epoch"] for r in result.history] == [1, 2]
+    assert all(("expert_fraction" in r) == (variant == "moe") for r in result.history)
+    tuned, _ = load_model(tmp_path / "ft")
+    assert tuned.config == load_model(base)[0].config
+    assert (tmp_path / "ft" / "adapter.safetensors").is_file() == bool(lora)
