@@ -131,6 +131,7 @@ def moe_classify(tmp_path, task_file, task_tokenizer, moe_aux_loss: float):
     return records, load_classifier(tmp_path / "clf").model
 
 
+@pytest.mark.slow
 def test_a_moe_classify_fine_tune_logs_its_routers_and_keeps_every_expert_used(
     tmp_path, task_file, task_tokenizer
 ):
@@ -203,6 +204,13 @@ def test_dp_fine_tuning_refuses_what_per_example_gradients_cannot_run(tmp_path, 
         base = base_run(tmp_path / name, task_tokenizer, **fields)
         with pytest.raises(GptlabError, match=message):
             classify(base, task_file, tmp_path / f"{name}-dp", dp_epsilon=8.0)
+
+
+@pytest.mark.slow
+def test_an_lstm_classifier_fine_tunes_under_dp_sgd(tmp_path, task_file, task_tokenizer):
+    base = base_run(tmp_path / "lstm", task_tokenizer, arch="lstm")  # the LSTM's vmap rule works
+    result = classify(base, task_file, tmp_path / "lstm-dp", dp_epsilon=8.0, epochs=1, prompting_shots=(0,))
+    assert result.summary["privacy"]["epsilon"] <= 8.0 and result.summary["prompting"]["0-shot"]
 
 
 # ------------------------------------------------------------------ GPT-2 export
