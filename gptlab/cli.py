@@ -44,6 +44,7 @@ VERBS: dict[str, tuple[str, str]] = {
         "audit",
         "security and robustness audits: memorisation, membership, injection, attacks, bias, poisoning",
     ),
+    "rag": ("rag", "retrieval-augmented generation: index documents, answer questions citing them"),
     "serve": ("serve", "serve a model over an OpenAI-compatible HTTP API, with a web playground at /"),
     "bench": (
         "bench",

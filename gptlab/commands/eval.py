@@ -51,6 +51,10 @@ def register(subparsers) -> None:
 
     register_forgetting(metrics)
 
+    from gptlab.commands.eval_rag import register_rag
+
+    register_rag(metrics)
+
 
 def register_perplexity(metrics) -> None:
     ppl = metrics.add_parser(
