@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Start an HTTP server for a run directory: GET /v1/models, POST /v1/completions and "
             "/v1/chat/completions (streaming, n, stop, seed, logprobs), /v1/classify for classifier runs, "
-            "/v1/analyze/attention, GET /healthz, and the playground page at /. The official openai "
+            "/v1/analyze/attention, /v1/rag (with --rag-index), GET /healthz, and the playground page at /. The official openai "
             "client works against http://HOST:PORT/v1. Binds 127.0.0.1 by default; CORS is closed unless "
             "--cors-origin is given; requests naming another host in their Host header are refused "
             "(DNS rebinding) unless --allowed-hosts lists it. API key: --api-key-file FILE or the "
@@ -55,6 +55,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--model", required=True, metavar="RUN", help="run directory (a language model or classifier)"
+    )
+    p.add_argument(
+        "--rag-index",
+        metavar="INDEX",
+        help="a retrieval index (`gptlab rag index`): POST /v1/rag answers questions from it, citing chunks",
     )
     p.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)"
@@ -232,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
         cors_origins=tuple(args.cors_origin),
         device=args.device,
         allowed_hosts=hosts,
+        rag_index=args.rag_index,
     )
     auth = "API key required" if api_key else "no API key"
     print(f"serving {args.model} on http://{args.host}:{args.port} ({auth}); Ctrl-C stops", flush=True)

@@ -204,11 +204,13 @@ def create_app(
     cors_origins: Sequence[str] = (),
     device: str = "cpu",
     allowed_hosts: Sequence[str] | None = None,
+    rag_index: str | Path | None = None,
 ) -> FastAPI:
     """The API for the run at ``model_dir`` (see the module docstring), within ``limits``
     (default: `ServeLimits`' defaults).
     ``allowed_hosts``: the Host header names answered (default: the loopback names; ``["*"]``:
-    any), see gptlab.serve.guards.
+    any), see gptlab.serve.guards. ``rag_index``: a retrieval index to answer ``POST /v1/rag``
+    from (gptlab.serve.rag).
 
     ``app.state`` holds what the routes read: ``engine``, ``model``, ``tokenizer``,
     ``classifier`` (None for a language model), ``kind`` ("lm" or "classifier"), ``template``
@@ -245,6 +247,11 @@ def create_app(
     state.prompt_cap = limits.prompt_cap(model.config.block_size)
     routes.register(app)
     app.add_api_route("/v1/analyze/attention", attention, methods=["POST"])
+    state.model_dir = model_dir
+    if rag_index is not None:
+        from gptlab.serve.rag import attach_rag
+
+        attach_rag(app, str(rag_index), device)
 
     # outermost last: CORS must answer preflight requests before the API key is asked for, and
     # nothing at all is answered to a Host name the server does not go by (DNS rebinding)

@@ -52,23 +52,6 @@ def test_bad_qa_rows_name_file_and_line(tmp_path):
     assert len(read_qa(DATA / "qa.jsonl")) == 12
 
 
-@pytest.fixture(scope="module")
-def rag_run(tmp_path_factory) -> Path:
-    """A two-step char-level run whose vocabulary holds the prompt's brackets and digits (the
-    Shakespeare run's has neither) and every character of the fixture documents."""
-    from gptlab.cli import main
-
-    root = tmp_path_factory.mktemp("rag-run")
-    corpus = root / "corpus.txt"
-    corpus.write_text(((DATA / "docs.jsonl").read_text() + (DATA / "qa.jsonl").read_text()) * 2 + "Sources:\n[0123456789]\n\nQ: A:\n")
-    args = ["train", f"data.input={json.dumps(str(corpus))}", "data.tokenizer=char", "model.block_size=64",
-            "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "train.batch_size=4", "train.max_steps=2",
-            "train.eval_every=2", "train.eval_batches=1", "train.sample_tokens=0", "train.progress=false",
-            "--out", str(root / "run"), "--json"]  # fmt: skip
-    assert main(args) == 0
-    return root / "run"
-
-
 def test_cli_index_ask_and_eval_with_the_run_as_embedder(rag_run, tmp_path, capsys):
     from gptlab.cli import main
 
