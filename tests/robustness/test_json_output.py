@@ -106,6 +106,13 @@ ROWS: list[tuple[tuple[str, ...], list[str]]] = [
                                "--hotflip-budget", "1", "--hotflip-texts", "2", "--json"]),
     (("audit", "bias"), ["audit", "bias", "--model", "{run}", "--builtin", "occupations", "--n-perm", "50",
                          "--n-boot", "20", "--json"]),
+    (("rag", "index"), ["rag", "index", "--docs", str(DATA / "rag" / "docs.jsonl"), "--embedder", "{run}",
+                        "--chunk-tokens", "16", "--overlap", "4", "--out", "{tmp}/idx", "--json"]),
+    # the fixture index's embedder is MiniLM; --mode bm25 needs none (no MiniLM load here)
+    (("rag", "ask"), ["rag", "ask", "--index", str(DATA / "rag" / "index"), "--model", "{run}", "--mode", "bm25",
+                      "Sawynmir?", "--k", "1", "--max-new-tokens", "2", "--json"]),
+    (("eval", "rag"), ["eval", "rag", "--index", str(DATA / "rag" / "index"), "--model", "{run}", "--mode", "bm25",
+                       "--data", str(DATA / "rag" / "qa.jsonl"), "--k", "1", "--max-new-tokens", "2", "--json"]),
     (("audit", "poisoning"), ["audit", "poisoning", "--model", "{run}", "--data", "{tsv}", "--rates", "0,0.1",
                               "--epochs", "1", "--batch-size", "8", "--json"]),
 ]  # fmt: skip
