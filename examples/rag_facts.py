@@ -18,7 +18,28 @@ import json
 import random
 from pathlib import Path
 
-SYLLABLES = "ka lo mir ten sa vu dor ell pra qui zan fo ret bal nim osk tue gar wyn hel".split()
+SYLLABLES = [
+    "ka",
+    "lo",
+    "mir",
+    "ten",
+    "sa",
+    "vu",
+    "dor",
+    "ell",
+    "pra",
+    "qui",
+    "zan",
+    "fo",
+    "ret",
+    "bal",
+    "nim",
+    "osk",
+    "tue",
+    "gar",
+    "wyn",
+    "hel",
+]
 COUNTRIES = ["Norway", "Peru", "Kenya", "Japan", "Chile", "Ghana", "Spain", "Nepal", "Italy", "Egypt"]
 OCCUPATIONS = ["painter", "chemist", "sailor", "architect", "poet", "surgeon", "composer", "farmer"]
 FILLER = [

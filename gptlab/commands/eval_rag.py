@@ -18,8 +18,12 @@ def register_rag(metrics) -> None:
         "--k chunks (relevant: from the gold doc, else containing an answer) and answer with and without them.",
     )
     add_query_arguments(parser)
-    parser.add_argument("--data", required=True, metavar="QA.jsonl", help='rows {"question", "answers", "doc"?}')
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON (with per-question rows)")
+    parser.add_argument(
+        "--data", required=True, metavar="QA.jsonl", help='rows {"question", "answers", "doc"?}'
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print machine-readable JSON (with per-question rows)"
+    )
     parser.set_defaults(func=run_rag)
 
 
@@ -47,8 +51,12 @@ def run_rag(args: argparse.Namespace) -> int:
     print(f"{result['questions']} questions, top {args.k} by {args.mode} (relevant: {result['relevance']})")
     for name in ("recall_at_k", "answer_match_rag", "answer_match_closed_book"):
         r = result[name]
-        print(f"{name:26} {r['value']:.3f}  [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]  ({r['count']}/{r['n']})")
+        print(
+            f"{name:26} {r['value']:.3f}  [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]  ({r['count']}/{r['n']})"
+        )
     print(f"{'mrr':26} {result['mrr']:.3f}")
     paired = result["paired"]
-    print(f"paired: both {paired['both']}, rag only {paired['rag_only']}, closed book only {paired['closed_only']}")
+    print(
+        f"paired: both {paired['both']}, rag only {paired['rag_only']}, closed book only {paired['closed_only']}"
+    )
     return 0

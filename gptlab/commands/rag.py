@@ -34,7 +34,9 @@ def register(subparsers) -> None:
         metavar="minilm|RUN",
         help="minilm (offline all-MiniLM-L6-v2, default) or a gptlab run (its mean-pooled hidden states)",
     )
-    index.add_argument("--chunk-tokens", type=positive_int, default=128, metavar="N", help="words per chunk (128)")
+    index.add_argument(
+        "--chunk-tokens", type=positive_int, default=128, metavar="N", help="words per chunk (128)"
+    )
     index.add_argument("--overlap", type=nonnegative_int, default=32, metavar="M", help="words shared (32)")
     index.add_argument("--device", default="cpu", help="device of a run embedder (cpu)")
     index.add_argument("--json", action="store_true", help="print machine-readable JSON")
@@ -49,16 +51,22 @@ def register(subparsers) -> None:
     )
     ask.add_argument("question", help="the question")
     add_query_arguments(ask)
-    ask.add_argument("--json", action="store_true", help="print the answer, prompt and chunks with scores as JSON")
+    ask.add_argument(
+        "--json", action="store_true", help="print the answer, prompt and chunks with scores as JSON"
+    )
     ask.set_defaults(func=run_ask)
 
 
 def add_query_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags `rag ask` and `eval rag` share."""
-    parser.add_argument("--index", required=True, metavar="INDEX", help="an index folder from `gptlab rag index`")
+    parser.add_argument(
+        "--index", required=True, metavar="INDEX", help="an index folder from `gptlab rag index`"
+    )
     parser.add_argument("--model", required=True, metavar="RUN", help="the run that answers")
     parser.add_argument("--k", type=positive_int, default=4, help="chunks to retrieve (4)")
-    parser.add_argument("--mode", choices=("hybrid", "bm25", "dense"), default="hybrid", help="retrieval (hybrid)")
+    parser.add_argument(
+        "--mode", choices=("hybrid", "bm25", "dense"), default="hybrid", help="retrieval (hybrid)"
+    )
     parser.add_argument(
         "--embedder",
         metavar="minilm|RUN",
@@ -136,7 +144,11 @@ def run_ask(args: argparse.Namespace) -> int:
     model, tokenizer, index, embedder = load_query_side(args)
     result = answer(model, tokenizer, index, embedder, args.question, args.k, args.mode, args.max_new_tokens)
     if args.json:
-        print(json.dumps(result.to_dict() | {"index": args.index, "model": args.model, "mode": args.mode}, indent=2))
+        print(
+            json.dumps(
+                result.to_dict() | {"index": args.index, "model": args.model, "mode": args.mode}, indent=2
+            )
+        )
         return 0
     print(result.answer)
     print()

@@ -106,10 +106,21 @@ class BM25:
         return out
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"bm25.ptr": self.ptr, "bm25.docs": self.docs, "bm25.tf": self.tf, "bm25.lengths": self.lengths}
+        return {
+            "bm25.ptr": self.ptr,
+            "bm25.docs": self.docs,
+            "bm25.tf": self.tf,
+            "bm25.lengths": self.lengths,
+        }
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], vocab: list[str], k1: float, b: float) -> BM25:
         return cls(
-            vocab, tensors["bm25.ptr"], tensors["bm25.docs"], tensors["bm25.tf"], tensors["bm25.lengths"], k1, b
+            vocab,
+            tensors["bm25.ptr"],
+            tensors["bm25.docs"],
+            tensors["bm25.tf"],
+            tensors["bm25.lengths"],
+            k1,
+            b,
         )

@@ -142,7 +142,11 @@ def _jsonl_documents(path: Path) -> Iterator[tuple[str, Iterator[str]]]:
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise GptlabError(f"{where}: not a JSON object ({e.msg})") from None
-        if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not isinstance(row.get("text"), str):
+        if (
+            not isinstance(row, dict)
+            or not isinstance(row.get("id"), str)
+            or not isinstance(row.get("text"), str)
+        ):
             raise GptlabError(f'{where}: expected {{"id": string, "text": string}}')
         if row["id"] in seen:
             raise GptlabError(f"{where}: document id {row['id']!r} appears twice")

@@ -51,10 +51,18 @@ def read_qa(path: str | os.PathLike) -> list[QARow]:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
                 raise GptlabError(f"{where}: not a JSON object ({e.msg})") from None
-            if not isinstance(row, dict) or not isinstance(row.get("question"), str) or not row["question"].strip():
+            if (
+                not isinstance(row, dict)
+                or not isinstance(row.get("question"), str)
+                or not row["question"].strip()
+            ):
                 raise GptlabError(f"{where}: needs a non-empty string 'question'")
             answers = row.get("answers")
-            if not isinstance(answers, list) or not answers or not all(isinstance(a, str) and a for a in answers):
+            if (
+                not isinstance(answers, list)
+                or not answers
+                or not all(isinstance(a, str) and a for a in answers)
+            ):
                 raise GptlabError(f"{where}: 'answers' must be a non-empty list of strings")
             doc = row.get("doc")
             if doc is not None and not isinstance(doc, str):

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gptlab.errors import GptlabError
-from gptlab.rag.bm25 import B, BM25, K1, tokenize
+from gptlab.rag.bm25 import BM25, K1, B, tokenize
 from gptlab.rag.chunking import Chunk, read_chunks
 from gptlab.rag.dense import Embedder, cosine_top_k
 from gptlab.rag.fusion import RRF_K, reciprocal_rank_fusion
@@ -43,7 +43,13 @@ class Hit:
     cosine: float
 
     def to_dict(self) -> dict:
-        return {"id": self.id, **self.chunk.to_dict(), "score": self.score, "bm25": self.bm25, "cosine": self.cosine}
+        return {
+            "id": self.id,
+            **self.chunk.to_dict(),
+            "score": self.score,
+            "bm25": self.bm25,
+            "cosine": self.cosine,
+        }
 
 
 @dataclass
@@ -163,7 +169,9 @@ def load_index(folder: str | os.PathLike) -> RagIndex:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise GptlabError(f"{meta_path}: not a gptlab retrieval index")
     if meta.get("version") != VERSION:
-        raise GptlabError(f"{meta_path}: index format version {meta.get('version')}, this gptlab reads {VERSION}")
+        raise GptlabError(
+            f"{meta_path}: index format version {meta.get('version')}, this gptlab reads {VERSION}"
+        )
     for name in (CHUNKS, TENSORS):
         if not (folder / name).is_file():
             raise GptlabError(f"{folder}: the index is incomplete ({name} is missing)")
@@ -184,4 +192,6 @@ def load_index(folder: str | os.PathLike) -> RagIndex:
         )
     bm = meta["bm25"]
     bm25 = BM25.from_tensors(tensors, list(bm["vocab"]), float(bm["k1"]), float(bm["b"]))
-    return RagIndex(chunks, embeddings, bm25, meta["embedder"], int(meta["chunk_tokens"]), int(meta["overlap"]))
+    return RagIndex(
+        chunks, embeddings, bm25, meta["embedder"], int(meta["chunk_tokens"]), int(meta["overlap"])
+    )

@@ -18,7 +18,10 @@ def rag_run(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("rag-run")
     corpus = root / "corpus.txt"
-    corpus.write_text(((DATA / "docs.jsonl").read_text() + (DATA / "qa.jsonl").read_text()) * 2 + "Sources:\n[0123456789]\n\nQ: A:\n")
+    corpus.write_text(
+        ((DATA / "docs.jsonl").read_text() + (DATA / "qa.jsonl").read_text()) * 2
+        + "Sources:\n[0123456789]\n\nQ: A:\n"
+    )
     args = ["train", f"data.input={json.dumps(str(corpus))}", "data.tokenizer=char", "model.block_size=64",
             "model.n_layer=1", "model.n_head=2", "model.n_embd=32", "train.batch_size=4", "train.max_steps=2",
             "train.eval_every=2", "train.eval_batches=1", "train.sample_tokens=0", "train.progress=false",

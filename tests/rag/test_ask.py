@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from gptlab.errors import GptlabError
+from gptlab.rag.chunking import Chunk
 from gptlab.rag.evaluate import QARow, first_relevant, read_qa
 from gptlab.rag.index import Hit
-from gptlab.rag.chunking import Chunk
 from gptlab.rag.prompt import fit_prompt, format_prompt
 
 DATA = Path(__file__).parents[1] / "data" / "rag"
@@ -46,7 +46,9 @@ def test_relevance_is_the_gold_doc_or_an_answer_in_the_chunk():
 
 def test_bad_qa_rows_name_file_and_line(tmp_path):
     path = tmp_path / "qa.jsonl"
-    path.write_text(json.dumps({"question": "q", "answers": ["a"]}) + "\n" + json.dumps({"question": "q"}) + "\n")
+    path.write_text(
+        json.dumps({"question": "q", "answers": ["a"]}) + "\n" + json.dumps({"question": "q"}) + "\n"
+    )
     with pytest.raises(GptlabError, match=r"qa.jsonl:2: 'answers' must be"):
         read_qa(path)
     assert len(read_qa(DATA / "qa.jsonl")) == 12
@@ -60,7 +62,18 @@ def test_cli_index_ask_and_eval_with_the_run_as_embedder(rag_run, tmp_path, caps
 
     out = tmp_path / "idx"
     docs = str(DATA / "docs.jsonl")
-    argv = ["rag", "index", "--docs", docs, "--out", str(out), "--embedder", str(tiny_run), "--chunk-tokens", "16"]
+    argv = [
+        "rag",
+        "index",
+        "--docs",
+        docs,
+        "--out",
+        str(out),
+        "--embedder",
+        str(tiny_run),
+        "--chunk-tokens",
+        "16",
+    ]
     assert main([*argv, "--overlap", "4", "--json"]) == 0
     built = json.loads(capsys.readouterr().out)
     assert built["documents"] == 6 and built["embedder"].startswith("run:") and built["dim"] == 32
@@ -68,7 +81,19 @@ def test_cli_index_ask_and_eval_with_the_run_as_embedder(rag_run, tmp_path, caps
     assert "--overwrite" in capsys.readouterr().err
 
     question = "Sawynmir's occupation?"
-    ask = ["rag", "ask", "--index", str(out), "--model", str(tiny_run), question, "--k", "2", "--max-new-tokens", "3"]
+    ask = [
+        "rag",
+        "ask",
+        "--index",
+        str(out),
+        "--model",
+        str(tiny_run),
+        question,
+        "--k",
+        "2",
+        "--max-new-tokens",
+        "3",
+    ]
     assert main([*ask, "--json"]) == 0
     asked = json.loads(capsys.readouterr().out)
     assert len(asked["chunks"]) == 2 and asked["prompt"].endswith(f"Q: {question} A:")
@@ -86,6 +111,16 @@ def test_an_index_from_another_embedder_is_refused_at_query_time(tiny_run, capsy
     from gptlab.cli import main
 
     # the fixture index was built with MiniLM; the run is not that embedder
-    argv = ["rag", "ask", "--index", str(DATA / "index"), "--model", str(tiny_run), "q", "--embedder", str(tiny_run)]
+    argv = [
+        "rag",
+        "ask",
+        "--index",
+        str(DATA / "index"),
+        "--model",
+        str(tiny_run),
+        "q",
+        "--embedder",
+        str(tiny_run),
+    ]
     assert main(argv) == 2
     assert "built with the embedder minilm" in capsys.readouterr().err

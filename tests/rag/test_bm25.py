@@ -24,7 +24,9 @@ def test_a_score_by_hand():
     avgdl = 3.0
     idf_a = math.log(1 + (2 - 2 + 0.5) / (2 + 0.5))
     idf_c = math.log(1 + (2 - 1 + 0.5) / (1 + 0.5))
-    d1 = idf_a * 2 / (2 + 1.2 * (1 - 0.5 + 0.5 * 4 / avgdl)) + idf_c * 1 / (1 + 1.2 * (1 - 0.5 + 0.5 * 4 / avgdl))
+    d1 = idf_a * 2 / (2 + 1.2 * (1 - 0.5 + 0.5 * 4 / avgdl)) + idf_c * 1 / (
+        1 + 1.2 * (1 - 0.5 + 0.5 * 4 / avgdl)
+    )
     d0 = idf_a * 1 / (1 + 1.2 * (1 - 0.5 + 0.5 * 2 / avgdl))
     assert bm.scores(["a", "c", "zzz"]).tolist() == pytest.approx([d0, d1], rel=1e-12)
 

@@ -23,7 +23,7 @@ def test_chunks_cover_every_word_and_overlap_exactly(n, size, data):
         assert 0 < end - start <= size
         covered |= set(range(start, end))
     assert covered == set(range(n))
-    for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
+    for (s1, e1), (s2, _) in zip(spans, spans[1:]):
         assert s2 == s1 + size - overlap  # a fixed stride
         assert e1 - s2 == overlap  # consecutive chunks share exactly `overlap` words
         assert e1 - s1 == size  # only the last chunk may be short
@@ -61,7 +61,9 @@ def test_folder_reading_skips_binary_files_with_a_message(tmp_path):
 
 def test_jsonl_rows_are_documents_with_their_ids(tmp_path):
     path = tmp_path / "docs.jsonl"
-    path.write_text(json.dumps({"id": "x", "text": "a b c"}) + "\n\n" + json.dumps({"id": "y", "text": "d"}) + "\n")
+    path.write_text(
+        json.dumps({"id": "x", "text": "a b c"}) + "\n\n" + json.dumps({"id": "y", "text": "d"}) + "\n"
+    )
     assert [(c.doc, c.text) for c in read_chunks(path, 8, 0)] == [("x", "a b c"), ("y", "d")]
 
 

@@ -73,7 +73,11 @@ def test_reciprocal_rank_fusion_by_hand():
 def test_index_round_trip_and_search_modes(tmp_path):
     index = build_index(DATA / "docs.jsonl", FAKE, chunk_tokens=12, overlap=3)
     index.save(tmp_path / "idx")
-    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["chunks.jsonl", "index.json", "index.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == [
+        "chunks.jsonl",
+        "index.json",
+        "index.safetensors",
+    ]
     loaded = load_index(tmp_path / "idx")
     assert loaded.chunks == index.chunks and torch.equal(loaded.embeddings, index.embeddings)
     question = "What is Sawynmir's occupation?"
