@@ -181,7 +181,7 @@ def test_audit_all_fails_with_the_load_error_when_the_model_cannot_be_loaded(tmp
 
 
 @pytest.mark.slow
-def test_audit_all_on_a_classifier_run_runs_robustness(tmp_path):
+def test_audit_all_on_a_classifier_run_runs_robustness(tmp_path, capsys):
     from gptlab.finetune.classifier_run import (
         CLASSIFIER_FORMAT,
         CLASSIFIER_JSON,
@@ -211,6 +211,24 @@ def test_audit_all_on_a_classifier_run_runs_robustness(tmp_path):
     assert [a["audit"] for a in combined["audits"]] == ["robustness"]
     metrics = {f["metric"] for f in combined["audits"][0]["findings"]}
     assert {"clean accuracy", "HotFlip attack success rate"} <= metrics
+    # an untrained classifier on random texts is at chance: nothing an attack does to it is measurable
+    robustness = combined["audits"][0]
+    assert robustness["preconditions"][0]["name"] == "clean accuracy above chance"
+    assert robustness["preconditions"][0]["holds"] is False
+    asr = next(f for f in robustness["findings"] if f["metric"] == "HotFlip attack success rate")
+    assert asr["verdict"] == "inconclusive" and asr["reason"].startswith(
+        "precondition failed: clean accuracy"
+    )
+    assert combined["counts"]["robustness"]["inconclusive"] >= 1 + len(robustness["details"]["kinds"])
+    out = tmp_path / "b"
+    args = ["audit", "all", "--model", str(run), "--out", str(out), "--quick", "--seed", "1"]
+    assert main(args + ["--fail-on", "inconclusive"]) == 3  # the gate: inconclusive is not a pass
+    capsys.readouterr()
+    code = main(args + ["--fail-on", "fail", "--overwrite", "--verdict", "point", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict_mode"] == "point" and doc["counts"]["robustness"]["inconclusive"] == 0
+    assert doc["preconditions_failed"] == {"robustness": ["clean accuracy above chance"]}
+    assert code == (3 if doc["counts"]["robustness"]["fail"] else 0)
 
 
 def test_every_audit_is_a_cli_verb(capsys):
