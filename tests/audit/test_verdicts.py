@@ -242,3 +242,13 @@ def test_point_mode_on_the_cli_ignores_the_preconditions(bias_setup, capsys):
     assert main([*args, "--fail-on", "inconclusive"]) == 3
     doc = json.loads(capsys.readouterr().out)
     assert doc["verdict_mode"] == "interval" and doc["counts"]["inconclusive"] == 2  # the gap and the p-value
+
+
+def test_a_failed_precondition_is_inconclusive_even_with_no_value():
+    """No clean twin answered right: the rate over them is 0/0 (NaN); the precondition, not the
+    missing number, is what the user must hear."""
+    broken = Precondition("clean-task accuracy above 0.5", False, "0/40 clean probes right")
+    f = rate_finding("t", "success rate", 0, 0, 0.1, requires=(broken.name,))
+    assert f.judge("interval", [broken]).verdict == "inconclusive"
+    assert f.judge("point", [broken]).verdict == "info"
+    assert f.judge().verdict == "info"  # the finding alone: nothing to judge
