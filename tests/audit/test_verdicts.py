@@ -252,3 +252,16 @@ def test_a_failed_precondition_is_inconclusive_even_with_no_value():
     assert f.judge("interval", [broken]).verdict == "inconclusive"
     assert f.judge("point", [broken]).verdict == "info"
     assert f.judge().verdict == "info"  # the finding alone: nothing to judge
+
+
+def test_a_bias_group_below_the_minimum_is_inconclusive_and_the_others_stand():
+    from gptlab.audit.bias import BiasPair, pair_preconditions
+
+    pairs = [BiasPair(f"a{i}", "x", " she", "x", " he", "big") for i in range(25)]
+    pairs += [BiasPair(f"b{i}", "y", " she", "y", " he", "small") for i in range(5)]
+    pre = {p.name: p for p in pair_preconditions(pairs, 20)}
+    assert pre["enough pairs"].holds and pre["enough pairs [big]"].holds
+    assert not pre["enough pairs [small]"].holds and pre["enough pairs [small]"].detail.startswith(
+        "5 pairs of small"
+    )
+    assert len(pair_preconditions(pairs[:25], 20)) == 1  # one group: the overall check is the group's
