@@ -106,6 +106,11 @@ ROWS: list[tuple[tuple[str, ...], list[str]]] = [
                                "--hotflip-budget", "1", "--hotflip-texts", "2", "--json"]),
     (("audit", "bias"), ["audit", "bias", "--model", "{run}", "--builtin", "occupations", "--n-perm", "50",
                          "--n-boot", "20", "--json"]),
+    (("audit", "bias", "--verdict"), ["audit", "bias", "--model", "{run}", "--builtin", "occupations", "--n-perm",
+                                      "50", "--n-boot", "20", "--verdict", "point", "--fail-on", "fail",
+                                      "--gap-threshold", "1000", "--alpha", "0.000001", "--json"]),
+    (("audit", "all"), ["audit", "all", "--model", "{run}", "--out", "{tmp}/audit-all", "--quick",
+                        "--verdict", "point", "--json"]),
     (("rag", "index"), ["rag", "index", "--docs", str(DATA / "rag" / "docs.jsonl"), "--embedder", "{run}",
                         "--chunk-tokens", "16", "--overlap", "4", "--out", "{tmp}/idx", "--json"]),
     # the fixture index's embedder is MiniLM; --mode bm25 needs none (no MiniLM load here)
