@@ -44,6 +44,7 @@ from gptlab.options import nonnegative_int, option, positive_int
 
 PEFT_FORMAT = "gptlab-peft"
 PEFT_VERSION = 1
+ADAPTER_FILE = "adapter.safetensors"  # its name in a run directory
 DEFAULT_LORA_RANK = 8  # --peft lora without --lora-rank
 
 
@@ -99,17 +100,25 @@ class PeftOptions:
         flag="--peft",
         choices=tuple(METHODS),
     )
-    tokens: int = option(20, "prefix/prompt: virtual tokens (they take room in the context)", type=positive_int)
-    projection: int = option(
-        0, "prefix: hidden width of the reparameterisation MLP (0: train the prefix directly)", type=nonnegative_int
+    tokens: int = option(
+        20, "prefix/prompt: virtual tokens (they take room in the context)", type=positive_int
     )
-    adapter: str = option("houlsby", "adapter: houlsby (after attention and MLP) or pfeiffer (after MLP)", choices=tuple(KINDS))
+    projection: int = option(
+        0,
+        "prefix: hidden width of the reparameterisation MLP (0: train the prefix directly)",
+        type=nonnegative_int,
+    )
+    adapter: str = option(
+        "houlsby", "adapter: houlsby (after attention and MLP) or pfeiffer (after MLP)", choices=tuple(KINDS)
+    )
     reduction: int = option(16, "adapter: bottleneck width = n_embd / reduction", type=positive_int)
 
 
 def peft_option() -> Any:
     """The ``peft`` field of an options class: off by default, its flags in one CLI group."""
-    return dataclasses.field(default_factory=PeftOptions, metadata={"group": "parameter-efficient (gptlab.finetune.peft)"})
+    return dataclasses.field(
+        default_factory=PeftOptions, metadata={"group": "parameter-efficient (gptlab.finetune.peft)"}
+    )
 
 
 def resolve_peft(peft: PeftOptions, lora) -> tuple[str | None, dict | None]:
@@ -150,6 +159,14 @@ def add_peft(model: nn.Module, method: str | None, settings: dict | None) -> Non
         METHODS[method].apply(gpt_of(model), settings)
 
 
+def keep_trainable(model: nn.Module, method: str | None) -> None:
+    """Make the method's parameters trainable again after a freeze (``GPTClassifier.set_trainable``)."""
+    if method is not None:
+        for name, p in model.named_parameters():
+            if METHODS[method].owns(name):
+                p.requires_grad_(True)
+
+
 def merges(method: str | None) -> bool:
     return method is None or METHODS[method].merge is not None
 
@@ -163,6 +180,25 @@ def merge_peft(model: nn.Module, method: str) -> nn.Module:
     if merged is not gpt:
         raise GptlabError("internal: a merge must work in place")
     return model
+
+
+def base_gpt(gpt: nn.Module, method: str) -> nn.Module:
+    """A new model of ``gpt``'s class holding only its base weights (the method's parameters left out)."""
+    owns = METHODS[method].owns
+    plain = type(gpt)(gpt.config).to(next(gpt.parameters()).device)
+    state = {k: v for k, v in gpt.state_dict().items() if not owns(k)}
+    plain.load_state_dict(state)
+    return plain.eval()
+
+
+def load_run_adapter(gpt: nn.Module, run: Path, record: dict) -> None:
+    """Add back the adapter an instruct run names in model.json (``extra.peft.adapter``, written
+    when its method cannot be merged); a merged run names none and is left as it is."""
+    adapter = record.get("adapter") if isinstance(record, dict) else None
+    if adapter is not None:
+        if not isinstance(adapter, str):
+            raise GptlabError(f"{run}: model.json's extra.peft.adapter must be a file name")
+        load_peft(gpt, run / Path(adapter).name)
 
 
 def peft_state_dict(model: nn.Module, method: str) -> dict[str, torch.Tensor]:
@@ -250,15 +286,18 @@ def load_peft(model: nn.Module, path: str | os.PathLike) -> str:
     return method
 
 
-
 __all__ = [
+    "ADAPTER_FILE",
     "METHODS",
     "PEFT_FORMAT",
     "PeftMethod",
     "PeftOptions",
     "add_peft",
+    "base_gpt",
     "gpt_of",
+    "keep_trainable",
     "load_peft",
+    "load_run_adapter",
     "merge_peft",
     "merges",
     "peft_option",

@@ -35,7 +35,9 @@ class VirtualTokenCache(KVCache):
         cfg = gpt.config
         param = next(gpt.parameters())
         # n_layer 0: the parent's buffers are empty; the keys live in the lists below
-        super().__init__(0, batch_size, cfg.n_head, cfg.head_size, cfg.block_size, None, param.device, param.dtype)
+        super().__init__(
+            0, batch_size, cfg.n_head, cfg.head_size, cfg.block_size, None, param.device, param.dtype
+        )
         self.keys, self.values = list(keys or []), list(values or [])
         self.pos = self.keys[0].size(2) if self.keys else 0
 
@@ -70,7 +72,9 @@ def check_supported(gpt: nn.Module, method: str) -> None:
             f"{method} tuning needs full attention: a sliding window would drop the virtual tokens"
         )
     if getattr(gpt, "virtual_tokens", None) is not None:
-        raise GptlabError("the model already has virtual tokens (prefix or prompt tuning); apply one method once")
+        raise GptlabError(
+            "the model already has virtual tokens (prefix or prompt tuning); apply one method once"
+        )
 
 
 def install(gpt: nn.Module, tokens: VirtualTokens) -> None:
@@ -103,6 +107,11 @@ def _run_after_virtual_tokens(self, idx, kv_cache=None, need_weights=False, keep
         keys, values = tokens.keys_values(self, B)
         kv_cache = VirtualTokenCache(self, B, keys, values)
     elif kv_cache.pos == 0:  # a generation starts: the virtual tokens go into its cache first
+        if tokens.count + T > kv_cache.max_len:
+            raise GptlabError(
+                f"a prompt of {T} tokens after {tokens.count} virtual tokens does not fit the context "
+                f"({kv_cache.max_len}): give at most {kv_cache.max_len - tokens.count} tokens, new ones included"
+            )
         if kv_cache.padded:
             raise GptlabError(
                 "prefix/prompt tuning cannot generate with a left-padded batch: generate one prompt at a time"
@@ -114,7 +123,9 @@ def _run_after_virtual_tokens(self, idx, kv_cache=None, need_weights=False, keep
     return type(self)._run(self, idx, kv_cache, need_weights, keep_hidden)
 
 
-def record_keys_values(gpt: nn.Module, embeddings: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def record_keys_values(
+    gpt: nn.Module, embeddings: torch.Tensor
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Run input ``embeddings`` (P, C) through the model in place of token embeddings, at positions
     0..P-1, and return every layer's keys and values (1, H, P, D): what those tokens leave in a cache."""
     recorder = VirtualTokenCache(gpt, 1)

@@ -115,12 +115,16 @@ def test_prefix_tuning_equals_peft(projection):
 def test_prompt_tuning_equals_peft():
     peft = pytest.importorskip("peft")
     hf, ours = hf_pair()
-    theirs = peft.get_peft_model(hf, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P)).eval()
+    theirs = peft.get_peft_model(
+        hf, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=P)
+    ).eval()
     apply_prompt(ours, tokens=P)
     theirs_p = theirs.prompt_encoder["default"].embedding.weight
     with torch.no_grad():
         ours.virtual_tokens.embedding.weight.copy_(theirs_p)
-    check_outputs_and_gradients(ours, theirs, [(ours.virtual_tokens.embedding.weight, theirs_p, lambda g: g)], T=10)
+    check_outputs_and_gradients(
+        ours, theirs, [(ours.virtual_tokens.embedding.weight, theirs_p, lambda g: g)], T=10
+    )
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
@@ -155,7 +159,9 @@ def test_ia3_equals_peft_and_merges_like_it():
 
 
 def bottleneck(adapter, h, act):
-    return h + F.linear(act(F.linear(h, adapter.down.weight, adapter.down.bias)), adapter.up.weight, adapter.up.bias)
+    return h + F.linear(
+        act(F.linear(h, adapter.down.weight, adapter.down.bias)), adapter.up.weight, adapter.up.bias
+    )
 
 
 @pytest.mark.parametrize("kind", ["houlsby", "pfeiffer"])
@@ -262,7 +268,10 @@ def test_options_choose_the_method_and_refuse_contradictions():
     method, settings = resolve_peft(PeftOptions(), LoraOptions(rank=4))
     assert method == "lora" and settings["rank"] == 4
     assert resolve_peft(PeftOptions(method="lora"), LoraOptions())[1]["rank"] == 8
-    assert resolve_peft(PeftOptions(method="adapter", adapter="pfeiffer"), LoraOptions())[1]["kind"] == "pfeiffer"
+    assert (
+        resolve_peft(PeftOptions(method="adapter", adapter="pfeiffer"), LoraOptions())[1]["kind"]
+        == "pfeiffer"
+    )
     with pytest.raises(GptlabError, match="does not apply to --peft prefix"):
         resolve_peft(PeftOptions(method="prefix"), LoraOptions(rank=4))
     with pytest.raises(GptlabError, match="unknown parameter-efficient method 'bitfit'"):
