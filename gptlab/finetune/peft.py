@@ -39,7 +39,7 @@ from gptlab.finetune.peft_ia3 import DEFAULT_FEEDFORWARD, DEFAULT_TARGETS, apply
 from gptlab.finetune.peft_prefix import apply_prefix
 from gptlab.finetune.peft_prompt import apply_prompt
 from gptlab.io import load_safetensors, parse_json, save_safetensors
-from gptlab.model.lora import CONFIG_FIELDS_IGNORED, apply_lora, load_adapter, remove_lora, save_adapter
+from gptlab.model.lora import apply_lora, check_same_model, load_adapter, remove_lora, save_adapter
 from gptlab.options import nonnegative_int, option, positive_int
 
 PEFT_FORMAT = "gptlab-peft"
@@ -255,14 +255,7 @@ def load_peft(model: nn.Module, path: str | os.PathLike) -> str:
         load_adapter(model, path)
         return method
     source = f"adapter file {path}"
-    theirs, ours = settings.pop("model_config"), gpt_of(model).config.to_dict()
-    diffs = [
-        f"{k} is {theirs.get(k)!r} in the adapter, {ours.get(k)!r} in the model"
-        for k in sorted(set(ours) | set(theirs))
-        if k not in CONFIG_FIELDS_IGNORED and ours.get(k) != theirs.get(k)
-    ]
-    if diffs:
-        raise GptlabError(f"{source} was made for a different model: {'; '.join(diffs[:3])}")
+    check_same_model(gpt_of(model).config.to_dict(), settings.pop("model_config"), source)
     tensors = load_safetensors(path)
     try:
         add_peft(model, method, settings)

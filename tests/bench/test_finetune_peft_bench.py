@@ -26,7 +26,9 @@ C, N_LAYER = 32, 2
 def test_peft_bench_reports_each_method_with_its_own_parameter_count(tmp_path):
     tok = CharTokenizer.train(SMS.read_text(encoding="utf-8"), special_tokens=[EOT])
     torch.manual_seed(0)
-    config = GPTConfig(vocab_size=tok.vocab_size, block_size=128, n_layer=N_LAYER, n_head=2, n_embd=C, dropout=0.0)
+    config = GPTConfig(
+        vocab_size=tok.vocab_size, block_size=128, n_layer=N_LAYER, n_head=2, n_embd=C, dropout=0.0
+    )
     base = save_model(tmp_path / "base", GPT(config), tok)
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "finetune_peft.py"), "--base", str(base), "--data", str(SMS),
