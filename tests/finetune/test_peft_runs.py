@@ -10,12 +10,14 @@ import pytest
 import torch
 from synthetic_task import synthetic_rows
 
+from gptlab.audit.robustness import RobustnessOptions, adversarial_options
 from gptlab.cli import main
 from gptlab.finetune.classifier_run import load_classifier
 from gptlab.finetune.classify import ClassifyOptions, finetune_classifier
 from gptlab.finetune.instruct import InstructOptions, finetune_instruct
 from gptlab.finetune.peft import PeftOptions, load_peft
 from gptlab.model import GPT, GPTConfig
+from gptlab.run import Run
 from gptlab.rundir import load_model, read_model_json, save_model
 from gptlab.tokenizers.base import EOT
 from gptlab.tokenizers.char import CharTokenizer
@@ -58,6 +60,11 @@ def test_classify_with_each_method_saves_only_the_adapter_and_reloads(method, ba
     first = load_classifier(out).predict_proba(["abzc", "abcd"])
     assert torch.allclose(first.sum(-1), torch.ones(2))
     assert load_classifier(out).predict_proba(["abzc", "abcd"]).equal(first)
+    # the robustness audit's adversarial retraining starts from the run's own options, --peft included
+    retrain = adversarial_options(
+        Run.open(out), RobustnessOptions(adversarial_training=str(tmp_path / "adv"))
+    )
+    assert retrain.peft == options.peft
 
 
 def test_cli_refuses_a_lora_rank_with_another_method(base_run, task_file, tmp_path, capsys):
