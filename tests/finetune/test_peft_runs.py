@@ -104,3 +104,15 @@ def test_instruct_run_reloads_with_its_adapter_or_merged(method, base_run, tmp_p
     torch.testing.assert_close(tuned(idx)[0], reference(idx)[0], atol=1e-5, rtol=0)
     if method == "ia3":  # merged: the run is a plain GPT
         assert not any("ia3" in k for k in tuned.state_dict())
+
+
+def test_forgetting_is_measured_in_the_context_the_virtual_tokens_leave(tiny_run):
+    from gptlab.finetune.common import lm_val_loss
+    from gptlab.finetune.peft_prompt import apply_prompt
+
+    gpt, _ = load_model(tiny_run)
+    data_dir = Run.open(tiny_run).data_dir
+    before = lm_val_loss(gpt, data_dir)
+    apply_prompt(gpt, tokens=4)  # windows of block_size tokens would no longer fit
+    after = lm_val_loss(gpt, data_dir)
+    assert before is not None and after is not None and after["tokens"] < before["tokens"]
