@@ -225,7 +225,7 @@ def finetune_reward(options: RewardOptions, on_epoch: Callable[[dict], None] | N
         rewards = model(*batch)
         B = len(rewards) // 2
         loss = bradley_terry_loss(rewards[:B], rewards[B:])
-        totals["loss"] += float(loss) * B
+        totals["loss"] += loss.item() * B
         totals["correct"] += float((rewards[:B] > rewards[B:]).sum())
         totals["pairs"] += B
         return None, loss

@@ -14,7 +14,6 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from gptlab.cli import main
 from gptlab.data.tasks import InstructionExample, encode_prompt
