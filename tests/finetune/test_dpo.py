@@ -114,6 +114,7 @@ def test_loss_and_gradients_equal_trl(loss, trl_type, beta):
     assert grad_ours.abs().sum() > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("eps", [0.1, 0.3])
 def test_cdpo_equals_trl_aot_on_single_pairs(eps):
     """trl 1.x has no label-smoothed sigmoid loss; its ``aot`` loss sorts the batch's log-ratios,
@@ -272,6 +273,24 @@ def test_dpo_starts_at_the_reference_and_learns_the_preferences(dpo_run):
         assert key in record
     extra = read_model_json(dpo_run.out_dir)[1]["extra"]
     assert extra["finetune"] == "dpo" and extra["template"] == "alpaca" and extra["preference"]["beta"] == 0.5
+
+
+def test_lora_dpo_trains_the_adapters_and_saves_merged_weights(base_run, prefs_file, tmp_path):
+    from gptlab.finetune.common import LoraOptions
+
+    options = DpoOptions(
+        model=str(base_run), data=str(prefs_file), out=str(tmp_path / "lora"), lora=LoraOptions(rank=2),
+        epochs=1, lr=3e-3, device="cpu", progress=False,
+    )  # fmt: skip
+    result = finetune_dpo(options)
+    costs = result.summary["costs"]
+    assert 0 < costs["trainable_params"] < costs["total_params"] / 5  # the adapters only
+    tuned, _ = load_model(result.out_dir)  # a plain GPT: the adapters merged
+    base, _ = load_model(base_run)
+    assert set(tuned.state_dict()) == set(base.state_dict())
+    assert not torch.equal(
+        tuned.transformer.h[0].attn.c_attn.weight, base.transformer.h[0].attn.c_attn.weight
+    )
 
 
 def test_dpo_options_are_checked(base_run, prefs_file, tmp_path):
