@@ -35,9 +35,8 @@ The run is an ordinary gptlab run with the start run's template in model.json (`
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,26 +44,27 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from gptlab.data.tasks import split_examples
 from gptlab.errors import GptlabError
 from gptlab.finetune.common import (
-    LoraOptions,
     StepSchedule,
     add_lora,
     check_positive,
-    lora_option,
     make_optimizer,
-    training_costs,
     training_option,
 )
 from gptlab.finetune.loop import EpochRunner, adamw_update
-from gptlab.finetune.prefs import collate_preferences, encode_preference, load_preferences, response_logps
-from gptlab.io import atomic_write_json
+from gptlab.finetune.prefs import (
+    PreferenceOptions,
+    collate_preferences,
+    encode_preference,
+    finish_summary,
+    response_logps,
+    start_preference_training,
+)
 from gptlab.model.gpt import IGNORE_INDEX
 from gptlab.model.lora import count_trainable, remove_lora
-from gptlab.model.modes import eval_mode, resolve_device
+from gptlab.model.modes import eval_mode
 from gptlab.options import option, positive_float, unit_interval_from_zero
-from gptlab.run import Run
 from gptlab.rundir import save_model
 
 LOSSES = ("dpo", "ipo", "cdpo")
@@ -101,14 +101,10 @@ def preference_loss(
 
 
 @dataclass
-class DpoOptions:
+class DpoOptions(PreferenceOptions):
     """Everything `finetune_dpo` needs; the CLI flags are built from these fields."""
 
-    model: str = training_option("model")  # the start (and reference) model, usually an instruct run
-    data: str = option(
-        help='preference pairs: JSONL or JSON list of {"prompt", "chosen", "rejected"}', metavar="FILE"
-    )
-    out: str = training_option("out")
+    lr: float = training_option("lr", 1e-5)
     beta: float = option(
         0.1, "strength of the pull to the reference (DPO's beta, IPO's tau)", type=positive_float
     )
@@ -119,33 +115,18 @@ class DpoOptions:
         type=unit_interval_from_zero,
         metavar="EPS",
     )
-    val_fraction: float = training_option("val_fraction", 0.1)
-    seed: int = training_option("seed", 0)
-    lora: LoraOptions = lora_option()
-    epochs: int = training_option("epochs", 2)
-    batch_size: int = training_option("batch_size", 8)
-    lr: float = training_option("lr", 1e-5)
-    weight_decay: float = training_option("weight_decay", 0.0)
-    warmup_fraction: float = 0.1
-    grad_clip: float = training_option("grad_clip", 1.0)
-    max_minutes: float | None = training_option("max_minutes", None)
-    device: str = training_option("device", "auto")
-    progress: bool = training_option("progress", True)
 
     def check(self) -> None:
+        super().check()
         if self.loss not in LOSSES:
             raise GptlabError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        for name in ("beta", "epochs", "batch_size", "lr"):
-            check_positive(name, getattr(self, name))
-        check_positive("grad_clip", self.grad_clip, allow_zero=True)
+        check_positive("beta", self.beta)
         if not 0 <= self.label_smoothing < 0.5:
             raise GptlabError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing!r}")
         if self.loss == "cdpo" and self.label_smoothing == 0:
             raise GptlabError("cdpo needs --label-smoothing EPS > 0 (with 0 it is plain dpo)")
         if self.loss != "cdpo" and self.label_smoothing:
             raise GptlabError(f"--label-smoothing is cdpo's; the {self.loss} loss does not take it")
-        if not 0 < self.val_fraction < 1:
-            raise GptlabError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
 
 
 @dataclass
@@ -220,20 +201,8 @@ class PairScorer:
 
 
 def finetune_dpo(options: DpoOptions, on_epoch: Callable[[dict], None] | None = None) -> DpoResult:
-    options.check()
-    torch.manual_seed(options.seed)
-    device = resolve_device(options.device)
-    out = Path(options.out)  # claimed by the caller (gptlab.run.Run.create)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-
-    pairs = load_preferences(options.data)
-    train, val, _ = split_examples(pairs, options.val_fraction, 0.0, options.seed)
-    if not train or not val:
-        raise GptlabError(
-            f"{options.data}: {len(pairs)} pairs are too few for a train/val split of {options.val_fraction}"
-        )
-    start = Run.open(options.model)
+    begun = start_preference_training(options)
+    device, out, train, val, start = begun.device, begun.out, begun.train, begun.val, begun.run
     template = start.template
     gpt, tokenizer = start.load(device=str(device))
     reference = copy.deepcopy(gpt).eval().requires_grad_(False)
@@ -304,17 +273,8 @@ def finetune_dpo(options: DpoOptions, on_epoch: Callable[[dict], None] | None = 
         end_epoch=lambda: train_stats.pop("train_") | evaluate(),
         score=lambda record: -record["val_loss"],
         save=save,
-        started=started,
+        started=begun.started,
         on_epoch=on_epoch,
     ).run(out / "metrics.jsonl")
 
-    summary["best_epoch"] = trained.best["epoch"]
-    summary["best"] = {k: v for k, v in trained.best.items() if k.startswith("val_")}
-    summary["stopped_early"] = trained.stopped_early
-    summary["train_seconds"] = round(time.time() - started, 2)
-    summary["costs"] = training_costs(params, trained.timer)
-    d = asdict(options)
-    d["lora"] = options.lora.to_dict()
-    summary["options"] = d
-    atomic_write_json(out / "results.json", summary)
-    return DpoResult(out, trained.history, summary)
+    return DpoResult(out, trained.history, finish_summary(summary, trained, params, options, begun))

@@ -20,9 +20,11 @@ Examples whose generation equals the reference are dropped: they carry no prefer
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +36,18 @@ from gptlab.data.tasks import (
     read_json_records,
 )
 from gptlab.errors import GptlabError
+from gptlab.finetune.common import (
+    LoraOptions,
+    check_positive,
+    lora_option,
+    training_costs,
+    training_option,
+)
+from gptlab.io import atomic_write_json
 from gptlab.model.gpt import IGNORE_INDEX
+from gptlab.model.modes import resolve_device
+from gptlab.options import option
+from gptlab.run import Run
 from gptlab.tokenizers.base import EOT
 
 FIELDS = ("prompt", "chosen", "rejected")
@@ -141,3 +154,84 @@ def build_preferences(
             row["input"] = ex.input
         rows.append(row)
     return rows
+
+
+# --- what `finetune dpo` and `finetune reward` share -------------------------------------------------
+
+
+@dataclass
+class PreferenceOptions:
+    """The options both preference trainings take (DpoOptions adds the loss's); CLI flags from the fields."""
+
+    model: str = training_option("model")  # the start model, usually an instruct run
+    data: str = option(
+        help='preference pairs: JSONL or JSON list of {"prompt", "chosen", "rejected"}', metavar="FILE"
+    )
+    out: str = training_option("out")
+    val_fraction: float = training_option("val_fraction", 0.1)
+    seed: int = training_option("seed", 0)
+    lora: LoraOptions = lora_option()
+    epochs: int = training_option("epochs", 2)
+    batch_size: int = training_option("batch_size", 8)
+    lr: float = training_option("lr", 1e-4)
+    weight_decay: float = training_option("weight_decay", 0.0)
+    warmup_fraction: float = 0.1
+    grad_clip: float = training_option("grad_clip", 1.0)
+    max_minutes: float | None = training_option("max_minutes", None)
+    device: str = training_option("device", "auto")
+    progress: bool = training_option("progress", True)
+
+    def check(self) -> None:
+        for name in ("epochs", "batch_size", "lr"):
+            check_positive(name, getattr(self, name))
+        check_positive("grad_clip", self.grad_clip, allow_zero=True)
+        if not 0 < self.val_fraction < 1:
+            raise GptlabError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+
+
+@dataclass
+class PreferenceStart:
+    """A preference training, set up: its device, output folder, split pairs and start run."""
+
+    device: Any
+    out: Path
+    train: list[PreferenceExample]
+    val: list[PreferenceExample]
+    run: Run
+    started: float
+
+
+def start_preference_training(options: PreferenceOptions) -> PreferenceStart:
+    """Check the options, seed, read and split the pairs, open the start run (before any training)."""
+    import torch
+
+    from gptlab.data.tasks import split_examples
+
+    options.check()
+    started = time.time()
+    torch.manual_seed(options.seed)
+    pairs = load_preferences(options.data)
+    train, val, _ = split_examples(pairs, options.val_fraction, 0.0, options.seed)
+    if not train or not val:
+        raise GptlabError(
+            f"{options.data}: {len(pairs)} pairs are too few for a train/val split of {options.val_fraction}"
+        )
+    run = Run.open(options.model)
+    out = Path(options.out)  # claimed by the caller (gptlab.run.Run.create)
+    out.mkdir(parents=True, exist_ok=True)
+    return PreferenceStart(resolve_device(options.device), out, train, val, run, started)
+
+
+def finish_summary(
+    summary: dict, trained, params, options: PreferenceOptions, start: PreferenceStart
+) -> dict:
+    """The summary's closing fields (best epoch and its val metrics, time, costs, options), also
+    written to results.json."""
+    summary["best_epoch"] = trained.best["epoch"]
+    summary["best"] = {k: v for k, v in trained.best.items() if k.startswith("val_")}
+    summary["stopped_early"] = trained.stopped_early
+    summary["train_seconds"] = round(time.time() - start.started, 2)
+    summary["costs"] = training_costs(params, trained.timer)
+    summary["options"] = asdict(options) | {"lora": options.lora.to_dict()}
+    atomic_write_json(start.out / "results.json", summary)
+    return summary

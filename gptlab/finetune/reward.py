@@ -19,9 +19,8 @@ N generations, and the policy's KL from the sampler is at most log N - (N-1)/N.
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,26 +29,26 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from gptlab.data.tasks import encode_prompt, split_examples
+from gptlab.data.tasks import encode_prompt
 from gptlab.errors import GptlabError
 from gptlab.finetune.common import (
-    LoraOptions,
     StepSchedule,
     add_lora,
-    check_positive,
-    lora_option,
     make_optimizer,
-    training_costs,
-    training_option,
 )
 from gptlab.finetune.loop import EpochRunner, adamw_update
-from gptlab.finetune.prefs import PreferenceExample, encode_response, load_preferences
+from gptlab.finetune.prefs import (
+    PreferenceExample,
+    PreferenceOptions,
+    encode_response,
+    finish_summary,
+    start_preference_training,
+)
 from gptlab.generate import Sampler, generate
-from gptlab.io import atomic_write_json, load_safetensors, save_safetensors
+from gptlab.io import load_safetensors, save_safetensors
 from gptlab.model.gpt import GPT, INIT_STD
 from gptlab.model.lora import count_trainable, remove_lora
-from gptlab.model.modes import eval_mode, resolve_device
-from gptlab.options import option
+from gptlab.model.modes import eval_mode
 from gptlab.run import Run
 from gptlab.rundir import load_model, save_model
 
@@ -144,33 +143,8 @@ def load_reward(path: str | Path, device: str = "cpu") -> LoadedReward:
 
 
 @dataclass
-class RewardOptions:
-    """Everything `finetune_reward` needs; the CLI flags are built from these fields."""
-
-    model: str = training_option("model")
-    data: str = option(
-        help='preference pairs: JSONL or JSON list of {"prompt", "chosen", "rejected"}', metavar="FILE"
-    )
-    out: str = training_option("out")
-    val_fraction: float = training_option("val_fraction", 0.1)
-    seed: int = training_option("seed", 0)
-    lora: LoraOptions = lora_option()
-    epochs: int = training_option("epochs", 2)
-    batch_size: int = training_option("batch_size", 8)
-    lr: float = training_option("lr", 1e-4)
-    weight_decay: float = training_option("weight_decay", 0.0)
-    warmup_fraction: float = 0.1
-    grad_clip: float = training_option("grad_clip", 1.0)
-    max_minutes: float | None = training_option("max_minutes", None)
-    device: str = training_option("device", "auto")
-    progress: bool = training_option("progress", True)
-
-    def check(self) -> None:
-        for name in ("epochs", "batch_size", "lr"):
-            check_positive(name, getattr(self, name))
-        check_positive("grad_clip", self.grad_clip, allow_zero=True)
-        if not 0 < self.val_fraction < 1:
-            raise GptlabError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+class RewardOptions(PreferenceOptions):
+    """Everything `finetune_reward` needs (the shared preference-training options); CLI flags from the fields."""
 
 
 @dataclass
@@ -181,19 +155,8 @@ class RewardResult:
 
 
 def finetune_reward(options: RewardOptions, on_epoch: Callable[[dict], None] | None = None) -> RewardResult:
-    options.check()
-    torch.manual_seed(options.seed)
-    device = resolve_device(options.device)
-    out = Path(options.out)  # claimed by the caller
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    pairs = load_preferences(options.data)
-    train, val, _ = split_examples(pairs, options.val_fraction, 0.0, options.seed)
-    if not train or not val:
-        raise GptlabError(
-            f"{options.data}: {len(pairs)} pairs are too few for a train/val split of {options.val_fraction}"
-        )
-    start = Run.open(options.model)
+    begun = start_preference_training(options)
+    device, out, train, val, start = begun.device, begun.out, begun.train, begun.val, begun.run
     gpt, tokenizer = start.load(device=str(device))
     if tokenizer.eot_id is None:
         raise GptlabError(
@@ -280,18 +243,10 @@ def finetune_reward(options: RewardOptions, on_epoch: Callable[[dict], None] | N
         end_epoch=end_epoch,
         score=lambda record: -record["val_loss"],
         save=save,
-        started=started,
+        started=begun.started,
         on_epoch=on_epoch,
     ).run(out / "metrics.jsonl")
-    summary["best_epoch"] = trained.best["epoch"]
-    summary["best"] = {k: v for k, v in trained.best.items() if k.startswith("val_")}
-    summary["train_seconds"] = round(time.time() - started, 2)
-    summary["costs"] = training_costs(params, trained.timer)
-    d = asdict(options)
-    d["lora"] = options.lora.to_dict()
-    summary["options"] = d
-    atomic_write_json(out / "results.json", summary)
-    return RewardResult(out, trained.history, summary)
+    return RewardResult(out, trained.history, finish_summary(summary, trained, params, options, begun))
 
 
 # --- best-of-N ----------------------------------------------------------------------------------
