@@ -6,7 +6,7 @@
 # and DPO compared with SFT on the held-out 10% by the reward model and by ROUGE-L
 # (bench/preference_winrate.py). Stages already done (base, sft, prefs) are kept.
 #   bash examples/preference.sh OUT_DIR [DATA_FILE]   (default data: ../shared/data/instruction-data.json)
-# Knobs: PRE_STEPS (150), SFT_EPOCHS (4), PREF_LIMIT (pairs from the first N training examples, 990),
+# Knobs: N_LAYER (2), N_EMBD (64), PRE_STEPS (150), SFT_EPOCHS (4), PREF_LIMIT (pairs from the first N training examples, 990),
 #        NAME (the run folder: OUT_DIR/NAME, default the loss), LOSS (dpo|ipo|cdpo), BETA (0.1), DPO_LR (1e-4), DPO_EPOCHS (2), EPS (cdpo's label smoothing).
 set -euo pipefail
 OUT="${1:?usage: examples/preference.sh OUT_DIR [DATA_FILE]}"
@@ -29,7 +29,7 @@ PY
 if [[ ! -f "$OUT/base/model.json" ]]; then
   echo "== pretraining a small GPT on the training split's text ($(elapsed))"
   "$GPTLAB" data text --input "$OUT/train.json" --fields instruction,input,output --out "$OUT/corpus.txt" --overwrite
-  MODEL=(data.vocab_size=1024 model.block_size=192 model.n_layer=2 model.n_head=4 model.n_embd=64 model.dropout=0.0)
+  MODEL=(data.vocab_size=1024 model.block_size=192 "model.n_layer=${N_LAYER:-2}" model.n_head=4 "model.n_embd=${N_EMBD:-64}" model.dropout=0.0)
   PRE=(train.max_steps="${PRE_STEPS:-150}" train.batch_size=16)
   pretrain_from_scratch "$OUT/base" bpe "$OUT/corpus.txt"
 fi
