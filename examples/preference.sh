@@ -7,7 +7,7 @@
 # (bench/preference_winrate.py). Stages already done (base, sft, prefs) are kept.
 #   bash examples/preference.sh OUT_DIR [DATA_FILE]   (default data: ../shared/data/instruction-data.json)
 # Knobs: N_LAYER (2), N_EMBD (64), PRE_STEPS (150), SFT_EPOCHS (4), PREF_LIMIT (pairs from the first N training examples, 990),
-#        NAME (the run folder: OUT_DIR/NAME, default the loss), LOSS (dpo|ipo|cdpo), BETA (0.1), DPO_LR (1e-4), DPO_EPOCHS (2), EPS (cdpo's label smoothing).
+#        NAME (the run folder: OUT_DIR/NAME, default the loss), LOSS (dpo|ipo|cdpo), BETA (0.5), DPO_LR (1e-5), DPO_EPOCHS (2), EPS (cdpo's label smoothing).
 set -euo pipefail
 OUT="${1:?usage: examples/preference.sh OUT_DIR [DATA_FILE]}"
 source "$(dirname "$0")/_common.sh"
@@ -47,8 +47,8 @@ fi
 RUN="$OUT/${NAME:-${LOSS:-dpo}}"
 echo "== ${LOSS:-dpo} -> $RUN ($(elapsed))"
 "$GPTLAB" finetune dpo --model "$OUT/sft" --data "$OUT/prefs.jsonl" --out "$RUN" --overwrite \
-  --loss "${LOSS:-dpo}" --beta "${BETA:-0.1}" ${EPS:+--label-smoothing "$EPS"} --epochs "${DPO_EPOCHS:-2}" \
-  --lr "${DPO_LR:-1e-4}" --batch-size 8 --seed 0 --no-progress
+  --loss "${LOSS:-dpo}" --beta "${BETA:-0.5}" ${EPS:+--label-smoothing "$EPS"} --epochs "${DPO_EPOCHS:-2}" \
+  --lr "${DPO_LR:-1e-5}" --batch-size 8 --seed 0 --no-progress
 if [[ ! -f "$OUT/rm/results.json" ]]; then
   echo "== reward model ($(elapsed))"
   "$GPTLAB" finetune reward --model "$OUT/sft" --data "$OUT/prefs.jsonl" --out "$OUT/rm" --overwrite \
