@@ -68,7 +68,7 @@ class OptimSection:
     """The optimiser (gptlab.train.optimizers) and the learning-rate schedule (gptlab.train.schedule)."""
 
     # adamw (torch, fused: the default) | adamw-scratch (the same, written out) | adam | sgd
-    # | adafactor | lion
+    # | adafactor | lion | muon (Muon on hidden matrices + AdamW on the rest: gptlab.train.muon)
     name: str = "adamw"
     lr: float = 6e-4  # peak learning rate
     min_lr: float = 6e-5  # floor of the cosine/linear/wsd decay
@@ -83,6 +83,12 @@ class OptimSection:
     adafactor_warmup_init: bool = False  # relative step 1e-6 * t early on (needs relative_step)
     adafactor_clip_threshold: float = 1.0  # update RMS clipped to this
     adafactor_decay_rate: float = -0.8  # beta2 at step t: 1 - t^decay_rate
+    muon_lr: float = 0.02  # muon: peak lr of the hidden matrices (lr: AdamW's, for the rest)
+    muon_momentum: float = 0.95  # muon
+    muon_nesterov: bool = True  # muon
+    muon_weight_decay: float = 0.0  # muon: decoupled decay of the hidden matrices
+    muon_ns_steps: int = 5  # muon: Newton-Schulz iterations
+    muon_adjust_lr: str = "original"  # muon: sqrt(max(1, rows/cols)) | match_rms_adamw: 0.2 sqrt(max)
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
     # cosine | linear | constant | step | exponential | inverse-sqrt | wsd, after the warmup
     schedule: str = "cosine"
