@@ -170,6 +170,8 @@ def _upstream(out: Path, stage, hashes: dict[str, str]) -> dict[str, dict]:
 def _run_stage(
     stage, config: StudyConfig, out: Path, upstream: dict, inputs_hash: str, progress: bool
 ) -> None:
+    from gptlab.study.stages import STAGES
+
     partial = out / f".{stage.name}{PARTIAL_SUFFIX}"
     if partial.exists():  # a stage interrupted before: its files are not trusted
         shutil.rmtree(partial)
@@ -183,6 +185,7 @@ def _run_stage(
         upstream_dirs={n: out / n for n in upstream},
         study_dir=out,
         progress=progress,
+        upstream_stages={n: STAGES[n] for n in upstream},
     )
     start = time.perf_counter()
     body = stage.run(ctx)

@@ -52,6 +52,7 @@ class StageContext:
     upstream_dirs: dict[str, Path]
     study_dir: Path
     progress: bool = True
+    upstream_stages: dict[str, Stage] = field(default_factory=dict)  # the Stage of each upstream result
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ class ReportSection:
 def run(ctx: StageContext) -> dict:
     from gptlab.io import atomic_write_text
     from gptlab.study import render
-    from gptlab.study.stages import STAGES
 
     environment = _environment()
     times = {name: record["seconds"] for name, record in ctx.upstream.items()}
@@ -36,7 +35,7 @@ def run(ctx: StageContext) -> dict:
         )
     parts = []
     for name, record in ctx.upstream.items():
-        stage = STAGES[name]
+        stage = ctx.upstream_stages[name]
         section = (
             stage.report(record["result"], ctx.upstream_dirs[name]) if stage.report else Section(stage.title)
         )
