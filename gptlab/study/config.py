@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from gptlab.config import load_toml, parse_override
+from gptlab.config import list_presets, load_toml, parse_override, resolve_config_path
 from gptlab.errors import GptlabError
 
 PRESETS_DIR = Path(__file__).parent / "presets"
@@ -55,20 +55,11 @@ class StudyConfig:
 
 
 def list_study_presets() -> list[str]:
-    return sorted(p.stem for p in PRESETS_DIR.glob("*.toml"))
+    return list_presets(PRESETS_DIR)
 
 
 def resolve_study_config(name_or_path: str | os.PathLike) -> Path:
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    shipped = PRESETS_DIR / f"{name_or_path}.toml"
-    if shipped.is_file():
-        return shipped
-    raise GptlabError(
-        f"study config {str(name_or_path)!r} not found: not a file, nor a shipped preset "
-        f"(presets: {', '.join(list_study_presets())})"
-    )
+    return resolve_config_path(str(name_or_path), PRESETS_DIR, "study config")
 
 
 def load_study_config(config: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()):
