@@ -92,8 +92,15 @@ def test_findings_directions_match_the_numbers(study):
         assert expected in sentence
     pre = results(study)["pretrain"]["result"]["eval"]
     sentence = next(line for line in findings.splitlines() if "unigram" in line)
-    lo, hi = pre["gain_ci95"]
-    assert ("is above zero" if lo > 0 else "is below zero" if hi < 0 else "not distinguishable") in sentence
+    lo, hi = pre["minus_unigram_ci95"]
+    assert ("raised" if lo > 0 else "lowered" if hi < 0 else "No measurable difference") in sentence
+    bench = results(study)["benchmarks"]["result"]
+    for task, metrics in bench["results"].items():  # the tiny profile scores 5 items at most: no claim
+        for metric in bench["chance"][task]:
+            assert (
+                metrics["n"] < 10 and f"{task} {metric} over {metrics['n']} items: too few items" in findings
+            )
+    assert any(bench["chance"].values())
 
 
 def test_a_second_run_reuses_every_stage(study, tmp_path, monkeypatch):

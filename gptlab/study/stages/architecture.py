@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gptlab.errors import GptlabError
+from gptlab.io import atomic_write_bytes
 from gptlab.study import findings
 from gptlab.study.stage import Section, Stage, StageContext, Table
 
 BASELINE = "baseline"
+FIGURE = "val_loss.png"
 # what GPTConfig supports today: each an alternative to the default (learned, gelu, pre, layernorm)
 DEFAULT_VARIANTS = [
     BASELINE,
@@ -48,6 +50,7 @@ def run(ctx: StageContext) -> dict:
         raise GptlabError(f"architecture.variants must include {BASELINE!r}: the differences are against it")
     data_dir = _pretrain_data(ctx)
     runs: dict[str, list[dict]] = {}
+    bar = _bar(len(section.variants) * section.seeds, ctx.progress)
     for variant in section.variants:
         runs[variant] = []
         for i in range(section.seeds):
@@ -79,8 +82,46 @@ def run(ctx: StageContext) -> dict:
                     "elapsed_s": result.elapsed_s,
                 }
             )
+            bar.update(1)
+    bar.close()
     total = sum(r["elapsed_s"] for records in runs.values() for r in records)
-    return {"runs": runs, "table": _table(runs), "total_elapsed_s": total}
+    table = _table(runs)
+    atomic_write_bytes(ctx.dir / FIGURE, _figure(runs))
+    return {"runs": runs, "table": table, "total_elapsed_s": total, "figure": FIGURE}
+
+
+def _bar(total: int, progress: bool):
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total, unit="run", desc="architecture", disable=not progress, file=sys.stderr, leave=False
+    )
+
+
+def _figure(runs: dict[str, list[dict]]) -> bytes:
+    """Val loss per variant: each seed a dot, the mean a bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from gptlab.report import figure_png
+
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(runs) + 1.5), dpi=110)
+    for y, records in enumerate(runs.values()):
+        losses = [r["val_loss"] for r in records if r["val_loss"] is not None]
+        if losses:
+            ax.barh(y, sum(losses) / len(losses), color="#9ecae1")
+            ax.plot(losses, [y] * len(losses), "o", color="#08519c", markersize=4)
+    ax.set_yticks(range(len(runs)), list(runs))
+    ax.set_xlabel("val loss (nats/token): bars the mean over seeds, dots each seed")
+    low = min((r["val_loss"] for rs in runs.values() for r in rs if r["val_loss"] is not None), default=0)
+    ax.set_xlim(left=max(0.0, low - 0.2))
+    ax.invert_yaxis()
+    fig.tight_layout()
+    return figure_png(fig)
 
 
 def _pretrain_data(ctx: StageContext) -> Path | None:
@@ -142,6 +183,7 @@ def report(result: dict, stage_dir: Path) -> Section:
                     "validation loss", row["variant"], BASELINE, row["diff"], ci, "nats/token"
                 )
             )
+    section.figures.append((result["figure"], "val loss per variant: the mean over seeds and each seed"))
     section.tables.append(
         Table(
             "Val loss (nats/token) per variant over seeds; difference from the baseline with a Welch t 95% interval",

@@ -11,6 +11,9 @@ from gptlab.study import findings
 from gptlab.study.stage import Section, Stage, StageContext, Table
 
 
+MIN_ITEMS = 10  # fewer scored items: no comparison with chance is claimed
+
+
 @dataclass
 class BenchmarksSection:
     tasks: list[str] = field(
@@ -51,10 +54,13 @@ def report(result: dict, stage_dir: Path) -> Section:
             ci = metrics.get(f"{metric}_ci95")
             chance = result["chance"].get(task, {}).get(metric)
             rows.append([task, metric, value, findings.fmt_interval(ci), chance])
-            if chance is not None:
-                section.findings.append(
-                    findings.against_reference(f"{task} {metric}", value, ci, chance, "chance")
-                )
+            if chance is None:
+                continue
+            what = f"{task} {metric} over {metrics.get('n')} items"
+            if (metrics.get("n") or 0) < MIN_ITEMS:  # a bootstrap of a handful of items has no spread to trust
+                section.findings.append(f"{what}: too few items to compare with chance.")
+            else:
+                section.findings.append(findings.against_reference(what, value, ci, chance, "chance"))
     section.tables.append(
         Table(
             "Benchmark metrics (bootstrap 95% intervals)",

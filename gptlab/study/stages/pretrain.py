@@ -5,7 +5,7 @@ The measurement: the first ``eval_tokens`` val tokens in disjoint windows of ``b
 token, the model's negative log-likelihood and the unigram baseline's (train-split token
 frequencies, add-one smoothed: the model that ignores context). Reported: val loss, perplexity,
 bits per byte (total NLL / ln 2 / UTF-8 bytes of the scored tokens), the unigram's loss and the
-model's improvement over it with a 95% interval over windows (the windows are the units).
+model's loss minus the unigram's with a 95% interval over windows (the windows are the units).
 """
 
 from __future__ import annotations
@@ -128,8 +128,8 @@ def _measure(model, tokenizer, run, eval_tokens: int) -> dict:
     n_bytes = len(tokenizer.decode_bytes(targets.tolist()))
     loss = float(scored.mean())
     base = float(np.concatenate(base_nll).mean())
-    gains = [float(b.mean() - m.mean()) for m, b in zip(model_nll, base_nll)]
-    gain, interval = findings.mean_interval(gains)
+    excess = [float(m.mean() - b.mean()) for m, b in zip(model_nll, base_nll)]  # < 0: the model is better
+    diff, interval = findings.mean_interval(excess)
     return {
         "tokens": len(scored),
         "windows": len(model_nll),
@@ -139,8 +139,8 @@ def _measure(model, tokenizer, run, eval_tokens: int) -> dict:
         "bits_per_byte": float(scored.sum() / math.log(2) / n_bytes) if n_bytes else None,
         "unigram_loss": base,
         "unigram_perplexity": math.exp(base),
-        "gain_over_unigram": gain,
-        "gain_ci95": list(interval) if interval else None,
+        "minus_unigram": diff,
+        "minus_unigram_ci95": list(interval) if interval else None,
     }
 
 
@@ -177,14 +177,14 @@ def report(result: dict, stage_dir: Path) -> Section:
             ],
         )
     )
-    ci = e["gain_ci95"]
     section.findings.append(
-        findings.against_reference(
-            "The model's improvement over the unigram baseline (nats/token, mean over windows)",
-            e["gain_over_unigram"],
-            ci,
-            0.0,
-            "zero",
+        findings.difference(
+            "val loss (per-window mean)",
+            "The GPT",
+            "the unigram baseline",
+            e["minus_unigram"],
+            e["minus_unigram_ci95"],
+            "nats/token",
         )
     )
     return section
