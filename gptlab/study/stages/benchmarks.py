@@ -10,7 +10,6 @@ from pathlib import Path
 from gptlab.study import findings
 from gptlab.study.stage import Section, Stage, StageContext, Table
 
-
 MIN_ITEMS = 10  # fewer scored items: no comparison with chance is claimed
 
 
@@ -57,7 +56,9 @@ def report(result: dict, stage_dir: Path) -> Section:
             if chance is None:
                 continue
             what = f"{task} {metric} over {metrics.get('n')} items"
-            if (metrics.get("n") or 0) < MIN_ITEMS:  # a bootstrap of a handful of items has no spread to trust
+            if (
+                metrics.get("n") or 0
+            ) < MIN_ITEMS:  # a bootstrap of a handful of items has no spread to trust
                 section.findings.append(f"{what}: too few items to compare with chance.")
             else:
                 section.findings.append(findings.against_reference(what, value, ci, chance, "chance"))
