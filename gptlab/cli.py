@@ -46,7 +46,7 @@ VERBS: dict[str, tuple[str, str]] = {
     ),
     "study": (
         "study",
-        "the whole study from one command: pretrain, architecture, benchmarks, audits, report (resumable)",
+        "the whole study in resumable stages: pretrain, architecture, benchmarks, audits, report",
     ),
     "serve": ("serve", "serve a model over an OpenAI-compatible HTTP API, with a web playground at /"),
     "bench": (

@@ -276,8 +276,7 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def resolve_config_path(name_or_path: str, presets: Path = CONFIGS_DIR, what: str = "config") -> Path:
-    """A TOML path, or the name of a shipped preset in ``presets`` (``tiny-cpu`` ->
-    gptlab/configs/tiny-cpu.toml; the study presets live in their own folder)."""
+    """A TOML path, or a preset's name in ``presets`` (``tiny-cpu`` -> gptlab/configs/tiny-cpu.toml)."""
     path = Path(name_or_path)
     if path.is_file():
         return path
