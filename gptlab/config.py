@@ -281,22 +281,22 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def resolve_config_path(name_or_path: str) -> Path:
-    """A TOML path, or the name of a shipped preset (``tiny-cpu`` -> gptlab/configs/tiny-cpu.toml)."""
+def resolve_config_path(name_or_path: str, presets: Path = CONFIGS_DIR, what: str = "config") -> Path:
+    """A TOML path, or a preset's name in ``presets`` (``tiny-cpu`` -> gptlab/configs/tiny-cpu.toml)."""
     path = Path(name_or_path)
     if path.is_file():
         return path
-    shipped = CONFIGS_DIR / f"{name_or_path}.toml"
+    shipped = presets / f"{name_or_path}.toml"
     if shipped.is_file():
         return shipped
     raise GptlabError(
-        f"config {name_or_path!r} not found: not a file, nor a shipped preset "
-        f"(presets: {', '.join(list_presets())})"
+        f"{what} {str(name_or_path)!r} not found: not a file, nor a shipped preset "
+        f"(presets: {', '.join(list_presets(presets))})"
     )
 
 
-def list_presets() -> list[str]:
-    return sorted(p.stem for p in CONFIGS_DIR.glob("*.toml"))
+def list_presets(presets: Path = CONFIGS_DIR) -> list[str]:
+    return sorted(p.stem for p in presets.glob("*.toml"))
 
 
 def load_toml(path: str | os.PathLike) -> dict[str, Any]:
