@@ -12,6 +12,7 @@ from gptlab.commands.sampling import add_sampling_arguments, sampler_from_args
 from gptlab.errors import GptlabError
 from gptlab.generate import DEFAULT_MAX_NEW_TOKENS, generate_text, stream_text
 from gptlab.rundir import load_model
+from gptlab.speculative import DEFAULT_DRAFT_K
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,6 +50,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="sample N completions, keep the one --reward scores highest",
     )
     p.add_argument("--reward", metavar="RUN", help="the reward model of --best-of (`gptlab finetune reward`)")
+    p.add_argument(
+        "--draft",
+        metavar="RUN",
+        help="speculative decoding: a smaller model with the same tokenizer proposes tokens that --model checks",
+    )
+    p.add_argument(
+        "--draft-k",
+        type=positive_int,
+        default=DEFAULT_DRAFT_K,
+        metavar="K",
+        help="tokens the draft proposes per round (default: %(default)s)",
+    )
     p.add_argument("--stream", action="store_true", help="print text as it is generated")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
@@ -65,10 +78,14 @@ def run(args: argparse.Namespace) -> int:
         raise GptlabError("--best-of N and --reward RUN go together")
     if args.best_of and args.stream:
         raise GptlabError("--best-of picks among finished completions: it cannot --stream")
+    if args.draft and args.best_of:
+        raise GptlabError("--draft and --best-of cannot be combined")
     model, tokenizer = load_model(args.model, device=args.device, dtype=args.dtype)
     sampler = sampler_from_args(args)
     if args.best_of:
         return run_best_of(args, model, tokenizer, sampler)
+    if args.draft:
+        return run_speculative(args, model, tokenizer, sampler)
     settings = dict(max_new_tokens=args.max_new_tokens, sampler=sampler, stop=args.stop)
     samples = []
     for i in range(args.num_samples):
@@ -132,4 +149,52 @@ def run_best_of(args: argparse.Namespace, model, tokenizer, sampler) -> int:
     if args.json:
         print(json.dumps({"model": args.model, "reward_model": args.reward, "prompt": args.prompt, "best_of": args.best_of,
                           **dataclasses.asdict(sampler), "samples": samples}, ensure_ascii=False))  # fmt: skip
+    return 0
+
+
+def run_speculative(args: argparse.Namespace, model, tokenizer, sampler) -> int:
+    """`--draft RUN`: speculative decoding (gptlab.speculative); --json adds acceptance and speed."""
+    import time
+
+    import torch
+
+    from gptlab.generate import encode_prompt, text_pieces
+    from gptlab.model.modes import model_device
+    from gptlab.speculative import SpeculativeStats, check_draft, speculative_tokens
+
+    draft, draft_tokenizer = load_model(args.draft, device=str(model_device(model)), dtype=args.dtype)
+    check_draft(model, draft, tokenizer, draft_tokenizer)
+    prompt_ids = encode_prompt(tokenizer, args.prompt)
+    stats = SpeculativeStats()
+    samples = []
+    start = time.perf_counter()
+    for i in range(args.num_samples):
+        seed = None if args.seed is None else args.seed + i
+        generator = None if seed is None else torch.Generator(device=model_device(model)).manual_seed(seed)
+        tokens = speculative_tokens(model, draft, prompt_ids, args.max_new_tokens, sampler, tokenizer.eot_id,
+                                    generator, k=args.draft_k, stats=stats)  # fmt: skip
+        if i and not args.json:
+            print("\n---------------")
+        if args.stream:
+            sys.stdout.write(args.prompt)
+            for piece in text_pieces(tokens, tokenizer, args.stop):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+            continue
+        completion = "".join(text_pieces(tokens, tokenizer, args.stop))
+        samples.append({"seed": seed, "completion": completion})
+        if not args.json:
+            print(args.prompt + completion)
+    seconds = time.perf_counter() - start
+    if args.json:
+        speculative = {"draft": args.draft, "k": args.draft_k, **stats.to_dict(), "tokens": stats.emitted,
+                       "seconds": seconds, "tokens_per_s": stats.emitted / seconds if seconds > 0 else None}  # fmt: skip
+        print(json.dumps({"model": args.model, "prompt": args.prompt, "max_new_tokens": args.max_new_tokens,
+                          **dataclasses.asdict(sampler), "stop": args.stop, "samples": samples,
+                          "speculative": speculative}, ensure_ascii=False))  # fmt: skip
+    else:
+        rate = stats.acceptance_rate
+        print(f"(draft acceptance {'n/a' if rate is None else f'{rate:.1%}'}, "
+              f"{stats.emitted} tokens in {stats.target_forwards} target forwards)", file=sys.stderr)  # fmt: skip
     return 0
