@@ -451,7 +451,9 @@ def stream_text(
     if seed is not None:
         generator = torch.Generator(device=model_device(model)).manual_seed(seed)
     yield from text_pieces(
-        stream_tokens(model, prompt_ids, max_new_tokens, sampler, tokenizer.eot_id, generator), tokenizer, stop
+        stream_tokens(model, prompt_ids, max_new_tokens, sampler, tokenizer.eot_id, generator),
+        tokenizer,
+        stop,
     )
 
 

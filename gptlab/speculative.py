@@ -35,6 +35,7 @@ from gptlab.model.kv_cache import KVCache
 from gptlab.model.modes import eval_mode, model_device
 
 DEFAULT_DRAFT_K = 4
+DEFAULT_SAMPLER = Sampler()  # temperature 1, no filtering: plain sampling
 
 
 @dataclass
@@ -68,12 +69,15 @@ class SpeculativeStats:
 def check_draft(target: GPT, draft: GPT, target_tokenizer=None, draft_tokenizer=None) -> None:
     """GptlabError unless ``draft`` can propose tokens for ``target``: the same tokenizer, and
     caches that can be rolled back (full attention, not recurrent)."""
-    if target_tokenizer is not None and draft_tokenizer is not None:
-        if target_tokenizer.to_dict() != draft_tokenizer.to_dict():
-            raise GptlabError(
-                "the draft model's tokenizer is not the target's: speculative decoding needs the same "
-                "tokenizer (the draft's token ids must mean the target's tokens)"
-            )
+    if (
+        target_tokenizer is not None
+        and draft_tokenizer is not None
+        and target_tokenizer.to_dict() != draft_tokenizer.to_dict()
+    ):
+        raise GptlabError(
+            "the draft model's tokenizer is not the target's: speculative decoding needs the same "
+            "tokenizer (the draft's token ids must mean the target's tokens)"
+        )
     for role, model in (("target", target), ("draft", draft)):
         cfg = model.config
         if cfg.arch != "gpt" or cfg.attention == "local":
@@ -152,7 +156,7 @@ def speculative_tokens(
     draft: GPT,
     prompt_ids: Sequence[int],
     max_new_tokens: int,
-    sampler: Sampler = Sampler(),
+    sampler: Sampler = DEFAULT_SAMPLER,
     eos_id: int | None = None,
     generator: torch.Generator | None = None,
     k: int = DEFAULT_DRAFT_K,

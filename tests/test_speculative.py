@@ -18,7 +18,9 @@ from gptlab.model.kv_cache import KVCache
 from gptlab.speculative import SpeculativeStats, accept_or_correct, check_draft, speculative_tokens
 
 
-def _model(seed: int, vocab: int = 65, block: int = 32, layers: int = 2, width: int = 32, sharpen: float = 20.0) -> GPT:
+def _model(
+    seed: int, vocab: int = 65, block: int = 32, layers: int = 2, width: int = 32, sharpen: float = 20.0
+) -> GPT:
     torch.manual_seed(seed)
     cfg = GPTConfig(vocab_size=vocab, block_size=block, n_layer=layers, n_head=2, n_embd=width, dropout=0.0)
     model = GPT(cfg).eval()
@@ -122,7 +124,9 @@ def test_sampling_preserves_the_targets_distribution():
     stats = SpeculativeStats()
     for seed in range(n):
         gen = torch.Generator().manual_seed(seed)
-        counts[tuple(speculative_tokens(target, draft, prompt, 2, sampler, generator=gen, k=2, stats=stats))] += 1
+        counts[
+            tuple(speculative_tokens(target, draft, prompt, 2, sampler, generator=gen, k=2, stats=stats))
+        ] += 1
     stat, df = _chi2(counts, exact, n)
     assert df >= 4 and stat < _chi2_critical(df), (stat, df)
     assert 0 < stats.accepted < stats.proposed  # the draft was both right and wrong: both paths ran
@@ -168,7 +172,9 @@ def test_refusals(char_tokenizer):
         list(speculative_tokens(target, target, [1], 3, Sampler(repetition_penalty=1.2)))
     with pytest.raises(GptlabError, match="k >= 1"):
         list(speculative_tokens(target, target, [1], 3, k=0))
-    local_cfg = GPTConfig(vocab_size=65, block_size=32, n_layer=1, n_head=2, n_embd=16, attention="local", window=8)
+    local_cfg = GPTConfig(
+        vocab_size=65, block_size=32, n_layer=1, n_head=2, n_embd=16, attention="local", window=8
+    )
     with pytest.raises(GptlabError, match="local-attention"):
         check_draft(target, GPT(local_cfg))
     from gptlab.tokenizers import CharTokenizer
