@@ -117,6 +117,8 @@ ROWS: list[tuple[tuple[str, ...], list[str]]] = [
                                       "--gap-threshold", "1000", "--alpha", "0.000001", "--json"]),
     (("audit", "all"), ["audit", "all", "--model", "{run}", "--out", "{tmp}/audit-all", "--quick",
                         "--verdict", "point", "--json"]),
+    (("study",), ["study", "--config", "study-tiny", "--model", "{run}", "--out", "{tmp}/study", "--only", "pretrain",
+                  "--json"]),
     (("rag", "index"), ["rag", "index", "--docs", str(DATA / "rag" / "docs.jsonl"), "--embedder", "{run}",
                         "--chunk-tokens", "16", "--overlap", "4", "--out", "{tmp}/idx", "--json"]),
     # the fixture index's embedder is MiniLM; --mode bm25 needs none (no MiniLM load here)
