@@ -61,6 +61,7 @@ ROWS: list[tuple[tuple[str, ...], list[str]]] = [
                                 "--out", "{tmp}/it", "--epochs", "1", "--batch-size", "8", "--device", "cpu",
                                 "--max-new-tokens", "2", "--max-test-examples", "2", "--json"]),
     (("classify",), ["classify", "--model", "{clf}", "the dog", "a cat", "--json"]),
+    (("fill",), ["fill", "--model", "{enc}", "the [MASK] sat", "--top-k", "3", "--json"]),
     (("eval", "perplexity"), ["eval", "perplexity", "--model", "{run}", "--input", "{text}", "--device", "cpu",
                               "--json"]),
     (("eval", "bleu"), ["eval", "bleu", *HYP_REF, "--json"]),
