@@ -45,7 +45,9 @@ def fill_mask(model, tokenizer, text: str, k: int = 5) -> list[dict[str, Any]]:
         raise GptlabError(f"--top-k must be in 1..{cfg.vocab_size}, got {k}")
     ids = mask_ids(text, tokenizer, cfg.mask_id)
     if len(ids) > cfg.block_size:
-        raise GptlabError(f"the text is {len(ids)} tokens, longer than the model's context ({cfg.block_size})")
+        raise GptlabError(
+            f"the text is {len(ids)} tokens, longer than the model's context ({cfg.block_size})"
+        )
     device = next(model.parameters()).device
     idx = torch.tensor([ids], device=device)
     logits, _ = model(idx, mlm=True)

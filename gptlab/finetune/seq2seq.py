@@ -45,12 +45,16 @@ class Seq2SeqOptions:
     input_field: str = required("the field holding the input", metavar="NAME")
     output_field: str = required("the field holding the target", metavar="NAME")
     out: str = required("the new run directory", metavar="DIR")
-    tokenizer: str | None = option(None, "a tokenizer JSON file, or a run holding one (new model)", metavar="PATH")
+    tokenizer: str | None = option(
+        None, "a tokenizer JSON file, or a run holding one (new model)", metavar="PATH"
+    )
     model: str | None = option(None, "an encoder-decoder run to continue training instead", metavar="RUN")
     n_layer: int = option(2, "layers in each stack (new model)", type=positive_int)
     n_head: int = option(4, "attention heads (new model)", type=positive_int)
     n_embd: int = option(128, "width (new model)", type=positive_int)
-    block_size: int = option(64, "longest input / target in tokens (new model); longer ones are cut", type=positive_int)
+    block_size: int = option(
+        64, "longest input / target in tokens (new model); longer ones are cut", type=positive_int
+    )
     epochs: int = option(5, "passes over the training pairs", type=positive_int)
     batch_size: int = option(16, "pairs per step", type=positive_int)
     lr: float = option(1e-3, "AdamW learning rate")
@@ -62,7 +66,9 @@ class Seq2SeqOptions:
 
     def check(self) -> None:
         if (self.tokenizer is None) == (self.model is None):
-            raise GptlabError("give exactly one of --tokenizer (a new model) and --model (an encoder-decoder run)")
+            raise GptlabError(
+                "give exactly one of --tokenizer (a new model) and --model (an encoder-decoder run)"
+            )
         if not 0 < self.test_fraction < 1:
             raise GptlabError(f"--test-fraction must be in (0, 1), got {self.test_fraction}")
         if not self.lr > 0:
@@ -76,7 +82,9 @@ def _start(options: Seq2SeqOptions) -> tuple[EncoderDecoder, Any]:
     if options.model is not None:
         model, tokenizer = Run.open(options.model).load(device=options.device)
         if model.config.arch != "encdec":
-            raise GptlabError(f"--model {options.model} is model.arch={model.config.arch!r}, not an encoder-decoder")
+            raise GptlabError(
+                f"--model {options.model} is model.arch={model.config.arch!r}, not an encoder-decoder"
+            )
         return model.train(), tokenizer
     path = Path(options.tokenizer)
     tokenizer = load_tokenizer(path / "tokenizer.json" if path.is_dir() else path)
@@ -105,7 +113,9 @@ def encode_batch(pairs: list[Pair], tokenizer, config: GPTConfig, device) -> tup
 
 
 @torch.no_grad()
-def translate(model: EncoderDecoder, tokenizer, texts: list[str], max_new_tokens: int, batch_size: int = 32) -> list[str]:
+def translate(
+    model: EncoderDecoder, tokenizer, texts: list[str], max_new_tokens: int, batch_size: int = 32
+) -> list[str]:
     """Greedy outputs (KV cache) of ``texts``, cut at the end token."""
     model.eval()
     cfg, device = model.config, next(model.parameters()).device
@@ -137,7 +147,9 @@ def finetune_seq2seq(options: Seq2SeqOptions, on_epoch=None) -> dict[str, Any]:
         rng.shuffle(train)
         total = count = 0.0
         for i in range(0, len(train), options.batch_size):
-            src, lengths, dec, tgt = encode_batch(train[i : i + options.batch_size], tokenizer, model.config, options.device)
+            src, lengths, dec, tgt = encode_batch(
+                train[i : i + options.batch_size], tokenizer, model.config, options.device
+            )
             _, loss = model(dec, tgt, src=src, src_lengths=lengths)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -159,8 +171,10 @@ def finetune_seq2seq(options: Seq2SeqOptions, on_epoch=None) -> dict[str, Any]:
     save_model(out, model, tokenizer, extra=extra)
     atomic_write_text(
         out / "outputs.jsonl",
-        "".join(json.dumps({"input": p.input, "reference": p.output, "output": o}, ensure_ascii=False) + "\n"
-                for p, o in zip(test, outputs)),  # fmt: skip
+        "".join(
+            json.dumps({"input": p.input, "reference": p.output, "output": o}, ensure_ascii=False) + "\n"
+            for p, o in zip(test, outputs)
+        ),  # fmt: skip
     )
     results = {
         "out_dir": str(out),

@@ -33,6 +33,8 @@ def build_model(config: GPTConfig) -> nn.Module:
     return model_class(config)(config)
 
 
-def model_from_state_dict(config: GPTConfig, state: dict[str, torch.Tensor], source: str = "weights") -> nn.Module:
+def model_from_state_dict(
+    config: GPTConfig, state: dict[str, torch.Tensor], source: str = "weights"
+) -> nn.Module:
     """The model of ``config`` holding the saved tensors ``state`` (see `GPT.from_state_dict`)."""
     return model_class(config).from_state_dict(config, state, source=source)

@@ -171,13 +171,26 @@ class GPTConfig:
 
     def _validate_encoders(self) -> None:
         """The fields of the encoder and encoder-decoder (their own ranges, checked always)."""
-        for name, low in (("type_vocab_size", 0), ("rel_buckets", 2), ("rel_max_distance", 2), ("start_id", 0)):
+        for name, low in (
+            ("type_vocab_size", 0),
+            ("rel_buckets", 2),
+            ("rel_max_distance", 2),
+            ("start_id", 0),
+        ):
             if not _is_int(getattr(self, name), minimum=low):
-                raise GptlabError(f"model config: {name} must be an integer >= {low}, got {getattr(self, name)!r}")
+                raise GptlabError(
+                    f"model config: {name} must be an integer >= {low}, got {getattr(self, name)!r}"
+                )
         if self.start_id >= self.vocab_size:
-            raise GptlabError(f"model config: start_id {self.start_id} is outside the vocabulary ({self.vocab_size})")
-        if self.mask_id is not None and not (_is_int(self.mask_id, minimum=0) and self.mask_id < self.vocab_size):
-            raise GptlabError(f"model config: mask_id must be a token id below vocab_size, got {self.mask_id!r}")
+            raise GptlabError(
+                f"model config: start_id {self.start_id} is outside the vocabulary ({self.vocab_size})"
+            )
+        if self.mask_id is not None and not (
+            _is_int(self.mask_id, minimum=0) and self.mask_id < self.vocab_size
+        ):
+            raise GptlabError(
+                f"model config: mask_id must be a token id below vocab_size, got {self.mask_id!r}"
+            )
 
     def _validate_variants(self) -> None:
         """The fields of the local-attention and mixture-of-experts variants."""

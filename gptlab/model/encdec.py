@@ -32,10 +32,19 @@ import torch.nn.functional as F
 from gptlab.errors import GptlabError
 from gptlab.model.config import GPTConfig
 from gptlab.model.encoder import not_a_decoder, padding_mask
-from gptlab.model.gpt import INIT_STD, MLP_EXPANSION, build_from_state, lm_loss, make_norm, saved_tensor_shapes
+from gptlab.model.gpt import (
+    INIT_STD,
+    MLP_EXPANSION,
+    build_from_state,
+    lm_loss,
+    make_norm,
+    saved_tensor_shapes,
+)
 
 
-def relative_bucket(distance: torch.Tensor, bidirectional: bool, buckets: int, max_distance: int) -> torch.Tensor:
+def relative_bucket(
+    distance: torch.Tensor, bidirectional: bool, buckets: int, max_distance: int
+) -> torch.Tensor:
     """T5's bucket of each key-minus-query ``distance``: exact for small distances, logarithmic
     up to ``max_distance`` (everything beyond shares the last bucket). Bidirectional: half of the
     buckets for keys after the query. Causal: only keys at or before the query have buckets."""
@@ -47,9 +56,14 @@ def relative_bucket(distance: torch.Tensor, bidirectional: bool, buckets: int, m
     else:
         distance = (-distance).clamp(min=0)
     exact = buckets // 2
-    far = exact + (
-        torch.log(distance.float().clamp(min=1) / exact) / math.log(max_distance / exact) * (buckets - exact)
-    ).long()
+    far = (
+        exact
+        + (
+            torch.log(distance.float().clamp(min=1) / exact)
+            / math.log(max_distance / exact)
+            * (buckets - exact)
+        ).long()
+    )
     far = far.clamp(max=buckets - 1)
     return bucket + torch.where(distance < exact, distance, far)
 
@@ -73,7 +87,9 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         B, T, C = x.shape
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(self.heads(self.q(x)), k, v, attn_mask=bias, dropout_p=p, scale=1.0)
+        y = F.scaled_dot_product_attention(
+            self.heads(self.q(x)), k, v, attn_mask=bias, dropout_p=p, scale=1.0
+        )
         return self.o(y.transpose(1, 2).reshape(B, T, C))
 
 
@@ -157,30 +173,42 @@ class EncoderDecoder(nn.Module):
         """(1, H, T, S) relative position bias of query positions (T,) over key positions (S,)."""
         cfg = self.config
         table = self.transformer.dec_rel if decoder else self.transformer.enc_rel
-        buckets = relative_bucket(keys[None, :] - queries[:, None], not decoder, cfg.rel_buckets, cfg.rel_max_distance)
+        buckets = relative_bucket(
+            keys[None, :] - queries[:, None], not decoder, cfg.rel_buckets, cfg.rel_max_distance
+        )
         return table(buckets).permute(2, 0, 1).unsqueeze(0)
 
-    def encode(self, src: torch.Tensor, src_lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(
+        self, src: torch.Tensor, src_lengths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """src (B, S) right-padded to ``src_lengths`` -> (encoder output (B, S, C), the additive
         padding bias (B|1, 1, 1, S) cross-attention uses)."""
         B, S = src.shape
-        if S > self.config.block_size:
+        if self.config.block_size < S:
             raise GptlabError(f"source of {S} tokens is longer than block_size {self.config.block_size}")
         pos = torch.arange(S, device=src.device)
         keep = padding_mask(src_lengths, S, src.device)
-        pad = torch.zeros(1, 1, 1, S, device=src.device) if keep is None else (~keep).float() * torch.finfo(torch.float32).min
+        pad = (
+            torch.zeros(1, 1, 1, S, device=src.device)
+            if keep is None
+            else (~keep).float() * torch.finfo(torch.float32).min
+        )
         x = self.transformer.drop(self.transformer.wte(src))
         bias = self.position_bias(False, pos, pos) + pad
         for block in self.transformer.enc:
             x, _ = block(x, bias)
         return self.transformer.drop(self.transformer.enc_ln(x)), pad
 
-    def decode(self, idx: torch.Tensor, memory: torch.Tensor, pad: torch.Tensor, cache: Seq2SeqCache | None = None) -> torch.Tensor:
+    def decode(
+        self, idx: torch.Tensor, memory: torch.Tensor, pad: torch.Tensor, cache: Seq2SeqCache | None = None
+    ) -> torch.Tensor:
         """Decoder inputs (B, T) after ``cache.pos`` earlier ones -> logits (B, T, V)."""
         T = idx.shape[1]
         start = 0 if cache is None else cache.pos
         if start + T > self.config.block_size:
-            raise GptlabError(f"target of {start + T} tokens is longer than block_size {self.config.block_size}")
+            raise GptlabError(
+                f"target of {start + T} tokens is longer than block_size {self.config.block_size}"
+            )
         keys = torch.arange(start + T, device=idx.device)
         bias = self.position_bias(True, keys[start:], keys)  # causal buckets; the mask below hides the future
         bias = bias.masked_fill(keys[None, None, None, :] > keys[start:, None], torch.finfo(bias.dtype).min)
@@ -211,7 +239,9 @@ class EncoderDecoder(nn.Module):
         """Teacher forcing: decoder inputs idx (B, T) given the source ``src`` (B, S) -> logits
         (B, T, V) and the cross-entropy against targets (B, T) (-100 ignored)."""
         if src is None or kv_cache is not None or last_only:
-            raise not_a_decoder(self.config, "next-token prediction without a source (generation, perplexity)")
+            raise not_a_decoder(
+                self.config, "next-token prediction without a source (generation, perplexity)"
+            )
         memory, pad = self.encode(src, src_lengths)
         logits = self.decode(idx, memory, pad)
         return logits, lm_loss(logits, targets, label_smoothing)

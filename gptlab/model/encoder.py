@@ -132,8 +132,10 @@ class Encoder(nn.Module):
     ) -> torch.Tensor:
         """idx (B, T), right-padded to ``lengths`` (B,) if given -> the last block's output (B, T, C)."""
         B, T = idx.shape
-        if T > self.config.block_size:
-            raise GptlabError(f"sequence of {T} tokens is longer than the context (block_size {self.config.block_size})")
+        if self.config.block_size < T:
+            raise GptlabError(
+                f"sequence of {T} tokens is longer than the context (block_size {self.config.block_size})"
+            )
         x = self.transformer.wte(idx) + self.transformer.wpe(torch.arange(T, device=idx.device))
         if "wtt" in self.transformer:
             types = torch.zeros_like(idx) if token_types is None else token_types

@@ -54,7 +54,9 @@ class GPTClassifier(nn.Module):
         if pooling not in POOLINGS:
             raise GptlabError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         if pooling == "first" and gpt.config.arch != "encoder":
-            raise GptlabError("pooling 'first' ([CLS]) needs an encoder: a left-to-right model's first token has seen nothing else")
+            raise GptlabError(
+                "pooling 'first' ([CLS]) needs an encoder: a left-to-right model's first token has seen nothing else"
+            )
         self.gpt = gpt
         self.num_classes = num_classes
         self.pooling = pooling

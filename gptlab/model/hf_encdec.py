@@ -68,7 +68,9 @@ def _require(hf: dict[str, Any], field: str, allowed, source: str) -> Any:
     return hf.get(field)
 
 
-def _rename(state: dict[str, torch.Tensor], names: list[tuple[str, str]], source: str) -> dict[str, torch.Tensor]:
+def _rename(
+    state: dict[str, torch.Tensor], names: list[tuple[str, str]], source: str
+) -> dict[str, torch.Tensor]:
     out = {}
     for key, tensor in state.items():
         if SKIPPED.match(key):
@@ -116,7 +118,9 @@ def encoder_from_bert(
     for (layer, kind), parts in qkv.items():
         if set(parts) != {"query", "key", "value"}:
             raise GptlabError(f"{source}: layer {layer} lacks one of query/key/value {kind}")
-        out[f"transformer.h.{layer}.attn.c_attn.{kind}"] = torch.cat([parts[p] for p in ("query", "key", "value")])
+        out[f"transformer.h.{layer}.attn.c_attn.{kind}"] = torch.cat(
+            [parts[p] for p in ("query", "key", "value")]
+        )
     return Encoder.from_state_dict(config, out, source=source)
 
 

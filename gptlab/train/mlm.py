@@ -28,8 +28,12 @@ REPLACE_MASK, REPLACE_RANDOM = 0.8, 0.1  # of the chosen tokens; the remaining 1
 def mlm_model_config(config: GPTConfig, tokenizer_vocab: int) -> GPTConfig:
     """``config`` with the [MASK] id reserved after the tokenizer's vocabulary."""
     if config.arch != "encoder":
-        raise GptlabError(f"train.objective=mlm trains an encoder: set model.arch=encoder (got {config.arch!r})")
-    return GPTConfig.from_dict({**config.to_dict(), "vocab_size": tokenizer_vocab + 1, "mask_id": tokenizer_vocab})
+        raise GptlabError(
+            f"train.objective=mlm trains an encoder: set model.arch=encoder (got {config.arch!r})"
+        )
+    return GPTConfig.from_dict(
+        {**config.to_dict(), "vocab_size": tokenizer_vocab + 1, "mask_id": tokenizer_vocab}
+    )
 
 
 def mask_tokens(

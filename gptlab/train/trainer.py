@@ -247,7 +247,9 @@ class _Run:
 
             model_config = mlm_model_config(model_config, self.train_data.vocab_size)
             if objective is not None:
-                raise GptlabError("train.objective=mlm has its own loss: it cannot be combined with distillation")
+                raise GptlabError(
+                    "train.objective=mlm has its own loss: it cannot be combined with distillation"
+                )
             self.objective = objective = MLMObjective()
         elif model_config.arch in ("encoder", "encdec"):
             raise GptlabError(

@@ -12,8 +12,13 @@ transformers = pytest.importorskip("transformers")
 def _bert():
     torch.manual_seed(0)
     cfg = transformers.BertConfig(
-        vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-        max_position_embeddings=24, type_vocab_size=2,
+        vocab_size=120,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=128,
+        max_position_embeddings=24,
+        type_vocab_size=2,
     )
     return transformers.BertForMaskedLM(cfg).eval()
 
@@ -21,9 +26,18 @@ def _bert():
 def _t5():
     torch.manual_seed(0)
     cfg = transformers.T5Config(
-        vocab_size=90, d_model=32, d_kv=8, d_ff=128, num_layers=2, num_heads=4,
-        relative_attention_num_buckets=8, relative_attention_max_distance=20, feed_forward_proj="relu",
-        decoder_start_token_id=0, eos_token_id=1, pad_token_id=0,
+        vocab_size=90,
+        d_model=32,
+        d_kv=8,
+        d_ff=128,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=20,
+        feed_forward_proj="relu",
+        decoder_start_token_id=0,
+        eos_token_id=1,
+        pad_token_id=0,
     )
     hf = transformers.T5ForConditionalGeneration(cfg).eval()
     with torch.no_grad():  # random init leaves the tiny model's logits nearly flat: spread them

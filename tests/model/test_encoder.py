@@ -16,7 +16,9 @@ from gptlab.train.mlm import MASK_RATE, mask_tokens, mlm_model_config
 
 
 def _config(arch: str, **kw) -> GPTConfig:
-    return GPTConfig(**{"vocab_size": 40, "block_size": 24, "n_layer": 2, "n_head": 2, "n_embd": 16, "arch": arch, **kw})
+    return GPTConfig(
+        **{"vocab_size": 40, "block_size": 24, "n_layer": 2, "n_head": 2, "n_embd": 16, "arch": arch, **kw}
+    )
 
 
 def test_masking_is_bert_80_10_10():
@@ -57,7 +59,9 @@ def test_classifier_on_an_encoder_ignores_padding_with_first_and_mean_pooling():
         with torch.no_grad():
             torch.testing.assert_close(clf(padded, torch.tensor([7]))[0], clf(idx, torch.tensor([7]))[0])
     with pytest.raises(GptlabError, match="needs an encoder"):
-        GPTClassifier(build_model(GPTConfig(vocab_size=40, block_size=8, n_layer=1, n_head=2, n_embd=8)), 2, "first")
+        GPTClassifier(
+            build_model(GPTConfig(vocab_size=40, block_size=8, n_layer=1, n_head=2, n_embd=8)), 2, "first"
+        )
 
 
 @pytest.mark.parametrize("arch", ["encoder", "encdec"])
@@ -127,7 +131,12 @@ def test_seq2seq_learns_a_letter_shift_and_continues_from_its_run(tmp_path):
     rng = __import__("random").Random(0)
     words = ["".join(rng.choice("abcdefgh") for _ in range(rng.randint(2, 5))) for _ in range(400)]
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps({"src": w, "tgt": w.translate(str.maketrans("abcdefgh", "bcdefgha"))}) + "\n" for w in words))
+    data.write_text(
+        "".join(
+            json.dumps({"src": w, "tgt": w.translate(str.maketrans("abcdefgh", "bcdefgha"))}) + "\n"
+            for w in words
+        )
+    )
     CharTokenizer.train("abcdefgh").save(tmp_path / "tok.json")
     options = Seq2SeqOptions(str(data), "src", "tgt", str(tmp_path / "run"), tokenizer=str(tmp_path / "tok.json"),
                              n_layer=1, n_head=2, n_embd=64, block_size=8, epochs=20, batch_size=32, lr=2e-3,
@@ -138,5 +147,7 @@ def test_seq2seq_learns_a_letter_shift_and_continues_from_its_run(tmp_path):
     assert losses[-1] < losses[0] / 2 and result["test_exact_match"] >= 0.2
     model, tok = Run.open(tmp_path / "run").load()
     assert translate(model, tok, ["abc"], 8) == translate(model, tok, ["abc"], 8)  # deterministic, loads
-    more = Seq2SeqOptions(str(data), "src", "tgt", str(tmp_path / "more"), model=str(tmp_path / "run"), epochs=1)
+    more = Seq2SeqOptions(
+        str(data), "src", "tgt", str(tmp_path / "more"), model=str(tmp_path / "run"), epochs=1
+    )
     assert finetune_seq2seq(more)["n_params"] == result["n_params"]

@@ -300,7 +300,16 @@ def fx(tmp_path_factory) -> Fixtures:
         model, tokenizer = load_model(run)
         hf = to_hf_gpt2(model, root / "hf", tokenizer)
         enc = root / "enc"
-        _call(["train", *tiny_train_args(corpus), "model.arch=encoder", "train.objective=mlm", "--out", str(enc)])
+        _call(
+            [
+                "train",
+                *tiny_train_args(corpus),
+                "model.arch=encoder",
+                "train.objective=mlm",
+                "--out",
+                str(enc),
+            ]
+        )
     finally:
         torch.set_num_threads(threads)
     return Fixtures(root, corpus, text, tsv, instructions, run, clf, it, hf, enc)
