@@ -25,6 +25,7 @@ BENCHMARKS = {
     "eval-tasks": "benchmark-task items/s vs lm-evaluation-harness on the same model and items",
     "optimizers": "AdamW, Adam, SGD, Adafactor, Lion: lr sweep, val loss, time, optimiser-state bytes",
     "serve": "gptlab serve under N concurrent clients: requests/s, tokens/s, p50/p99 latency, errors vs in-process generate",
+    "preference-winrate": "win rate of one instruction model over another (DPO over SFT) by a reward model and ROUGE-L",
 }
 
 

@@ -11,10 +11,19 @@ import string
 import numpy as np
 import pytest
 import torch
+from audit_checks import assert_rates_have_intervals
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from gptlab.audit.common import AuditResult, Finding, bootstrap_interval, roc_auc, roc_curve, tpr_at_fpr
+from gptlab.audit.common import (
+    AuditResult,
+    Finding,
+    Precondition,
+    bootstrap_interval,
+    roc_auc,
+    roc_curve,
+    tpr_at_fpr,
+)
 from gptlab.audit.report import render_report
 from gptlab.cli import main
 from gptlab.errors import GptlabError
@@ -57,23 +66,33 @@ def test_bootstrap_interval_covers_the_statistic_and_is_seeded():
     assert 0 <= lo <= roc_auc(s, y) <= hi <= 1
 
 
-def test_verdicts_follow_the_threshold_and_its_direction():
-    assert Finding("t", "m", 0.7, threshold=0.6).verdict == "fail"
-    assert Finding("t", "m", 0.5, threshold=0.6).verdict == "pass"
-    assert Finding("t", "m", 0.5, threshold=0.6, higher_is_worse=False).verdict == "fail"
+def test_point_verdicts_follow_the_threshold_and_its_direction():
+    assert Finding("t", "m", 0.7, threshold=0.6).judge("point").verdict == "fail"
+    assert Finding("t", "m", 0.5, threshold=0.6).judge("point").verdict == "pass"
+    assert Finding("t", "m", 0.5, threshold=0.6, higher_is_worse=False).judge("point").verdict == "fail"
     assert Finding("t", "m", 0.5).verdict == "info"
 
 
 def test_report_lists_every_finding_and_is_self_contained():
     results = [
-        AuditResult("a", [Finding("x", "<b>m1</b>", 0.1, (0.0, 0.2), 0.05), Finding("x", "m2", 1.0)]),
+        AuditResult(
+            "a",
+            [Finding("x", "<b>m1</b>", 0.1, (0.07, 0.2), 0.05), Finding("x", "m2", 1.0),
+             Finding("x", "m4", 0.1, (0.0, 0.2), 0.05, requires=("learned",))],
+            preconditions=[Precondition("learned", False, "accuracy 0.4 [0.3, 0.5], not above 0.5")],
+        ),
         AuditResult("b", [Finding("y", "m3", 0.3, threshold=0.5)], plots={"p.png": b"\x89PNG fake"}),
-    ]
+    ]  # fmt: skip
     page = render_report(results, skipped={"c": "no data"})
     summary = re.search(r'<table id="summary">(.*?)</table>', page, re.S).group(1)
-    assert summary.count("<tr>") == 1 + 3
+    assert summary.count("<tr>") == 1 + 4
     assert "&lt;b&gt;m1" in page and "<b>m1</b>" not in page
-    assert "'fail'>fail" in page and "'pass'>pass" in page
+    assert "'fail'>fail" in page and "'pass'>pass" in page and "'inconclusive'>inconclusive" in page
+    assert "precondition failed: learned" in summary
+    # the failed precondition is said before the summary table, not only in its row
+    box = page.index('id="preconditions"')
+    assert box < page.index('<table id="summary">') and "learned does not hold" in page[box:]
+    assert "1 failed, 1 inconclusive" in page
     assert 'id="skipped"' in page and "no data" in page
     assert not re.search(r'(?:src|href)="(?:https?:)?//', page)
 
@@ -118,6 +137,9 @@ def test_audit_all_on_an_lm_run(lm_run, tmp_path, capsys):
     assert names == ["memorization", "membership", "bias", "typos"] and combined["skipped"] == {}
     for audit in combined["audits"]:  # each audit's own file, as `gptlab audit NAME --out` writes it
         assert json.loads((out / f"{audit['audit']}.json").read_text())["findings"] == audit["findings"]
+        assert_rates_have_intervals(audit)
+        assert combined["counts"][audit["audit"]] == audit["counts"]
+        assert sum(audit["counts"].values()) == len(audit["findings"])
     membership = next(a for a in combined["audits"] if a["audit"] == "membership")
     auc = next(f for f in membership["findings"] if f["metric"] == "ROC AUC (loss)")
     assert 0 <= auc["interval"][0] <= auc["value"] <= auc["interval"][1] <= 1
@@ -163,7 +185,7 @@ def test_audit_all_fails_with_the_load_error_when_the_model_cannot_be_loaded(tmp
 
 
 @pytest.mark.slow
-def test_audit_all_on_a_classifier_run_runs_robustness(tmp_path):
+def test_audit_all_on_a_classifier_run_runs_robustness(tmp_path, capsys):
     from gptlab.finetune.classifier_run import (
         CLASSIFIER_FORMAT,
         CLASSIFIER_JSON,
@@ -193,6 +215,25 @@ def test_audit_all_on_a_classifier_run_runs_robustness(tmp_path):
     assert [a["audit"] for a in combined["audits"]] == ["robustness"]
     metrics = {f["metric"] for f in combined["audits"][0]["findings"]}
     assert {"clean accuracy", "HotFlip attack success rate"} <= metrics
+    assert_rates_have_intervals(combined["audits"][0])
+    # an untrained classifier on random texts is at chance: nothing an attack does to it is measurable
+    robustness = combined["audits"][0]
+    assert robustness["preconditions"][0]["name"] == "clean accuracy above chance"
+    assert robustness["preconditions"][0]["holds"] is False
+    asr = next(f for f in robustness["findings"] if f["metric"] == "HotFlip attack success rate")
+    assert asr["verdict"] == "inconclusive" and asr["reason"].startswith(
+        "precondition failed: clean accuracy"
+    )
+    assert combined["counts"]["robustness"]["inconclusive"] >= 1 + len(robustness["details"]["kinds"])
+    out = tmp_path / "b"
+    args = ["audit", "all", "--model", str(run), "--out", str(out), "--quick", "--seed", "1"]
+    assert main(args + ["--fail-on", "inconclusive"]) == 3  # the gate: inconclusive is not a pass
+    capsys.readouterr()
+    code = main(args + ["--fail-on", "fail", "--overwrite", "--verdict", "point", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict_mode"] == "point" and doc["counts"]["robustness"]["inconclusive"] == 0
+    assert doc["preconditions_failed"] == {"robustness": ["clean accuracy above chance"]}
+    assert code == (3 if doc["counts"]["robustness"]["fail"] else 0)
 
 
 def test_every_audit_is_a_cli_verb(capsys):
