@@ -31,14 +31,12 @@ import torch.nn.functional as F
 
 from gptlab.errors import GptlabError
 from gptlab.model.config import GPTConfig
-from gptlab.model.encoder import not_a_decoder, padding_mask
+from gptlab.model.encoder import NotADecoder, not_a_decoder, padding_mask
 from gptlab.model.gpt import (
     INIT_STD,
     MLP_EXPANSION,
-    build_from_state,
     lm_loss,
     make_norm,
-    saved_tensor_shapes,
 )
 
 
@@ -133,7 +131,7 @@ class Seq2SeqCache:
         self.cross_kv, self.cross_bias, self.pos = cross_kv, cross_bias, 0
 
 
-class EncoderDecoder(nn.Module):
+class EncoderDecoder(NotADecoder, nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         config.validate()
@@ -275,25 +273,6 @@ class EncoderDecoder(nn.Module):
 
     def head_input(self, idx, lengths=None):
         raise not_a_decoder(self.config, "a classifier head (use model.arch=encoder or gpt)")
-
-    def forward_with_attention(self, idx):
-        raise not_a_decoder(self.config, "attention analysis")
-
-    def hidden_states(self, idx, kv_cache=None):
-        raise not_a_decoder(self.config, "the logit lens (hidden states read by the LM head)")
-
-    def unembed(self, x):
-        raise not_a_decoder(self.config, "unembedding a residual stream into next-token logits")
-
-    @classmethod
-    def tensor_shapes(cls, config: GPTConfig) -> dict[str, tuple[int, ...]]:
-        return saved_tensor_shapes(cls, config)
-
-    @classmethod
-    def from_state_dict(cls, config: GPTConfig, state: dict[str, torch.Tensor], source: str = "weights"):
-        if config.tie_weights:
-            state = {k: v for k, v in state.items() if k != "lm_head.weight"}
-        return build_from_state(cls, config, state, source)
 
 
 def shift_right(targets: torch.Tensor, start_id: int) -> torch.Tensor:

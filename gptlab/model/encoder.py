@@ -47,6 +47,31 @@ def padding_mask(lengths: torch.Tensor | None, T: int, device) -> torch.Tensor |
     return (torch.arange(T, device=device)[None, :] < lengths[:, None])[:, None, None, :]
 
 
+class NotADecoder:
+    """What the encoder and the encoder-decoder share: saving and loading as a GPT does, and
+    refusing the decoder-only analyses (attention maps of a causal model, the logit lens)."""
+
+    def forward_with_attention(self, idx: torch.Tensor):
+        raise not_a_decoder(self.config, "attention analysis")
+
+    def hidden_states(self, idx: torch.Tensor, kv_cache=None):
+        raise not_a_decoder(self.config, "the logit lens (hidden states read by the LM head)")
+
+    def unembed(self, x: torch.Tensor) -> torch.Tensor:
+        raise not_a_decoder(self.config, "unembedding a residual stream into next-token logits")
+
+    @classmethod
+    def tensor_shapes(cls, config: GPTConfig) -> dict[str, tuple[int, ...]]:
+        return saved_tensor_shapes(cls, config)
+
+    @classmethod
+    def from_state_dict(cls, config: GPTConfig, state: dict[str, torch.Tensor], source: str = "weights"):
+        """As `GPT.from_state_dict`: exactly the expected tensors (a tied head's may be left out)."""
+        if config.tie_weights:
+            state = {k: v for k, v in state.items() if k != "lm_head.weight"}
+        return build_from_state(cls, config, state, source)
+
+
 class BidirectionalAttention(nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
@@ -89,7 +114,7 @@ class EncoderBlock(nn.Module):
         return self.ln_2(x + self.drop(self.mlp(x)))
 
 
-class Encoder(nn.Module):
+class Encoder(NotADecoder, nn.Module):
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         config.validate()
@@ -174,25 +199,6 @@ class Encoder(nn.Module):
         """What a classifier head reads (gptlab.model.heads): the last block's output (B, T, C),
         padding masked out of attention by ``lengths``."""
         return self.encode(idx, lengths)
-
-    def forward_with_attention(self, idx: torch.Tensor):
-        raise not_a_decoder(self.config, "attention analysis")
-
-    def hidden_states(self, idx: torch.Tensor, kv_cache=None):
-        raise not_a_decoder(self.config, "the logit lens (hidden states read by the LM head)")
-
-    def unembed(self, x: torch.Tensor) -> torch.Tensor:
-        raise not_a_decoder(self.config, "unembedding a residual stream into next-token logits")
-
-    @classmethod
-    def tensor_shapes(cls, config: GPTConfig) -> dict[str, tuple[int, ...]]:
-        return saved_tensor_shapes(cls, config)
-
-    @classmethod
-    def from_state_dict(cls, config: GPTConfig, state: dict[str, torch.Tensor], source: str = "weights"):
-        if config.tie_weights:
-            state = {k: v for k, v in state.items() if k != "lm_head.weight"}
-        return build_from_state(cls, config, state, source)
 
 
 def _init_weights(module: nn.Module) -> None:
