@@ -1,6 +1,7 @@
-"""``gptlab finetune classify|instruct``: adapt a pretrained model to a task (thin wrappers over
-gptlab.finetune.classify and gptlab.finetune.instruct). Each task's flags are built from its
-options dataclass (`ClassifyOptions`, `InstructOptions`, with `LoraOptions` inside): their field
+"""``gptlab finetune classify|instruct|seq2seq``: adapt a pretrained model to a task, or train an
+encoder-decoder on pairs (thin wrappers over gptlab.finetune.classify, .instruct, .seq2seq).
+Each task's flags are built from its options dataclass (`ClassifyOptions`, `InstructOptions`,
+`Seq2SeqOptions`, with `LoraOptions` inside): their field
 defaults and help are the flags' defaults and help."""
 
 from __future__ import annotations
