@@ -32,6 +32,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "chat": ("chat", "chat with a model: messages on stdin, replies streamed"),
     "finetune": ("finetune", "fine-tune a pretrained model: classification or instruction following"),
     "classify": ("classify", "label texts with a fine-tuned classifier"),
+    "fill": ("fill", "fill the [MASK] tokens of a text with an encoder (model.arch=encoder)"),
     "eval": ("eval", "evaluate a model or its outputs: perplexity, BLEU, ROUGE, judge, classify"),
     "convert": ("convert", "import Hugging Face GPT-2 weights into a gptlab run directory"),
     "export": ("export", "export a gptlab run to Hugging Face GPT-2 format"),

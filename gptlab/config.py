@@ -130,6 +130,7 @@ class TrainSection:
     sample_top_k: int = 40
     progress: bool = True  # tqdm progress bar
     data_fraction: float = 1.0  # train on the first this fraction of the train split's tokens (0 < f <= 1)
+    objective: str = "lm"  # lm: next token | mlm: masked tokens, for model.arch=encoder (gptlab/train/mlm.py)
 
 
 @dataclass
@@ -189,6 +190,7 @@ def check_values(config: RunConfig) -> None:
         (o.decay_steps >= 0, "optim.decay_steps must be >= 0 (0: train.max_steps)", o.decay_steps),
         (0 <= o.label_smoothing < 1, "optim.label_smoothing must be in [0, 1)", o.label_smoothing),
         (0 < t.data_fraction <= 1, "train.data_fraction must be in (0, 1]", t.data_fraction),
+        (t.objective in ("lm", "mlm"), "train.objective must be lm or mlm", t.objective),
         (0 <= t.seed <= MAX_SEED, "train.seed must be an integer in [0, 2**63 - 1]", t.seed),
         (0 <= d.val_fraction < 1, "data.val_fraction must be in [0, 1)", d.val_fraction),
         (dp.epsilon >= 0, "dp.epsilon must be >= 0 (0: off)", dp.epsilon),

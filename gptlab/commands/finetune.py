@@ -1,6 +1,7 @@
-"""``gptlab finetune classify|instruct``: adapt a pretrained model to a task (thin wrappers over
-gptlab.finetune.classify and gptlab.finetune.instruct). Each task's flags are built from its
-options dataclass (`ClassifyOptions`, `InstructOptions`, with `LoraOptions` inside): their field
+"""``gptlab finetune classify|instruct|seq2seq``: adapt a pretrained model to a task, or train an
+encoder-decoder on pairs (thin wrappers over gptlab.finetune.classify, .instruct, .seq2seq).
+Each task's flags are built from its options dataclass (`ClassifyOptions`, `InstructOptions`,
+`Seq2SeqOptions`, with `LoraOptions` inside): their field
 defaults and help are the flags' defaults and help."""
 
 from __future__ import annotations
@@ -104,6 +105,33 @@ def register(subparsers) -> None:
     add_task_arguments(instruct, InstructOptions)
     instruct.set_defaults(func=run_instruct)
     register_preference(tasks)
+
+    from gptlab.finetune.seq2seq import Seq2SeqOptions
+
+    seq2seq = tasks.add_parser(
+        "seq2seq",
+        help="train an encoder-decoder (T5-style, model.arch=encdec) on input -> output pairs",
+        description="Teacher-forced training of a new (or --model) encoder-decoder on a pairs file; the test "
+        "split is decoded greedily and scored with BLEU (results.json, outputs.jsonl).",
+    )
+    add_task_arguments(seq2seq, Seq2SeqOptions)
+    seq2seq.set_defaults(func=run_seq2seq)
+
+
+def run_seq2seq(args: argparse.Namespace) -> int:
+    from gptlab.finetune.seq2seq import Seq2SeqOptions, finetune_seq2seq
+    from gptlab.outputs import claim_folder
+
+    claim_folder(args.out, what="run directory", overwrite=args.overwrite, sources=[args.model, args.data])
+    options = dataclass_from_args(Seq2SeqOptions, args)
+
+    def on_epoch(r: dict) -> None:
+        if not args.json:
+            print(f"epoch {r['epoch']}: train loss {r['train_loss']:.4f}", flush=True)
+
+    result = finetune_seq2seq(options, on_epoch=on_epoch)
+    print(json.dumps(result, indent=2) if args.json else f"test BLEU {result['test_bleu']:.2f}: {args.out}")
+    return 0
 
 
 def run_classify(args: argparse.Namespace) -> int:

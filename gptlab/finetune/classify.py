@@ -96,7 +96,7 @@ class ClassifyOptions:
     balance: str = option("none", choices=("none", "undersample", "oversample"))  # training split only
     class_weights: bool = option(False, "weigh the loss by inverse class frequency")
     max_length: int | None = option(None, "tokens per text (default: the model's context)", type=positive_int)
-    pooling: str = option("last", choices=("last", "mean"))
+    pooling: str = option("last", choices=("last", "mean", "first"))
     trainable: str = option("all", "head | last:N (last N blocks + final norm + head) | all", metavar="WHAT")
     lora: LoraOptions = lora_option()
     peft: PeftOptions = peft_option()
@@ -361,10 +361,13 @@ def finetune_classifier(
         "splits": {"train": len(train_data), "val": len(val_data), "test": len(test_data)},
         "class_counts_train": dict(zip(data.label_names, train_data.counts())),
     }
-    baseline_data = start.pretraining_data  # its val split measures forgetting
+    # its val split measures forgetting; both it and prompting read next-token logits, which an
+    # encoder (model.arch=encoder) does not have: it is classified by its head alone
+    decoder = gpt.config.arch != "encoder"
+    baseline_data = start.pretraining_data if decoder else None
     if baseline_data is not None:
         summary["forgetting"] = {"before": lm_val_loss(gpt, baseline_data)}
-    if options.prompting_shots:
+    if options.prompting_shots and decoder:
         summary["prompting"] = _prompting_baselines(
             gpt, tokenizer, train_data, test_data, options.prompting_shots, options.seed
         )

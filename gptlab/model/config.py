@@ -29,7 +29,10 @@ The defaults are GPT-2 small (124M). The options are a few explicit fields, each
 - ``arch``: ``gpt`` (this transformer), or ``lstm`` / ``gru``: a recurrent language model of
   ``n_layer`` cells of width ``n_embd`` with a tied head (gptlab/model/rnn.py), the baseline the
   transformer replaced; it reads the shape fields, ``dropout``, ``embd_dropout``, ``bias`` and
-  ``tie_weights`` and ignores the transformer's options.
+  ``tie_weights`` and ignores the transformer's options. ``encoder``: a BERT-style bidirectional
+  encoder with a masked-LM head (gptlab/model/encoder.py; ``type_vocab_size``, ``mask_id``);
+  ``encdec``: a T5-style encoder-decoder (gptlab/model/encdec.py; ``rel_buckets``,
+  ``rel_max_distance``, ``start_id``). Neither is a next-token language model.
 
 A model file written before a field existed lacks it and gets its default, so it loads as the
 model it was (a GPT, pre-norm, full attention, dense MLP).
@@ -49,7 +52,8 @@ NORMS = ("layernorm", "rmsnorm")
 NORM_POSITIONS = ("pre", "post")
 ATTENTIONS = ("full", "local")
 MLPS = ("dense", "moe")
-ARCHS = ("gpt", "lstm", "gru")
+ARCHS = ("gpt", "lstm", "gru", "encoder", "encdec")
+TRANSFORMER_ARCHS = ("gpt", "encoder", "encdec")  # the archs with attention heads
 GPT2_VOCAB_SIZE = 50257  # 50,000 BPE merges + 256 byte tokens + <|endoftext|>
 GPT2_BLOCK_SIZE = 1024
 # The fields that fix the tensors' shapes: a model file must give them (a default of 12 layers
@@ -90,7 +94,14 @@ class GPTConfig:
     n_experts: int = 1  # mlp = "moe" only
     top_k: int = 1  # experts per token (mlp = "moe" only)
     moe_aux_loss: float = 0.01  # load-balancing loss coefficient (mlp = "moe" only)
-    arch: str = "gpt"  # "lstm" / "gru": a recurrent model (gptlab/model/rnn.py)
+    arch: str = "gpt"  # "lstm" / "gru": a recurrent model (gptlab/model/rnn.py); "encoder", "encdec"
+    # encoder (gptlab/model/encoder.py): BERT's token types (0: none) and the [MASK] token's id
+    type_vocab_size: int = 0
+    mask_id: int | None = None
+    # encdec (gptlab/model/encdec.py): T5's relative position buckets and the decoder's start token
+    rel_buckets: int = 32
+    rel_max_distance: int = 128
+    start_id: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -114,7 +125,7 @@ class GPTConfig:
                 raise GptlabError(
                     f"model config: {name} must be at most {MAX_SIZES[name]:,}, got {value:,} (a corrupt file?)"
                 )
-        if self.n_embd % self.n_head and self.arch == "gpt":  # a recurrent model has no heads
+        if self.n_embd % self.n_head and self.arch in TRANSFORMER_ARCHS:  # a recurrent model has no heads
             raise GptlabError(
                 f"model config: n_embd ({self.n_embd}) must be divisible by n_head ({self.n_head})"
             )
@@ -156,6 +167,30 @@ class GPTConfig:
             if not isinstance(getattr(self, name), bool):
                 raise GptlabError(f"model config: {name} must be true or false, got {getattr(self, name)!r}")
         self._validate_variants()
+        self._validate_encoders()
+
+    def _validate_encoders(self) -> None:
+        """The fields of the encoder and encoder-decoder (their own ranges, checked always)."""
+        for name, low in (
+            ("type_vocab_size", 0),
+            ("rel_buckets", 2),
+            ("rel_max_distance", 2),
+            ("start_id", 0),
+        ):
+            if not _is_int(getattr(self, name), minimum=low):
+                raise GptlabError(
+                    f"model config: {name} must be an integer >= {low}, got {getattr(self, name)!r}"
+                )
+        if self.start_id >= self.vocab_size:
+            raise GptlabError(
+                f"model config: start_id {self.start_id} is outside the vocabulary ({self.vocab_size})"
+            )
+        if self.mask_id is not None and not (
+            _is_int(self.mask_id, minimum=0) and self.mask_id < self.vocab_size
+        ):
+            raise GptlabError(
+                f"model config: mask_id must be a token id below vocab_size, got {self.mask_id!r}"
+            )
 
     def _validate_variants(self) -> None:
         """The fields of the local-attention and mixture-of-experts variants."""

@@ -7,6 +7,9 @@ score per class. Which vector:
   the final-normed hidden state of the *last real token*. Attention is causal, so that is the only
   position that has seen the whole text.
 - ``pooling="mean"``: the mean of the final-normed hidden states of all real tokens.
+- ``pooling="first"``: the first token's state, BERT's [CLS] pooling: only an encoder
+  (``model.arch`` encoder, bidirectional) has seen the whole text there. An encoder also gets
+  ``lengths``, so its attention skips the padding.
 
 Batches are padded on the right and come with ``lengths`` (B,), the number of real tokens per
 row. With causal attention a real token only attends to earlier positions, which are all real
@@ -31,7 +34,7 @@ from gptlab.errors import GptlabError
 from gptlab.model.gpt import GPT, INIT_STD
 from gptlab.model.rnn import RecurrentLM
 
-POOLINGS = ("last", "mean")
+POOLINGS = ("last", "mean", "first")
 
 
 class GPTClassifier(nn.Module):
@@ -50,6 +53,10 @@ class GPTClassifier(nn.Module):
             raise GptlabError(f"a classifier needs num_classes >= 2, got {num_classes!r}")
         if pooling not in POOLINGS:
             raise GptlabError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        if pooling == "first" and gpt.config.arch != "encoder":
+            raise GptlabError(
+                "pooling 'first' ([CLS]) needs an encoder: a left-to-right model's first token has seen nothing else"
+            )
         self.gpt = gpt
         self.num_classes = num_classes
         self.pooling = pooling
@@ -81,7 +88,12 @@ class GPTClassifier(nn.Module):
             )
         if bool((lengths < 1).any()) or bool((lengths > T).any()):
             raise GptlabError(f"lengths must be in 1..{T} (the padded length), got {lengths.tolist()}")
-        x = self.gpt.head_input(idx)  # (B, T, C): after the final norm (a GPT) or the last cell (an RNN)
+        if self.gpt.config.arch == "encoder":  # bidirectional: padding must be masked out of attention
+            x = self.gpt.head_input(idx, lengths)
+        else:
+            x = self.gpt.head_input(idx)  # (B, T, C): after the final norm (a GPT) or the last cell (an RNN)
+        if self.pooling == "first":
+            return x[:, 0]
         if self.pooling == "last":
             rows = torch.arange(B, device=idx.device)
             return x[rows, lengths - 1]  # (B, C)
@@ -149,4 +161,5 @@ def _last_layers(model: GPT | RecurrentLM, n: int) -> list[nn.Parameter]:
     if isinstance(model, RecurrentLM):
         return [p for name, p in model.rnn.named_parameters() if int(name.rsplit("_l", 1)[1]) >= n_layer - n]
     blocks = model.transformer.h[n_layer - n :]
-    return [*blocks.parameters(), *model.transformer.ln_f.parameters()]
+    final = model.transformer.ln_f.parameters() if "ln_f" in model.transformer else []  # an encoder has none
+    return [*blocks.parameters(), *final]

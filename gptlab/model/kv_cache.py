@@ -70,6 +70,12 @@ class KVCache:
         and only the window of a local-attention model. A recurrent model (``arch`` lstm / gru)
         gets its `RecurrentState` instead, which the decoding loops drive the same way."""
         cfg = model.config
+        if cfg.arch in ("encoder", "encdec"):  # generation, beam search, chat, serve: all need a decoder
+            raise GptlabError(
+                f"generation (generate, chat, serve, beam search) needs a decoder-only language model; this "
+                f"model is model.arch = {cfg.arch!r}: use `gptlab fill` for an encoder, "
+                "EncoderDecoder.greedy for an encoder-decoder"
+            )
         if cfg.arch != "gpt":
             return model.recurrent_state(batch_size, pad, cfg.block_size if max_len is None else max_len)
         param = next(model.parameters())

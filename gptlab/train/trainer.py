@@ -242,6 +242,20 @@ class _Run:
         self.tokenizer = self.train_data.load_tokenizer()
 
         model_config = config.model.build(vocab_size=self.train_data.vocab_size)
+        if t.objective == "mlm":  # an encoder: [MASK] reserved after the tokenizer's ids
+            from gptlab.train.mlm import MLMObjective, mlm_model_config
+
+            model_config = mlm_model_config(model_config, self.train_data.vocab_size)
+            if objective is not None:
+                raise GptlabError(
+                    "train.objective=mlm has its own loss: it cannot be combined with distillation"
+                )
+            self.objective = objective = MLMObjective()
+        elif model_config.arch in ("encoder", "encdec"):
+            raise GptlabError(
+                f"model.arch={model_config.arch} is not a next-token model: pretrain an encoder with "
+                "train.objective=mlm (an encoder-decoder trains on pairs: gptlab.finetune.seq2seq)"
+            )
         if model_config.vocab_size < self.train_data.vocab_size:
             raise GptlabError(
                 f"model.vocab_size {model_config.vocab_size} is smaller than the data's {self.train_data.vocab_size}"
@@ -413,7 +427,10 @@ class _Run:
                 n = 0
                 for x, y in batches:
                     with self.autocast():
-                        _, loss = self.raw_model(x.to(self.device), y.to(self.device))
+                        if hasattr(self.objective, "eval_loss"):  # e.g. MLM: its own masked loss
+                            loss = self.objective.eval_loss(self.raw_model, x.to(self.device))
+                        else:
+                            _, loss = self.raw_model(x.to(self.device), y.to(self.device))
                     total += torch.stack([loss.float() * y.numel(), torch.tensor(float(y.numel()))])
                     n += 1
                 if self.strategy == "fsdp":  # every forward gathers weights: all ranks run as many
@@ -692,7 +709,8 @@ def _evaluate_and_save(run: _Run, step: int) -> dict[str, float]:
         else:
             run.state["evals_since_best"] += 1
     # under FSDP every rank generates (each forward gathers the weights), only rank 0 writes
-    sample = run.sample() if t.sample_tokens and (run.dist.is_main or run.strategy == "fsdp") else None
+    can_sample = t.sample_tokens and t.objective == "lm"  # an encoder does not generate
+    sample = run.sample() if can_sample and (run.dist.is_main or run.strategy == "fsdp") else None
     if sample is not None and run.dist.is_main:
         record["sample"] = sample
         with open(run.run_dir / SAMPLES_FILE, "a", encoding="utf-8") as f:

@@ -255,6 +255,7 @@ class Fixtures:
     clf: Path  # a tiny classifier run made by `gptlab finetune classify`
     it: Path  # a tiny instruction run made by `gptlab finetune instruct`
     hf: Path  # the LM run exported as a Hugging Face GPT-2 folder
+    enc: Path  # a tiny encoder (model.arch=encoder) pretrained with train.objective=mlm
 
     train_args = staticmethod(tiny_train_args)
 
@@ -298,9 +299,20 @@ def fx(tmp_path_factory) -> Fixtures:
 
         model, tokenizer = load_model(run)
         hf = to_hf_gpt2(model, root / "hf", tokenizer)
+        enc = root / "enc"
+        _call(
+            [
+                "train",
+                *tiny_train_args(corpus),
+                "model.arch=encoder",
+                "train.objective=mlm",
+                "--out",
+                str(enc),
+            ]
+        )
     finally:
         torch.set_num_threads(threads)
-    return Fixtures(root, corpus, text, tsv, instructions, run, clf, it, hf)
+    return Fixtures(root, corpus, text, tsv, instructions, run, clf, it, hf, enc)
 
 
 PLACEHOLDERS = {
@@ -308,6 +320,7 @@ PLACEHOLDERS = {
     "clf": "clf",
     "it": "it",
     "hf": "hf",
+    "enc": "enc",
     "corpus": "corpus.txt",
     "text": "heldout.txt",
     "tsv": "task.tsv",
