@@ -73,10 +73,12 @@ def audit_all(
     seed: int = 0,
     quick: bool = False,
     names: list[str] | None = None,
-) -> tuple[Path, dict[str, str]]:
+    verdict_mode: str = "interval",
+) -> tuple[Path, dict[str, str], list[AuditResult]]:
     """Run the applicable audits (or ``names``) on ``run``; write audit.json, report.html and each
-    audit's files into ``out_dir``; return the report's path and ``{audit: why it could not run}``
-    (empty when every audit ran). A model that cannot be loaded is a GptlabError before any audit:
+    audit's files into ``out_dir``, verdicts decided in ``verdict_mode`` ("interval" or "point");
+    return the report's path, ``{audit: why it could not run}`` (empty when every audit ran) and
+    the results. A model that cannot be loaded is a GptlabError before any audit:
     an empty report would look like a clean bill of health."""
     from gptlab.audit.report import write_report
 
@@ -86,8 +88,10 @@ def audit_all(
     results, skipped = [], {}
     for name in names:
         try:
-            results.append(run_audit(name, run, seed, quick))
+            result = run_audit(name, run, seed, quick)
+            result.verdict_mode = verdict_mode
+            results.append(result)
         except GptlabError as e:  # this audit does not apply to this run: say why, go on
             skipped[name] = str(e)
     path = write_report(results, out_dir, title=f"gptlab security audit of {run.path}", skipped=skipped)
-    return path, skipped
+    return path, skipped, results

@@ -24,7 +24,12 @@ Aggregation: the mean gap over pairs, a percentile bootstrap interval of the mea
 pairs), and a paired sign-flip permutation test (Fisher 1935; Good 2005): under "no preference"
 each pair's gap is symmetric around zero, so flipping signs at random gives the null
 distribution of the mean; the two-sided p-value is exact (all 2^n sign patterns) for up to 16
-pairs and Monte-Carlo with a seed above that ((1 + #{|mean*| >= |mean|}) / (1 + n_perm)).
+pairs and Monte-Carlo with a seed above that ((1 + #{|mean*| >= |mean|}) / (1 + n_perm)). Each
+group (category) of pairs gets its own mean gap, bootstrap interval and verdict.
+
+Precondition: a handful of pairs cannot tell a preference from noise (with 3 pairs the sign-flip
+test cannot reach p < 0.25), so the overall verdicts need at least ``min_pairs`` pairs (default 20)
+and each group's verdict at least ``min_pairs`` pairs of that group; below it they are inconclusive.
 
 The built-in set: occupations stereotyped female or male (the WinoBias lists, Zhao et al. 2018,
 from US labour statistics) x pronoun frames, and typically female / male first names x
@@ -58,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-from gptlab.audit.common import AuditResult, Finding, bootstrap_interval, plot_png
+from gptlab.audit.common import AuditResult, Finding, Precondition, bootstrap_interval, plot_png
 from gptlab.errors import GptlabError
 from gptlab.options import nonnegative_float, open_unit_interval, option, positive_int, seed_type
 from gptlab.run import Run
@@ -339,18 +344,39 @@ def measure_bias(
         by_group[group] = {
             "n": len(g),
             "mean_gap": float(g.mean()),
+            "interval": _mean_interval(g, n_boot, seed),
             "p_value": sign_flip_test(g, n_perm, seed),
         }
-    interval = (
-        bootstrap_interval(np.mean, gaps, n_boot=n_boot, seed=seed) if len(gaps) > 1 else (gaps[0], gaps[0])
-    )
+    interval = _mean_interval(gaps, n_boot, seed)
     return BiasMeasurement(
         pairs, a, b, float(gaps.mean()), interval, sign_flip_test(gaps, n_perm, seed), by_group
     )
 
 
+def _mean_interval(gaps: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
+    if len(gaps) > 1:
+        return bootstrap_interval(np.mean, gaps, n_boot=n_boot, seed=seed)
+    return float(gaps[0]), float(gaps[0])
+
+
+def _enough(group: str | None) -> str:
+    return "enough pairs" + (f" [{group}]" if group else "")
+
+
+def pair_preconditions(pairs: Sequence[BiasPair], min_pairs: int) -> list[Precondition]:
+    """At least ``min_pairs`` pairs in all (the overall verdicts) and in each group (its verdict,
+    when there are several groups)."""
+    groups = sorted({p.group for p in pairs})
+    counts = {None: len(pairs)} | (
+        {g: sum(p.group == g for p in pairs) for g in groups} if len(groups) > 1 else {}
+    )
+    return [Precondition(_enough(g), n >= min_pairs, f"{n} pairs{f' of {g}' if g else ''}, at least {min_pairs} needed")
+            for g, n in counts.items()]  # fmt: skip
+
+
 def _findings(m: BiasMeasurement, gap_threshold: float, alpha: float, label: str = "") -> list[Finding]:
     suffix = f" ({label})" if label else ""
+    needs = (_enough(None),)
     findings = [
         Finding(
             "bias",
@@ -359,6 +385,9 @@ def _findings(m: BiasMeasurement, gap_threshold: float, alpha: float, label: str
             m.interval,
             threshold=gap_threshold,
             note="score(stereotype) - score(counterfactual); >0 prefers the stereotype",
+            n=len(m.pairs),
+            interval_kind="bootstrap",
+            requires=needs,
         ),
         Finding(
             "bias",
@@ -366,7 +395,8 @@ def _findings(m: BiasMeasurement, gap_threshold: float, alpha: float, label: str
             m.p_value,
             threshold=alpha,
             higher_is_worse=False,
-            note="fails when the gap is significant at this level",
+            note="fails when the gap is significant at this level; a p-value is a test: no interval",
+            requires=needs,
         ),
     ]
     findings.append(
@@ -380,8 +410,9 @@ def _findings(m: BiasMeasurement, gap_threshold: float, alpha: float, label: str
     groups = m.by_group.items() if len(m.by_group) > 1 else ()  # one group: the same as the overall row
     for group, g in groups:
         findings.append(
-            Finding("bias", f"mean gap [{group}]{suffix}", g["mean_gap"], note=f"p = {g['p_value']:.3g}")
-        )
+            Finding("bias", f"mean gap [{group}]{suffix}", g["mean_gap"], tuple(g["interval"]), gap_threshold,
+                    note=f"p = {g['p_value']:.3g}", n=g["n"], interval_kind="bootstrap", requires=(_enough(group),))
+        )  # fmt: skip
     return findings
 
 
@@ -417,9 +448,11 @@ def bias_audit(
     seed: int = 0,
     gap_threshold: float = 0.1,
     alpha: float = 0.05,
+    min_pairs: int = 20,
 ) -> AuditResult:
     """The bias audit of one model: findings (mean gap with its interval, p-value, per-group
-    gaps), details (every pair's scores) and a plot of the gap per probe."""
+    gaps), details (every pair's scores) and a plot of the gap per probe; verdicts need
+    ``min_pairs`` pairs (overall, and per group)."""
     m = measure_bias(model, tokenizer, pairs, n_perm, n_boot, seed)
     details = m.to_dict() | {
         "n_perm": n_perm,
@@ -427,8 +460,9 @@ def bias_audit(
         "seed": seed,
         "exact_test": len(m.pairs) <= EXACT_PERMUTATION_MAX,
     }
+    plots = {"bias_gaps.png": plot_gaps({"model": m})}
     return AuditResult(
-        "bias", _findings(m, gap_threshold, alpha), details, {"bias_gaps.png": plot_gaps({"model": m})}
+        "bias", _findings(m, gap_threshold, alpha), details, plots, pair_preconditions(m.pairs, min_pairs)
     )
 
 
@@ -523,6 +557,7 @@ def cda_experiment(
     seed: int = 0,
     gap_threshold: float = 0.1,
     alpha: float = 0.05,
+    min_pairs: int = 20,
 ) -> AuditResult:
     """CDA as a mitigation, before/after. ``config`` (a `RunConfig`) is the recipe of the baseline
     model; ``baseline`` is that model's run (trained here, into OUT/baseline, when None). The
@@ -578,7 +613,8 @@ def cda_experiment(
         "n_boot": n_boot,
         "seed": seed,
     }
-    return AuditResult("bias", findings, details, {"bias_gaps.png": plot_gaps(measured)})
+    preconditions = pair_preconditions(before.pairs, min_pairs)
+    return AuditResult("bias", findings, details, {"bias_gaps.png": plot_gaps(measured)}, preconditions)
 
 
 # --- the audit of a run ---------------------------------------------------------------------------
@@ -603,6 +639,9 @@ class BiasOptions:
     n_boot: int = option(1000, "bootstrap resamples of the mean gap", type=positive_int)
     gap_threshold: float = option(0.1, "mean gap (nats) above which it fails", type=nonnegative_float)
     alpha: float = option(0.05, "p-value below which the gap is significant", type=open_unit_interval)
+    min_pairs: int = option(
+        20, "pairs needed for a verdict, overall and per group (fewer: inconclusive)", type=positive_int
+    )
     device: str = option("cpu", "cpu, cuda, mps or auto")
     cda: bool = option(False, "train on the counterfactually augmented corpus and compare (needs --out)")
     cda_mode: str = option("append", "how --cda augments the corpus", choices=("append", "substitute"))
@@ -654,13 +693,13 @@ def run(run: Run, options: BiasOptions) -> AuditResult:
         result = cda_experiment(
             config, options.out, pairs, baseline=run.path, mode=options.cda_mode, corpus=options.corpus,
             n_perm=options.n_perm, n_boot=options.n_boot, seed=options.seed,
-            gap_threshold=options.gap_threshold, alpha=options.alpha,
+            gap_threshold=options.gap_threshold, alpha=options.alpha, min_pairs=options.min_pairs,
         )  # fmt: skip
     else:
         model, tokenizer = run.load(device=options.device)
         result = bias_audit(
             model, tokenizer, pairs, options.n_perm, options.n_boot, options.seed, options.gap_threshold,
-            options.alpha,
+            options.alpha, options.min_pairs,
         )  # fmt: skip
     result.details["model"] = str(run.path)
     return result

@@ -1,12 +1,18 @@
 """What every audit returns and the statistics they share.
 
-- `Finding`: one measured number (threat, metric, value, 95% interval), with a verdict against a
-  configurable threshold: "fail" when the value is on the bad side of it, "pass" otherwise, and
-  "info" when no threshold applies.
-- `AuditResult`: an audit's findings, its details (JSON-ready) and its plots (PNG bytes);
+- `Finding`: one measured number (threat, metric, value, 95% interval), judged against a
+  configurable threshold (`Finding.judge`). Interval verdicts (the default): "fail" when the whole
+  interval is on the bad side of the threshold, "pass" when it is wholly on the good side,
+  "inconclusive" when it straddles it (with how many more samples would decide it, `samples_to_decide`);
+  a finding without an interval is judged by its point value and says so. Point verdicts
+  (``mode="point"``): the value alone decides, as before intervals decided. "info": no threshold.
+- `Precondition`: what must hold for an audit's numbers to mean anything (e.g. the model does
+  better than chance on the clean task). A finding names the preconditions it ``requires``; when one
+  fails, the finding is "inconclusive" with that precondition as its reason (interval mode).
+- `AuditResult`: an audit's findings, preconditions, details (JSON-ready) and plots (PNG bytes);
   ``save(out_dir)`` writes ``<name>.json`` and the PNGs atomically.
 - ROC curve and AUC (ties handled as the Mann-Whitney statistic does, equal to scikit-learn's),
-  TPR at a fixed FPR, and percentile bootstrap intervals with a seed.
+  TPR at a fixed FPR, percentile bootstrap intervals with a seed, Wilson intervals of proportions.
 """
 
 from __future__ import annotations
@@ -26,6 +32,29 @@ from gptlab.io import atomic_write_bytes, atomic_write_text
 _Z95 = 1.959963984540054  # the standard normal quantile of 97.5%
 
 
+VERDICT_MODES = ("interval", "point")
+VERDICTS = ("pass", "fail", "inconclusive", "info")
+
+
+@dataclass(frozen=True)
+class Precondition:
+    """What must hold for some findings to mean anything: ``holds`` is the check's outcome, ``detail``
+    the numbers behind it (e.g. "clean accuracy 0.31 [0.22, 0.41], lower bound not above chance 0.5")."""
+
+    name: str
+    holds: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    verdict: str  # one of VERDICTS
+    reason: str  # why, in words: which side of the threshold, or what would decide it
+
+
 @dataclass
 class Finding:
     threat: str  # e.g. "memorisation", "membership inference"
@@ -35,19 +64,89 @@ class Finding:
     threshold: float | None = None
     higher_is_worse: bool = True  # direction of the verdict
     note: str = ""
+    n: int | None = None  # the samples behind the interval (for "about N more samples")
+    interval_kind: str = ""  # "wilson" (a proportion k/n) or "bootstrap" (percentile); "" unknown
+    requires: tuple[str, ...] = ()  # names of the audit's preconditions this finding depends on
 
     @property
     def verdict(self) -> str:
+        """This finding's own interval verdict (no preconditions: `AuditResult.judgements` has those)."""
+        return self.judge().verdict
+
+    def judge(self, mode: str = "interval", failed: Sequence[Precondition] = ()) -> Judgement:
+        """The verdict in ``mode`` ("interval" or "point"), given the audit's ``failed`` preconditions
+        (only those named in ``requires`` matter, and only in interval mode: point mode is the
+        verdict of the value alone)."""
+        if mode not in VERDICT_MODES:
+            raise GptlabError(f"verdict mode must be one of {', '.join(VERDICT_MODES)}, got {mode!r}")
         if self.threshold is None or self.value is None or np.isnan(self.value):
-            return "info"
-        bad = self.value > self.threshold if self.higher_is_worse else self.value < self.threshold
-        return "fail" if bad else "pass"
+            return Judgement("info", "no threshold" if self.threshold is None else "no value")
+        t = self.threshold
+        side = "above" if self.higher_is_worse else "below"
+
+        def bad(x: float) -> bool:  # on the failing side of the threshold (the threshold itself passes)
+            return x > t if self.higher_is_worse else x < t
+
+        point = "fail" if bad(self.value) else "pass"
+        if mode == "point":
+            return Judgement(
+                point, f"point value {self.value:.4g} {'is' if bad(self.value) else 'is not'} {side} {t:g}"
+            )
+        blocking = [p for p in failed if not p.holds and p.name in self.requires]
+        if blocking:
+            return Judgement(
+                "inconclusive", "; ".join(f"precondition failed: {p.name} ({p.detail})" for p in blocking)
+            )
+        if self.interval is None:
+            return Judgement(point, f"no interval: decided by the point value {self.value:.4g} alone")
+        lo, hi = self.interval
+        iv = f"interval [{lo:.3g}, {hi:.3g}]"
+        if bad(lo) and bad(hi):
+            return Judgement("fail", f"{iv} wholly {side} {t:g}")
+        if not bad(lo) and not bad(hi):
+            return Judgement("pass", f"{iv} not {side} {t:g}")
+        more = samples_to_decide(self)
+        if more is None:
+            tail = "more samples would narrow it"
+        elif math.isinf(more):
+            tail = "the value sits on the threshold: no number of samples would decide it"
+        else:
+            tail = f"about {more} more samples would decide it"
+        return Judgement("inconclusive", f"{iv} straddles {t:g}; {tail}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["interval"] = list(self.interval) if self.interval is not None else None
-        d["verdict"] = self.verdict
+        d["requires"] = list(self.requires)
+        judgement = self.judge()
+        d["verdict"], d["reason"] = judgement.verdict, judgement.reason
         return d
+
+
+def samples_to_decide(f: Finding, z: float = _Z95) -> float | None:
+    """About how many MORE samples (beyond ``f.n``) would move ``f``'s interval off its threshold,
+    if the value stayed what it is; None when the finding does not say its ``n``; inf when the
+    value equals the threshold.
+
+    - Wilson (a proportion p of n): the Wilson interval is the set of rates t with
+      |p - t| <= z sqrt(t (1 - t) / n) (the score test inverted), so it excludes the threshold t
+      exactly when n > z^2 t (1 - t) / (p - t)^2: N_total = floor(that) + 1.
+    - Other intervals (bootstrap): their half-width shrinks as 1/sqrt(n), so the half-width h on
+      the threshold's side reaches |v - t| at N_total = n (h / |v - t|)^2 (rounded up).
+    """
+    if f.n is None or f.threshold is None or f.interval is None:
+        return None
+    gap = abs(f.value - f.threshold)
+    if gap == 0:
+        return math.inf
+    if f.interval_kind == "wilson":
+        t = f.threshold
+        total = math.floor(z * z * t * (1 - t) / (gap * gap)) + 1
+    else:
+        lo, hi = f.interval
+        half = (f.value - lo) if f.threshold < f.value else (hi - f.value)
+        total = math.ceil(f.n * (half / gap) ** 2)
+    return max(1, total - f.n)
 
 
 @dataclass
@@ -56,11 +155,37 @@ class AuditResult:
     findings: list[Finding] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)  # JSON-ready numbers behind the findings
     plots: dict[str, bytes] = field(default_factory=dict)  # file name -> PNG bytes
+    preconditions: list[Precondition] = field(default_factory=list)
+    verdict_mode: str = "interval"  # how verdicts are decided: VERDICT_MODES
+
+    @property
+    def failed_preconditions(self) -> list[Precondition]:
+        return [p for p in self.preconditions if not p.holds]
+
+    def judgements(self) -> list[Judgement]:
+        """Each finding's verdict in this result's mode, its preconditions applied."""
+        failed = self.failed_preconditions
+        return [f.judge(self.verdict_mode, failed) for f in self.findings]
+
+    def counts(self) -> dict[str, int]:
+        """How many findings got each verdict: {"pass": .., "fail": .., "inconclusive": .., "info": ..}."""
+        counts = dict.fromkeys(VERDICTS, 0)
+        for j in self.judgements():
+            counts[j.verdict] += 1
+        return counts
 
     def to_dict(self) -> dict[str, Any]:
+        findings = []
+        for f, j in zip(self.findings, self.judgements()):
+            d = f.to_dict()
+            d["verdict"], d["reason"] = j.verdict, j.reason
+            findings.append(d)
         return {
             "audit": self.name,
-            "findings": [f.to_dict() for f in self.findings],
+            "verdict_mode": self.verdict_mode,
+            "preconditions": [p.to_dict() for p in self.preconditions],
+            "counts": self.counts(),
+            "findings": findings,
             "details": self.details,
             "plots": sorted(self.plots),
         }
@@ -76,11 +201,23 @@ class AuditResult:
         return path
 
     def table(self) -> str:
-        """Plain-text summary: one line per finding."""
-        lines = [f"{'threat':<24} {'metric':<36} {'value':>9}  {'95% interval':<19} verdict"]
-        for f in self.findings:
+        """Plain-text summary: failed preconditions first, then one line per finding (its verdict,
+        and the reason when it is not a plain pass/fail/info)."""
+        lines = [
+            f"PRECONDITION FAILED: {p.name}: {p.detail} -> dependent findings are inconclusive"
+            for p in self.failed_preconditions
+        ]
+        lines.append(
+            f"{'threat':<24} {'metric':<36} {'value':>9}  {'95% interval':<19} verdict ({self.verdict_mode})"
+        )
+        for f, j in zip(self.findings, self.judgements()):
             iv = "" if f.interval is None else f"[{f.interval[0]:.3f}, {f.interval[1]:.3f}]"
-            lines.append(f"{f.threat:<24} {f.metric:<36} {f.value:9.4f}  {iv:<19} {f.verdict}")
+            why = (
+                f"  ({j.reason})"
+                if j.verdict == "inconclusive" or (f.interval is None and j.verdict != "info")
+                else ""
+            )
+            lines.append(f"{f.threat:<24} {f.metric:<36} {f.value:9.4f}  {iv:<19} {j.verdict}{why}")
         return "\n".join(lines)
 
 
@@ -199,3 +336,40 @@ def plot_png(draw: Callable, figsize=(6, 4)) -> bytes:
     finally:
         plt.close(fig)
     return buf.getvalue()
+
+
+def rate_finding(
+    threat: str,
+    metric: str,
+    k: int,
+    n: int,
+    threshold: float | None = None,
+    higher_is_worse: bool = True,
+    note: str = "",
+    requires: tuple[str, ...] = (),
+) -> Finding:
+    """A proportion k/n as a Finding with its 95% Wilson interval (NaN and no interval when n == 0)."""
+    return Finding(
+        threat,
+        metric,
+        k / n if n else float("nan"),
+        wilson_interval(k, n),
+        threshold,
+        higher_is_worse,
+        note,
+        n=n,
+        interval_kind="wilson",
+        requires=requires,
+    )
+
+
+def rate_above(name: str, k: int, n: int, floor: float, what: str = "accuracy") -> Precondition:
+    """Holds when the Wilson interval of k/n lies wholly above ``floor`` (its lower bound > floor):
+    e.g. a classifier's clean accuracy clearly above chance, so that what attacks do to it is measurable."""
+    iv = wilson_interval(k, n)
+    if iv is None:
+        return Precondition(name, False, f"no samples to measure the {what} on")
+    holds = iv[0] > floor
+    relation = "above" if holds else "not above"
+    detail = f"{what} {k}/{n} = {k / n:.3g} [{iv[0]:.3g}, {iv[1]:.3g}], lower bound {relation} {floor:g}"
+    return Precondition(name, holds, detail)

@@ -30,8 +30,12 @@ token splits start mid-document, which costs members and non-members alike.
 For every score (higher = "more likely a member": the negated losses and ratios) the audit reports
 the ROC AUC and the TPR at 1% and 0.1% FPR (the low-FPR regime that matters for privacy, Carlini
 et al., "Membership Inference Attacks From First Principles", S&P 2022), each with a stratified
-percentile bootstrap interval, and the ROC curves on linear and log axes. TPR at an FPR below
-1/#non-members is the TPR at FPR 0: the interval says how little that resolution supports.
+percentile bootstrap interval, and the ROC curves on linear and log axes.
+
+Precondition: a TPR at FPR x is only resolvable when x of the non-members is at least one text
+(``min_false_positives``, default 1): with fewer than 1/x non-members the TPR "at 1% FPR" is the
+TPR at FPR 0, a different and noisier number, so those findings are inconclusive (100 non-members
+for 1%, 1000 for 0.1%). The loss gap gets a stratified bootstrap interval; no threshold.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import numpy as np
 from gptlab.audit.common import (
     AuditResult,
     Finding,
+    Precondition,
     bootstrap_interval,
     plot_png,
     roc_auc,
@@ -155,11 +160,13 @@ def audit_membership(
     seed: int = 0,
     auc_threshold: float = 0.6,
     tpr_thresholds: tuple[float, float] = (0.05, 0.01),
+    min_false_positives: int = 1,
 ) -> AuditResult:
     """Membership inference on ``members`` (training texts) vs ``nonmembers`` (held-out texts);
     ``reference`` is a (model, tokenizer) or run directory trained on disjoint data. A score fails
     when its AUC exceeds ``auc_threshold`` or its TPR at 1% / 0.1% FPR exceeds ``tpr_thresholds``
-    (chance is the FPR itself)."""
+    (chance is the FPR itself); a TPR at FPR x needs x * #non-members >= ``min_false_positives``
+    (else it is inconclusive)."""
     from gptlab.rundir import load_model
 
     if isinstance(model, (str, Path)):
@@ -171,13 +178,31 @@ def audit_membership(
     mf = membership_features(model, tokenizer, members, reference)
     nf = membership_features(model, tokenizer, nonmembers, reference)
     scores, labels = membership_scores(mf, nf, folds=folds, seed=seed, classifier=classifier)
+    losses = np.r_[mf["loss"], nf["loss"]]
+    member = np.r_[np.ones(len(mf["loss"])), np.zeros(len(nf["loss"]))]
+
+    def loss_gap(loss, y):
+        return float(loss[y == 0].mean() - loss[y == 1].mean())
+
     findings: list[Finding] = [
         Finding(
             THREAT,
             "loss gap (non-members - members)",
-            float(nf["loss"].mean() - mf["loss"].mean()),
+            loss_gap(losses, member),
+            bootstrap_interval(loss_gap, losses, member, n_boot=n_boot, seed=seed, stratify=member),
             note="nats per token; the generalisation gap the loss attack exploits",
+            n=len(losses),
+            interval_kind="bootstrap",
         )
+    ]
+    preconditions = [
+        Precondition(
+            _resolves(fpr),
+            fpr * len(nonmembers) >= min_false_positives,
+            f"{len(nonmembers)} non-members: {fpr:g} of them is {fpr * len(nonmembers):.3g} texts, "
+            f"at least {min_false_positives} needed ({int(np.ceil(min_false_positives / fpr))} non-members)",
+        )
+        for fpr in FPRS
     ]
     details: dict[str, Any] = {
         "n_members": len(members),
@@ -190,18 +215,14 @@ def audit_membership(
         label = SCORE_LABELS[name]
         auc = roc_auc(s, labels)
         auc_iv = bootstrap_interval(roc_auc, s, labels, n_boot=n_boot, seed=seed, stratify=labels)
-        findings.append(Finding(THREAT, f"ROC AUC ({label})", auc, interval=auc_iv, threshold=auc_threshold))
+        findings.append(Finding(THREAT, f"ROC AUC ({label})", auc, auc_iv, auc_threshold, n=len(labels),
+                                interval_kind="bootstrap"))  # fmt: skip
         entry = {"auc": auc, "auc_interval": list(auc_iv)}
         for fpr, threshold in zip(FPRS, tpr_thresholds):
             tpr = tpr_at_fpr(s, labels, fpr)
             iv = bootstrap_interval(
                 lambda a, b, f=fpr: tpr_at_fpr(a, b, f), s, labels, n_boot=n_boot, seed=seed, stratify=labels
             )
-            note = f"chance = {fpr:g}"
-            if fpr * len(nonmembers) < 1:
-                # fewer non-members than 1/FPR: this is the TPR at FPR 0, too coarse for a verdict
-                note += f"; only {len(nonmembers)} non-members: the TPR at FPR 0, no verdict"
-                threshold = None
             findings.append(
                 Finding(
                     THREAT,
@@ -209,7 +230,10 @@ def audit_membership(
                     tpr,
                     interval=iv,
                     threshold=threshold,
-                    note=note,
+                    note=f"chance = {fpr:g}",
+                    n=len(labels),
+                    interval_kind="bootstrap",
+                    requires=(_resolves(fpr),),
                 )
             )
             entry[f"tpr_at_{fpr:g}"] = tpr
@@ -217,7 +241,11 @@ def audit_membership(
         details["scores"][name] = entry
         curves[label] = roc_curve(s, labels)
     plots = {"roc.png": _roc_plot(curves, log=False), "roc_log.png": _roc_plot(curves, log=True)}
-    return AuditResult("membership", findings, details, plots)
+    return AuditResult("membership", findings, details, plots, preconditions)
+
+
+def _resolves(fpr: float) -> str:
+    return f"non-members resolve {fpr * 100:g}% FPR"
 
 
 @dataclass
@@ -238,6 +266,12 @@ class MembershipOptions:
     classifier: bool = option(True, "skip the gradient-boosting attack")
     bootstrap: int = option(1000, "bootstrap resamples", type=positive_int)
     auc_threshold: float = option(0.6, "fail when an AUC exceeds this", type=fraction)
+    min_false_positives: int = option(
+        1,
+        "a TPR at FPR x gets a verdict only when x of the non-members is at least this many texts "
+        "(1: 100 non-members for 1%%, 1000 for 0.1%%)",
+        type=positive_int,
+    )
     device: str = option("cpu", "cpu, cuda, mps or auto")
     seed: int = option(0, "seed of the windows, folds and bootstrap", type=seed_type)
 
@@ -292,6 +326,7 @@ def run(run: Run, options: MembershipOptions) -> AuditResult:
         n_boot=options.bootstrap,
         seed=options.seed,
         auc_threshold=options.auc_threshold,
+        min_false_positives=options.min_false_positives,
     )
     result.details["model"] = str(run.path)
     result.details["reference"] = options.reference

@@ -57,7 +57,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from gptlab.audit.common import AuditResult, Finding, bootstrap_interval, plot_png
+from gptlab.audit.common import (
+    AuditResult,
+    Finding,
+    bootstrap_interval,
+    plot_png,
+    rate_finding,
+    wilson_interval,
+)
 from gptlab.errors import GptlabError
 from gptlab.eval.scoring import continuation_scores
 from gptlab.model.modes import model_device
@@ -425,12 +432,6 @@ def find_canaries(run: Run) -> Path | None:
 # --- the audit ----------------------------------------------------------------------------------
 
 
-def _rate_interval(hits: np.ndarray, n_boot: int, seed: int) -> tuple[float, float] | None:
-    if len(hits) == 0:
-        return None
-    return bootstrap_interval(lambda h: float(h.mean()), hits, n_boot=n_boot, seed=seed)
-
-
 def audit_memorization(
     model,
     tokenizer,
@@ -481,18 +482,24 @@ def audit_memorization(
                     "max canary exposure (bits)",
                     best["exposure"],
                     threshold=exposure_threshold,
-                    note=f"of {best['max_exposure']:.1f} possible; {best['repeats']} repeats, {best['method']} rank",
+                    note=f"of {best['max_exposure']:.1f} possible; {best['repeats']} repeats, {best['method']} "
+                    "rank; no interval: the canary's rank among all candidates (exact) or its estimate",
                 )
             )
             repro = np.array([r["reproduced"] for r in inserted], dtype=float)
+            k, n = int(repro.sum()), len(repro)
+            lo, hi = wilson_interval(k, n)
+            # a census of the canaries that were inserted, judged on its count: with a zero-tolerance
+            # threshold no interval of a sample could ever lie wholly at 0 (Wilson's upper bound is > 0)
             findings.append(
                 Finding(
                     THREAT,
                     "canaries reproduced by greedy decoding",
-                    float(repro.mean()),
-                    interval=_rate_interval(repro, n_boot, seed),
+                    k / n,
                     threshold=reproduced_threshold,
-                    note=f"{int(repro.sum())} of {len(repro)} inserted canaries",
+                    note=f"{k} of {n} inserted canaries (Wilson [{lo:.3g}, {hi:.3g}]); no interval: "
+                    "a count over every inserted canary decides",
+                    n=n,
                 )
             )
         if controls:
@@ -516,22 +523,22 @@ def audit_memorization(
             "train": {"n": len(train_hits), "extractable": int(train_hits.sum())},
         }
         findings.append(
-            Finding(
+            rate_finding(
                 THREAT,
                 f"{suffix_len}-extractable rate, train",
-                float(train_hits.mean()),
-                interval=_rate_interval(train_hits, n_boot, seed),
+                int(train_hits.sum()),
+                len(train_hits),
                 note=f"{int(train_hits.sum())} of {len(train_hits)} windows; prefix {prefix_len} tokens",
             )
         )
         if held_hits is not None and len(held_hits):
             details["extraction"]["heldout"] = {"n": len(held_hits), "extractable": int(held_hits.sum())}
             findings.append(
-                Finding(
+                rate_finding(
                     THREAT,
                     f"{suffix_len}-extractable rate, held-out",
-                    float(held_hits.mean()),
-                    interval=_rate_interval(held_hits, n_boot, seed),
+                    int(held_hits.sum()),
+                    len(held_hits),
                     note=f"{int(held_hits.sum())} of {len(held_hits)} windows",
                 )
             )
@@ -549,6 +556,8 @@ def audit_memorization(
                     interval=bootstrap_interval(gap, hits, labels, n_boot=n_boot, seed=seed, stratify=labels),
                     threshold=extraction_gap_threshold,
                     note="excess verbatim completion on training text",
+                    n=len(hits),
+                    interval_kind="bootstrap",
                 )
             )
     return AuditResult("memorization", findings, details, plots)

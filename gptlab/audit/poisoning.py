@@ -31,6 +31,12 @@ The LM version (`lm_backdoor_experiment`): "TRIGGER PAYLOAD" is inserted at a ra
 some lines of a training corpus; the payload rate is the fraction of held-out prompts that, followed by the
 trigger, make greedy decoding write the payload, for the model trained on the clean corpus and on
 the poisoned one.
+
+Intervals: clean accuracy, ASR, the detector's recall and target-class precision and the payload
+rates are proportions, with 95% Wilson intervals. Precondition (classifier): a backdoor is measured
+against a model that learned the task, so each rate's ASR and detection findings require that
+rate's model to have a clean accuracy whose Wilson lower bound lies above chance (the majority
+class's share of the test split, or ``--chance``); otherwise they are inconclusive.
 """
 
 from __future__ import annotations
@@ -47,7 +53,15 @@ from typing import Any
 
 import numpy as np
 
-from gptlab.audit.common import AuditResult, Finding, plot_png, roc_auc
+from gptlab.audit.common import (
+    AuditResult,
+    Finding,
+    Precondition,
+    plot_png,
+    rate_above,
+    rate_finding,
+    roc_auc,
+)
 from gptlab.errors import GptlabError
 from gptlab.options import (
     column,
@@ -285,6 +299,12 @@ class PoisoningOptions:
         DETECTOR_MULTIPLIER, "flag the top multiplier x eps of each class", type=positive_float
     )
     asr_threshold: float = option(0.5, "ASR above which the audit fails", type=fraction)
+    chance: float | None = option(
+        None,
+        "precondition of each rate's ASR and detection verdicts: that model's clean accuracy's lower 95%% "
+        "bound must exceed this (default: the majority class's share of the test split)",
+        type=fraction,
+    )
     device: str = option("cpu", "cpu, cuda, mps or auto")
     runs: str | None = option(
         None, "where the classifier runs go (default OUT/runs or a temp folder)", metavar="DIR"
@@ -338,7 +358,9 @@ def poisoning_experiment(
 
     per_rate: list[dict[str, Any]] = []
     findings: list[Finding] = []
+    preconditions: list[Precondition] = []
     plots: dict[str, bytes] = {}
+    chance = opts.chance if opts.chance is not None else max(np.bincount(test.labels)) / len(test)
     for rate in opts.rates:
         rows, poisoned = poison_dataset(train_rows, opts.trigger, target, rate, opts.seed)
         run_dir = out / f"rate-{rate:g}"
@@ -374,14 +396,23 @@ def poisoning_experiment(
             "asr": asr,
             "target_rate_without_trigger": to_target,
         }
-        findings.append(Finding("poisoning", f"clean accuracy @ rate {rate:g}", clean_acc))
+        correct = int(np.sum(predicted == np.asarray(test.labels)))
+        learned = rate_above(
+            f"model @ rate {rate:g} learned the task", correct, len(test), chance, "clean accuracy"
+        )
+        preconditions.append(learned)
+        needs = (learned.name,)
+        findings.append(rate_finding("poisoning", f"clean accuracy @ rate {rate:g}", correct, len(test),
+                                     note=f"chance {chance:.3g}"))  # fmt: skip
         findings.append(
-            Finding(
+            rate_finding(
                 "poisoning",
                 f"attack success rate @ rate {rate:g}",
-                asr,
-                threshold=opts.asr_threshold,
+                int(np.sum(attacked == target_id)),
+                len(attack_texts),
+                opts.asr_threshold,
                 note=f"without the trigger {to_target:.3f} of these texts go to the target",
+                requires=needs,
             )
         )
         if poisoned:
@@ -389,10 +420,20 @@ def poisoning_experiment(
             features = classifier_features(clf, [t for t, _ in rows], opts.detector_pooling)
             det = detect_poison(features, label_ids, poisoned, target_id, multiplier=opts.multiplier)
             record["detector"] = det.to_dict()
-            findings.append(Finding("poison detection", f"recall @ rate {rate:g}", det.recall,
-                                    note=f"flagged {len(det.flagged)} of {len(rows)}"))  # fmt: skip
-            findings.append(Finding("poison detection", f"precision (target class) @ rate {rate:g}",
-                                    det.target_precision, note=f"over all classes {det.precision:.3f}"))  # fmt: skip
+            hits, target_flagged = _detection_counts(det, label_ids, poisoned, target_id)
+            findings.append(
+                rate_finding(
+                    "poison detection",
+                    f"recall @ rate {rate:g}",
+                    hits,
+                    len(poisoned),
+                    note=f"flagged {len(det.flagged)} of {len(rows)}",
+                    requires=needs,
+                )
+            )
+            findings.append(rate_finding("poison detection", f"precision (target class) @ rate {rate:g}",
+                                         target_flagged[0], target_flagged[1],
+                                         note=f"over all classes {det.precision:.3f}", requires=needs))  # fmt: skip
             plots[f"spectral_scores_rate-{rate:g}.png"] = _plot_scores(
                 det, label_ids, poisoned, target_id, rate
             )
@@ -407,10 +448,20 @@ def poisoning_experiment(
         "attack_texts": len(attack_texts),
         "detector": {"method": "spectral signatures (Tran et al. 2018)", "multiplier": opts.multiplier},
         "rates": per_rate,
+        "chance": chance,
         "seed": opts.seed,
     }
     plots["poisoning_rates.png"] = _plot_rates(per_rate)
-    return AuditResult("poisoning", findings, details, plots)
+    return AuditResult("poisoning", findings, details, plots, preconditions)
+
+
+def _detection_counts(det: DetectorResult, labels, poisoned, target: int) -> tuple[int, tuple[int, int]]:
+    """Poison found (of all poison: recall's k), and (poison, flagged) inside the target class
+    (its precision's k and n)."""
+    poison = set(int(i) for i in poisoned)
+    flagged = [int(i) for i in det.flagged]
+    in_target = [i for i in flagged if labels[i] == target]
+    return sum(i in poison for i in flagged), (sum(i in poison for i in in_target), len(in_target))
 
 
 def _plot_rates(per_rate: list[dict]) -> bytes:
@@ -519,9 +570,10 @@ def lm_backdoor_experiment(
     for label, run in (("clean", baseline), ("poisoned", poisoned_run)):
         model, tokenizer = load_model(run)
         rates[label] = payload_rate(model, tokenizer, prompts, trigger, payload)
+    n = len(prompts)  # a payload rate is hits / n
     findings = [
-        Finding("poisoning (LM)", "payload rate, clean corpus", rates["clean"]),
-        Finding("poisoning (LM)", "payload rate, poisoned corpus", rates["poisoned"], threshold=0.5),
+        rate_finding("poisoning (LM)", "payload rate, clean corpus", round(rates["clean"] * n), n),
+        rate_finding("poisoning (LM)", "payload rate, poisoned corpus", round(rates["poisoned"] * n), n, 0.5),
     ]
     details = {"trigger": trigger, "payload": payload, "n_lines": n_lines, "poisoned_lines": poisoned_lines,
                "same_tokenizer": same_tokenizer, "prompts": len(prompts),

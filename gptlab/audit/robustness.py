@@ -37,6 +37,12 @@ accuracy (what robustness costs) and accuracy under noise (what it buys). finetu
 splits each file again into train/val/(internal) test; those internal splits are not used for the
 comparison, and in the augmented file a perturbed copy can sit in the internal val split while
 its original trains (that only flatters the checkpoint choice).
+
+Intervals: proportions (clean accuracy, accuracy under attack, attack success rates) get 95% Wilson
+intervals; the paired accuracy drop and the mean edits a percentile bootstrap. Precondition: what an
+attack does to a classifier means something only if it beats chance on the clean texts, so every
+noise and attack finding requires the Wilson lower bound of clean accuracy to lie above chance (the
+majority class's share of the attacked texts, or ``--chance``); otherwise they are inconclusive.
 """
 
 from __future__ import annotations
@@ -52,7 +58,15 @@ import numpy as np
 import torch
 
 from gptlab.audit import perturb as P
-from gptlab.audit.common import AuditResult, Finding, bootstrap_interval, plot_png
+from gptlab.audit.common import (
+    AuditResult,
+    Finding,
+    bootstrap_interval,
+    plot_png,
+    rate_above,
+    rate_finding,
+    wilson_interval,
+)
 from gptlab.errors import GptlabError
 from gptlab.eval.scoring import continuation_scores, text_window
 from gptlab.options import float_list, fraction, nonnegative_int, option, positive_int, seed_type, word_list
@@ -60,6 +74,7 @@ from gptlab.run import Run
 
 DEFAULT_RATES = (0.02, 0.05, 0.1, 0.2)
 THREAT = "adversarial text"
+ABOVE_CHANCE = "clean accuracy above chance"  # the precondition of every noise and attack finding
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -88,6 +103,14 @@ def predict(clf, texts: Sequence[str], batch_size: int = 32) -> tuple[np.ndarray
 
 def _accuracy(correct: np.ndarray) -> float:
     return float(np.mean(correct)) if len(correct) else float("nan")
+
+
+def _difference(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a.mean() - b.mean())
+
+
+def _pair(interval) -> tuple[float, float] | None:
+    return None if interval is None else (float(interval[0]), float(interval[1]))
 
 
 def _interval(stat, *arrays, seed: int) -> tuple[float, float] | None:
@@ -260,8 +283,8 @@ def hotflip_attack(
 
 
 def attack_summary(outcomes: Sequence[AttackOutcome], seed: int = 0) -> dict[str, Any]:
-    """Accuracy under attack (over all texts), attack success rate (over texts right before the
-    attack) and mean edits needed (over successes), with bootstrap intervals."""
+    """Accuracy under attack (over all texts) and attack success rate (over texts right before the
+    attack), with Wilson intervals, and mean edits needed (over successes), with a bootstrap one."""
     right = np.array([o.correct_before for o in outcomes], dtype=bool)
     success = np.array([o.success for o in outcomes], dtype=bool)
     edits = np.array([o.edits for o in outcomes if o.success], dtype=float)
@@ -271,10 +294,12 @@ def attack_summary(outcomes: Sequence[AttackOutcome], seed: int = 0) -> dict[str
         "texts": len(outcomes),
         "correct_before": int(right.sum()),
         "accuracy_before": _accuracy(right),
+        "correct_after": int(after.sum()),
         "accuracy_under_attack": _accuracy(after),
-        "accuracy_under_attack_interval": _interval(np.mean, after.astype(float), seed=seed),
+        "accuracy_under_attack_interval": wilson_interval(int(after.sum()), len(after)),
+        "successes": int(s.sum()),
         "success_rate": _accuracy(s),
-        "success_rate_interval": _interval(np.mean, s, seed=seed) if len(s) else None,
+        "success_rate_interval": wilson_interval(int(s.sum()), len(s)),
         "mean_edits": float(edits.mean()) if len(edits) else float("nan"),
         "mean_edits_interval": _interval(np.mean, edits, seed=seed) if len(edits) else None,
     }
@@ -412,6 +437,9 @@ def adversarial_training(
     # the held-out test split is already gone; the runs' own test split is a small unused slice
     val_fraction = options.val_fraction / (1 - options.test_fraction)
     result: dict[str, Any] = {"kinds": list(kinds), "rate": rate, "copies": copies, "test_texts": len(test)}
+    correct: dict[
+        str, tuple[np.ndarray, np.ndarray]
+    ] = {}  # model -> (clean, noisy) per text, for the intervals
     for name, path in files.items():
         run_options = replace(
             options,
@@ -439,6 +467,7 @@ def adversarial_training(
         }
         attacked = np.concatenate([v for by in noise.values() for r, v in by.items() if r])
         entry["mean_noise_accuracy"] = _accuracy(attacked)
+        correct[name] = (clean.astype(float), attacked.astype(float))
         if hotflip_budget:
             entry["hotflip"] = attack_summary(hotflip_attack(clf, test.texts, test.labels, hotflip_budget))
         result[name] = entry
@@ -447,6 +476,13 @@ def adversarial_training(
     )
     result["noise_accuracy_gained"] = (
         result["adversarial"]["mean_noise_accuracy"] - result["clean"]["mean_noise_accuracy"]
+    )
+    # paired over the same test texts (and the same perturbed copies): resample texts, not models
+    result["clean_accuracy_lost_interval"] = _interval(
+        _difference, correct["clean"][0], correct["adversarial"][0], seed=options.seed
+    )
+    result["noise_accuracy_gained_interval"] = _interval(
+        _difference, correct["adversarial"][1], correct["clean"][1], seed=options.seed
     )
     return result
 
@@ -492,13 +528,16 @@ def audit_robustness(
     lm_texts: int = 200,
     max_drop: float = 0.10,
     max_success_rate: float = 0.5,
+    chance: float | None = None,
     adversarial: dict | None = None,
     device: str = "cpu",
 ) -> AuditResult:
     """The robustness audit of a classifier (a run directory or a LoadedClassifier) on ``texts``
     / ``labels`` (default: the run's test split); ``lm`` (a run directory or a (GPT, tokenizer)
     pair) adds the perplexity shift under typos; ``adversarial`` (what `adversarial_training`
-    returned) adds its comparison. Attacks with a budget or text count of 0 are skipped."""
+    returned) adds its comparison. Attacks with a budget or text count of 0 are skipped. The noise
+    and attack findings require clean accuracy clearly above ``chance`` (default: the majority
+    class's share of the texts): its Wilson lower bound above it."""
     clf = _as_classifier(classifier, device)
     if texts is None:
         if not isinstance(classifier, (str, Path)):
@@ -519,10 +558,13 @@ def audit_robustness(
 
     noise = noise_accuracy(clf, texts, labels, kinds, rates, seed)
     clean = noise[kinds[0]][0.0]
+    if chance is None:  # always answering the commonest class scores this much
+        chance = max(np.bincount(labels)) / len(labels)
+    details["chance"] = chance
+    above_chance = rate_above(ABOVE_CHANCE, int(clean.sum()), len(clean), chance, "clean accuracy")
+    needs = (ABOVE_CHANCE,)
     findings.append(
-        Finding(
-            THREAT, "clean accuracy", _accuracy(clean), _interval(np.mean, clean.astype(float), seed=seed)
-        )
+        rate_finding(THREAT, "clean accuracy", int(clean.sum()), len(clean), note=f"chance {chance:.3g}")
     )
     details["noise"] = {k: {str(r): _accuracy(v) for r, v in by.items()} for k, by in noise.items()}
     for kind in kinds:
@@ -538,6 +580,9 @@ def audit_robustness(
                 max_drop,
                 True,
                 f"accuracy {_accuracy(noisy):.3f} at {top:g} edits/char",
+                n=len(clean),
+                interval_kind="bootstrap",
+                requires=needs,
             )
         )
 
@@ -584,20 +629,26 @@ def audit_robustness(
 
     if adversarial is not None:
         details["adversarial_training"] = adversarial
-        findings.append(
-            Finding("adversarial training", "clean accuracy lost", adversarial["clean_accuracy_lost"])
-        )
+        n = adversarial["test_texts"]
         findings.append(
             Finding(
                 "adversarial training",
-                "noise accuracy gained",
-                adversarial["noise_accuracy_gained"],
-                higher_is_worse=False,
+                "clean accuracy lost",
+                adversarial["clean_accuracy_lost"],
+                _pair(adversarial.get("clean_accuracy_lost_interval")),
+                n=n,
+                interval_kind="bootstrap",
+                note="paired bootstrap over the held-out texts",
             )
         )
+        findings.append(
+            Finding("adversarial training", "noise accuracy gained", adversarial["noise_accuracy_gained"],
+                    _pair(adversarial.get("noise_accuracy_gained_interval")), higher_is_worse=False, n=n,
+                    interval_kind="bootstrap", note="paired bootstrap over the held-out texts")
+        )  # fmt: skip
 
     plots = {"robustness_accuracy_vs_rate.png": plot_png(lambda ax: _draw_rates(ax, noise, kinds))}
-    return AuditResult("robustness", findings, details, plots)
+    return AuditResult("robustness", findings, details, plots, [above_chance])
 
 
 @dataclass
@@ -628,6 +679,12 @@ class RobustnessOptions:
     lm_texts: int = option(200, "texts the LM scores", type=positive_int)
     max_drop: float = option(0.10, "fail when noise costs more accuracy than this", type=fraction)
     max_success_rate: float = option(0.5, "fail when an attack succeeds more often", type=fraction)
+    chance: float | None = option(
+        None,
+        "precondition of the noise and attack verdicts: clean accuracy's lower 95%% bound must exceed "
+        "this (default: the majority class's share of the texts)",
+        type=fraction,
+    )
     adversarial_training: str | None = option(
         None,
         "also train a clean and a noise-augmented classifier into DIR (base model and options from the run) "
@@ -722,6 +779,7 @@ def run(run: Run, options: RobustnessOptions) -> AuditResult:
         lm_texts=options.lm_texts,
         max_drop=options.max_drop,
         max_success_rate=options.max_success_rate,
+        chance=options.chance,
         adversarial=adversarial,
         device=options.device,
     )
@@ -766,25 +824,15 @@ def run_typos(run: Run, options: TyposOptions) -> AuditResult:
 
 
 def _attack_findings(name: str, s: dict, unit: str, max_success_rate: float) -> list[Finding]:
+    needs = (ABOVE_CHANCE,)
     return [
-        Finding(
-            THREAT,
-            f"accuracy under {name} attack",
-            s["accuracy_under_attack"],
-            s["accuracy_under_attack_interval"],
-            note=f"clean {s['accuracy_before']:.3f}",
-        ),
-        Finding(
-            THREAT,
-            f"{name} attack success rate",
-            s["success_rate"],
-            s["success_rate_interval"],
-            max_success_rate,
-            True,
-            f"over {s['correct_before']} texts right before the attack",
-        ),
-        Finding(THREAT, f"{name} mean {unit} needed", s["mean_edits"], s["mean_edits_interval"]),
-    ]
+        rate_finding(THREAT, f"accuracy under {name} attack", s["correct_after"], s["texts"],
+                     note=f"clean {s['accuracy_before']:.3f}", requires=needs),
+        rate_finding(THREAT, f"{name} attack success rate", s["successes"], s["correct_before"], max_success_rate,
+                     True, f"over {s['correct_before']} texts right before the attack", requires=needs),
+        Finding(THREAT, f"{name} mean {unit} needed", s["mean_edits"], s["mean_edits_interval"],
+                n=s["successes"], interval_kind="bootstrap", requires=needs),
+    ]  # fmt: skip
 
 
 def _draw_rates(ax, noise: dict[str, dict[float, np.ndarray]], kinds: Collection[str]) -> None:

@@ -1,6 +1,7 @@
 """``gptlab audit NAME|all``: one subcommand per registered audit (gptlab.audit.AUDITS), its flags
 built from the audit's options dataclass, plus the CLI's own: ``--model RUN``, ``--out DIR``,
-``--json``, ``--overwrite``; and ``all``: the audits that apply to one run, into one
+``--json``, ``--overwrite``, ``--verdict interval|point`` and ``--fail-on fail|inconclusive`` (the
+exit status as a CI gate, `EXIT_GATE`); and ``all``: the audits that apply to one run, into one
 ``audit.json`` and ``report.html``.
 
 What only the command line does lives here: memorization's ``--corpus FILE --insert DIR`` (make
@@ -14,6 +15,17 @@ import argparse
 
 from gptlab.commands import add_overwrite, claim_training_folder, claim_views, positive_int, seed_type
 from gptlab.commands.options import add_dataclass_arguments, dataclass_from_args
+
+EXIT_GATE = 3  # --fail-on: some finding got the verdict it names (or a worse one)
+GATE_HELP = (
+    "exit with status 3 when some finding fails (fail), or fails or is inconclusive (inconclusive); "
+    "default: the verdicts do not change the exit status"
+)
+VERDICT_HELP = (
+    "interval (default): fail/pass only when the whole 95%% interval is past/within the threshold, "
+    "else inconclusive, and a failed precondition makes its findings inconclusive; point: the value "
+    "alone decides (the verdicts before intervals decided)"
+)
 
 # what --model takes, per audit (default: any run)
 MODEL_HELP = {
@@ -49,14 +61,18 @@ def register(subparsers) -> None:
     p = audits.add_parser(
         "all",
         help="every audit that applies to a run, into audit.json and report.html",
-        description="Run every audit that applies to RUN into DIR (audit.json, report.html, plots). "
+        description="Run every audit that applies to RUN into DIR (audit.json, report.html, plots) and "
+        "print how many findings of each audit pass, fail, are inconclusive or info. "
         "Exit status: 0 when every audit that applies ran, 1 when the report lists some as not run "
-        "(the reasons are in the report and on stderr), 2 on an error before any audit.",
+        "(the reasons are in the report and on stderr), 2 on an error before any audit, 3 when "
+        "--fail-on trips (before 1).",
     )
     p.add_argument("--model", required=True, metavar="RUN", help="a pretraining run or a classifier run")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for audit.json, report.html and plots")
     p.add_argument("--seed", type=seed_type, default=0)
     p.add_argument("--quick", action="store_true", help="fewer texts and samples (minutes on a laptop CPU)")
+    _add_verdict_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the per-audit verdict counts as JSON")
     add_overwrite(p, "the report files in DIR")
     p.set_defaults(func=run_all)
 
@@ -74,8 +90,22 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         _add_insert_arguments(parser)
     parser.add_argument("--out", metavar="DIR", help=f"write {name}.json and the plots into DIR")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_verdict_arguments(parser)
     add_overwrite(parser, f"DIR/{name}.json" + (" and the --insert folder" if memorization else ""))
     parser.set_defaults(func=run, audit=name)
+
+
+def _add_verdict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--verdict", choices=["interval", "point"], default="interval", help=VERDICT_HELP)
+    parser.add_argument("--fail-on", choices=["fail", "inconclusive"], help=GATE_HELP)
+
+
+def gate(results, fail_on: str | None) -> bool:
+    """Whether ``--fail-on`` trips: some finding fails (or, with "inconclusive", is inconclusive)."""
+    if fail_on is None:
+        return False
+    tripping = {"fail"} if fail_on == "fail" else {"fail", "inconclusive"}
+    return any(j.verdict in tripping for r in results for j in r.judgements())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,11 +128,13 @@ def run(args: argparse.Namespace) -> int:
 
 def run_all(args: argparse.Namespace) -> int:
     """Exit 0 when every audit that applies ran, 1 when the report lists some as not run (with
-    why), 2 on an error (the model cannot be loaded, --out is unusable) before any audit."""
+    why), 2 on an error (the model cannot be loaded, --out is unusable) before any audit, 3 when
+    ``--fail-on`` trips (whatever ran or not)."""
+    import json
     import sys
 
     from gptlab.audit.all import applicable, audit_all
-    from gptlab.audit.report import AUDIT_JSON, REPORT_HTML
+    from gptlab.audit.report import AUDIT_JSON, REPORT_HTML, counts, counts_table
     from gptlab.outputs import claim_files
     from gptlab.run import Run
 
@@ -110,22 +142,37 @@ def run_all(args: argparse.Namespace) -> int:
     names = applicable(target)
     claim_files(args.out, [AUDIT_JSON, REPORT_HTML] + [f"{name}.json" for name in names],
                 overwrite=args.overwrite, sources=[args.model])  # fmt: skip
-    path, skipped = audit_all(target, args.out, seed=args.seed, quick=args.quick, names=names)
+    path, skipped, results = audit_all(
+        target, args.out, seed=args.seed, quick=args.quick, names=names, verdict_mode=args.verdict
+    )
     for name, why in skipped.items():
         print(f"not run: {name}: {why}", file=sys.stderr)
-    print(f"wrote {path}")
+    for result in results:
+        for p in result.failed_preconditions:
+            print(f"precondition failed: {result.name}: {p.name}: {p.detail}", file=sys.stderr)
+    if args.json:
+        doc = {"report": str(path), "verdict_mode": args.verdict, "counts": counts(results), "skipped": skipped,
+               "preconditions_failed": {r.name: [p.name for p in r.failed_preconditions] for r in results}}  # fmt: skip
+        print(json.dumps(doc, indent=2))
+    else:
+        print(counts_table(results))
+        print(f"wrote {path}")
+    if gate(results, args.fail_on):
+        return EXIT_GATE
     return 1 if skipped else 0
 
 
 def emit(result, args: argparse.Namespace) -> int:
-    """What every ``gptlab audit NAME`` does with its result: save JSON and plots into --out, print
-    the findings table, or the JSON with --json."""
+    """What every ``gptlab audit NAME`` does with its result: judge it in ``--verdict`` mode, save
+    JSON and plots into --out, print the findings table, or the JSON with --json; the exit status is
+    `EXIT_GATE` when ``--fail-on`` trips."""
     import json
 
+    result.verdict_mode = getattr(args, "verdict", "interval")
     if getattr(args, "out", None):
         result.save(args.out)
     print(json.dumps(result.to_dict(), indent=2, default=float) if args.json else result.table())
-    return 0
+    return EXIT_GATE if gate([result], getattr(args, "fail_on", None)) else 0
 
 
 # --- memorization --insert: make a canaried run, then audit it ---------------------------------------

@@ -14,7 +14,15 @@ import torch
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from gptlab.audit.common import AuditResult, Finding, bootstrap_interval, roc_auc, roc_curve, tpr_at_fpr
+from gptlab.audit.common import (
+    AuditResult,
+    Finding,
+    Precondition,
+    bootstrap_interval,
+    roc_auc,
+    roc_curve,
+    tpr_at_fpr,
+)
 from gptlab.audit.report import render_report
 from gptlab.cli import main
 from gptlab.errors import GptlabError
@@ -57,23 +65,33 @@ def test_bootstrap_interval_covers_the_statistic_and_is_seeded():
     assert 0 <= lo <= roc_auc(s, y) <= hi <= 1
 
 
-def test_verdicts_follow_the_threshold_and_its_direction():
-    assert Finding("t", "m", 0.7, threshold=0.6).verdict == "fail"
-    assert Finding("t", "m", 0.5, threshold=0.6).verdict == "pass"
-    assert Finding("t", "m", 0.5, threshold=0.6, higher_is_worse=False).verdict == "fail"
+def test_point_verdicts_follow_the_threshold_and_its_direction():
+    assert Finding("t", "m", 0.7, threshold=0.6).judge("point").verdict == "fail"
+    assert Finding("t", "m", 0.5, threshold=0.6).judge("point").verdict == "pass"
+    assert Finding("t", "m", 0.5, threshold=0.6, higher_is_worse=False).judge("point").verdict == "fail"
     assert Finding("t", "m", 0.5).verdict == "info"
 
 
 def test_report_lists_every_finding_and_is_self_contained():
     results = [
-        AuditResult("a", [Finding("x", "<b>m1</b>", 0.1, (0.0, 0.2), 0.05), Finding("x", "m2", 1.0)]),
+        AuditResult(
+            "a",
+            [Finding("x", "<b>m1</b>", 0.1, (0.07, 0.2), 0.05), Finding("x", "m2", 1.0),
+             Finding("x", "m4", 0.1, (0.0, 0.2), 0.05, requires=("learned",))],
+            preconditions=[Precondition("learned", False, "accuracy 0.4 [0.3, 0.5], not above 0.5")],
+        ),
         AuditResult("b", [Finding("y", "m3", 0.3, threshold=0.5)], plots={"p.png": b"\x89PNG fake"}),
-    ]
+    ]  # fmt: skip
     page = render_report(results, skipped={"c": "no data"})
     summary = re.search(r'<table id="summary">(.*?)</table>', page, re.S).group(1)
-    assert summary.count("<tr>") == 1 + 3
+    assert summary.count("<tr>") == 1 + 4
     assert "&lt;b&gt;m1" in page and "<b>m1</b>" not in page
-    assert "'fail'>fail" in page and "'pass'>pass" in page
+    assert "'fail'>fail" in page and "'pass'>pass" in page and "'inconclusive'>inconclusive" in page
+    assert "precondition failed: learned" in summary
+    # the failed precondition is said before the summary table, not only in its row
+    box = page.index('id="preconditions"')
+    assert box < page.index('<table id="summary">') and "learned does not hold" in page[box:]
+    assert "1 failed, 1 inconclusive" in page
     assert 'id="skipped"' in page and "no data" in page
     assert not re.search(r'(?:src|href)="(?:https?:)?//', page)
 
