@@ -79,6 +79,11 @@ class Finding:
         verdict of the value alone)."""
         if mode not in VERDICT_MODES:
             raise GptlabError(f"verdict mode must be one of {', '.join(VERDICT_MODES)}, got {mode!r}")
+        blocking = [p for p in failed if not p.holds and p.name in self.requires]
+        if blocking and mode == "interval" and self.threshold is not None:  # even with no value to judge
+            return Judgement(
+                "inconclusive", "; ".join(f"precondition failed: {p.name} ({p.detail})" for p in blocking)
+            )
         if self.threshold is None or self.value is None or np.isnan(self.value):
             return Judgement("info", "no threshold" if self.threshold is None else "no value")
         t = self.threshold
@@ -91,11 +96,6 @@ class Finding:
         if mode == "point":
             return Judgement(
                 point, f"point value {self.value:.4g} {'is' if bad(self.value) else 'is not'} {side} {t:g}"
-            )
-        blocking = [p for p in failed if not p.holds and p.name in self.requires]
-        if blocking:
-            return Judgement(
-                "inconclusive", "; ".join(f"precondition failed: {p.name} ({p.detail})" for p in blocking)
             )
         if self.interval is None:
             return Judgement(point, f"no interval: decided by the point value {self.value:.4g} alone")
