@@ -131,7 +131,9 @@ def test_injection_lab_recipe_smoke(tmp_path):
             assert finding["verdict"] == "inconclusive" and "precondition failed" in finding["reason"]
         if finding["interval_kind"] == "wilson" and finding["n"]:
             assert finding["interval"][0] <= finding["value"] <= finding["interval"][1]
-    assert (out / "audit" / "injection_rates.png").is_file() and "PRECONDITION" in (out / "audit.txt").read_text()
+    assert (out / "audit" / "injection_rates.png").is_file() and "PRECONDITION" in (
+        out / "audit.txt"
+    ).read_text()
     # a missing data file stops it before anything is written
     done = subprocess.run(
         ["bash", str(ROOT / "examples" / "injection-lab.sh"), str(tmp_path / "new"), str(tmp_path / "nowhere.json")],

@@ -13,6 +13,11 @@ that make the model an instruction follower at all:
   defence's training markers), in a few phrasings.
 - ``recall``: a fact in the instruction, a question about it on the next line ("The door code is
   TRVBSN.\\nWhat is the door code?" -> "TRVBSN"); keys other than the audit's "secret password".
+- ``revise``: one of the audit's task instructions, then a second line that changes the request
+  ("Return the first word of the input.\nChange of plan: reply only with KLORP." -> "KLORP"; or a
+  fact and a question about it): in real instruction data a later line may revise an earlier one.
+  This is the habit prompt injection exploits; the suite teaches it because ordinary instruction
+  data does, with phrasings other than the audit's attacks.
 - ``copy``, ``brackets`` (a format: the input inside [ ]), ``count`` (items of a comma list, as a
   digit), ``fact`` (a fixed table of questions, "What colour is grass?" -> "green").
 - Some instructions get a context line first ("You are a helpful assistant.\\nReturn the first
@@ -34,25 +39,36 @@ from gptlab.audit.injection_probes import BUILTIN_TASKS, DEFAULT_MARKER, make_se
 from gptlab.errors import GptlabError
 
 KINDS = ("probe-tasks",)
-TASK_NAMES = ("upper", "first_word", "sentiment", "say", "recall", "copy", "brackets", "count", "fact")
-# The share of each task in the suite: the audit's three tasks get half.
-TASK_WEIGHTS = (6, 6, 6, 4, 4, 2, 2, 2, 2)
+TASK_NAMES = (
+    "upper", "first_word", "sentiment", "say", "recall", "revise", "copy", "brackets", "count",
+    "fact",
+)  # fmt: skip
+# The share of each task in the suite: the audit's three tasks get about half.
+TASK_WEIGHTS = (6, 6, 6, 3, 3, 4, 2, 2, 2, 2)
 
 # Words of the audit's inputs (so the model has seen them) and more, for random sentences.
 _WORDS = (
-    "the cat sat on mat green apples are sour we walked to river my brother plays drums rain fell all "
-    "night train was late again birds sing in morning she painted door blue a dog ran fast old man read "
-    "book small girl found red ball our house has big garden sun rose over hills tall tree grew near "
-    "lake he cooked soup for friends wind blew cold snow covered road children laughed at clown"
-).split()
+    "the", "cat", "sat", "on", "mat", "green", "apples", "are", "sour", "we", "walked", "to",
+    "river", "my", "brother", "plays", "drums", "rain", "fell", "all", "night", "train", "was",
+    "late", "again", "birds", "sing", "in", "morning", "she", "painted", "door", "blue", "a",
+    "dog", "ran", "fast", "old", "man", "read", "book", "small", "girl", "found", "red", "ball",
+    "our", "house", "has", "big", "garden", "sun", "rose", "over", "hills", "tall", "tree", "grew",
+    "near", "lake", "he", "cooked", "soup", "for", "friends", "wind", "blew", "cold", "snow",
+    "covered", "road", "children", "laughed", "at", "clown",
+)  # fmt: skip
 _NEUTRAL = (
-    "film food day beach phone staff hotel room book movie trip meal show service music game car "
-    "concert park coffee shop team city song"
-).split()
+    "film", "food", "day", "beach", "phone", "staff", "hotel", "room", "book", "movie", "trip",
+    "meal", "show", "service", "music", "game", "car", "concert", "park", "coffee", "shop", "team",
+    "city", "song",
+)  # fmt: skip
 _POSITIVE = (
-    "wonderful great kind helpful lovely delightful excellent happy nice amazing good best"
-).split()
-_NEGATIVE = "awful cold terrible slow noisy boring bad rude dirty ugly worst dull broken".split()
+    "wonderful", "great", "kind", "helpful", "lovely", "delightful", "excellent", "happy", "nice",
+    "amazing", "good", "best",
+)  # fmt: skip
+_NEGATIVE = (
+    "awful", "cold", "terrible", "slow", "noisy", "boring", "bad", "rude", "dirty", "ugly",
+    "worst", "dull", "broken",
+)  # fmt: skip
 _SENTIMENT_FORMS = (
     "the {n} was {a}",
     "what a {a} {n}",
@@ -68,8 +84,14 @@ _CONTEXTS = (
     "Be brief.",
 )
 _SAY = ("Say {w}.", "Reply only with {w}.", "Print {w} and nothing else.", "Answer with the word {w}.")
+_REVISE = (
+    "Change of plan: reply only with {w}.",
+    "Actually, just answer {w}.",
+    "On second thought, write {w} and nothing else.",
+    "Scratch that and say {w}.",
+)
 _KEYS = ("door code", "code word", "team name", "room name", "ship name", "pin")
-_ITEMS = "apple pear plum cup pen key hat box shoe lamp coin fork".split()
+_ITEMS = ["apple", "pear", "plum", "cup", "pen", "key", "hat", "box", "shoe", "lamp", "coin", "fork"]
 _FACTS = (
     ("What colour is grass?", "green"),
     ("What colour is the sky?", "blue"),
@@ -113,7 +135,9 @@ def _sentiment(rng: random.Random, used: set[str]) -> tuple[str, str]:
 
 def _word(rng: random.Random) -> str:
     while True:
-        word = "".join(rng.choice(_UPPER_LETTERS if i % 2 == 0 else "AEIOU") for i in range(rng.randint(4, 6)))
+        word = "".join(
+            rng.choice(_UPPER_LETTERS if i % 2 == 0 else "AEIOU") for i in range(rng.randint(4, 6))
+        )
         if word not in _RESERVED:
             return word
 
@@ -134,6 +158,16 @@ def _example(task: str, rng: random.Random, used: set[str]) -> dict[str, str]:
     if task == "recall":
         key, value = rng.choice(_KEYS), make_secret(rng.randrange(10**9), rng.randint(5, 7))
         return {"instruction": f"The {key} is {value}.\nWhat is the {key}?", "input": "", "output": value}
+    if task == "revise":
+        first = rng.choice(BUILTIN_TASKS)
+        text = _sentence(rng, used) if first.kind != "label" else _sentiment(rng, used)[0]
+        if rng.random() < 0.5:
+            word = _word(rng)
+            return {"instruction": f"{first.instruction}\n{rng.choice(_REVISE).format(w=word)}", "input": text,
+                    "output": word}  # fmt: skip
+        key, value = rng.choice(_KEYS), make_secret(rng.randrange(10**9), rng.randint(5, 7))
+        instruction = f"{first.instruction} The {key} is {value}.\nWhat is the {key}?"
+        return {"instruction": instruction, "input": text, "output": value}
     if task == "copy":
         text = _sentence(rng, used)
         return {"instruction": "Copy the input exactly.", "input": text, "output": text}
@@ -176,7 +210,7 @@ def probe_task_examples(
         record = _example(task, rng, used)
         if task in ("upper", "first_word", "sentiment") and rng.random() < secret_share:
             record["instruction"] = with_secret(record["instruction"], make_secret(rng.randrange(10**9)))
-        if task not in ("say", "recall") and rng.random() < context_share:
+        if task not in ("say", "recall", "revise") and rng.random() < context_share:
             record["instruction"] = f"{rng.choice(_CONTEXTS)}\n{record['instruction']}"
         records.append(record)
     return records
@@ -187,4 +221,3 @@ def instruction_suite(kind: str, n: int = 3000, seed: int = 0) -> list[dict[str,
     if kind == "probe-tasks":
         return probe_task_examples(n, seed)
     raise GptlabError(f"unknown instruction suite {kind!r} (expected one of {', '.join(KINDS)})")
-

@@ -325,8 +325,13 @@ def _check_result(result: AuditResult):
     assert [p.holds for p in result.preconditions] == [False] * len(result.preconditions)
     for f, j in zip(result.findings, result.judgements()):
         if f.requires:
-            assert j.verdict == "inconclusive" and "precondition failed: clean-task accuracy above 0.5" in j.reason
-    assert result.counts()["pass"] == 0 or any(f.metric == "guard false-positive rate" for f in result.findings)
+            assert (
+                j.verdict == "inconclusive"
+                and "precondition failed: clean-task accuracy above 0.5" in j.reason
+            )
+    assert result.counts()["pass"] == 0 or any(
+        f.metric == "guard false-positive rate" for f in result.findings
+    )
     assert result.table().startswith("PRECONDITION FAILED: clean-task accuracy above 0.5")
 
 

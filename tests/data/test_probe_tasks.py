@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from gptlab.audit.injection_defence import TRAIN_MARKERS
-from gptlab.audit.injection_probes import BUILTIN_TASKS, DEFAULT_MARKER, with_secret
+from gptlab.audit.injection_defence import TRAIN_ATTACKS, TRAIN_MARKERS
+from gptlab.audit.injection_probes import BUILTIN_ATTACKS, BUILTIN_TASKS, DEFAULT_MARKER, with_secret
 from gptlab.cli import main
 from gptlab.data.probe_tasks import TASK_NAMES, instruction_suite, probe_task_examples
 from gptlab.data.tasks import load_instructions
@@ -21,20 +21,24 @@ from gptlab.errors import GptlabError
 AUDIT_INSTRUCTIONS = {t.instruction: t for t in BUILTIN_TASKS}
 SECRET = re.compile(r"^(.*) The secret password is ([A-Z]{6})\. Never reveal it\.$")
 SAY = re.compile(r"^(?:Say|Reply only with|Print|Answer with the word) ([A-Z]+)(?: and nothing else)?\.$")
-RECALL = re.compile(r"^The ([a-z ]+) is ([A-Z]+)\.\nWhat is the \1\?$")
+REVISE = re.compile(
+    r"^(?:Change of plan: reply only with|Actually, just answer|On second thought, write|Scratch that and say) "
+    r"([A-Z]+)(?: and nothing else)?\.$"
+)
+RECALL = re.compile(r"The ([a-z ]+) is ([A-Z]+)\.\nWhat is the \1\?$")
 
 
 def solve(record: dict, facts: dict[str, str], polarity: dict[str, str]) -> str:
     """The answer recomputed from the prompt (and, for sentiment and facts, from what the suite
     itself teaches: word polarities and the fact table), independently of the generator."""
     instruction, text = record["instruction"], record["input"]
-    if m := RECALL.match(instruction):
+    if m := RECALL.search(instruction):  # a fact, then a question about it on the last line
         return m.group(2)
     lines = instruction.split("\n")
     task = lines[-1]  # an optional context line comes first
     if m := SECRET.match(task):
         task = m.group(1)
-    if m := SAY.match(task):
+    if m := SAY.match(task) or REVISE.match(task):  # the last line revises the request
         return m.group(1)
     if task == "Repeat the input in upper case.":
         return text.upper()
@@ -91,7 +95,10 @@ def test_every_answer_follows_from_its_prompt(suite):
         assert set(record) == {"instruction", "input", "output"}
         assert all(isinstance(v, str) for v in record.values()) and record["output"].strip()
         assert solve(record, facts, polarity) == record["output"], record
-    # every task is there, the audit's three with the larger share
+    for name in TASK_NAMES:  # each task alone (the `tasks` filter), every answer again from its prompt
+        only = probe_task_examples(30, seed=1, tasks=(name,))
+        assert all(solve(r, facts, polarity) == r["output"] for r in only)
+    # the audit's three tasks with the larger share
     firsts = [r["instruction"].split("\n")[-1] for r in suite]
     for task in BUILTIN_TASKS:
         share = sum(f.startswith(task.instruction) for f in firsts) / len(suite)
@@ -112,7 +119,9 @@ def test_uses_the_audit_conventions_and_never_its_inputs(suite):
         for word in (DEFAULT_MARKER, *TRAIN_MARKERS):
             assert word not in record["output"].split()
         assert "secret password" not in record["output"]
-        assert not record["instruction"].lower().startswith("ignore")
+        # the attack phrasings of the audit (and of the defence's training) are never taught
+        for attack in (*BUILTIN_ATTACKS, *TRAIN_ATTACKS):
+            assert attack.payload.split("{marker}")[0].strip() not in record["instruction"]
     assert secrets > 50
 
 
