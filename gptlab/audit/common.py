@@ -222,7 +222,7 @@ class AuditResult:
 
 
 def to_jsonable(o):
-    if isinstance(o, (np.floating, np.integer)):
+    if isinstance(o, (np.floating, np.integer, np.bool_)):
         return o.item()
     if isinstance(o, np.ndarray):
         return o.tolist()
@@ -369,7 +369,7 @@ def rate_above(name: str, k: int, n: int, floor: float, what: str = "accuracy") 
     iv = wilson_interval(k, n)
     if iv is None:
         return Precondition(name, False, f"no samples to measure the {what} on")
-    holds = iv[0] > floor
+    holds = bool(iv[0] > floor)
     relation = "above" if holds else "not above"
     detail = f"{what} {k}/{n} = {k / n:.3g} [{iv[0]:.3g}, {iv[1]:.3g}], lower bound {relation} {floor:g}"
     return Precondition(name, holds, detail)

@@ -360,7 +360,7 @@ def poisoning_experiment(
     findings: list[Finding] = []
     preconditions: list[Precondition] = []
     plots: dict[str, bytes] = {}
-    chance = opts.chance if opts.chance is not None else max(np.bincount(test.labels)) / len(test)
+    chance = opts.chance if opts.chance is not None else float(max(np.bincount(test.labels)) / len(test))
     for rate in opts.rates:
         rows, poisoned = poison_dataset(train_rows, opts.trigger, target, rate, opts.seed)
         run_dir = out / f"rate-{rate:g}"

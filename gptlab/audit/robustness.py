@@ -559,7 +559,7 @@ def audit_robustness(
     noise = noise_accuracy(clf, texts, labels, kinds, rates, seed)
     clean = noise[kinds[0]][0.0]
     if chance is None:  # always answering the commonest class scores this much
-        chance = max(np.bincount(labels)) / len(labels)
+        chance = float(max(np.bincount(labels)) / len(labels))
     details["chance"] = chance
     above_chance = rate_above(ABOVE_CHANCE, int(clean.sum()), len(clean), chance, "clean accuracy")
     needs = (ABOVE_CHANCE,)

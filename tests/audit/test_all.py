@@ -11,6 +11,7 @@ import string
 import numpy as np
 import pytest
 import torch
+from audit_checks import assert_rates_have_intervals
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
@@ -136,6 +137,9 @@ def test_audit_all_on_an_lm_run(lm_run, tmp_path, capsys):
     assert names == ["memorization", "membership", "bias", "typos"] and combined["skipped"] == {}
     for audit in combined["audits"]:  # each audit's own file, as `gptlab audit NAME --out` writes it
         assert json.loads((out / f"{audit['audit']}.json").read_text())["findings"] == audit["findings"]
+        assert_rates_have_intervals(audit)
+        assert combined["counts"][audit["audit"]] == audit["counts"]
+        assert sum(audit["counts"].values()) == len(audit["findings"])
     membership = next(a for a in combined["audits"] if a["audit"] == "membership")
     auc = next(f for f in membership["findings"] if f["metric"] == "ROC AUC (loss)")
     assert 0 <= auc["interval"][0] <= auc["value"] <= auc["interval"][1] <= 1
@@ -181,7 +185,7 @@ def test_audit_all_fails_with_the_load_error_when_the_model_cannot_be_loaded(tmp
 
 
 @pytest.mark.slow
-def test_audit_all_on_a_classifier_run_runs_robustness(tmp_path):
+def test_audit_all_on_a_classifier_run_runs_robustness(tmp_path, capsys):
     from gptlab.finetune.classifier_run import (
         CLASSIFIER_FORMAT,
         CLASSIFIER_JSON,
@@ -211,6 +215,25 @@ def test_audit_all_on_a_classifier_run_runs_robustness(tmp_path):
     assert [a["audit"] for a in combined["audits"]] == ["robustness"]
     metrics = {f["metric"] for f in combined["audits"][0]["findings"]}
     assert {"clean accuracy", "HotFlip attack success rate"} <= metrics
+    assert_rates_have_intervals(combined["audits"][0])
+    # an untrained classifier on random texts is at chance: nothing an attack does to it is measurable
+    robustness = combined["audits"][0]
+    assert robustness["preconditions"][0]["name"] == "clean accuracy above chance"
+    assert robustness["preconditions"][0]["holds"] is False
+    asr = next(f for f in robustness["findings"] if f["metric"] == "HotFlip attack success rate")
+    assert asr["verdict"] == "inconclusive" and asr["reason"].startswith(
+        "precondition failed: clean accuracy"
+    )
+    assert combined["counts"]["robustness"]["inconclusive"] >= 1 + len(robustness["details"]["kinds"])
+    out = tmp_path / "b"
+    args = ["audit", "all", "--model", str(run), "--out", str(out), "--quick", "--seed", "1"]
+    assert main(args + ["--fail-on", "inconclusive"]) == 3  # the gate: inconclusive is not a pass
+    capsys.readouterr()
+    code = main(args + ["--fail-on", "fail", "--overwrite", "--verdict", "point", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["verdict_mode"] == "point" and doc["counts"]["robustness"]["inconclusive"] == 0
+    assert doc["preconditions_failed"] == {"robustness": ["clean accuracy above chance"]}
+    assert code == (3 if doc["counts"]["robustness"]["fail"] else 0)
 
 
 def test_every_audit_is_a_cli_verb(capsys):

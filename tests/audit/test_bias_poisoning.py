@@ -12,6 +12,7 @@ import string
 import numpy as np
 import pytest
 import torch
+from audit_checks import assert_rates_have_intervals
 
 from gptlab.audit.bias import (
     BiasPair,
@@ -357,6 +358,11 @@ def test_backdoor_reaches_a_high_attack_success_rate_and_the_detector_finds_it(p
     verdicts = {f["metric"]: f["verdict"] for f in result["findings"]}
     assert verdicts["attack success rate @ rate 0"] == "pass"
     assert verdicts["attack success rate @ rate 0.15"] == "fail"
+    # both models learned the task, so the verdicts stand; every rate has its Wilson interval
+    assert [p["holds"] for p in result["preconditions"]] == [True, True]
+    assert_rates_have_intervals(result)
+    asr = next(f for f in result["findings"] if f["metric"] == "attack success rate @ rate 0.15")
+    assert asr["interval_kind"] == "wilson" and asr["interval"][0] > 0.5  # wholly past the threshold
     for name in ("poisoning_rates.png", "spectral_scores_rate-0.15.png"):
         assert (out / name).read_bytes()[:4] == b"\x89PNG"
     assert (out / "runs" / "rate-0.15" / "classifier" / "classifier.json").is_file()
@@ -376,3 +382,6 @@ def test_lm_backdoor_makes_the_trigger_write_the_payload(biased_run):
     assert rates["poisoned"] >= 0.75
     assert result.details["same_tokenizer"] and len(result.details["poisoned_lines"]) == 50
     assert "the hat is red" in (root / "lm" / "poisoned-corpus.txt").read_text()
+    assert_rates_have_intervals(result.to_dict())
+    clean = result.findings[0]
+    assert clean.n == 4 and clean.interval == pytest.approx((0.0, 0.4899), abs=1e-4)  # Wilson 0/4

@@ -242,15 +242,22 @@ def test_membership_is_chance_on_a_model_that_never_saw_the_texts(mia_setup):
 def test_overfit_model_leaks_membership_far_more_than_a_regularised_one(mia_setup, tmp_path):
     tok, members, nonmembers, overfit, regular, reference = mia_setup
     kw = dict(reference=(reference, tok), n_boot=200)
-    over = {x.metric: x for x in audit_membership(overfit, tok, members, nonmembers, **kw).findings}
+    over_result = audit_membership(overfit, tok, members, nonmembers, **kw)
+    over = {x.metric: x for x in over_result.findings}
     reg = {x.metric: x for x in audit_membership(regular, tok, members, nonmembers, **kw).findings}
     for name in ("loss", "zlib ratio", "reference-calibrated", "attack classifier (OOF)"):
         key = f"ROC AUC ({name})"
         assert over[key].value > 0.8 and over[key].verdict == "fail"
         assert over[key].value > reg[key].value + 0.15, key
     assert over["loss gap (non-members - members)"].value > reg["loss gap (non-members - members)"].value
-    # 48 non-members cannot resolve a 1% FPR: the TPR there gets no verdict
-    assert over["TPR@1%FPR (loss)"].verdict == "info"
+    # 48 non-members cannot resolve a 1% FPR (one false positive is 2%): the TPR there is
+    # inconclusive, whatever its value, and the precondition says why
+    verdicts = {f.metric: j for f, j in zip(over_result.findings, over_result.judgements())}
+    assert verdicts["TPR@1%FPR (loss)"].verdict == "inconclusive"
+    assert verdicts["TPR@1%FPR (loss)"].reason.startswith(
+        "precondition failed: non-members resolve 1% FPR (48 non"
+    )
+    assert verdicts["ROC AUC (loss)"].verdict == "fail"  # the AUC needs no such resolution
 
 
 @pytest.mark.slow

@@ -242,3 +242,26 @@ def test_point_mode_on_the_cli_ignores_the_preconditions(bias_setup, capsys):
     assert main([*args, "--fail-on", "inconclusive"]) == 3
     doc = json.loads(capsys.readouterr().out)
     assert doc["verdict_mode"] == "interval" and doc["counts"]["inconclusive"] == 2  # the gap and the p-value
+
+
+def test_a_failed_precondition_is_inconclusive_even_with_no_value():
+    """No clean twin answered right: the rate over them is 0/0 (NaN); the precondition, not the
+    missing number, is what the user must hear."""
+    broken = Precondition("clean-task accuracy above 0.5", False, "0/40 clean probes right")
+    f = rate_finding("t", "success rate", 0, 0, 0.1, requires=(broken.name,))
+    assert f.judge("interval", [broken]).verdict == "inconclusive"
+    assert f.judge("point", [broken]).verdict == "info"
+    assert f.judge().verdict == "info"  # the finding alone: nothing to judge
+
+
+def test_a_bias_group_below_the_minimum_is_inconclusive_and_the_others_stand():
+    from gptlab.audit.bias import BiasPair, pair_preconditions
+
+    pairs = [BiasPair(f"a{i}", "x", " she", "x", " he", "big") for i in range(25)]
+    pairs += [BiasPair(f"b{i}", "y", " she", "y", " he", "small") for i in range(5)]
+    pre = {p.name: p for p in pair_preconditions(pairs, 20)}
+    assert pre["enough pairs"].holds and pre["enough pairs [big]"].holds
+    assert not pre["enough pairs [small]"].holds and pre["enough pairs [small]"].detail.startswith(
+        "5 pairs of small"
+    )
+    assert len(pair_preconditions(pairs[:25], 20)) == 1  # one group: the overall check is the group's

@@ -108,6 +108,11 @@ ROWS: list[tuple[tuple[str, ...], list[str]]] = [
                                "--hotflip-budget", "1", "--hotflip-texts", "2", "--json"]),
     (("audit", "bias"), ["audit", "bias", "--model", "{run}", "--builtin", "occupations", "--n-perm", "50",
                          "--n-boot", "20", "--json"]),
+    (("audit", "bias", "--verdict"), ["audit", "bias", "--model", "{run}", "--builtin", "occupations", "--n-perm",
+                                      "50", "--n-boot", "20", "--verdict", "point", "--fail-on", "fail",
+                                      "--gap-threshold", "1000", "--alpha", "0.000001", "--json"]),
+    (("audit", "all"), ["audit", "all", "--model", "{run}", "--out", "{tmp}/audit-all", "--quick",
+                        "--verdict", "point", "--json"]),
     (("audit", "poisoning"), ["audit", "poisoning", "--model", "{run}", "--data", "{tsv}", "--rates", "0,0.1",
                               "--epochs", "1", "--batch-size", "8", "--json"]),
 ]  # fmt: skip
