@@ -25,9 +25,9 @@ if smoke; then
   MODEL=(model.n_layer=1 model.n_head=2 model.n_embd=32 model.block_size=160)
   AUDIT=(--examples 1 --max-new-tokens 4 --defence-examples 8 --epochs 1)
 else
-  N="${N:-3000}" VOCAB=1200 PRE=(train.max_steps=200 train.batch_size=16 "train.max_minutes=2")
-  FT=(--epochs "${EPOCHS:-8}" --batch-size 16 --max-minutes "${FINETUNE_MINUTES:-8}")
-  MODEL=(model.n_layer=2 model.n_head=4 model.n_embd=128 model.block_size=192 model.dropout=0.0)
+  N="${N:-3000}" VOCAB=1200 PRE=(train.max_steps=200 train.batch_size=16 "train.max_minutes=${PRETRAIN_MINUTES:-2}")
+  FT=(--epochs "${EPOCHS:-16}" --batch-size 16 --max-minutes "${FINETUNE_MINUTES:-10}")
+  MODEL=(model.n_layer=3 model.n_head=4 model.n_embd=128 model.block_size=192 model.dropout=0.0)
   AUDIT=(--examples "${EXAMPLES:-8}" --max-new-tokens 32 --defence-examples "${DEFENCE_EXAMPLES:-400}" --epochs 2)
 fi
 mkdir -p "$OUT/data"
