@@ -37,7 +37,7 @@ pretrain_from_scratch() {
   shift 2
   inputs=$(printf '"%s",' "$@")
   "$GPTLAB" train --out "$run" --overwrite "data.input=[${inputs%,}]" "data.tokenizer=$tokenizer" \
-    data.val_fraction=0.02 "${MODEL[@]}" "${PRE[@]}" optim.lr=2e-3 optim.min_lr=2e-4 optim.warmup_steps=50 \
-    train.eval_every=200 train.eval_batches=8 train.sample_tokens=0 train.progress=false --json >"$run.json"
+    data.val_fraction=0.02 "${MODEL[@]}" optim.lr=2e-3 optim.min_lr=2e-4 optim.warmup_steps=50 \
+    train.eval_every=200 train.eval_batches=8 train.sample_tokens=0 train.progress=false "${PRE[@]}" --json >"$run.json"
   echo "pretraining: $(cat "$run.json")"
 }

@@ -7,6 +7,8 @@
 # gets a weaker model in the same time rather than a longer run.
 #   bash examples/translate.sh OUT_DIR [DATA_DIR]   (DATA_DIR holds multi30k/{train,val}.jsonl;
 #   default ../shared/data/tasks). Knobs (env): PRETRAIN_MINUTES, FINETUNE_MINUTES, EPOCHS, BEAMS.
+#   PRETRAIN_MINUTES=0 skips the language-model stage (the ablation: does pretraining help?): the
+#   fine-tune then starts from the randomly initialised GPT of the same shape.
 # Leaves the recommended model at OUT_DIR/final and the scores in OUT_DIR/results.json.
 set -euo pipefail
 OUT="${1:?usage: examples/translate.sh OUT_DIR [DATA_DIR]}"
@@ -20,6 +22,8 @@ if smoke; then
   MODEL=(model.n_layer=1 model.n_head=2 model.n_embd=32 model.block_size=64)
 else
   VOCAB=4000 PRE=(train.max_steps=100000 "train.max_minutes=${PRETRAIN_MINUTES:-5}" train.batch_size=32)
+  # no pretraining: a one-step run at a vanishing learning rate only writes the initial weights
+  [[ "${PRETRAIN_MINUTES:-5}" == 0 ]] && PRE=(train.max_steps=1 train.batch_size=32 optim.lr=1e-12 optim.min_lr=0)
   FT=(--epochs "${EPOCHS:-6}" --batch-size 32 --max-minutes "${FINETUNE_MINUTES:-20}" --val-fraction 0.02
     --test-fraction 0.01) LIMIT=()
   MODEL=(model.n_layer=4 model.n_head=4 model.n_embd=128 model.block_size=128 model.dropout=0.1)

@@ -67,5 +67,7 @@ def run_every_view(args: argparse.Namespace) -> int:
     claim_views(args, all_files())
     result = run_all(Run.open(args.model), options)
     index = result.write(args.out)
-    print(f"wrote {index} and {len(result.data['views'])} views")
+    left_out = result.data["left_out"]  # a recurrent model: the analyses that need attention
+    note = f" (left out, needing attention: {', '.join(left_out)})" if left_out else ""
+    print(f"wrote {index} and {len(result.data['views'])} views{note}")
     return 0

@@ -333,6 +333,10 @@ def finetune_classifier(
 
     start = resolve_start(options)
     gpt, tokenizer = Run.open(start.path).load(device=str(device))
+    if options.dp_epsilon is not None:
+        from gptlab.train.dp import check_dp_model
+
+        check_dp_model(gpt.config)
     max_length = min(options.max_length or gpt.config.block_size, gpt.config.block_size)
     data = load_classification(
         options.data, options.text_column, options.label_column, options.labels, options.header

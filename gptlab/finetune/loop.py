@@ -6,6 +6,12 @@ step timing, the progress bar, the ``--max-minutes`` deadline, and after each ep
 evaluation, the best-checkpoint tracking (the task saves, the runner decides when) and one
 ``metrics.jsonl`` line per epoch. The task supplies what differs: its batches, its forward pass
 and loss, the train metrics it gathers from the batches and its val metrics.
+
+A mixture-of-experts model (``mlp = "moe"``) fine-tunes as it pretrains (gptlab.train.trainer):
+the update adds its load-balancing loss (gptlab.model.moe.aux_loss, ``moe_aux_loss`` times the
+layers' balance losses) to the task's loss before backward, so the routers keep spreading the
+tokens; the loss the task and its metrics see stays the task's own. Each epoch's record gains
+the routers' ``moe_aux_loss`` and ``expert_fraction`` (gptlab.model.moe.RouterStats).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import torch
 import torch.nn as nn
 
 from gptlab.finetune.common import StepSchedule, StepTimer
+from gptlab.model.moe import RouterStats, aux_loss, tokens_per_expert
 
 Batch = tuple[torch.Tensor, ...]
 # one update: the batch (on the model's device) -> (the task's output for its metrics, mean loss)
@@ -39,11 +46,13 @@ def optimizer_step(model: nn.Module, optimizer, loss: torch.Tensor, grad_clip: f
 def adamw_update(
     model: nn.Module, optimizer, forward: Callable[[Batch], tuple[Any, torch.Tensor]], grad_clip: float
 ) -> Update:
-    """The ordinary update: ``forward(batch) -> (output, loss)``, backward, clip, AdamW."""
+    """The ordinary update: ``forward(batch) -> (output, loss)``, backward of the loss plus a
+    mixture of experts' load-balancing loss (module doc; 0 for a dense model), clip, AdamW.
+    Returns the output and the task's loss."""
 
     def update(batch: Batch) -> tuple[Any, torch.Tensor]:
         output, loss = forward(batch)
-        optimizer_step(model, optimizer, loss, grad_clip)
+        optimizer_step(model, optimizer, loss + aux_loss(model), grad_clip)
         return output, loss
 
     return update
@@ -120,6 +129,7 @@ class EpochRunner:
         history: list[dict] = []
         timer = StepTimer()
         best, best_score, step, stopped_early = None, None, 0, False
+        router = RouterStats()  # a mixture of experts' routing over the epoch (module doc)
         minutes = self.options.max_minutes
         deadline = self.started + minutes * 60 if minutes else None
         with metrics_path.open("w", encoding="utf-8") as metrics_file:
@@ -133,6 +143,7 @@ class EpochRunner:
                     output, loss = self.update(batch)
                     timer.stop()
                     step += 1
+                    router.add(aux_loss(self.model), tokens_per_expert(self.model))  # the update's forward
                     self.on_batch(batch, output, loss)
                     if hasattr(batches, "set_postfix"):
                         batches.set_postfix(loss=f"{float(loss):.4f}")
@@ -140,7 +151,7 @@ class EpochRunner:
                         stopped_early = True
                         break
                 record = {"epoch": epoch, "step": step, "seconds": round(time.time() - self.started, 2)}
-                record |= self.end_epoch()
+                record |= router.record() | self.end_epoch()
                 score = self.score(record)
                 if best_score is None or score > best_score:
                     best_score = score

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from gptlab.run import Run
 
 ANALYSES: dict[str, Analysis] = {
-    "attention": Analysis(attention.AttentionOptions, attention.run, attention.HELP, attention.FILES, "Attention", attention.in_all),
-    "lens": Analysis(lens.LensOptions, lens.run, lens.HELP, lens.FILES, "Logit lens", lens.in_all),
+    "attention": Analysis(attention.AttentionOptions, attention.run, attention.HELP, attention.FILES, "Attention", attention.in_all, needs_attention=True),
+    "lens": Analysis(lens.LensOptions, lens.run, lens.HELP, lens.FILES, "Logit lens", lens.in_all, needs_attention=True),
     "saliency": Analysis(saliency.SaliencyOptions, saliency.run, saliency.HELP, saliency.FILES, "Token attributions", saliency.in_all),
     "embeddings": Analysis(embeddings.EmbeddingsOptions, embeddings.run, embeddings.HELP, embeddings.FILES, "Embeddings", embeddings.in_all),
     "sampling": Analysis(sampling.SamplingOptions, sampling.run, sampling.HELP, sampling.FILES, "Sampling study", sampling.in_all),
@@ -40,10 +40,17 @@ def all_files() -> list[str]:
 
 def run_all(run: Run, options: AllOptions) -> AnalysisResult:
     """Every analysis in ``all_analyses()`` on one text, each with its ``in_all`` options; the views are
-    all their files and an index.html that links their pages."""
+    all their files and an index.html that links their pages. A recurrent model (``model.arch``
+    lstm / gru) has no attention: the analyses that need it are left out, and the summary says so."""
     from gptlab.interpret.views import index_page
 
-    results = {name: (a, a.run(run, a.in_all(run, options))) for name, a in all_analyses().items()}
+    arch = run.config.arch
+    chosen = {n: a for n, a in all_analyses().items() if arch == "gpt" or not a.needs_attention}
+    left_out = sorted(set(all_analyses()) - set(chosen))
+    results = {name: (a, a.run(run, a.in_all(run, options))) for name, a in chosen.items()}
+    note = (
+        f"; left out: {', '.join(left_out)} (a recurrent {arch.upper()} has no attention)" if left_out else ""
+    )
 
     def views() -> dict[str, str | bytes]:
         files: dict[str, str | bytes] = {}
@@ -55,8 +62,8 @@ def run_all(run: Run, options: AllOptions) -> AnalysisResult:
         return {INDEX_FILE: index_page(f"Analysis of {run.path}", links), **files}
 
     return AnalysisResult(
-        {"views": list(results)},
-        table=lambda: f"{len(results)} views: {', '.join(results)}",
+        {"views": list(results), "left_out": left_out},
+        table=lambda: f"{len(results)} views: {', '.join(results)}{note}",
         views=views,
         summary="every view for one text, with an index",
     )

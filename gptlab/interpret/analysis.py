@@ -65,6 +65,7 @@ class Analysis:
     files: tuple[str, ...]  # what its views write into --out (the HTML page first), claimed before any work
     title: str  # its link's title on `analyze all`'s index
     in_all: Callable[[Run, AllOptions], Any] | None = None  # its options in `analyze all` (None: left out)
+    needs_attention: bool = False  # reads attention or a residual stream: `analyze all` skips it for an RNN
 
 
 # ------------------------------------------------------------------------ helpers the analyses share

@@ -186,9 +186,11 @@ def sentence_embeddings(
         out = []
         for text in texts:  # one at a time: the texts have different lengths and no padding mask
             ids = _text_ids(model, tokenizer, text, truncate)
-            hidden = model.hidden_states(torch.tensor([ids], device=device))[index]  # (1, T, C)
-            if index == model.config.n_layer:
-                hidden = model.transformer.ln_f(hidden)
+            idx = torch.tensor([ids], device=device)
+            if index == model.config.n_layer:  # after ln_f: also a recurrent model's last layer
+                hidden = model.head_input(idx)  # (1, T, C)
+            else:  # a transformer's residual stream (an LSTM/GRU refuses: it has no blocks)
+                hidden = model.hidden_states(idx)[index]  # (1, T, C)
             out.append(hidden[0].float().mean(dim=0))  # (C,)
     return torch.stack(out).cpu()  # (N, C)
 

@@ -333,6 +333,12 @@ class GPT(nn.Module):
         """Final norm and LM head: residual stream (B, T, C) -> logits (B, T, V)."""
         return self.lm_head(self.transformer.ln_f(x))
 
+    def head_input(self, idx: torch.Tensor) -> torch.Tensor:
+        """What the LM head reads at every position: idx (B, T) -> the final-normed residual
+        stream (B, T, C) (a classifier head reads it too: gptlab.model.heads)."""
+        x, _, _ = self._run(idx)
+        return self.transformer.ln_f(x)
+
     def _run(self, idx, kv_cache=None, need_weights=False, keep_hidden=False):
         B, T = idx.shape
         if kv_cache is not None:

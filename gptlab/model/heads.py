@@ -11,7 +11,9 @@ score per class. Which vector:
 Batches are padded on the right and come with ``lengths`` (B,), the number of real tokens per
 row. With causal attention a real token only attends to earlier positions, which are all real
 when the padding is on the right: padding cannot change any real token's hidden state, so no
-attention mask is needed; pooling just has to skip the padded positions.
+attention mask is needed; pooling just has to skip the padded positions. A recurrent model
+(``model.arch`` lstm / gru) reads left to right as well, so the same holds for it; its features
+are the last cell's outputs, and ``last:N`` below means its last N cells.
 
 Which parameters train (`set_trainable`): ``"head"`` (a linear probe on frozen features),
 ``"last:N"`` (the last N blocks, the final norm and the head) or ``"all"``. Fewer trainable
@@ -27,16 +29,18 @@ import torch.nn.functional as F
 
 from gptlab.errors import GptlabError
 from gptlab.model.gpt import GPT, INIT_STD
+from gptlab.model.rnn import RecurrentLM
 
 POOLINGS = ("last", "mean")
 
 
 class GPTClassifier(nn.Module):
-    """``gpt`` (a GPT, usually pretrained) + ``head`` (Linear n_embd -> num_classes)."""
+    """``gpt`` (a GPT, usually pretrained, or a recurrent `RecurrentLM`) + ``head`` (Linear
+    n_embd -> num_classes)."""
 
     def __init__(
         self,
-        gpt: GPT,
+        gpt: GPT | RecurrentLM,
         num_classes: int,
         pooling: str = "last",
         class_weights: torch.Tensor | None = None,
@@ -77,8 +81,7 @@ class GPTClassifier(nn.Module):
             )
         if bool((lengths < 1).any()) or bool((lengths > T).any()):
             raise GptlabError(f"lengths must be in 1..{T} (the padded length), got {lengths.tolist()}")
-        x = self.gpt.hidden_states(idx)[-1]  # (B, T, C), the residual stream after the last block
-        x = self.gpt.transformer.ln_f(x)  # (B, T, C)
+        x = self.gpt.head_input(idx)  # (B, T, C): after the final norm (a GPT) or the last cell (an RNN)
         if self.pooling == "last":
             rows = torch.arange(B, device=idx.device)
             return x[rows, lengths - 1]  # (B, C)
@@ -129,12 +132,21 @@ class GPTClassifier(nn.Module):
                 raise GptlabError(
                     f"trainable {spec!r}: N in 'last:N' must be an integer from 0 to n_layer ({n_layer})"
                 )
-            for block in self.gpt.transformer.h[n_layer - n :]:
-                block.requires_grad_(True)
-            self.gpt.transformer.ln_f.requires_grad_(True)
+            for p in _last_layers(self.gpt, n):
+                p.requires_grad_(True)
             self.head.requires_grad_(True)
         else:
             raise GptlabError(f"trainable must be 'head', 'last:N' or 'all', got {spec!r}")
         for name, p in self.named_parameters():
             if name.endswith((".lora_A", ".lora_B")):
                 p.requires_grad_(True)
+
+
+def _last_layers(model: GPT | RecurrentLM, n: int) -> list[nn.Parameter]:
+    """The parameters of the last ``n`` layers: a GPT's last n blocks and its final norm; a
+    recurrent model's last n cells (one nn.LSTM / nn.GRU names layer i's tensors ``*_l{i}``)."""
+    n_layer = model.config.n_layer
+    if isinstance(model, RecurrentLM):
+        return [p for name, p in model.rnn.named_parameters() if int(name.rsplit("_l", 1)[1]) >= n_layer - n]
+    blocks = model.transformer.h[n_layer - n :]
+    return [*blocks.parameters(), *model.transformer.ln_f.parameters()]

@@ -158,6 +158,13 @@ def apply_lora(
     inside a classifier, not to the classifier, to keep its head trainable.
     """
     check_lora_args(rank, alpha, dropout)
+    arch = getattr(getattr(model, "config", None), "arch", "gpt")
+    if arch != "gpt":  # the fused cell reads its weights directly: no Linear layer to wrap
+        raise GptlabError(
+            f"LoRA adapts a transformer's Linear layers; this model is a recurrent {arch.upper()} "
+            f"whose weights sit inside one nn.{arch.upper()}: fine-tune it without LoRA "
+            "(e.g. --trainable all or last:N)"
+        )
     targets = tuple(targets)
     if not targets:
         raise GptlabError("LoRA targets: give at least one module name (e.g. attn.c_attn)")

@@ -22,15 +22,16 @@ N * top_k token-to-expert assignments that went to e and P_e the mean router pro
 It is 1 when both are uniform and grows as the router favours a few experts; only P carries a
 gradient. (Hugging Face's Mixtral loss is the same times top_k.) The trainer adds
 ``moe_aux_loss`` times the sum over layers to the training loss (`aux_loss`) and logs the
-fraction of tokens each expert received (`tokens_per_expert`). The fine-tuning commands do not
-add it yet: a MoE model fine-tunes on the cross-entropy alone (fine for short fine-tunes of a
-balanced router; watch the routing on long ones). DP-SGD refuses MoE models (per-example
-gradients through data-dependent routing are not supported).
+fraction of tokens each expert received (`tokens_per_expert`, gathered by `RouterStats`); the
+fine-tuning loops (gptlab.finetune.loop: classify, instruct, classifier distillation) do the
+same, once per epoch in their metrics.jsonl. The logged loss stays the task's loss. DP-SGD
+refuses MoE models (per-example gradients through data-dependent routing are not supported).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -92,3 +93,32 @@ def tokens_per_expert(model: nn.Module) -> torch.Tensor | None:
     over top_k choices), or None for a model without experts."""
     layers = moe_layers(model)
     return torch.stack([m.routed for m in layers]) if layers else None
+
+
+class RouterStats:
+    """The routers of a mixture-of-experts model over a window of updates (between two log steps
+    of the trainer, over an epoch of a fine-tune): ``moe_aux_loss``, the mean over forwards of
+    the auxiliary loss added to the training loss (coefficient included), and
+    ``expert_fraction``, per MoE layer the fraction of token assignments each expert got.
+    Tensors until recorded: no host sync per step."""
+
+    def __init__(self) -> None:
+        self.aux, self.routed, self.batches = 0.0, None, 0
+
+    def add(self, aux: torch.Tensor | float, routed: torch.Tensor | None) -> None:
+        if routed is not None:
+            self.aux = self.aux + aux.detach()
+            self.routed = routed if self.routed is None else self.routed + routed
+            self.batches += 1
+
+    def record(self) -> dict[str, Any]:
+        """The log entries, and a fresh window; empty for a model without experts."""
+        if self.routed is None:
+            return {}
+        routed = self.routed.float()
+        out = {
+            "moe_aux_loss": float(self.aux) / self.batches,
+            "expert_fraction": (routed / routed.sum(dim=-1, keepdim=True)).round(decimals=4).tolist(),
+        }
+        self.aux, self.routed, self.batches = 0.0, None, 0
+        return out

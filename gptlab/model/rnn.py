@@ -8,10 +8,12 @@ as in Press & Wolf, 2017). ``n_head``, positions, norms and the block variants a
 recurrent network knows the order of its inputs by reading them one after another.
 
 It has GPT's interface where that means something, so the trainer, checkpoints, ``generate``,
-``eval perplexity`` and task scoring run it unchanged: ``forward(idx, targets, kv_cache,
-last_only, label_smoothing) -> (logits, loss)``, ``unembed``, ``num_params``,
+``eval perplexity``, task scoring, the privacy audits and ``finetune classify`` (the head reads
+the last layer's output) run it unchanged: ``forward(idx, targets, kv_cache, last_only,
+label_smoothing) -> (logits, loss)``, ``unembed``, ``head_input``, ``num_params``,
 ``tensor_shapes``, ``from_state_dict``. What needs attention or a residual stream
-(``forward_with_attention``, ``hidden_states`` for the logit lens) raises a GptlabError.
+(``forward_with_attention``, ``hidden_states`` for the logit lens) raises a GptlabError, as
+LoRA does (it adapts Linear layers; the cells' weights sit inside one nn.LSTM / nn.GRU).
 
 Incremental decoding keeps the recurrent state instead of keys and values: `RecurrentState`
 has the KV cache's interface (``pos``, ``max_len``, ``select``), so generation and beam search
@@ -156,11 +158,18 @@ class RecurrentLM(nn.Module):
         """The last layer's output (B, T, C) -> logits (B, T, V)."""
         return self.lm_head(x)
 
+    def head_input(self, idx: torch.Tensor) -> torch.Tensor:
+        """What the LM head reads at every position, as `GPT.head_input`: the last layer's
+        output (B, T, C)."""
+        return self._run(idx, None)
+
     def forward_with_attention(self, idx: torch.Tensor):
         raise _no_attention(self.config.arch, "attention analysis")
 
     def hidden_states(self, idx: torch.Tensor, kv_cache=None):
-        raise _no_attention(self.config.arch, "the logit lens (a residual stream after each block)")
+        raise _no_attention(
+            self.config.arch, "hidden states after each block (the logit lens, inner-layer embeddings)"
+        )
 
     def _run(self, idx: torch.Tensor, state: RecurrentState | None) -> torch.Tensor:
         B, T = idx.shape

@@ -362,6 +362,21 @@ class WindowData:
 SampleLoss = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 
+def check_dp_model(config) -> None:
+    """GptlabError unless per-example gradients (torch.func.vmap) can run through the model of
+    ``config``: a mixture of experts routes with data-dependent shapes (``nonzero``), and torch's
+    GRU has no working vmap rule (the LSTM's works)."""
+    if config.mlp == "moe" and config.arch == "gpt":
+        raise GptlabError(
+            "DP training (torch.func per-example gradients) cannot route tokens: use mlp 'dense'"
+        )
+    if config.arch == "gru":
+        raise GptlabError(
+            "DP training (torch.func per-example gradients) does not run through torch's GRU: use "
+            "arch 'lstm' or 'gpt'"
+        )
+
+
 def per_sample_gradients(
     module: nn.Module, sample_loss: SampleLoss, params: dict[str, torch.Tensor], *batch: torch.Tensor
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
@@ -486,8 +501,7 @@ class ClassifierSampleLoss(nn.Module):
 
         clf = self.clf
         T = idx.shape[0]
-        x = clf.gpt.hidden_states(idx[None])[-1]  # (1, T, C)
-        x = clf.gpt.transformer.ln_f(x)[0]  # (T, C)
+        x = clf.gpt.head_input(idx[None])[0]  # (T, C), after the final norm
         pos = torch.arange(T, device=idx.device)  # (T,)
         if clf.pooling == "last":
             weights = (pos == length - 1).to(x.dtype)  # (T,): one-hot on the last real token

@@ -62,7 +62,7 @@ from gptlab.errors import GptlabError
 from gptlab.io import atomic_write_json, atomic_write_text
 from gptlab.model import build_model, model_from_state_dict
 from gptlab.model.modes import resolve_device
-from gptlab.model.moe import aux_loss, tokens_per_expert
+from gptlab.model.moe import RouterStats, aux_loss, tokens_per_expert
 from gptlab.rundir import save_model
 from gptlab.train import distributed, signals
 from gptlab.train.checkpoint import (
@@ -246,10 +246,10 @@ class _Run:
             raise GptlabError(
                 f"model.vocab_size {model_config.vocab_size} is smaller than the data's {self.train_data.vocab_size}"
             )
-        if config.dp.epsilon > 0 and model_config.mlp == "moe":
-            raise GptlabError(
-                "DP training (torch.func per-example gradients) cannot route tokens: use mlp 'dense'"
-            )
+        if config.dp.epsilon > 0:
+            from gptlab.train.dp import check_dp_model
+
+            check_dp_model(model_config)
         torch.manual_seed(t.seed)
         self.raw_model = build_model(model_config)
         self.raw_model.activation_checkpointing = t.activation_checkpointing
@@ -317,7 +317,7 @@ class _Run:
         self.unigram = unigram_loss(self.train_data, self.val_data) if self.val_data is not None else None
         # the RNG state at the last step boundary: what a checkpoint (and a resumed run) restarts from
         self.rng = rng_state()
-        self.router = _RouterStats()
+        self.router = RouterStats()
 
     def autocast(self):
         if self.autocast_dtype is None:
@@ -460,34 +460,6 @@ class _Run:
         if self.dist.is_main:
             with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
-
-
-class _RouterStats:
-    """The routers of a mixture-of-experts model between two log steps (this rank's batches):
-    ``moe_aux_loss``, the mean over micro-batches of the auxiliary loss added to the training
-    loss (coefficient included), and ``expert_fraction``, per MoE layer the fraction of token
-    assignments each expert got. Tensors until logged: no host sync per step."""
-
-    def __init__(self) -> None:
-        self.aux, self.routed, self.batches = 0.0, None, 0
-
-    def add(self, aux: torch.Tensor | float, routed: torch.Tensor | None) -> None:
-        if routed is not None:
-            self.aux = self.aux + aux.detach()
-            self.routed = routed if self.routed is None else self.routed + routed
-            self.batches += 1
-
-    def record(self) -> dict[str, Any]:
-        """The log entries, and a fresh window; empty for a model without experts."""
-        if self.routed is None:
-            return {}
-        routed = self.routed.float()
-        out = {
-            "moe_aux_loss": float(self.aux) / self.batches,
-            "expert_fraction": (routed / routed.sum(dim=-1, keepdim=True)).round(decimals=4).tolist(),
-        }
-        self.aux, self.routed, self.batches = 0.0, None, 0
-        return out
 
 
 def _make_dp(config: RunConfig, train_data: TokenDataset, block_size: int, dist):

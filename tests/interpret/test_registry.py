@@ -122,3 +122,25 @@ def test_analyze_all_iterates_the_registry(only_count_and_lens, run_dir, tmp_pat
 
     ANALYSES["count"] = dataclasses.replace(COUNT, in_all=None)  # not part of `all`: left out
     assert all_files() == ["lens.html", "index.html"]
+
+
+def test_analyze_all_of_a_recurrent_model_leaves_out_what_needs_attention(
+    only_count_and_lens, tmp_path, capsys
+):
+    from gptlab.model import GPTConfig, build_model
+    from gptlab.rundir import save_model
+    from gptlab.tokenizers import CharTokenizer
+
+    tokenizer = CharTokenizer.train(["the cat sat on the mat"])
+    config = GPTConfig(
+        vocab_size=tokenizer.vocab_size, block_size=16, n_layer=1, n_head=2, n_embd=16, arch="gru"
+    )
+    run = save_model(tmp_path / "run", build_model(config).eval(), tokenizer)
+    out = tmp_path / "all"
+    assert main(["analyze", "all", "--model", str(run), "--text", TEXT, "--out", str(out)]) == 0
+    assert (
+        capsys.readouterr().out
+        == f"wrote {out / 'index.html'} and 1 views (left out, needing attention: lens)\n"
+    )
+    assert (out / "count.html").is_file() and not (out / "lens.html").exists()
+    assert 'href="lens.html"' not in (out / "index.html").read_text()

@@ -158,7 +158,9 @@ def test_hf_export_quantisation_and_lora_refuse_clearly():
 
     with pytest.raises(GptlabError, match="cannot export to GPT-2 format: arch is 'lstm'"):
         config_to_hf(rnn_config())
-    with pytest.raises(GptlabError, match="matches no module of the model"):
+    with pytest.raises(
+        GptlabError, match="LoRA adapts a transformer's Linear layers; this model is a recurrent LSTM"
+    ):
         apply_lora(rnn())
     with pytest.raises(GptlabError, match="quantisation works on GPTs only; this model is a recurrent GRU"):
         quantize_model(rnn("gru"), bits=8)

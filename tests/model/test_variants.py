@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from samples import SHAKESPEARE
+from variant_models import EVERY, VARIANTS, small
 
 from gptlab.beam import beam_search
 from gptlab.config import load_config
@@ -31,25 +32,6 @@ from gptlab.train import read_metrics, train
 
 # tiny models: one thread each is faster than two fighting over a shared machine
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-VARIANTS = {
-    "post-norm": dict(norm_position="post"),
-    "local": dict(attention="local", window=5),
-    "local-rope": dict(attention="local", window=3, pos_encoding="rope"),
-    "moe": dict(mlp="moe", n_experts=4, top_k=2),
-}
-
-
-def small(seed: int = 0, std: float | None = 0.1, **fields) -> GPT:
-    """A small GPT in eval mode. ``std``: every weight drawn from N(0, std^2), so the logits are far
-    from uniform and greedy decoding does not fall into a one-token loop at once."""
-    torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=65, block_size=24, n_layer=2, n_head=2, n_embd=16, **fields)).eval()
-    if std is not None:
-        with torch.no_grad():
-            for p in model.parameters():
-                p.normal_(0.0, std)
-    return model
 
 
 def same_weights(dst: GPT, src: GPT) -> GPT:
@@ -159,11 +141,11 @@ def test_stacked_local_layers_see_window_minus_one_more_tokens_per_layer():
         assert (moved[changed : changed + 5] > 0).all() and moved[changed + 5 :].max() == 0
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", EVERY)
 def test_logits_through_the_kv_cache_equal_the_full_forward(variant):
     """Prefill 7 tokens, then one token at a time: every position's logits equal a forward over
     the whole sequence (for local attention, well past the window)."""
-    model = small(**VARIANTS[variant])
+    model = small(**EVERY[variant])
     idx = torch.randint(0, 65, (2, 20))
     full, _ = model(idx)
     cache = KVCache.for_model(model, 2)
@@ -180,13 +162,13 @@ def test_a_local_cache_keeps_only_the_window():
     assert cache.pos == 15 and cache.filled == 4  # positions keep counting
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", EVERY)
 @pytest.mark.parametrize("sampler", [GREEDY, Sampler(temperature=0.0, repetition_penalty=2.0)])
 def test_cached_greedy_generation_equals_no_cache_decoding(variant, sampler):
     """Prompts of different lengths (left padding), 30 tokens: past the window and past
     block_size (24), where the context slides. Random models soon repeat one token under plain
     greedy decoding; the repetition penalty keeps the argmax moving, so the caches are exercised."""
-    model = small(**VARIANTS[variant])
+    model = small(**EVERY[variant])
     prompts = [[1, 2, 3], [4, 5, 6, 7, 8, 9, 10, 11], [12]]
     cached = generate(model, prompts, 30, sampler)
     for prompt, row in zip(prompts, cached):
@@ -308,11 +290,9 @@ def test_moe_with_activation_checkpointing_gives_the_same_gradients():
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.slow
-@pytest.mark.distributed
-def test_ddp_trains_a_moe_model_whose_experts_get_no_tokens(tmp_path):
-    """2 ranks x 8 tokens per step for 16 experts: most experts see no token in a step, and DDP
-    (gptlab wraps without find_unused_parameters) must still find every gradient ready."""
+def ddp_train(out, model_fields: list[str]) -> list[dict]:
+    """``gptlab train`` under torchrun, 2 CPU ranks (gloo), 4 steps of the Shakespeare excerpt with
+    a tiny model of ``model_fields`` (config overrides); returns the run's train records."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     command += [
         "-m",
@@ -321,32 +301,29 @@ def test_ddp_trains_a_moe_model_whose_experts_get_no_tokens(tmp_path):
         f"data.input={json.dumps(str(SHAKESPEARE))}",
         'data.tokenizer="char"',
     ]
-    command += [
-        "model.block_size=8",
-        "model.n_layer=1",
-        "model.n_head=2",
-        "model.n_embd=16",
-        'model.mlp="moe"',
-    ]
-    command += [
-        "model.n_experts=16",
-        "train.batch_size=1",
-        "train.max_steps=4",
-        "train.eval_every=4",
-        "train.log_every=1",
-    ]
+    command += ["model.block_size=8", "model.n_layer=1", "model.n_head=2", "model.n_embd=16", *model_fields]
+    command += ["train.batch_size=1", "train.max_steps=4", "train.eval_every=4", "train.log_every=1"]
     command += [
         "train.eval_batches=1",
         "train.sample_tokens=0",
         "train.progress=false",
         'train.strategy="ddp"',
     ]
-    command += ["--out", str(tmp_path / "run")]
+    command += ["--out", str(out)]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(command, cwd=out.parent, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-4000:]
-    fractions = [r["expert_fraction"][0] for r in read_metrics(tmp_path / "run") if r["kind"] == "train"]
+    return [r for r in read_metrics(out) if r["kind"] == "train"]
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_ddp_trains_a_moe_model_whose_experts_get_no_tokens(tmp_path):
+    """2 ranks x 8 tokens per step for 16 experts: most experts see no token in a step, and DDP
+    (gptlab wraps without find_unused_parameters) must still find every gradient ready."""
+    records = ddp_train(tmp_path / "run", ['model.mlp="moe"', "model.n_experts=16"])
+    fractions = [r["expert_fraction"][0] for r in records]
     assert fractions and all(f.count(0.0) >= 8 for f in fractions)  # rank 0's tokens: 8 of 16 experts at most
 
 
@@ -390,9 +367,9 @@ def test_a_tiny_moe_model_trains_and_uses_every_expert(tmp_path):
 # ------------------------------------------------------------------ saving, formats, adapters
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", EVERY)
 def test_every_variant_saves_and_loads(tmp_path, variant, char_tokenizer):
-    model = small(**VARIANTS[variant])
+    model = small(**EVERY[variant])
     save_model(tmp_path / "m", model, char_tokenizer)
     loaded, _ = load_model(tmp_path / "m")
     assert loaded.config == model.config
@@ -450,14 +427,20 @@ def test_every_variant_quantises_saves_and_loads(tmp_path, variant, char_tokeniz
     torch.testing.assert_close(loaded(idx)[0], reference, atol=0.02, rtol=0)
 
 
-def test_dp_training_refuses_a_mixture_of_experts(tmp_path):
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        (['model.mlp="moe"', "model.n_experts=2"], "DP training .* cannot route tokens: use mlp 'dense'"),
+        (['model.arch="gru"'], "DP training .* does not run through torch's GRU: use arch 'lstm' or 'gpt'"),
+    ],
+)
+def test_dp_training_refuses_what_per_example_gradients_cannot_run(tmp_path, model, message):
     overrides = [
         f"data.input={json.dumps(str(SHAKESPEARE))}",
         'data.tokenizer="char"',
-        'model.mlp="moe"',
-        "model.n_experts=2",
+        *model,
         "dp.epsilon=8.0",
         f"train.out_dir={json.dumps(str(tmp_path / 'run'))}",
     ]
-    with pytest.raises(GptlabError, match="DP training .* cannot route tokens: use mlp 'dense'"):
+    with pytest.raises(GptlabError, match=message):
         train(load_config(None, overrides))

@@ -34,8 +34,10 @@ STEPS = 8
 TOLERANCE = 1e-5  # float32 sums in another order, over 8 AdamW steps
 
 
-def overrides(out_dir, per_rank_batch: int, max_steps: int = STEPS) -> list[str]:
+def overrides(out_dir, per_rank_batch: int, max_steps: int = STEPS, model: tuple[str, ...] = ()) -> list[str]:
+    """``model``: more model overrides (an architecture variant)."""
     return [
+        *model,
         f"data.input={json.dumps(str(SHAKESPEARE))}",
         "data.tokenizer=char",
         "data.sampler=epoch",
@@ -130,6 +132,31 @@ def test_ddp_run_resumes_under_ddp(tmp_path, ddp_run):
     torchrun(["--resume", str(run_dir), f"train.max_steps={STEPS}"], cwd=tmp_path)
     assert assert_same_trajectory(run_dir, ddp_run, tolerance=1e-6) <= 1e-6
     assert_same_weights(run_dir, ddp_run, tolerance=1e-6)
+
+
+VARIANTS = {
+    "lstm": ('model.arch="lstm"',),
+    # balance loss off: each rank's f and P come from its own tokens, and the mean of the ranks'
+    # E * sum f P is not the loss of the union (f * P is not linear); the routing itself is
+    # per token (dropless), so DDP then equals one process
+    "moe": ('model.mlp="moe"', "model.n_experts=4", "model.top_k=2", "model.moe_aux_loss=0.0"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_ddp_of_an_architecture_variant_follows_the_single_process_trajectory(tmp_path, variant):
+    """An LSTM (one fused nn.LSTM) and a mixture of experts (experts a rank's tokens may skip:
+    gptlab's DDP has no find_unused_parameters) train under DDP as in one process."""
+    single, ddp = tmp_path / "single" / "run", tmp_path / "ddp" / "run"
+    train(load_config(None, overrides(single, per_rank_batch=4, model=VARIANTS[variant])))
+    ddp.parent.mkdir()
+    torchrun(overrides(ddp, per_rank_batch=2, model=VARIANTS[variant]), cwd=ddp.parent)
+    assert_same_trajectory(ddp, single)
+    assert_same_weights(ddp, single)
+    if variant == "moe":
+        assert all(len(r["expert_fraction"]) == 2 for r in records(ddp, "train"))
 
 
 @pytest.fixture(scope="module")
