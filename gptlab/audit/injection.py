@@ -355,7 +355,8 @@ def _plot(summaries: dict[str, dict]) -> bytes:
     def value(summary, col):
         if col == "clean accuracy":
             return summary["clean_accuracy"]
-        return summary["families"].get(col, {}).get("success", {"rate": float("nan"), "interval": None})
+        missing = {"rate": float("nan"), "interval": None}
+        return summary["families"].get(col, {}).get("success_given_clean_correct", missing)
 
     def draw(ax):
         width = 0.8 / len(summaries)
@@ -370,7 +371,7 @@ def _plot(summaries: dict[str, dict]) -> bytes:
         ax.set_xticks(x)
         ax.set_xticklabels([c.replace("_", " ") for c in columns], rotation=20)
         ax.set_ylim(0, 1.05)
-        ax.set_ylabel("success rate (leak: secret printed)")
+        ax.set_ylabel("success rate, clean twin correct\n(leak: secret printed)")
         ax.set_title("prompt injection success per family (95% Wilson)")
         ax.legend(fontsize=8)
 
