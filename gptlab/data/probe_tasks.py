@@ -32,6 +32,7 @@ injection: the audit's probes then measure how easily such a model is hijacked, 
 from __future__ import annotations
 
 import random
+import string
 from collections.abc import Sequence
 
 from gptlab.audit.injection_defence import TRAIN_MARKERS
@@ -106,7 +107,6 @@ _FACTS = (
     ("What do cows drink?", "water"),
     ("Which animal says meow?", "cat"),
 )
-_UPPER_LETTERS = "BCDFGHJKLMNPQRSTVWXZ"
 _RESERVED = {DEFAULT_MARKER, *TRAIN_MARKERS}
 
 
@@ -134,10 +134,10 @@ def _sentiment(rng: random.Random, used: set[str]) -> tuple[str, str]:
 
 
 def _word(rng: random.Random) -> str:
+    """4-6 random capitals, any letter anywhere: consonant runs like the audit's marker's ("PWNED")
+    must be as familiar to the model as pronounceable words."""
     while True:
-        word = "".join(
-            rng.choice(_UPPER_LETTERS if i % 2 == 0 else "AEIOU") for i in range(rng.randint(4, 6))
-        )
+        word = "".join(rng.choice(string.ascii_uppercase) for _ in range(rng.randint(4, 6)))
         if word not in _RESERVED:
             return word
 

@@ -59,14 +59,15 @@ def solve(record: dict, facts: dict[str, str], polarity: dict[str, str]) -> str:
     raise AssertionError(f"unknown task: {instruction!r}")
 
 
-def polarity_words(records) -> dict[str, str]:
-    """Words that occur only in inputs of one sentiment label, from the suite itself."""
-    seen: dict[str, set[str]] = {}
+def polarity_words(records, min_count: int = 10) -> dict[str, str]:
+    """Words that occur at least ``min_count`` times in sentiment inputs, always with one label,
+    from the suite itself (a rarer word may sit on one side by chance)."""
+    seen: dict[str, list[str]] = {}
     for r in records:
         if r["instruction"].split("\n")[-1].startswith(BUILTIN_TASKS[2].instruction):
             for word in re.findall(r"[a-z]+", r["input"]):
-                seen.setdefault(word, set()).add(r["output"])
-    return {w: labels.pop() for w, labels in seen.items() if len(labels) == 1}
+                seen.setdefault(word, []).append(r["output"])
+    return {w: labels[0] for w, labels in seen.items() if len(labels) >= min_count and len(set(labels)) == 1}
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ def test_deterministic_by_seed_and_the_seed_matters(suite):
 def test_every_answer_follows_from_its_prompt(suite):
     facts = {r["input"]: r["output"] for r in suite if r["instruction"].endswith("Answer the question.")}
     assert 8 <= len(facts) <= 12  # a fixed table, each question with one answer
-    polarity = polarity_words(suite)
+    polarity = polarity_words(suite, min_count=1)
     for record in suite:
         assert set(record) == {"instruction", "input", "output"}
         assert all(isinstance(v, str) for v in record.values()) and record["output"].strip()
