@@ -69,7 +69,7 @@ def finished(run_dir: Path) -> dict | None:
     return {"arch": arch, "n_params": n_params, "tokens_per_s": trains[-1].get("tokens_per_s"), **result}
 
 
-def plot(curves: dict[str, list[float]], rows: dict[str, dict], path: Path) -> None:
+def plot(curves: dict[str, list[float]], rows: dict[str, dict], path: Path, title: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -83,7 +83,7 @@ def plot(curves: dict[str, list[float]], rows: dict[str, dict], path: Path) -> N
     ax.set_xscale("log", base=2)
     ax.set_xlabel("context position (tokens seen, 1 = the first)")
     ax.set_ylabel("mean val loss (nats)")
-    ax.set_title("loss by context position, tinyshakespeare chars")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -102,7 +102,11 @@ def run_once(run_dir: Path, overrides: list[str]) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="the text file to train on (char tokenizer)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="the text file to train on (char tokenizer; data.tokenizer=bpe data.vocab_size=N for BPE)",
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--gpt", default="model.n_layer=2,model.n_head=4,model.n_embd=128")
@@ -134,7 +138,15 @@ def main() -> int:
             (str(q) if q - lo == 1 else f"{lo + 1}-{q}"): sum(curve[lo:q]) / (q - lo) for lo, q in buckets
         }
     if args.plot:
-        plot(curves, rows, Path(args.plot))
+        tokenizer = next(
+            (o.split("=", 1)[1] for o in args.overrides if o.startswith("data.tokenizer=")), "char"
+        )
+        plot(
+            curves,
+            rows,
+            Path(args.plot),
+            f"loss by context position, {Path(args.data).name}, {tokenizer} tokens",
+        )
     report = {"steps": args.steps, "overrides": args.overrides, "models": models, "rows": rows}
     if args.json:
         print(json.dumps(report, indent=2))

@@ -11,17 +11,26 @@ pretraining stage) sit side by side. Standard library only: it reads JSON, it tr
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
 
 def epochs_trained(out: Path) -> int:
-    """Fine-tuning epochs that finished: the epoch rows of OUT/final/metrics.jsonl."""
+    """Fine-tuning epochs that finished: the epoch rows of OUT/final/metrics.jsonl (an instruct
+    run logs ``val_loss``, a classifier run a ``val`` block)."""
     path = out / "final" / "metrics.jsonl"
     if not path.is_file():
         return 0
     rows = [json.loads(line) for line in path.read_text("utf-8").splitlines() if line.strip()]
-    return sum(1 for r in rows if "epoch" in r and "val_loss" in r)
+    return sum(1 for r in rows if "epoch" in r and ("val_loss" in r or "val" in r))
+
+
+def wilson(rate: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion (the interval gptlab's evaluations print)."""
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
 
 
 def minutes(seconds: float) -> str:
@@ -63,8 +72,8 @@ def summary_row(out: Path, r: dict) -> str:
 def sentiment_row(out: Path, r: dict) -> str:
     params, pre = pretraining(out, r)
     v, bow = r["validation"], r["bag_of_words"]
-    iv = v.get("accuracy_interval") or v.get("interval")
-    acc = f"{v['accuracy']:.3f}" + (f" [{iv[0]:.3f}, {iv[1]:.3f}]" if iv else "")
+    lo, hi = wilson(v["accuracy"], v["n"])
+    acc = f"{v['accuracy']:.3f} [{lo:.3f}, {hi:.3f}]"
     return (
         f"| {out.name} | {params:,} | {pre} | {epochs_trained(out)} epochs | {acc} | "
         f"{v.get('macro_f1', float('nan')):.3f} | {bow['accuracy']:.3f} | {v['n']:,} | "

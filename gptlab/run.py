@@ -142,9 +142,9 @@ class Run:
 
     @property
     def classifier_base(self) -> Path:
-        """The base run a LoRA classifier's adapter belongs to; the run itself otherwise."""
+        """The base run a LoRA (or other --peft) classifier's adapter belongs to; the run itself otherwise."""
         meta = self.classifier_meta
-        return Path(meta["base_model"]) if meta.get("lora") else self.path
+        return Path(meta["base_model"]) if meta.get("lora") or meta.get("peft") else self.path
 
     @cached_property
     def tokenizer(self):

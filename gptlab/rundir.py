@@ -162,6 +162,10 @@ def load_model(
         )
     check_vocab(model, tokenizer, str(path))
     check_finite(model, str(path))
+    if (path / MODEL_JSON).is_file() and (meta.get("extra") or {}).get("peft"):  # a --peft fine-tune:
+        from gptlab.finetune.peft import load_run_adapter  # an unmergeable adapter beside base weights
+
+        load_run_adapter(model, path, meta["extra"]["peft"])
     model.to(device=device, dtype=dtype)
     return model.eval(), tokenizer
 

@@ -713,6 +713,7 @@ def adversarial_options(run: Run, options: RobustnessOptions):
     ``options.adversarial_training`` (and ``train_data``, ``epochs`` when given)."""
     from gptlab.finetune.classify import ClassifyOptions
     from gptlab.finetune.common import LoraOptions
+    from gptlab.finetune.peft import PeftOptions
     from gptlab.io import read_json
 
     results = run.path / "results.json"
@@ -725,6 +726,7 @@ def adversarial_options(run: Run, options: RobustnessOptions):
         raise GptlabError(f"{results} does not record the run's options; retrain it with this gptlab")
     lora = saved.pop("lora", None) or {}
     saved["lora"] = LoraOptions(**{k: tuple(v) if k == "targets" else v for k, v in lora.items()})
+    saved["peft"] = PeftOptions(**(saved.pop("peft", None) or {}))
     saved["prompting_shots"] = ()
     saved["progress"] = False
     saved["device"] = options.device

@@ -22,9 +22,11 @@ BENCHMARKS = {
     "decode": "decode/prefill tokens/s vs HF generate, int8/int4, and the memory-bandwidth bound",
     "tokenizer": "BPE training and encoding speed vs tiktoken and HF tokenizers",
     "finetune-lora": "full fine-tuning vs LoRA vs head-only on spam classification",
+    "finetune-peft": "full, head-only, LoRA, prefix, prompt, Houlsby/Pfeiffer adapters, IA3 on spam classification",
     "eval-tasks": "benchmark-task items/s vs lm-evaluation-harness on the same model and items",
     "optimizers": "AdamW, Adam, SGD, Adafactor, Lion: lr sweep, val loss, time, optimiser-state bytes",
     "serve": "gptlab serve under N concurrent clients: requests/s, tokens/s, p50/p99 latency, errors vs in-process generate",
+    "preference-winrate": "win rate of one instruction model over another (DPO over SFT) by a reward model and ROUGE-L",
 }
 
 

@@ -1,5 +1,5 @@
-"""``gptlab data list|get|prepare|text|instructions``: the dataset registry, token shards, field
-texts and synthetic instruction suites (gptlab.data)."""
+"""``gptlab data list|get|prepare|text|prefs|instructions``: the dataset registry, token shards, field
+texts, preference pairs and synthetic instruction suites (gptlab.data)."""
 
 from __future__ import annotations
 
@@ -126,6 +126,28 @@ def register(subparsers) -> None:
     add_overwrite(text, "FILE.txt")
     text.set_defaults(func=run_text)
 
+    prefs = sub.add_parser(
+        "prefs",
+        help="build preference pairs from instruction data: reference = chosen, the model's response = rejected",
+        description=(
+            "For each Alpaca-format example, generate the model's greedy response (with the run's template) "
+            "and write {prompt, input, chosen: the reference output, rejected: the model's response} as JSONL, "
+            "for `gptlab finetune dpo` and `finetune reward`. Examples the model already answers exactly are "
+            "dropped."
+        ),
+    )
+    prefs.add_argument(
+        "--from", dest="source", required=True, metavar="FILE", help="instruction data (JSON/JSONL)"
+    )
+    prefs.add_argument("--model", required=True, metavar="RUN", help="the model whose responses are rejected")
+    prefs.add_argument("--out", required=True, metavar="FILE.jsonl", help="the preference file to write")
+    prefs.add_argument("--limit", type=positive_int, metavar="N", help="the first N examples only")
+    prefs.add_argument("--max-new-tokens", type=positive_int, default=128, help="default: %(default)s")
+    prefs.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
+    add_overwrite(prefs, "FILE.jsonl")
+    prefs.add_argument("--json", action="store_true", help="print a summary as JSON")
+    prefs.set_defaults(func=run_prefs)
+
     ins = sub.add_parser(
         "instructions",
         help="write a synthetic instruction suite (Alpaca JSON), e.g. the tasks the injection audit probes",
@@ -226,6 +248,30 @@ def run_text(args: argparse.Namespace) -> int:
     lines = [line for path in args.input for line in field_texts(path, fields)]
     atomic_write_text(args.out, "\n".join(lines) + "\n")
     print(f"wrote {args.out}: {len(lines):,} lines, {sum(map(len, lines)):,} characters")
+    return 0
+
+
+def run_prefs(args: argparse.Namespace) -> int:
+    from gptlab.data.tasks import load_instructions
+    from gptlab.finetune.prefs import build_preferences
+    from gptlab.io import atomic_write_text
+    from gptlab.model.modes import resolve_device
+    from gptlab.outputs import claim_file
+    from gptlab.run import Run
+
+    claim_file(args.out, what="preference file", overwrite=args.overwrite, sources=[args.source, args.model])
+    examples = load_instructions(args.source)[: args.limit]
+    run = Run.open(args.model)
+    gpt, tokenizer = run.load(device=str(resolve_device(args.device)))
+    rows = build_preferences(gpt, tokenizer, examples, run.template, args.max_new_tokens)
+    atomic_write_text(args.out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    summary = {"out": str(args.out), "examples": len(examples), "pairs": len(rows), "template": run.template,
+               "dropped_exact": len(examples) - len(rows)}  # fmt: skip
+    print(
+        json.dumps(summary)
+        if args.json
+        else f"wrote {args.out}: {len(rows)} pairs from {len(examples)} examples"
+    )
     return 0
 
 

@@ -33,8 +33,39 @@ def claim_output(args: argparse.Namespace) -> None:
     from gptlab.outputs import claim_folder
 
     claim_folder(
-        args.out, what="run directory", overwrite=args.overwrite, sources=[args.model, args.after, args.data]
+        args.out,
+        what="run directory",
+        overwrite=args.overwrite,
+        sources=[args.model, getattr(args, "after", None), args.data],
     )
+
+
+def register_preference(tasks) -> None:
+    """`finetune dpo` and `finetune reward` (gptlab.finetune.dpo, gptlab.finetune.reward)."""
+    from gptlab.finetune.dpo import DpoOptions
+    from gptlab.finetune.reward import RewardOptions
+
+    dpo = tasks.add_parser(
+        "dpo",
+        help="preference tuning (DPO, IPO, conservative DPO) on prompt/chosen/rejected pairs",
+        description=(
+            "Train a model (usually an instruct run) on preference pairs against a frozen copy of itself: "
+            "DPO, IPO or cDPO. Prompts use the run's template. Writes the best-val checkpoint, metrics.jsonl "
+            "(loss, reward margin, accuracy, KL to the reference per epoch) and results.json."
+        ),
+    )
+    add_task_arguments(dpo, DpoOptions)
+    dpo.set_defaults(func=lambda args: run_preference(args, "dpo"))
+    reward = tasks.add_parser(
+        "reward",
+        help="train a Bradley-Terry reward model (scalar head on the last token) on preference pairs",
+        description=(
+            "Put a scalar head on the last token of prompt + response and train it so chosen responses score "
+            "above rejected ones. The run scores responses for `gptlab generate --best-of N --reward RUN`."
+        ),
+    )
+    add_task_arguments(reward, RewardOptions)
+    reward.set_defaults(func=lambda args: run_preference(args, "reward"))
 
 
 def register(subparsers) -> None:
@@ -72,6 +103,7 @@ def register(subparsers) -> None:
     )
     add_task_arguments(instruct, InstructOptions)
     instruct.set_defaults(func=run_instruct)
+    register_preference(tasks)
 
 
 def run_classify(args: argparse.Namespace) -> int:
@@ -148,4 +180,28 @@ def run_instruct(args: argparse.Namespace) -> int:
     if perplexities:
         print(f"pretraining val perplexity: {perplexities[0]:.2f} before, {perplexities[1]:.2f} after")
     print(f"report: {result.out_dir / 'report.html'}")
+    return 0
+
+
+def run_preference(args: argparse.Namespace, task: str) -> int:
+    if task == "dpo":
+        from gptlab.finetune.dpo import DpoOptions as options_class
+        from gptlab.finetune.dpo import finetune_dpo as train
+    else:
+        from gptlab.finetune.reward import RewardOptions as options_class
+        from gptlab.finetune.reward import finetune_reward as train
+
+    claim_output(args)
+    options = task_options(options_class, args)
+
+    def on_epoch(r: dict) -> None:
+        if not args.json:
+            shown = " | ".join(f"{k} {v:.4f}" for k, v in r.items() if k.startswith(("train_", "val_")))
+            print(f"epoch {r['epoch']}: {shown}" + ("  (best)" if r.get("best") else ""), flush=True)
+
+    result = train(options, on_epoch=on_epoch)
+    if args.json:
+        print(json.dumps(result.summary, indent=2))
+    else:
+        print(f"run: {result.out_dir} (best epoch {result.summary['best_epoch']})")
     return 0

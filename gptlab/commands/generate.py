@@ -42,6 +42,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--num-samples", type=positive_int, default=1, help="how many completions (default: %(default)s)"
     )
+    p.add_argument(
+        "--best-of",
+        type=positive_int,
+        metavar="N",
+        help="sample N completions, keep the one --reward scores highest",
+    )
+    p.add_argument("--reward", metavar="RUN", help="the reward model of --best-of (`gptlab finetune reward`)")
     p.add_argument("--stream", action="store_true", help="print text as it is generated")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
@@ -54,8 +61,14 @@ def run(args: argparse.Namespace) -> int:
         raise GptlabError("--stream and --json cannot be combined")
     if args.num_samples < 1:
         raise GptlabError(f"--num-samples must be >= 1, got {args.num_samples}")
+    if (args.best_of is None) != (args.reward is None):
+        raise GptlabError("--best-of N and --reward RUN go together")
+    if args.best_of and args.stream:
+        raise GptlabError("--best-of picks among finished completions: it cannot --stream")
     model, tokenizer = load_model(args.model, device=args.device, dtype=args.dtype)
     sampler = sampler_from_args(args)
+    if args.best_of:
+        return run_best_of(args, model, tokenizer, sampler)
     settings = dict(max_new_tokens=args.max_new_tokens, sampler=sampler, stop=args.stop)
     samples = []
     for i in range(args.num_samples):
@@ -87,4 +100,36 @@ def run(args: argparse.Namespace) -> int:
                 ensure_ascii=False,
             )
         )
+    return 0
+
+
+def run_best_of(args: argparse.Namespace, model, tokenizer, sampler) -> int:
+    """`--best-of N --reward RUN`: each sample is the best of N (gptlab.finetune.reward.best_of_n)."""
+    from gptlab.finetune.reward import best_of_n, load_reward
+    from gptlab.generate import encode_prompt
+
+    reward = load_reward(args.reward, device=str(next(model.parameters()).device))
+    prompt_ids = encode_prompt(tokenizer, args.prompt)
+    samples = []
+    for i in range(args.num_samples):
+        seed = None if args.seed is None else args.seed + i
+        candidates = best_of_n(
+            model, tokenizer, prompt_ids, reward, args.best_of, args.max_new_tokens, sampler, seed
+        )
+        best = next(c for c in candidates if c["best"])
+        samples.append(
+            {
+                "seed": seed,
+                "completion": best["completion"],
+                "reward": best["reward"],
+                "candidates": candidates,
+            }
+        )
+        if not args.json:
+            print(("\n---------------\n" if i else "") + args.prompt + best["completion"])
+            rewards = ", ".join(f"{c['reward']:.3f}" for c in candidates)
+            print(f"(reward {best['reward']:.4f}, best of {args.best_of}: {rewards})")
+    if args.json:
+        print(json.dumps({"model": args.model, "reward_model": args.reward, "prompt": args.prompt, "best_of": args.best_of,
+                          **dataclasses.asdict(sampler), "samples": samples}, ensure_ascii=False))  # fmt: skip
     return 0

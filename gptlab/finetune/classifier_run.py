@@ -4,7 +4,8 @@ a ready classifier, and writing one (what `gptlab finetune classify` saves at it
     classifier.json        label names, pooling, max length, how it was trained, base model path
     head.safetensors       the head (full or partial fine-tune) ...
     model.json, model.safetensors, tokenizer.json   ... with the fine-tuned GPT, or
-    adapter.safetensors    (LoRA) adapters + head only; the GPT is re-read from the base model
+    adapter.safetensors    (LoRA or another --peft method) adapter + head only; the GPT is re-read
+                           from the base model (gptlab.finetune.peft)
     test_split.jsonl       the test split (text, label), for `gptlab eval classify` and audits
 
 (metrics.jsonl, results.json, metrics.png and report.html are written by the fine-tune:
@@ -23,6 +24,7 @@ import torch
 
 from gptlab.data.tasks import ClassificationData, collate_classification
 from gptlab.errors import GptlabError
+from gptlab.finetune.peft import ADAPTER_FILE, load_peft, merge_peft, merges, save_peft
 from gptlab.io import (
     atomic_write,
     atomic_write_json,
@@ -32,7 +34,6 @@ from gptlab.io import (
     save_safetensors,
 )
 from gptlab.model.heads import GPTClassifier
-from gptlab.model.lora import load_adapter, merge_lora, save_adapter
 from gptlab.model.modes import resolve_device
 from gptlab.rundir import load_model, save_model
 
@@ -40,7 +41,6 @@ CLASSIFIER_JSON = "classifier.json"
 CLASSIFIER_FORMAT = "gptlab-classifier"
 CLASSIFIER_VERSION = 1
 HEAD_FILE = "head.safetensors"
-ADAPTER_FILE = "adapter.safetensors"
 TEST_SPLIT_FILE = "test_split.jsonl"  # the held-out split, for `gptlab eval classify` and later audits
 
 
@@ -130,8 +130,10 @@ def classifier_meta(
     lora: dict | None,
     base_model: str,
     columns: dict,
+    peft: dict | None = None,
 ) -> dict:
-    """classifier.json's content (the fine-tune adds ``best_epoch`` when it saves)."""
+    """classifier.json's content (the fine-tune adds ``best_epoch`` when it saves). ``peft``:
+    ``{"method", "settings"}`` of a parameter-efficient fine-tune (``lora`` repeats LoRA's settings)."""
     return {
         "format": CLASSIFIER_FORMAT,
         "version": CLASSIFIER_VERSION,
@@ -140,28 +142,32 @@ def classifier_meta(
         "max_length": max_length,
         "trainable": trainable,
         "lora": lora,
+        "peft": peft,
         "base_model": base_model,
         "columns": columns,
     }
 
 
 def load_classifier(run: str | Path, device: str = "cpu") -> LoadedClassifier:
-    """A classifier run directory -> a ready-to-use classifier in eval mode (LoRA merged)."""
+    """A classifier run directory -> a ready-to-use classifier in eval mode (LoRA and IA3 merged;
+    the other parameter-efficient methods stay as modules beside the base weights)."""
     run = Path(run)
     meta = read_classifier_json(run)
-    if meta.get("lora"):
+    adapted = bool(meta.get("lora") or meta.get("peft"))
+    if adapted:
         base = Path(meta["base_model"])
         if not base.exists():
             raise GptlabError(
-                f"{run} holds a LoRA adapter for the base model {base}, which is not there any more"
+                f"{run} holds an adapter for the base model {base}, which is not there any more"
             )
         gpt, tokenizer = load_model(base, device=device)
     else:
         gpt, tokenizer = load_model(run, device=device)
     model = GPTClassifier(gpt, len(meta["label_names"]), pooling=meta["pooling"])
-    if meta.get("lora"):
-        load_adapter(model, run / ADAPTER_FILE)
-        merge_lora(model)
+    if adapted:
+        method = load_peft(model, run / ADAPTER_FILE)
+        if merges(method):
+            merge_peft(model, method)
     else:
         head = load_safetensors(run / HEAD_FILE)
         try:
@@ -174,11 +180,13 @@ def load_classifier(run: str | Path, device: str = "cpu") -> LoadedClassifier:
     )
 
 
-def save_classifier(run: Path, model: GPTClassifier, tokenizer, meta: dict, lora: bool) -> None:
-    """Write the classifier into ``run``: the adapter (LoRA) or the GPT and the head, then
-    classifier.json last (its presence is what makes ``run`` a classifier run)."""
-    if lora:
-        save_adapter(model, run / ADAPTER_FILE)
+def save_classifier(
+    run: Path, model: GPTClassifier, tokenizer, meta: dict, peft: tuple[str, dict] | None
+) -> None:
+    """Write the classifier into ``run``: the adapter (``peft``: method and settings) or the GPT
+    and the head, then classifier.json last (its presence is what makes ``run`` a classifier run)."""
+    if peft is not None:
+        save_peft(model, run / ADAPTER_FILE, *peft)
         atomic_write(run / "tokenizer.json", lambda tmp: tokenizer.save(tmp))
     else:
         save_model(run, model.gpt, tokenizer, extra={"finetune": "classify"})

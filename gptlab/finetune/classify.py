@@ -52,7 +52,6 @@ from gptlab.finetune.classifier_run import (
 from gptlab.finetune.common import (
     LoraOptions,
     StepSchedule,
-    add_lora,
     base_model_option,
     check_label_smoothing,
     check_positive,
@@ -65,6 +64,8 @@ from gptlab.finetune.common import (
 )
 from gptlab.finetune.continual import chain_record, check_continual, continual_option, resolve_start
 from gptlab.finetune.loop import EpochRunner, adamw_update, dp_sgd_update
+from gptlab.finetune.peft import PeftOptions, add_peft, keep_trainable, peft_option, resolve_peft
+from gptlab.finetune.peft_virtual import virtual_token_count
 from gptlab.finetune.report import write_classifier_report
 from gptlab.io import atomic_write_json
 from gptlab.model.heads import GPTClassifier
@@ -98,6 +99,7 @@ class ClassifyOptions:
     pooling: str = option("last", choices=("last", "mean"))
     trainable: str = option("all", "head | last:N (last N blocks + final norm + head) | all", metavar="WHAT")
     lora: LoraOptions = lora_option()
+    peft: PeftOptions = peft_option()
     epochs: int = training_option("epochs", 3)
     batch_size: int = training_option("batch_size", 16)
     lr: float = training_option("lr", 3e-4)
@@ -151,6 +153,7 @@ class ClassifyOptions:
 
     def check(self) -> None:
         check_continual(self)
+        resolve_peft(self.peft, self.lora)
         for name in ("epochs", "batch_size", "lr"):
             check_positive(name, getattr(self, name))
         check_positive("grad_clip", self.grad_clip, allow_zero=True)
@@ -368,8 +371,11 @@ def finetune_classifier(
 
     weights = class_weights(train_data) if options.class_weights else None
     model = GPTClassifier(gpt, data.num_classes, pooling=options.pooling, class_weights=weights)
-    add_lora(model.gpt, options.lora)
+    peft = resolve_peft(options.peft, options.lora)
+    add_peft(model, *peft)
     model.set_trainable(options.trainable)
+    keep_trainable(model, peft[0])
+    max_length = min(max_length, gpt.config.block_size - virtual_token_count(gpt))  # prefix/prompt take room
     model.to(device)
     params = count_trainable(model)
     penalty, summary["penalty"] = make_penalty(options, start, model.gpt, device)
@@ -426,9 +432,10 @@ def finetune_classifier(
         pooling=options.pooling,
         max_length=max_length,
         trainable=options.trainable,
-        lora=options.lora.to_dict() if options.lora.enabled else None,
+        lora=peft[1] if peft[0] == "lora" else None,
         base_model=summary["base_model"],
         columns={"text": options.text_column, "label": options.label_column, "header": options.header},
+        peft={"method": peft[0], "settings": peft[1]} if peft[0] else None,
     )
     step = {"finetune": "classify", "run": str(out), "data": str(options.data), "columns": meta["columns"]}
     meta |= chain_record(start, step)
@@ -453,7 +460,7 @@ def finetune_classifier(
         end_epoch=end_epoch,
         score=lambda record: (record["val"]["macro_f1"], -(record["val"]["loss"] or 0.0)),
         save=lambda epoch: save_classifier(
-            out, model, tokenizer, meta | {"best_epoch": epoch}, options.lora.enabled
+            out, model, tokenizer, meta | {"best_epoch": epoch}, peft if peft[0] else None
         ),
         started=started,
         on_epoch=on_epoch,
@@ -513,6 +520,7 @@ def _brief(m: ClassificationMetrics) -> dict:
 def _options_dict(options: ClassifyOptions) -> dict:
     d = asdict(options)
     d["lora"] = options.lora.to_dict()
+    d["peft"] = asdict(options.peft)
     d["prompting_shots"] = list(options.prompting_shots)
     return d
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 
 from gptlab.errors import GptlabError
+from gptlab.finetune.peft_virtual import virtual_token_count
 from gptlab.model.lora import DEFAULT_TARGETS, apply_lora
 from gptlab.model.modes import eval_mode
 from gptlab.options import (
@@ -166,7 +167,7 @@ def lm_val_loss(gpt: nn.Module, data_dir: Path, max_batches: int = EVAL_MAX_BATC
     from gptlab.data.shards import TokenDataset, iter_eval_batches
 
     dataset = TokenDataset(data_dir, "val")
-    block = gpt.config.block_size
+    block = gpt.config.block_size - virtual_token_count(gpt)  # prefix/prompt tuning's tokens take room
     if len(dataset) <= block:
         return None
     device = next(gpt.parameters()).device

@@ -73,7 +73,6 @@ from gptlab.finetune.buckets import LengthBuckets
 from gptlab.finetune.common import (
     LoraOptions,
     StepSchedule,
-    add_lora,
     base_model_option,
     check_label_smoothing,
     check_positive,
@@ -94,11 +93,23 @@ from gptlab.finetune.continual import (
     resolve_start,
 )
 from gptlab.finetune.loop import EpochRunner, adamw_update
+from gptlab.finetune.peft import (
+    ADAPTER_FILE,
+    PeftOptions,
+    add_peft,
+    base_gpt,
+    merge_peft,
+    merges,
+    peft_option,
+    resolve_peft,
+    save_peft,
+)
+from gptlab.finetune.peft_virtual import virtual_token_count
 from gptlab.finetune.report import write_instruct_report
 from gptlab.generate import GREEDY, Sampler
 from gptlab.io import atomic_write_json
 from gptlab.model.gpt import GPT
-from gptlab.model.lora import count_trainable, remove_lora, save_adapter
+from gptlab.model.lora import count_trainable
 from gptlab.model.modes import eval_mode, resolve_device
 from gptlab.options import option, positive_int, template_text
 from gptlab.run import Run
@@ -147,6 +158,7 @@ class InstructOptions:
     test_fraction: float = training_option("test_fraction", 0.1)
     seed: int = training_option("seed", 0)
     lora: LoraOptions = lora_option()
+    peft: PeftOptions = peft_option()
     epochs: int = training_option("epochs", 2)
     batch_size: int = training_option("batch_size", 8)
     lr: float = training_option("lr", 1e-4)
@@ -177,6 +189,7 @@ class InstructOptions:
     def check(self) -> None:
         check_continual(self)
         check_template(self.template)
+        resolve_peft(self.peft, self.lora)
         if self.pairs:
             if not (self.input_field and self.output_field):
                 raise GptlabError("input -> output data needs both --input-field and --output-field")
@@ -269,8 +282,12 @@ def generate_responses(
 ) -> list[str]:
     """Responses to ``examples`` (greedy unless ``sampler`` says otherwise), each cut at
     <|endoftext|> and after the response marker. Prompts longer than the context minus
-    ``max_new_tokens`` keep their last tokens."""
+    ``max_new_tokens`` (and minus the virtual tokens of prefix/prompt tuning) keep their last tokens."""
     prompts = [encode_prompt(ex, tokenizer, template) for ex in examples]
+    virtual = virtual_token_count(gpt)
+    if virtual:  # prefix/prompt tuning: the virtual tokens take room, and cannot follow left padding
+        room = max(1, gpt.config.block_size - max_new_tokens - virtual)
+        prompts, batch_size = [p[-room:] for p in prompts], 1
     texts = complete(gpt, tokenizer, prompts, max_new_tokens, batch_size=batch_size, sampler=sampler)
     return [extract_response(text, template) for text in texts]
 
@@ -348,14 +365,21 @@ class _TokenLoss:
         return mean
 
 
-def _save_run(out: Path, gpt: GPT, tokenizer, extra: dict, lora: bool) -> None:
-    """The run as a plain gptlab model (LoRA merged into a copy), plus the adapter alone."""
-    if lora:
-        save_adapter(gpt, out / "adapter.safetensors")
-        plain = remove_lora(copy.deepcopy(gpt), merge=True)
+def _save_run(out: Path, gpt: GPT, tokenizer, extra: dict, peft: tuple[str | None, dict | None]) -> None:
+    """The run as a plain gptlab model, plus the adapter alone. LoRA and IA3 are merged into a copy;
+    the other methods cannot be, so the run holds the base weights and names its adapter in
+    model.json (``extra.peft.adapter``), which gptlab.rundir.load_model then adds back."""
+    method, settings = peft
+    if method is None:
+        save_model(out, gpt, tokenizer, extra=extra)
+        return
+    save_peft(gpt, out / ADAPTER_FILE, method, settings)
+    record = {"method": method, "settings": settings}
+    if merges(method):
+        plain = merge_peft(copy.deepcopy(gpt), method)
     else:
-        plain = gpt
-    save_model(out, plain, tokenizer, extra=extra)
+        plain, record = base_gpt(gpt, method), record | {"adapter": ADAPTER_FILE}
+    save_model(out, plain, tokenizer, extra=extra | {"peft": record})
 
 
 def finetune_instruct(
@@ -403,11 +427,12 @@ def finetune_instruct(
         atomic_write_json(out / BASE_RESPONSES_FILE, _responses_records(test_ex, base_generated))
         base_scores = score_responses(base_generated, [ex.output for ex in test_ex])
 
-    add_lora(gpt, options.lora)
+    peft = resolve_peft(options.peft, options.lora)
+    add_peft(gpt, *peft)
     gpt.train()
     params = count_trainable(gpt)
     pad_id = tokenizer.eot_id
-    block = gpt.config.block_size
+    block = gpt.config.block_size - virtual_token_count(gpt)  # prefix/prompt tokens take room
 
     mask_prompt = options.mask_prompt or options.pairs
 
@@ -479,9 +504,7 @@ def finetune_instruct(
         on_batch=train_loss.add,
         end_epoch=end_epoch,
         score=score,
-        save=lambda epoch: _save_run(
-            out, gpt, tokenizer, extra | {"best_epoch": epoch}, options.lora.enabled
-        ),
+        save=lambda epoch: _save_run(out, gpt, tokenizer, extra | {"best_epoch": epoch}, peft),
         started=started,
         on_epoch=on_epoch,
     ).run(out / "metrics.jsonl")
@@ -489,7 +512,7 @@ def finetune_instruct(
     summary["train_seconds"] = round(time.time() - started, 2)
     summary["stopped_early"] = trained.stopped_early
     summary["costs"] = training_costs(params, trained.timer) | {
-        "adapter_mb": file_size_mb(out / "adapter.safetensors") if options.lora.enabled else None,
+        "adapter_mb": file_size_mb(out / ADAPTER_FILE) if peft[0] else None,
         "model_mb": file_size_mb(out / "model.safetensors"),
     }
     tuned, tuned_tok = load_model(out, device=device)
@@ -505,6 +528,7 @@ def finetune_instruct(
     summary["base_scores"] = base_scores
     d = asdict(options)
     d["lora"] = options.lora.to_dict()
+    d["peft"] = asdict(options.peft)
     summary["options"] = d
     atomic_write_json(out / "results.json", summary)
     write_instruct_report(out, trained.history, summary, test_ex, generated)

@@ -333,6 +333,18 @@ def _parse_metadata(meta: dict[str, str], source: str) -> dict[str, Any]:
     return parsed
 
 
+def check_same_model(ours: dict[str, Any], theirs: dict[str, Any], source: str) -> None:
+    """A GptlabError naming the first differences between the model's config and the config an
+    adapter file records (dropout rates aside: they do not change which weights fit)."""
+    diffs = [
+        f"{k} is {theirs.get(k)!r} in the adapter, {ours.get(k)!r} in the model"
+        for k in sorted(set(ours) | set(theirs))
+        if k not in CONFIG_FIELDS_IGNORED and ours.get(k) != theirs.get(k)
+    ]
+    if diffs:
+        raise GptlabError(f"{source} was made for a different model: {'; '.join(diffs[:3])}")
+
+
 def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Load an adapter written by `save_adapter` into ``model`` (in place; returned).
 
@@ -347,14 +359,7 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
 
     ours = _model_config(model)
     if ours is not None and meta["model_config"] is not None:
-        theirs = meta["model_config"]
-        diffs = [
-            f"{k} is {theirs.get(k)!r} in the adapter, {ours.get(k)!r} in the model"
-            for k in sorted(set(ours) | set(theirs))
-            if k not in CONFIG_FIELDS_IGNORED and ours.get(k) != theirs.get(k)
-        ]
-        if diffs:
-            raise GptlabError(f"{source} was made for a different model: {'; '.join(diffs[:3])}")
+        check_same_model(ours, meta["model_config"], source)
 
     modules = lora_modules(model)
     if any(m.merged for m in modules.values()):
