@@ -9,7 +9,8 @@ The recipe is bench/speedrun.py's model (4 layers x 128, RoPE, block 64, char-le
 tinyshakespeare, batch 12, fp32) at 200 steps, cosine decay to lr/10 after a 20-step warmup,
 weight decay 0.1 on matrices and grad clipping at 1.0 for every optimiser. "adamw-scratch" is
 the same algorithm as "adamw" (tested to match it), run at adamw's best lr to show what the
-fused kernel saves in wall time.
+fused kernel saves in wall time. For "muon" the swept lr is optim.muon_lr (the hidden matrices');
+its AdamW part (embeddings, head, gains) runs at MUON_ADAMW_LR, adamw's middle grid value.
 
     python bench/optimizers.py [--data ../shared/data/tinyshakespeare.txt] [--steps 200]
         [--seeds 2] [--only adamw,lion] [--json] [--save results.json] [--plot sweep.png] [--quick]
@@ -49,13 +50,16 @@ LR_GRID = {
     "sgd": [0.03, 0.1, 0.3],
     "adafactor": [3e-2, 1e-1, 3e-1],
     "lion": [3e-4, 1e-3, 3e-3],
+    "muon": [0.01, 0.02, 0.05],  # optim.muon_lr (Keller's default 0.02 in the middle)
 }
+MUON_ADAMW_LR = 5e-3
 PER_OPTIMIZER = {"adafactor": {"beta1": 0.0}, "sgd": {"momentum": 0.9, "nesterov": True}}
 MEMORY_VARIANTS = {  # name -> (optim.name, extra optim keys) for the state-size table
     "adamw": ("adamw", {}),
     "adam": ("adam", {}),
     "sgd (momentum)": ("sgd", {}),
     "lion": ("lion", {}),
+    "muon (+ adamw for the rest)": ("muon", {}),
     "adafactor (beta1=0.9)": ("adafactor", {"beta1": 0.9}),
     "adafactor (no beta1)": ("adafactor", {"beta1": 0.0}),
 }
@@ -65,6 +69,8 @@ def config_for(name: str, lr: float, seed: int, steps: int, data_dir: str, out_d
     from gptlab.config import RunConfig, apply_dict
 
     optim = {**OPTIM, **PER_OPTIMIZER.get(name, {}), "name": name, "lr": lr, "min_lr": lr / 10}
+    if name == "muon":  # the swept lr is the matrices'; the schedule decays both to a tenth
+        optim.update(muon_lr=lr, lr=MUON_ADAMW_LR, min_lr=MUON_ADAMW_LR / 10)
     settings = {
         "model": QUICK_MODEL if quick else MODEL,
         "data": {"dir": data_dir},

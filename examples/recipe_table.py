@@ -66,6 +66,10 @@ def summary_row(out: Path, r: dict) -> str:
         f"| {out.name} | {params:,} | {pre} | {epochs_trained(out)} epochs | {ft['best_val_loss']:.3f} | "
         f"{v['rouge1']:.4f} | {v['rouge2']:.4f} | {v['rougeL']:.4f} | {v['n']:,} | "
         f"{minutes(r['wall_seconds'])} |"
+    ) + "".join(  # the baselines, scored by the same code on the whole dev split
+        f"\n| {name} baseline | | | | | {b['rouge1']:.4f} | {b['rouge2']:.4f} | {b['rougeL']:.4f} | {b['n']:,} | |"
+        for name, b in ((k, r.get("baselines", {}).get(k)) for k in ("lead1", "random"))
+        if b
     )
 
 

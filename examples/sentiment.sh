@@ -21,8 +21,8 @@ if smoke; then
   VOCAB=300 PRE=(train.max_steps=4 train.batch_size=4) LIMITS=(--epochs 1 --batch-size 4)
   MODEL=(model.n_layer=1 model.n_head=2 model.n_embd=32 model.block_size=64) SPLIT=(--val-fraction 0.25 --test-fraction 0.25)
 else
-  VOCAB=4000 PRE=(train.max_steps=100000 "train.max_minutes=${PRETRAIN_MINUTES:-18}" train.batch_size=32)
-  LIMITS=(--epochs "${EPOCHS:-5}" --batch-size 32 --max-minutes "${FINETUNE_MINUTES:-8}")
+  VOCAB=4000 PRE=(train.max_steps=100000 "train.max_minutes=${PRETRAIN_MINUTES:-10}" train.batch_size=32)
+  LIMITS=(--epochs "${EPOCHS:-2}" --batch-size 32 --max-minutes "${FINETUNE_MINUTES:-10}")
   MODEL=(model.n_layer=4 model.n_head=4 model.n_embd=128 model.block_size=128 model.dropout=0.1)
   SPLIT=(--val-fraction 0.05 --test-fraction 0.05)
 fi

@@ -44,6 +44,10 @@ VERBS: dict[str, tuple[str, str]] = {
         "audit",
         "security and robustness audits: memorisation, membership, injection, attacks, bias, poisoning",
     ),
+    "study": (
+        "study",
+        "the whole study in resumable stages: pretrain, architecture, benchmarks, audits, report",
+    ),
     "serve": ("serve", "serve a model over an OpenAI-compatible HTTP API, with a web playground at /"),
     "bench": (
         "bench",

@@ -68,7 +68,7 @@ class OptimSection:
     """The optimiser (gptlab.train.optimizers) and the learning-rate schedule (gptlab.train.schedule)."""
 
     # adamw (torch, fused: the default) | adamw-scratch (the same, written out) | adam | sgd
-    # | adafactor | lion
+    # | adafactor | lion | muon (Muon on hidden matrices + AdamW on the rest: gptlab.train.muon)
     name: str = "adamw"
     lr: float = 6e-4  # peak learning rate
     min_lr: float = 6e-5  # floor of the cosine/linear/wsd decay
@@ -83,6 +83,12 @@ class OptimSection:
     adafactor_warmup_init: bool = False  # relative step 1e-6 * t early on (needs relative_step)
     adafactor_clip_threshold: float = 1.0  # update RMS clipped to this
     adafactor_decay_rate: float = -0.8  # beta2 at step t: 1 - t^decay_rate
+    muon_lr: float = 0.02  # muon: peak lr of the hidden matrices (lr: AdamW's, for the rest)
+    muon_momentum: float = 0.95  # muon
+    muon_nesterov: bool = True  # muon
+    muon_weight_decay: float = 0.0  # muon: decoupled decay of the hidden matrices
+    muon_ns_steps: int = 5  # muon: Newton-Schulz iterations
+    muon_adjust_lr: str = "original"  # muon: sqrt(max(1, rows/cols)) | match_rms_adamw: 0.2 sqrt(max)
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
     # cosine | linear | constant | step | exponential | inverse-sqrt | wsd, after the warmup
     schedule: str = "cosine"
@@ -275,22 +281,22 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-def resolve_config_path(name_or_path: str) -> Path:
-    """A TOML path, or the name of a shipped preset (``tiny-cpu`` -> gptlab/configs/tiny-cpu.toml)."""
+def resolve_config_path(name_or_path: str, presets: Path = CONFIGS_DIR, what: str = "config") -> Path:
+    """A TOML path, or a preset's name in ``presets`` (``tiny-cpu`` -> gptlab/configs/tiny-cpu.toml)."""
     path = Path(name_or_path)
     if path.is_file():
         return path
-    shipped = CONFIGS_DIR / f"{name_or_path}.toml"
+    shipped = presets / f"{name_or_path}.toml"
     if shipped.is_file():
         return shipped
     raise GptlabError(
-        f"config {name_or_path!r} not found: not a file, nor a shipped preset "
-        f"(presets: {', '.join(list_presets())})"
+        f"{what} {str(name_or_path)!r} not found: not a file, nor a shipped preset "
+        f"(presets: {', '.join(list_presets(presets))})"
     )
 
 
-def list_presets() -> list[str]:
-    return sorted(p.stem for p in CONFIGS_DIR.glob("*.toml"))
+def list_presets(presets: Path = CONFIGS_DIR) -> list[str]:
+    return sorted(p.stem for p in presets.glob("*.toml"))
 
 
 def load_toml(path: str | os.PathLike) -> dict[str, Any]:

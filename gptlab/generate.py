@@ -450,8 +450,18 @@ def stream_text(
     generator = None
     if seed is not None:
         generator = torch.Generator(device=model_device(model)).manual_seed(seed)
+    yield from text_pieces(
+        stream_tokens(model, prompt_ids, max_new_tokens, sampler, tokenizer.eot_id, generator),
+        tokenizer,
+        stop,
+    )
+
+
+def text_pieces(tokens: Iterator[int], tokenizer, stop: Sequence[str] = ()) -> Iterator[str]:
+    """A completion's token ids (without the end token) -> its text pieces (`TextStream`); stops
+    pulling tokens at the first stop string. For any token source (speculative decoding too)."""
     assembler = TextStream(tokenizer, stop)
-    for token in stream_tokens(model, prompt_ids, max_new_tokens, sampler, tokenizer.eot_id, generator):
+    for token in tokens:
         piece = assembler.push(token)
         if piece:
             yield piece

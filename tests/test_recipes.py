@@ -140,3 +140,55 @@ def test_injection_lab_recipe_smoke(tmp_path):
         env={**os.environ, "GPTLAB": "true"}, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2 and "data file not found" in done.stderr and not (tmp_path / "new").exists()
+
+
+def _recipe_out(root: Path, name: str, results: dict, epochs: list[dict], tokens_seen: int) -> Path:
+    """A finished recipe's OUT_DIR as examples/recipe_table.py reads it, without training."""
+    out = root / name
+    (out / "final").mkdir(parents=True)
+    (out / "pretrain").mkdir()
+    (out / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    (out / "final" / "metrics.jsonl").write_text(
+        "".join(json.dumps(e) + "\n" for e in epochs), encoding="utf-8"
+    )
+    rows = [
+        {"kind": "train", "step": 1, "tokens_seen": tokens_seen // 2},
+        {"kind": "train", "tokens_seen": tokens_seen},
+    ]
+    (out / "pretrain" / "metrics.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
+    )
+    return out
+
+
+def test_recipe_table_prints_each_task_from_results_json(tmp_path):
+    from gptlab.audit.common import wilson_interval
+
+    pre = {"n_params": 1321728, "step": 768}
+    mt = _recipe_out(tmp_path, "mt", {
+        "task": "multi30k en->de", "wall_seconds": 1406, "pretrain": pre,
+        "finetune": {"splits": {"train": 28130}, "best_val_loss": 1.9045},
+        "validation": {"bleu": 31.996, "chrf": 55.44, "exact_match": 0.0444, "n": 1014},
+    }, [{"epoch": 1, "val_loss": 2.5}, {"epoch": 2, "val_loss": 2.3}], 3_112_960)  # fmt: skip
+    sst2 = _recipe_out(tmp_path, "sst2", {
+        "task": "sst2", "wall_seconds": 759, "pretrain": pre, "finetune": {},
+        "validation": {"accuracy": 353 / 436, "macro_f1": 0.8095, "n": 436}, "bag_of_words": {"accuracy": 0.8303},
+    }, [{"epoch": 1, "val": {"accuracy": 0.79}}], 6_553_600)  # fmt: skip
+    done = subprocess.run([sys.executable, str(ROOT / "examples" / "recipe_table.py"), str(mt), str(sst2)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = {
+        line.split(" | ")[0]: line
+        for line in done.stdout.splitlines()
+        if line.startswith("| mt") or line.startswith("| sst2")
+    }
+    assert (
+        "| 2 epochs (56,260 pairs) |" in lines["| mt"]
+        and "| 32.00 | 55.44 | 0.044 | 1,014 | 23 min 26 s |" in lines["| mt"]
+    )
+    assert "768 steps (3.11M tokens)" in lines["| mt"]
+    lo, hi = wilson_interval(353, 436)  # the interval the evaluations print
+    assert f"0.810 [{lo:.3f}, {hi:.3f}]" in lines["| sst2"] and "| 1 epochs |" in lines["| sst2"]
+    missing = subprocess.run([sys.executable, str(ROOT / "examples" / "recipe_table.py"), str(tmp_path / "none")],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert missing.returncode == 2 and "results.json: not found" in missing.stderr

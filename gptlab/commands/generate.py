@@ -6,12 +6,17 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
+
+import torch
 
 from gptlab.commands import positive_int, seed_type
 from gptlab.commands.sampling import add_sampling_arguments, sampler_from_args
 from gptlab.errors import GptlabError
-from gptlab.generate import DEFAULT_MAX_NEW_TOKENS, generate_text, stream_text
+from gptlab.generate import DEFAULT_MAX_NEW_TOKENS, encode_prompt, stream_text, text_pieces
+from gptlab.model.modes import model_device
 from gptlab.rundir import load_model
+from gptlab.speculative import DEFAULT_DRAFT_K, SpeculativeStats, check_draft, speculative_tokens
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,6 +54,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="sample N completions, keep the one --reward scores highest",
     )
     p.add_argument("--reward", metavar="RUN", help="the reward model of --best-of (`gptlab finetune reward`)")
+    p.add_argument(
+        "--draft",
+        metavar="RUN",
+        help="speculative decoding: a smaller model with the same tokenizer proposes tokens that --model checks",
+    )
+    p.add_argument(
+        "--draft-k",
+        type=positive_int,
+        default=DEFAULT_DRAFT_K,
+        metavar="K",
+        help="tokens the draft proposes per round (default: %(default)s)",
+    )
     p.add_argument("--stream", action="store_true", help="print text as it is generated")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
@@ -65,27 +82,31 @@ def run(args: argparse.Namespace) -> int:
         raise GptlabError("--best-of N and --reward RUN go together")
     if args.best_of and args.stream:
         raise GptlabError("--best-of picks among finished completions: it cannot --stream")
+    if args.draft and args.best_of:
+        raise GptlabError("--draft and --best-of cannot be combined")
     model, tokenizer = load_model(args.model, device=args.device, dtype=args.dtype)
     sampler = sampler_from_args(args)
     if args.best_of:
         return run_best_of(args, model, tokenizer, sampler)
-    settings = dict(max_new_tokens=args.max_new_tokens, sampler=sampler, stop=args.stop)
+    pieces, extra = _text_source(args, model, tokenizer, sampler)
     samples = []
+    start = time.perf_counter()
     for i in range(args.num_samples):
         seed = None if args.seed is None else args.seed + i
         if i and not args.json:
             print("\n---------------")
         if args.stream:
             sys.stdout.write(args.prompt)
-            for piece in stream_text(model, tokenizer, args.prompt, seed=seed, **settings):
+            for piece in pieces(seed):
                 sys.stdout.write(piece)
                 sys.stdout.flush()
             sys.stdout.write("\n")
             continue
-        completion = generate_text(model, tokenizer, args.prompt, seed=seed, **settings)
+        completion = "".join(pieces(seed))
         samples.append({"seed": seed, "completion": completion})
         if not args.json:
             print(args.prompt + completion)
+    report = extra(time.perf_counter() - start)
     if args.json:
         print(
             json.dumps(
@@ -96,17 +117,48 @@ def run(args: argparse.Namespace) -> int:
                     **dataclasses.asdict(sampler),
                     "stop": args.stop,
                     "samples": samples,
+                    **report,
                 },
                 ensure_ascii=False,
             )
         )
+    elif report:
+        spec = report["speculative"]
+        rate = spec["acceptance_rate"]
+        print(f"(draft acceptance {'n/a' if rate is None else f'{rate:.1%}'}, {spec['tokens']} tokens in "
+              f"{spec['target_forwards']} target forwards)", file=sys.stderr)  # fmt: skip
     return 0
+
+
+def _text_source(args: argparse.Namespace, model, tokenizer, sampler):
+    """(seed -> text pieces of one completion, seconds -> extra --json keys): plain decoding, or
+    speculative decoding with `--draft` (gptlab.speculative), which reports its acceptance and speed."""
+    settings = dict(max_new_tokens=args.max_new_tokens, sampler=sampler, stop=args.stop)
+    if not args.draft:
+        return (lambda seed: stream_text(model, tokenizer, args.prompt, seed=seed, **settings)), (
+            lambda s: {}
+        )
+    draft, draft_tokenizer = load_model(args.draft, device=str(model_device(model)), dtype=args.dtype)
+    check_draft(model, draft, tokenizer, draft_tokenizer)
+    prompt_ids = encode_prompt(tokenizer, args.prompt)
+    stats = SpeculativeStats()
+
+    def pieces(seed):
+        generator = None if seed is None else torch.Generator(device=model_device(model)).manual_seed(seed)
+        tokens = speculative_tokens(model, draft, prompt_ids, args.max_new_tokens, sampler, tokenizer.eot_id,
+                                    generator, k=args.draft_k, stats=stats)  # fmt: skip
+        return text_pieces(tokens, tokenizer, args.stop)
+
+    def extra(seconds: float) -> dict:
+        return {"speculative": {"draft": args.draft, "k": args.draft_k, **stats.to_dict(), "tokens": stats.emitted,
+                                "seconds": seconds, "tokens_per_s": stats.emitted / seconds if seconds > 0 else None}}  # fmt: skip
+
+    return pieces, extra
 
 
 def run_best_of(args: argparse.Namespace, model, tokenizer, sampler) -> int:
     """`--best-of N --reward RUN`: each sample is the best of N (gptlab.finetune.reward.best_of_n)."""
     from gptlab.finetune.reward import best_of_n, load_reward
-    from gptlab.generate import encode_prompt
 
     reward = load_reward(args.reward, device=str(next(model.parameters()).device))
     prompt_ids = encode_prompt(tokenizer, args.prompt)

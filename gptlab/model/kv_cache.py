@@ -162,6 +162,16 @@ class KVCache:
         """Move the write position past the T tokens every layer has just stored."""
         self.pos += T
 
+    def rollback(self, pos: int) -> None:
+        """Forget every token from slot ``pos`` on (their slots are overwritten by the next ones):
+        speculative decoding drops the keys of the draft's rejected guesses this way. A local
+        cache has already shifted older keys out, so it cannot go back."""
+        if self.window is not None:
+            raise GptlabError("a sliding-window KV cache cannot be rolled back")
+        if not 0 <= pos <= self.pos:
+            raise GptlabError(f"cannot roll the KV cache back to {pos}: it holds {self.pos} tokens")
+        self.pos = pos
+
 
 def causal_mask(q_pos: torch.Tensor, k_pos: torch.Tensor, window: int | None = None) -> torch.Tensor:
     """Which keys each query may see: q_pos (T, 1) and k_pos (1, S) -> (T, S) bool. Causal (a key

@@ -6,6 +6,7 @@ towards 0 or a bias towards 0 is not a useful prior and only fights the optimise
 from __future__ import annotations
 
 import inspect
+import math
 
 import torch
 
@@ -52,5 +53,34 @@ def make_adamw(
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every group's lr to ``lr`` (the schedule's value at this step) times the group's
+    ``lr_scale``: 1 unless an optimiser gives some groups their own peak lr (Muon's matrices)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def adam_update(p: torch.Tensor, state: dict, group: dict) -> None:
+    """One Adam step of ``p`` along ``p.grad`` with bias correction, for a group with ``lr``,
+    ``betas``, ``eps``, ``weight_decay`` and ``decoupled``. ``decoupled=True`` is AdamW (Loshchilov
+    & Hutter): the weights shrink by ``lr * weight_decay`` apart from the gradient; ``False`` adds
+    ``weight_decay * p`` to the gradient (L2), which Adam's per-coordinate scaling then weakens
+    for large gradients. ``state`` starts empty and holds the step count and both moments."""
+    lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+    grad = p.grad
+    if wd and group["decoupled"]:
+        p.mul_(1 - lr * wd)
+    elif wd:
+        grad = grad.add(p, alpha=wd)
+    if not state:
+        state["step"] = 0
+        state["exp_avg"] = torch.zeros_like(p)  # m: running mean of g
+        state["exp_avg_sq"] = torch.zeros_like(p)  # v: running mean of g^2
+    state["step"] += 1
+    t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+    m.mul_(beta1).add_(grad, alpha=1 - beta1)
+    v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    # m and v start at 0, so early on they are biased towards 0 by the factors (1 - beta^t);
+    # dividing them out makes the first steps full-sized
+    bias1, bias2 = 1 - beta1**t, 1 - beta2**t
+    denom = (v.sqrt() / math.sqrt(bias2)).add_(eps)
+    p.addcdiv_(m, denom, value=-lr / bias1)

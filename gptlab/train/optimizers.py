@@ -15,6 +15,9 @@ checkpoints stay ``weights_only`` loadable and a resumed run takes the same step
                    relative step size; optim.beta1=0 keeps no first moment (the paper's default)
     lion           `Lion` (Chen et al. 2023): the sign of an interpolated momentum, one state
                    tensor; wants a learning rate ~3-10x smaller than AdamW's
+    muon           `gptlab.train.muon.Muon`: the orthogonalised (Newton-Schulz) Nesterov momentum
+                   for the hidden matrices at optim.muon_lr, AdamW at optim.lr for embeddings,
+                   the head, norms and biases (its own parameter groups, not the two above)
 
 Each ``step`` is a plain loop over the parameters, written to be read next to the paper's
 pseudo-code; only "adamw" is tuned for speed.
@@ -27,16 +30,16 @@ import math
 import torch
 
 from gptlab.errors import GptlabError
-from gptlab.train.optim import make_adamw, param_groups
+from gptlab.train.muon import ADJUST_LR, make_muon
+from gptlab.train.optim import adam_update, make_adamw, param_groups
 
-OPTIMIZERS = ("adamw", "adamw-scratch", "adam", "sgd", "adafactor", "lion")
+OPTIMIZERS = ("adamw", "adamw-scratch", "adam", "sgd", "adafactor", "lion", "muon")
 ADAFACTOR_EPS = (1e-30, 1e-3)  # (added to g^2, floor of the parameter scale): the paper's values
 
 
 class Adam(torch.optim.Optimizer):
-    """Adam with bias correction. ``decoupled=True`` is AdamW (Loshchilov & Hutter): the weights
-    shrink by ``lr * weight_decay`` apart from the gradient; ``False`` adds ``weight_decay * p`` to
-    the gradient (L2), which Adam's per-coordinate scaling then weakens for large gradients."""
+    """Adam with bias correction (`gptlab.train.optim.adam_update`). ``decoupled=True`` is AdamW:
+    decay apart from the gradient; ``False`` is L2 decay added to the gradient (torch.optim.Adam)."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=True):
         defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, decoupled=decoupled)
@@ -46,29 +49,9 @@ class Adam(torch.optim.Optimizer):
     def step(self, closure=None):
         loss = _call(closure)
         for group in self.param_groups:
-            lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                grad = p.grad
-                if wd and group["decoupled"]:
-                    p.mul_(1 - lr * wd)
-                elif wd:
-                    grad = grad.add(p, alpha=wd)
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)  # m: running mean of g
-                    state["exp_avg_sq"] = torch.zeros_like(p)  # v: running mean of g^2
-                state["step"] += 1
-                t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
-                m.mul_(beta1).add_(grad, alpha=1 - beta1)
-                v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-                # m and v start at 0, so early on they are biased towards 0 by the factors
-                # (1 - beta^t); dividing them out makes the first steps full-sized
-                bias1, bias2 = 1 - beta1**t, 1 - beta2**t
-                denom = (v.sqrt() / math.sqrt(bias2)).add_(eps)
-                p.addcdiv_(m, denom, value=-lr / bias1)
+                if p.grad is not None:
+                    adam_update(p, self.state[p], group)
         return loss
 
 
@@ -268,6 +251,15 @@ def check_optim_section(o) -> None:
             "optim.adafactor_warmup_init needs optim.adafactor_relative_step=true",
             o.adafactor_warmup_init,
         ),
+        (o.muon_lr > 0, "optim.muon_lr must be > 0", o.muon_lr),
+        (0 <= o.muon_momentum < 1, "optim.muon_momentum must be in [0, 1)", o.muon_momentum),
+        (o.muon_weight_decay >= 0, "optim.muon_weight_decay must be >= 0", o.muon_weight_decay),
+        (1 <= o.muon_ns_steps <= 20, "optim.muon_ns_steps must be in 1..20", o.muon_ns_steps),
+        (
+            o.muon_adjust_lr in ADJUST_LR,
+            f"optim.muon_adjust_lr must be one of {', '.join(ADJUST_LR)}",
+            o.muon_adjust_lr,
+        ),
     ]
     for ok, message, value in checks:
         if not ok:
@@ -291,6 +283,8 @@ def make_optimizer(model: torch.nn.Module, o, device_type: str = "cpu") -> torch
         return SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
     if o.name == "lion":
         return Lion(groups, lr=o.lr, betas=betas)
+    if o.name == "muon":
+        return make_muon(model, o)
     return Adafactor(
         groups,
         lr=None if o.adafactor_relative_step else o.lr,

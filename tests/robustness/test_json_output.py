@@ -119,6 +119,8 @@ ROWS: list[tuple[tuple[str, ...], list[str]]] = [
                                       "--gap-threshold", "1000", "--alpha", "0.000001", "--json"]),
     (("audit", "all"), ["audit", "all", "--model", "{run}", "--out", "{tmp}/audit-all", "--quick",
                         "--verdict", "point", "--json"]),
+    (("study",), ["study", "--config", "study-tiny", "--model", "{run}", "--out", "{tmp}/study", "--only", "pretrain",
+                  "--json"]),
     (("audit", "poisoning"), ["audit", "poisoning", "--model", "{run}", "--data", "{tsv}", "--rates", "0,0.1",
                               "--epochs", "1", "--batch-size", "8", "--json"]),
 ]  # fmt: skip

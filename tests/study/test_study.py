@@ -1,0 +1,183 @@
+"""``gptlab study`` end to end on the study-tiny profile (a tiny char model on the Shakespeare
+excerpt, the test task files): every number in study.md is in the stage results; a second run
+reuses every stage; a changed stage re-runs with its dependents only; a crash mid-stage loses
+that stage only, and rerunning gives the uninterrupted results; study.html in a real browser."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from gptlab.errors import GptlabError
+from gptlab.study import load_study_config, run_study
+from gptlab.study.runner import RESULT_FILE, claim
+
+DATA = Path(__file__).parents[1] / "data"
+STAGES = ["pretrain", "architecture", "benchmarks", "vulnerabilities", "report"]
+TIMING_KEYS = {"seconds", "elapsed_s", "total_elapsed_s", "stage_seconds", "timing", "environment", "run"}
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
+
+
+def tiny(*overrides: str):
+    config = load_study_config(
+        "study-tiny", [f"benchmarks.data_dir={json.dumps(str(DATA / 'tasks'))}", *overrides]
+    )
+    # the excerpt instead of the built-in corpus: the same study, prepared in a fraction of the time
+    config.sections["pretrain"].set.append(f"data.input={json.dumps(str(DATA / 'shakespeare-excerpt.txt'))}")
+    return config
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("study") / "s"
+    result = run_study(tiny(), out, progress=False, log=lambda line: None)
+    assert result.ran == STAGES and result.reused == []
+    return out
+
+
+def results(out: Path) -> dict[str, dict]:
+    return {n: json.loads((out / n / RESULT_FILE).read_text()) for n in STAGES}
+
+
+def _strip_timing(value):
+    if isinstance(value, dict):
+        return {k: _strip_timing(v) for k, v in value.items() if k not in TIMING_KEYS}
+    if isinstance(value, list):
+        return [_strip_timing(v) for v in value]
+    return value
+
+
+def _leaves(value, found: list) -> list:
+    if isinstance(value, dict):
+        for v in value.values():
+            _leaves(v, found)
+    elif isinstance(value, list):
+        for v in value:
+            _leaves(v, found)
+    else:
+        found.append(value)
+    return found
+
+
+NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e[+-]?\d+)?(?![\w.])")
+
+
+def test_every_number_in_study_md_is_in_the_stage_results(study):
+    from gptlab.study.findings import fmt
+
+    leaves = _leaves(results(study), [])
+    shown = {fmt(v) for v in leaves if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    strings = [v for v in leaves if isinstance(v, str)]
+    text = (study / "study.md").read_text()
+    text = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", text).replace("95%", "")  # figure paths; the level
+    numbers = NUMBER.findall(text)
+    assert len(numbers) > 40
+    missing = [n for n in numbers if n not in shown and not any(n in s for s in strings)]
+    assert missing == []
+
+
+def test_findings_directions_match_the_numbers(study):
+    arch = results(study)["architecture"]["result"]["table"]
+    text = (study / "study.md").read_text()
+    findings = text.split("## Findings")[1].split("## Environment")[0]
+    for row in arch[1:]:
+        sentence = next(line for line in findings.splitlines() if row["variant"] in line)
+        lo, hi = row["diff_ci95"]
+        expected = "raised" if lo > 0 else "lowered" if hi < 0 else "No measurable difference"
+        assert expected in sentence
+    pre = results(study)["pretrain"]["result"]["eval"]
+    sentence = next(line for line in findings.splitlines() if "unigram" in line)
+    lo, hi = pre["minus_unigram_ci95"]
+    assert ("raised" if lo > 0 else "lowered" if hi < 0 else "No measurable difference") in sentence
+    bench = results(study)["benchmarks"]["result"]
+    for task, metrics in bench["results"].items():  # the tiny profile scores 5 items at most: no claim
+        for metric in bench["chance"][task]:
+            assert (
+                metrics["n"] < 10 and f"{task} {metric} over {metrics['n']} items: too few items" in findings
+            )
+    assert any(bench["chance"].values())
+
+
+def test_a_second_run_reuses_every_stage(study, tmp_path, monkeypatch):
+    from gptlab.study import stages
+
+    out = tmp_path / "again"
+    shutil.copytree(study, out)
+    before = {n: (out / n / RESULT_FILE).stat().st_mtime_ns for n in STAGES}
+
+    def must_not_run(ctx):
+        raise AssertionError(f"stage {ctx.name} ran again")
+
+    for name in STAGES:
+        monkeypatch.setitem(stages.STAGES, name, replace(stages.STAGES[name], run=must_not_run))
+    result = run_study(tiny(), out, progress=False, log=lambda line: None)
+    assert result.ran == [] and result.reused == STAGES
+    assert {n: (out / n / RESULT_FILE).stat().st_mtime_ns for n in STAGES} == before
+    assert (out / "study.md").read_text() == (study / "study.md").read_text()
+
+
+def test_a_changed_stage_reruns_with_its_dependents_only(study, tmp_path):
+    out = tmp_path / "changed"
+    shutil.copytree(study, out)
+    result = run_study(tiny("benchmarks.limit=1"), out, progress=False, log=lambda line: None)
+    assert result.ran == ["benchmarks", "report"]
+    assert result.reused == ["pretrain", "architecture", "vulnerabilities"]
+    assert results(out)["benchmarks"]["result"]["results"]["lambada"]["n"] == 1
+
+
+def test_a_crash_mid_stage_loses_that_stage_and_a_rerun_matches(study, tmp_path, monkeypatch):
+    import gptlab.train
+
+    real_train, calls = gptlab.train.train, []
+
+    def crash_on_the_third_run(config, *args, **kwargs):  # pretrain, then one architecture run, then crash
+        calls.append(config.train.out_dir)
+        if len(calls) == 3:
+            raise RuntimeError("simulated crash")
+        return real_train(config, *args, **kwargs)
+
+    out = tmp_path / "crashed"
+    monkeypatch.setattr(gptlab.train, "train", crash_on_the_third_run)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_study(tiny(), out, progress=False, log=lambda line: None)
+    assert (out / "pretrain" / RESULT_FILE).is_file() and not (out / "architecture").exists()
+    assert (out / ".architecture.partial").is_dir()  # the stage in flight, never taken for finished
+    monkeypatch.setattr(gptlab.train, "train", real_train)
+    result = run_study(tiny(), out, progress=False, log=lambda line: None)
+    assert result.reused == ["pretrain"] and result.ran == STAGES[1:]
+    assert not (out / ".architecture.partial").exists()
+    assert _strip_timing(results(out)) == _strip_timing(results(study))
+
+
+def test_a_folder_that_is_not_a_study_is_refused(tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(GptlabError, match="holds no study.*--overwrite"):
+        claim(out, overwrite=False)
+    assert (out / "notes.txt").read_text() == "mine"
+    claim(out, overwrite=True)
+    assert list(out.iterdir()) == []
+
+
+@pytest.mark.browser
+def test_study_html_in_a_real_browser(study, browser):
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto((study / "study.html").as_uri())
+    images = page.eval_on_selector_all("img", "els => els.map(e => e.complete && e.naturalWidth > 0)")
+    assert images and all(images)
+    links = page.eval_on_selector_all("nav a", "els => els.map(e => e.getAttribute('href'))")
+    assert len(links) == len(STAGES) + 1  # each stage but the report itself, findings, environment
+    for href in links:
+        assert page.locator(href).count() == 1, href
+        page.click(f"nav a[href='{href}']")
+        assert page.evaluate("location.hash") == href
+    assert errors == []
