@@ -1,6 +1,7 @@
 """The task recipes (examples/translate.sh, summarize.sh, sentiment.sh) end to end in smoke mode
 (SMOKE=1: a few steps, a few examples) on the tests/data/tasks fixtures: each must leave a run at
-OUT/final that its own evaluation verb loads, and an OUT/results.json with the task's scores."""
+OUT/final that its own evaluation verb loads, and an OUT/results.json with the task's scores. And
+examples/injection-lab.sh in smoke mode, on the data it makes itself."""
 
 from __future__ import annotations
 
@@ -94,6 +95,51 @@ def test_recipes_refuse_a_missing_data_folder(tmp_path):
         )
         assert done.returncode == 2 and "data file not found" in done.stderr
         assert not (tmp_path / name).exists()  # nothing written before the data is found
+
+
+@pytest.mark.slow
+def test_injection_lab_recipe_smoke(tmp_path):
+    """examples/injection-lab.sh in smoke mode: the probe-tasks data, a tokenizer, a base, the plain
+    fine-tune (chat template) and the audit of it and of its two defence fine-tunes, with the
+    precondition per model and Wilson intervals. One clean input per task (3 clean twins) can never
+    show accuracy clearly above 0.5: every model fails the precondition and its verdicts say so."""
+    wrapper = tmp_path / "gptlab-lab"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m gptlab "$@"\n', encoding="utf-8")
+    wrapper.chmod(0o755)
+    out = tmp_path / "out"
+    done = subprocess.run(
+        ["bash", str(ROOT / "examples" / "injection-lab.sh"), str(out)],
+        env={**os.environ, "SMOKE": "1", "GPTLAB": str(wrapper), "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert len(json.loads((out / "data" / "probe-tasks.json").read_text("utf-8"))) == 60
+    assert json.loads((out / "plain" / "model.json").read_text("utf-8"))["extra"]["template"] == "chat"
+    audit = json.loads((out / "audit" / "injection.json").read_text("utf-8"))
+    assert set(audit["details"]["conditions"]) == {"model", "clean_ft", "defended"}
+    assert [p["name"] for p in audit["preconditions"]] == [
+        "clean-task accuracy above 0.5",
+        "clean-task accuracy above 0.5 (clean fine-tune)",
+        "clean-task accuracy above 0.5 (defended)",
+    ]
+    failed = {p["name"] for p in audit["preconditions"] if not p["holds"]}
+    assert len(failed) == 3
+    for finding in audit["findings"]:
+        if set(finding["requires"]) & failed:
+            assert finding["verdict"] == "inconclusive" and "precondition failed" in finding["reason"]
+        if finding["interval_kind"] == "wilson" and finding["n"]:
+            assert finding["interval"][0] <= finding["value"] <= finding["interval"][1]
+    assert (out / "audit" / "injection_rates.png").is_file() and "PRECONDITION" in (
+        out / "audit.txt"
+    ).read_text()
+    # a missing data file stops it before anything is written
+    done = subprocess.run(
+        ["bash", str(ROOT / "examples" / "injection-lab.sh"), str(tmp_path / "new"), str(tmp_path / "nowhere.json")],
+        env={**os.environ, "GPTLAB": "true"}, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "data file not found" in done.stderr and not (tmp_path / "new").exists()
 
 
 def _recipe_out(root: Path, name: str, results: dict, epochs: list[dict], tokens_seen: int) -> Path:

@@ -1,4 +1,5 @@
-"""``gptlab data list|get|prepare|text|prefs``: the dataset registry and token shards (gptlab.data)."""
+"""``gptlab data list|get|prepare|text|prefs|instructions``: the dataset registry, token shards, field
+texts, preference pairs and synthetic instruction suites (gptlab.data)."""
 
 from __future__ import annotations
 
@@ -147,6 +148,23 @@ def register(subparsers) -> None:
     prefs.add_argument("--json", action="store_true", help="print a summary as JSON")
     prefs.set_defaults(func=run_prefs)
 
+    ins = sub.add_parser(
+        "instructions",
+        help="write a synthetic instruction suite (Alpaca JSON), e.g. the tasks the injection audit probes",
+        description=(
+            "Write a synthetic, seeded instruction suite as an Alpaca-format JSON list. probe-tasks: the "
+            "tasks of `gptlab audit injection` (its exact instructions and secret convention, never its "
+            "inputs) plus say/recall/copy/format/count/fact tasks, which a tiny GPT learns in minutes."
+        ),
+    )
+    ins.add_argument("--kind", required=True, choices=("probe-tasks",), help="which suite")
+    ins.add_argument("--out", required=True, metavar="FILE.json", help="the JSON file to write")
+    ins.add_argument("--n", type=positive_int, default=3000, help="number of examples (default 3000)")
+    ins.add_argument("--seed", type=seed_type, default=0, help="seed of the examples")
+    ins.add_argument("--json", action="store_true", help="print a JSON summary (file, n, examples per task)")
+    add_overwrite(ins, "FILE.json")
+    ins.set_defaults(func=run_instructions)
+
 
 def run_list(args: argparse.Namespace) -> int:
     from gptlab.data.registry import list_datasets
@@ -254,6 +272,19 @@ def run_prefs(args: argparse.Namespace) -> int:
         if args.json
         else f"wrote {args.out}: {len(rows)} pairs from {len(examples)} examples"
     )
+    return 0
+
+
+def run_instructions(args: argparse.Namespace) -> int:
+    from gptlab.data.probe_tasks import instruction_suite
+    from gptlab.io import atomic_write_json
+    from gptlab.outputs import claim_file
+
+    claim_file(args.out, what="instruction file", overwrite=args.overwrite)
+    records = instruction_suite(args.kind, args.n, args.seed)
+    atomic_write_json(args.out, records)
+    summary = {"out": str(args.out), "kind": args.kind, "n": len(records), "seed": args.seed}
+    print(json.dumps(summary) if args.json else f"wrote {args.out}: {len(records):,} {args.kind} examples")
     return 0
 
 

@@ -45,6 +45,8 @@ ROWS: list[tuple[tuple[str, ...], list[str]]] = [
     (("data", "list"), ["data", "list", "--dir", "{tmp}/cache", "--json"]),
     (("data", "prepare"), ["data", "prepare", "--input", "{corpus}", "--tokenizer", "char", "--out", "{tmp}/data",
                            "--json"]),
+    (("data", "instructions"), ["data", "instructions", "--kind", "probe-tasks", "--n", "20", "--out",
+                                "{tmp}/probe.json", "--json"]),
     (("train",), ["<train>"]),
     (("distill",), ["distill", "--teacher", "{run}", "--out", "{tmp}/student", "model.block_size=8", "model.n_layer=1",
                     "model.n_head=2", "model.n_embd=16", "train.batch_size=2", "train.max_steps=2",
