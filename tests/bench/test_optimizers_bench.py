@@ -31,7 +31,7 @@ def test_optimizers_bench_quick_reports_every_optimizer_and_state_size(tmp_path)
         [sys.executable, script, "--from-json", str(saved)], capture_output=True, text=True
     )
     assert table.returncode == 0 and "| adafactor (no beta1) |" in table.stdout
-    assert set(r["optimizers"]) == {"adamw", "adam", "sgd", "adafactor", "lion", "adamw-scratch"}
+    assert set(r["optimizers"]) == {"adamw", "adam", "sgd", "adafactor", "lion", "adamw-scratch", "muon"}
     for name, result in r["optimizers"].items():
         assert result["val_loss"] is not None and 0 < result["val_loss"] < 10, name
         assert result["train_s"] > 0
@@ -42,6 +42,8 @@ def test_optimizers_bench_quick_reports_every_optimizer_and_state_size(tmp_path)
     )
     memory = r["state_bytes_per_param"]
     assert memory["adam"] == 8 and memory["lion"] == 4 and memory["sgd (momentum)"] == 4
+    # Muon keeps one momentum buffer per hidden matrix; only the AdamW part keeps two moments
+    assert 4 < memory["muon (+ adamw for the rest)"] < memory["adam"]
     assert (
         memory["adafactor (no beta1)"] < memory["adafactor (beta1=0.9)"] - 3.5
     )  # the factored second moment
