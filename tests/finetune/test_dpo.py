@@ -102,6 +102,7 @@ def _ours(loss, beta, eps, token_logps, completion_mask, ref_chosen, ref_rejecte
 @pytest.mark.parametrize(
     "loss, trl_type, beta", [("dpo", "sigmoid", 0.1), ("dpo", "sigmoid", 0.5), ("ipo", "ipo", 0.1)]
 )
+@pytest.mark.slow  # over 0.4 s: keeps `-m "not slow"` under a minute
 def test_loss_and_gradients_equal_trl(loss, trl_type, beta):
     pytest.importorskip("trl")
     token_logps, mask, ref_c, ref_r = _random_pairs()

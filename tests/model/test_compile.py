@@ -39,6 +39,7 @@ def test_compile_failure_falls_back_to_eager(tiny_model, capsys):
     torch.testing.assert_close(logits, model(x)[0])
 
 
+@pytest.mark.slow  # over 0.4 s: keeps `-m "not slow"` under a minute
 def test_errors_of_the_model_itself_are_not_swallowed(tiny_model):
     wrapped = compile_model(tiny_model)
     with pytest.raises(Exception, match="longer than the context"):

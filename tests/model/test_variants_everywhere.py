@@ -155,6 +155,7 @@ def test_without_the_balance_loss_the_same_fine_tune_starves_an_expert(tmp_path,
 # ------------------------------------------------------------------ LoRA / fine-tuning
 
 
+@pytest.mark.slow  # over 0.4 s: keeps `-m "not slow"` under a minute
 @pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "local-rope"])
 def test_a_lora_classify_fine_tune_of_every_block_variant_trains_and_its_adapter_loads(
     tmp_path, variant, task_file, task_tokenizer
@@ -243,6 +244,7 @@ def test_gpt2_export_of_a_variant_run_refuses_clearly_and_writes_nothing(
 # ------------------------------------------------------------------ audits and analyses
 
 
+@pytest.mark.slow  # over 0.4 s: keeps `-m "not slow"` under a minute
 @pytest.mark.parametrize("variant", EVERY)
 def test_the_privacy_audits_run_on_every_variant(variant, char_tokenizer):
     model = small(**EVERY[variant])

@@ -468,6 +468,7 @@ def test_playground_page_or_404(lm, monkeypatch):
 # --------------------------------------------------------------------------------------- time-out
 
 
+@pytest.mark.slow  # over 0.4 s: keeps `-m "not slow"` under a minute
 def test_generation_timeout_is_an_error_not_a_hang(runs):
     limits = ServeLimits(timeout_s=0.3, max_tokens_cap=1_000_000)
     with serving(create_app(runs["endless"], limits=limits)) as (url, _):

@@ -52,6 +52,7 @@ def test_aligned_classes_match_tiktoken_on_every_code_point(expression):
     assert ours == theirs
 
 
+@pytest.mark.slow  # over 0.4 s: keeps `-m "not slow"` under a minute
 @pytest.mark.parametrize("expression", [r"\p{L}", r"\p{N}", r"\s"])
 def test_hf_tokenizers_uses_the_same_tables(expression):
     tokenizers = pytest.importorskip("tokenizers")

@@ -108,6 +108,7 @@ def test_a_folder_without_fingerprint_is_accepted_and_gets_one(tmp_path, texts):
     assert meta(run)["fingerprint"]["inputs"][0]["input"] == str(a)
 
 
+@pytest.mark.slow  # over 0.4 s: keeps `-m "not slow"` under a minute
 def test_resume_with_another_data_input_is_an_error(tmp_path, texts, capsys):
     a, b = texts
     run = tmp_path / "run"
