@@ -180,15 +180,17 @@ class AuditResult:
             d = f.to_dict()
             d["verdict"], d["reason"] = j.verdict, j.reason
             findings.append(d)
-        return {
-            "audit": self.name,
-            "verdict_mode": self.verdict_mode,
-            "preconditions": [p.to_dict() for p in self.preconditions],
-            "counts": self.counts(),
-            "findings": findings,
-            "details": self.details,
-            "plots": sorted(self.plots),
-        }
+        return finite_or_none(
+            {  # strict JSON: a 0/0 rate is null, not NaN
+                "audit": self.name,
+                "verdict_mode": self.verdict_mode,
+                "preconditions": [p.to_dict() for p in self.preconditions],
+                "counts": self.counts(),
+                "findings": findings,
+                "details": self.details,
+                "plots": sorted(self.plots),
+            }
+        )
 
     def save(self, out_dir: str | Path) -> Path:
         """Write ``<name>.json`` and the plots into ``out_dir``; returns the JSON's path."""
@@ -219,6 +221,19 @@ class AuditResult:
             )
             lines.append(f"{f.threat:<24} {f.metric:<36} {f.value:9.4f}  {iv:<19} {j.verdict}{why}")
         return "\n".join(lines)
+
+
+def finite_or_none(o: Any) -> Any:
+    """``o`` with every NaN or infinite float (numpy's too) replaced by None, in nested dicts,
+    lists and tuples: what `--json` and the saved audit files print must be strict JSON, which
+    has no NaN (a rate over no items is NaN in memory, null on disk)."""
+    if isinstance(o, dict):
+        return {k: finite_or_none(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [finite_or_none(v) for v in o]
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(o) else None
+    return o
 
 
 def to_jsonable(o):

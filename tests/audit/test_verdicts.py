@@ -265,3 +265,19 @@ def test_a_bias_group_below_the_minimum_is_inconclusive_and_the_others_stand():
         "5 pairs of small"
     )
     assert len(pair_preconditions(pairs[:25], 20)) == 1  # one group: the overall check is the group's
+
+
+def test_an_audit_with_a_rate_over_no_items_saves_strict_json(tmp_path):
+    """A 0/0 rate is NaN in memory; the saved file and `--json` must still be strict JSON (no NaN,
+    which JSON.parse and many other readers reject): it is null there."""
+    f = rate_finding("t", "success rate", 0, 0, 0.1)
+    result = AuditResult(
+        "demo", [f], details={"rates": {"x": float("nan"), "y": np.float64(0.25)}, "n": (0, 3)}
+    )
+    text = json.dumps(result.to_dict(), allow_nan=False)  # raises on NaN
+    doc = json.loads(text)
+    assert doc["findings"][0]["value"] is None and doc["details"]["rates"] == {"x": None, "y": 0.25}
+    saved = json.loads(
+        result.save(tmp_path).read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON")
+    )
+    assert saved["findings"][0]["value"] is None
