@@ -170,3 +170,23 @@ def test_cli_compare(tiny_study, tmp_path):
     assert (tmp_path / "c" / "compare.html").is_file()
     assert main(["study", "compare", str(tiny_study), "--out", str(tmp_path / "d")]) == 2
     assert main(["study", "compare", str(tiny_study), str(tmp_path), "--out", str(tmp_path / "e")]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_compare_html_in_a_real_browser(tiny_study, tmp_path, browser):
+    result = compare_studies(tiny_study, tiny_study, tmp_path / "cmp")
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto((tmp_path / "cmp" / "compare.html").as_uri())
+    images = page.eval_on_selector_all("img", "els => els.map(e => e.complete && e.naturalWidth > 0)")
+    assert len(images) >= 4 and all(images)  # each study's loss curve and architecture figure
+    links = page.eval_on_selector_all("nav a", "els => els.map(e => e.getAttribute('href'))")
+    assert len(links) == len(result.compared) + 2  # each compared stage, findings, environment
+    for href in links:
+        assert page.locator(href).count() == 1, href
+        page.click(f"nav a[href='{href}']")
+        assert page.evaluate("location.hash") == href
+    assert errors == []
