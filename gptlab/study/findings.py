@@ -98,3 +98,17 @@ def welch_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, tuple
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     half = float(stats.t.ppf(0.975, df)) * se
     return diff, (diff - half, diff + half)
+
+
+def t_interval(values: Sequence[float]) -> tuple[float, tuple[float, float] | None]:
+    """The mean of ``values`` and its Student-t 95% interval (None for fewer than two values): for
+    the handful of units (canaries, seeds) where the normal interval of `mean_interval` is too narrow."""
+    from scipy import stats
+
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n < 2:
+        return mean, None
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return mean, (mean - half, mean + half)
