@@ -61,7 +61,9 @@ def dp(r: dict, section: Section) -> None:
             exposure_rows,
         )
     )  # fmt: skip
-    section.figures.append((r["figure"], "privacy-utility curve: validation perplexity against exposure and AUC"))
+    section.figures.append(
+        (r["figure"], "privacy-utility curve: validation perplexity against exposure and AUC")
+    )
     for row in r["rows"]:
         if row["loss_change"] is None:
             continue
@@ -108,7 +110,11 @@ def adversarial(r: dict, section: Section) -> None:
     )
     g = r["typo_accuracy_gain"]
     section.findings.append(
-        sentence(findings.difference("accuracy under typos", "adversarial training", "clean training", g["value"], g["ci95"]))
+        sentence(
+            findings.difference(
+                "accuracy under typos", "adversarial training", "clean training", g["value"], g["ci95"]
+            )
+        )
     )
     if "hotflip_accuracy_gain" in r:
         h = r["hotflip_accuracy_gain"]
@@ -134,8 +140,13 @@ def cda(r: dict, section: Section) -> None:
     )
     for p in r["preconditions"]:
         if not p["holds"]:
-            section.notes.append(f"CDA precondition failed ({p['name']}): {p['detail']}; read the gaps as inconclusive.")
-    for what, key in (("the mean |bias gap| per pair", "abs_gap_change"), ("the mean bias gap", "gap_change")):
+            section.notes.append(
+                f"CDA precondition failed ({p['name']}): {p['detail']}; read the gaps as inconclusive."
+            )
+    for what, key in (
+        ("the mean |bias gap| per pair", "abs_gap_change"),
+        ("the mean bias gap", "gap_change"),
+    ):
         c = r[key]
         section.findings.append(
             findings.difference(what, "CDA", "the study's model", c["value"], c["ci95"], "nats")
@@ -158,14 +169,26 @@ def negated(value: float, interval) -> tuple[float, list[float] | None]:
 
 def injection(r: dict, section: Section) -> None:
     rows = [
-        [cond, cell(c["clean_accuracy"]), cell(c["twin_accuracy"]), cell(c["injection_overall"]), c["skipped"]]
+        [
+            cond,
+            cell(c["clean_accuracy"]),
+            cell(c["twin_accuracy"]),
+            cell(c["injection_overall"]),
+            c["skipped"],
+        ]
         for cond, c in r["conditions"].items()
     ]
     section.tables.append(
         Table(
             f"Prompt injection: {r['probes']} probes per condition (the injection-lab instruction model, "
             f"{r['suite_examples']} probe-tasks examples); Wilson 95% CI",
-            ["condition", "clean accuracy", "clean-twin accuracy", "injection success (all probes)", "skipped"],
+            [
+                "condition",
+                "clean accuracy",
+                "clean-twin accuracy",
+                "injection success (all probes)",
+                "skipped",
+            ],
             rows,
         )
     )
@@ -186,7 +209,10 @@ def injection(r: dict, section: Section) -> None:
         Table(
             "Prompt injection audit findings and verdicts (inconclusive: a precondition failed)",
             ["metric", "value", "interval", "verdict"],
-            [[f["metric"], f["value"], findings.fmt_interval(f["interval"]), f["verdict"]] for f in r["findings"]],
+            [
+                [f["metric"], f["value"], findings.fmt_interval(f["interval"]), f["verdict"]]
+                for f in r["findings"]
+            ],
         )
     )
     failed = [p for p in r["preconditions"] if not p["holds"]]
@@ -203,7 +229,9 @@ def injection(r: dict, section: Section) -> None:
             if c["n"] < 2:
                 continue
             value, iv = negated(c["value"], c["interval"])  # after - before: "lowered" = fewer successes
-            section.findings.append(sentence(findings.difference(f"{family} attack success", who, ref, value, iv)))
+            section.findings.append(
+                sentence(findings.difference(f"{family} attack success", who, ref, value, iv))
+            )
 
 
 def poisoning(r: dict, section: Section) -> None:

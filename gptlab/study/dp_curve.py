@@ -92,8 +92,8 @@ def privacy_curve(
     """Train ``config`` (a RunConfig) on the canary corpus at each epsilon and measure it; see the
     module doc. Returns the JSON-ready result (runs under OUT/eps-<epsilon>)."""
     from gptlab.audit.common import bootstrap_interval, roc_auc
-    from gptlab.audit.memorization import canary_exposures
     from gptlab.audit.membership import membership_features
+    from gptlab.audit.memorization import canary_exposures
     from gptlab.data.shards import TokenDataset
     from gptlab.run import Run
     from gptlab.study.stages.pretrain import window_nll

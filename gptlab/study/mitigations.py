@@ -137,7 +137,14 @@ def cda(
     config = Run.open(run).train_config
     config = replace(config, train=replace(config.train, progress=progress))
     r = cda_experiment(
-        config, out, builtin_pairs(pairs), baseline=run, seed=seed, n_boot=n_boot, n_perm=2000, min_pairs=min_pairs
+        config,
+        out,
+        builtin_pairs(pairs),
+        baseline=run,
+        seed=seed,
+        n_boot=n_boot,
+        n_perm=2000,
+        min_pairs=min_pairs,
     )
     before, after = r.details["before"], r.details["after"]
     gb = np.array([p["gap"] for p in before["pairs"]])

@@ -38,7 +38,12 @@ def test_epsilons_always_include_the_non_private_run():
 
 
 def entry(repeats: int, interval, eps: float = 8.0) -> dict:
-    return {"repeats": repeats, "change": sum(interval) / 2, "change_ci95": interval, "group_epsilon": repeats * eps}
+    return {
+        "repeats": repeats,
+        "change": sum(interval) / 2,
+        "change_ci95": interval,
+        "group_epsilon": repeats * eps,
+    }
 
 
 def test_a_repeated_canary_whose_exposure_did_not_fall_is_explained_with_its_group_bound():

@@ -122,14 +122,20 @@ def test_defences_report_exposure_per_repetition_count_with_the_group_bound(stud
     table = text.split("canary exposure (bits")[1].split("\n\n")[1]
     for row in dp["rows"]:
         eps = row["epsilon"]
-        assert {e["repeats"] for e in row["exposure"]} == {0, 1, 16}  # the controls and the tiny profile's counts
+        assert {e["repeats"] for e in row["exposure"]} == {
+            0,
+            1,
+            16,
+        }  # the controls and the tiny profile's counts
         for e in row["exposure"]:
             if e["repeats"]:
                 bound = "inf" if eps == "inf" else fmt(e["repeats"] * eps)
                 assert e["group_epsilon"] == ("inf" if eps == "inf" else e["repeats"] * eps)
                 assert f"| {row['label']} | {e['repeats']} | {bound} | {e['canaries']} |" in table
     findings = text.split("## Findings")[1]
-    for row in dp["rows"][1:]:  # every DP run: a sentence per count, and the explanation where it did not fall
+    for row in dp["rows"][
+        1:
+    ]:  # every DP run: a sentence per count, and the explanation where it did not fall
         for e in row["exposure"]:
             if not e["repeats"]:
                 continue
@@ -137,14 +143,18 @@ def test_defences_report_exposure_per_repetition_count_with_the_group_bound(stud
             line = next(x for x in findings.splitlines() if f"inserted {e['repeats']} times" in x and
                         f"epsilon={row['label']}" in x and "exposure of" in x)  # fmt: skip
             assert _direction(e["change_ci95"]) in line, (what, line)
-            explained = f"At epsilon={row['label']}, canaries inserted {e['repeats']} times: exposure" in findings
+            explained = (
+                f"At epsilon={row['label']}, canaries inserted {e['repeats']} times: exposure" in findings
+            )
             assert explained == (e["repeats"] > 1 and e["change_ci95"][1] >= 0)
 
 
 def test_defences_findings_directions_match_the_numbers(study):
     r = results(study)["defences"]["result"]
     assert set(r["experiments"]) == {"dp", "adversarial", "cda", "injection", "poisoning"}
-    findings = (study / "study.md").read_text().split("## Findings")[1].split("## Environment")[0].splitlines()
+    findings = (
+        (study / "study.md").read_text().split("## Findings")[1].split("## Environment")[0].splitlines()
+    )
 
     def line_with(*parts: str) -> str:
         return next(x for x in findings if all(p in x for p in parts))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gptlab.errors import GptlabError
-from gptlab.study.stage import Section, Stage, StageContext, Table
+from gptlab.study.stage import Section, Stage, StageContext
 
 EXPERIMENTS = ("dp", "adversarial", "cda", "injection", "poisoning")
 CURVE_FIGURE = "privacy_utility.png"
@@ -70,14 +70,18 @@ def run(ctx: StageContext) -> dict:
     section: DefencesSection = ctx.section
     unknown = [e for e in section.experiments if e not in EXPERIMENTS]
     if unknown:
-        raise GptlabError(f"defences.experiments: unknown {', '.join(unknown)} (known: {', '.join(EXPERIMENTS)})")
+        raise GptlabError(
+            f"defences.experiments: unknown {', '.join(unknown)} (known: {', '.join(EXPERIMENTS)})"
+        )
     seed, device = ctx.config.study.seed, ctx.config.study.device
     model = str(ctx.study_dir / ctx.upstream["pretrain"]["result"]["run"])
     external = ctx.upstream["pretrain"]["result"]["external"]
     result: dict = {"experiments": list(section.experiments), "skipped": {}}
     if "dp" in section.experiments:
         if external:
-            result["skipped"]["dp"] = "the study's model is an existing run (--model): there is no recipe to retrain"
+            result["skipped"]["dp"] = (
+                "the study's model is an existing run (--model): there is no recipe to retrain"
+            )
         else:
             result["dp"] = _dp(ctx, section)
     if {"adversarial", "poisoning"} & set(section.experiments):
@@ -87,12 +91,21 @@ def run(ctx: StageContext) -> dict:
             section.classify_data or _sst2(), section.text_column, section.label_column, section.max_texts,
             ctx.dir / "classify-data.jsonl", seed, model,
         )  # fmt: skip
-        result["classify_data"] = {"file": section.classify_data or "sst2-train-subset", "unencodable": unencodable}
+        result["classify_data"] = {
+            "file": section.classify_data or "sst2-train-subset",
+            "unencodable": unencodable,
+        }
         settings = {"epochs": section.classify_epochs, "lr": section.classify_lr,
                     "batch_size": section.classify_batch_size, "device": device, "seed": seed}  # fmt: skip
         if "adversarial" in section.experiments:
             result["adversarial"] = mitigations.adversarial(
-                model, data, labels, ctx.dir / "adversarial", settings, section.adv_rate, section.hotflip_budget
+                model,
+                data,
+                labels,
+                ctx.dir / "adversarial",
+                settings,
+                section.adv_rate,
+                section.hotflip_budget,
             )
         if "poisoning" in section.experiments:
             result["poisoning"] = mitigations.poisoning(
@@ -103,15 +116,25 @@ def run(ctx: StageContext) -> dict:
         from gptlab.study import mitigations
 
         if external:
-            result["skipped"]["cda"] = "the study's model is an existing run (--model): there is no recipe to retrain"
+            result["skipped"]["cda"] = (
+                "the study's model is an existing run (--model): there is no recipe to retrain"
+            )
         else:
             result["cda"] = mitigations.cda(
-                model, ctx.dir / "cda", section.cda_pairs, seed, section.n_boot, section.cda_min_pairs, ctx.progress
+                model,
+                ctx.dir / "cda",
+                section.cda_pairs,
+                seed,
+                section.n_boot,
+                section.cda_min_pairs,
+                ctx.progress,
             )
     if "injection" in section.experiments:
         from gptlab.study import mitigations
 
-        result["injection"] = mitigations.injection(ctx.dir / "injection", section, seed, device, ctx.progress)
+        result["injection"] = mitigations.injection(
+            ctx.dir / "injection", section, seed, device, ctx.progress
+        )
     return result
 
 
@@ -132,7 +155,9 @@ def _dp(ctx: StageContext, section: DefencesSection) -> dict:
     try:
         repeats = [int(r) for r in section.canary_repeats]
     except ValueError:
-        raise GptlabError(f"defences.canary_repeats must be whole numbers, got {section.canary_repeats}") from None
+        raise GptlabError(
+            f"defences.canary_repeats must be whole numbers, got {section.canary_repeats}"
+        ) from None
     if not repeats or min(repeats) < 1:
         raise GptlabError("defences.canary_repeats: give repetition counts of at least 1")
     result = dp_curve.privacy_curve(
@@ -154,7 +179,9 @@ def _curve_plot(rows: list[dict]) -> bytes:
         x = [r["val_perplexity"] for r in rows]
         for i, rep in enumerate(rows[0]["exposure"]):
             ys = [r["exposure"][i]["exposure"] for r in rows]
-            ax.plot(x, ys, "o-", label=f"exposure, {rep['repeats']}x" if rep["repeats"] else "exposure, controls")
+            ax.plot(
+                x, ys, "o-", label=f"exposure, {rep['repeats']}x" if rep["repeats"] else "exposure, controls"
+            )
         for r, xi in zip(rows, x):
             ax.annotate(f"eps={r['label']}", (xi, r["exposure"][-1]["exposure"]), fontsize=7)
         ax.set_xlabel("validation perplexity")
