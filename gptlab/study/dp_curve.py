@@ -231,13 +231,15 @@ def group_note(eps_label: str, entry: dict) -> str | None:
         "rose" if iv is not None and iv[0] > 0 else "did not measurably fall"
     )  # the interval decides, not the point estimate
     bound = entry["group_epsilon"]
+    shown = bound if isinstance(bound, str) else fmt(bound)
+    weak = isinstance(bound, str) or bound >= 10  # e^10 > 20,000: a ratio that bounds nothing in practice
     return (
         f"At epsilon={eps_label}, canaries inserted {r} times: exposure {outcome} "
         f"(change {fmt(entry['change'])} bits, 95% CI {_iv(iv)}). This does not contradict DP-SGD: its "
         f"guarantee covers one occurrence (one training window), and {r} copies are protected only at the "
-        f"group-privacy level r*epsilon = {fmt(bound) if not isinstance(bound, str) else bound}, a "
-        f"likelihood-ratio bound of e^{fmt(bound) if not isinstance(bound, str) else bound}, which allows "
-        "any exposure: the repeated secret is a pattern of the data, which DP-SGD is meant to learn."
+        f"group-privacy level r*epsilon = {shown} (the probability of any outcome may change by a factor "
+        f"of up to e^{shown}, plus the delta terms), {'which is no protection at all' if weak else 'a far weaker guarantee'}: "
+        "a secret repeated that often is a pattern of the data, which DP-SGD does not stop the model from learning."
     )
 
 
