@@ -171,17 +171,18 @@ def _dp(ctx: StageContext, section: DefencesSection) -> dict:
 
 
 def _curve_plot(rows: list[dict]) -> bytes:
-    """Validation perplexity (x) against each repetition count's mean exposure and the membership
-    AUC (y), one point per epsilon."""
+    """Validation perplexity (x) against each repetition count's mean exposure (with its 95%
+    interval over canaries) and the membership AUC (y), one point per epsilon."""
     from gptlab.audit.common import plot_png
 
     def draw(ax):
         x = [r["val_perplexity"] for r in rows]
         for i, rep in enumerate(rows[0]["exposure"]):
             ys = [r["exposure"][i]["exposure"] for r in rows]
-            ax.plot(
-                x, ys, "o-", label=f"exposure, {rep['repeats']}x" if rep["repeats"] else "exposure, controls"
-            )
+            ivs = [r["exposure"][i]["exposure_ci95"] or [y, y] for r, y in zip(rows, ys)]
+            err = [[y - iv[0] for y, iv in zip(ys, ivs)], [iv[1] - y for y, iv in zip(ys, ivs)]]
+            label = f"exposure, {rep['repeats']}x" if rep["repeats"] else "exposure, controls"
+            ax.errorbar(x, ys, yerr=err, fmt="o-", capsize=3, label=label)
         for r, xi in zip(rows, x):
             ax.annotate(f"eps={r['label']}", (xi, r["exposure"][-1]["exposure"]), fontsize=7)
         ax.set_xlabel("validation perplexity")
