@@ -75,13 +75,11 @@ def run(ctx: StageContext) -> dict:
         )
     seed, device = ctx.config.study.seed, ctx.config.study.device
     model = str(ctx.study_dir / ctx.upstream["pretrain"]["result"]["run"])
-    external = ctx.upstream["pretrain"]["result"]["external"]
+    no_recipe = _no_recipe(ctx)
     result: dict = {"experiments": list(section.experiments), "skipped": {}}
     if "dp" in section.experiments:
-        if external:
-            result["skipped"]["dp"] = (
-                "the study's model is an existing run (--model): there is no recipe to retrain"
-            )
+        if no_recipe:
+            result["skipped"]["dp"] = no_recipe
         else:
             result["dp"] = _dp(ctx, section)
     if {"adversarial", "poisoning"} & set(section.experiments):
@@ -115,10 +113,8 @@ def run(ctx: StageContext) -> dict:
     if "cda" in section.experiments:
         from gptlab.study import mitigations
 
-        if external:
-            result["skipped"]["cda"] = (
-                "the study's model is an existing run (--model): there is no recipe to retrain"
-            )
+        if no_recipe:
+            result["skipped"]["cda"] = no_recipe
         else:
             result["cda"] = mitigations.cda(
                 model,
@@ -136,6 +132,21 @@ def run(ctx: StageContext) -> dict:
             ctx.dir / "injection", section, seed, device, ctx.progress
         )
     return result
+
+
+def _no_recipe(ctx: StageContext) -> str:
+    """Why DP and CDA cannot retrain the study's pretraining ("" when they can): both retrain its
+    recipe on a changed corpus, so they need the recipe and its raw text."""
+    if ctx.upstream["pretrain"]["result"]["external"]:
+        return "the study's model is an existing run (--model): there is no recipe to retrain"
+    from gptlab.config import load_config
+
+    pre = ctx.config.sections["pretrain"]
+    if not load_config(pre.config, pre.set).data.input:
+        return (
+            "the pretraining recipe trains from a prepared folder (data.dir): there is no raw text to change"
+        )
+    return ""
 
 
 def _sst2() -> str:
