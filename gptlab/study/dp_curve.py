@@ -23,17 +23,14 @@ gives when a repeated canary's exposure does not fall.
 
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from gptlab.study.findings import fmt, mean_interval, t_interval
-
-CORPUS_FILE = "corpus.txt"
-CANARIES_FILE = "canaries.json"
 
 
 def epsilon_label(eps: float) -> str:
@@ -57,24 +54,6 @@ def parse_epsilons(values: list[str]) -> list[float]:
     return out
 
 
-def canary_corpus(config, out: Path, fmt_: str, repeats: list[int], per_count: int, seed: int):
-    """Write OUT/corpus.txt (the config's corpus with canaries) and OUT/canaries.json; returns the
-    canaries (with their repeats; 0 = control)."""
-    from gptlab.audit.memorization import insert_canaries, make_canaries, write_canaries
-    from gptlab.data.corpus import DOCUMENT_SEPARATOR, config_texts
-    from gptlab.io import atomic_write_text
-
-    text = DOCUMENT_SEPARATOR.join(config_texts(config.data))
-    counts = [r for r in [0, *repeats] for _ in range(per_count)]
-    canaries = make_canaries(len(counts), fmt_, seed)
-    # canaries only where the train split comes from: the val split is the corpus's tail
-    span = max(0.05, 1.0 - config.data.val_fraction - 0.02)
-    text, canaries = insert_canaries(text, canaries, counts, seed, span=span)
-    atomic_write_text(out / CORPUS_FILE, text)
-    write_canaries(out / CANARIES_FILE, canaries)
-    return canaries
-
-
 def privacy_curve(
     config,
     out_dir: str | Path,
@@ -91,40 +70,46 @@ def privacy_curve(
 ) -> dict[str, Any]:
     """Train ``config`` (a RunConfig) on the canary corpus at each epsilon and measure it; see the
     module doc. Returns the JSON-ready result (runs under OUT/eps-<epsilon>)."""
+    from gptlab.audit.canaried import train_with_canaries
     from gptlab.audit.common import bootstrap_interval, roc_auc
     from gptlab.audit.membership import membership_features
-    from gptlab.audit.memorization import canary_exposures
+    from gptlab.audit.memorization import canary_exposures, read_canaries
+    from gptlab.data.corpus import DOCUMENT_SEPARATOR, config_texts
     from gptlab.data.shards import TokenDataset
+    from gptlab.io import read_json
     from gptlab.run import Run
     from gptlab.study.stages.pretrain import window_nll
-    from gptlab.train import train
+    from gptlab.train.trainer import PRIVACY_FILE
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    canaries = canary_corpus(config, out, canary_format, repeats, per_count, seed)
-    data = replace(config.data, input=[str(out / CORPUS_FILE)], dir="")
+    text = DOCUMENT_SEPARATOR.join(config_texts(config.data))
     measured: dict[float, dict[str, Any]] = {}
     for eps in epsilons:
         label = epsilon_label(eps)
-        cfg = replace(
-            config,
-            data=data,
-            dp=replace(config.dp, epsilon=0.0 if math.isinf(eps) else eps),
-            train=replace(config.train, out_dir=str(out / f"eps-{label}"), progress=progress),
+        cfg = copy.deepcopy(config)  # train_with_canaries sets its data and out_dir
+        cfg.dp.epsilon = 0.0 if math.isinf(eps) else eps
+        cfg.train.progress = progress
+        folder = out / f"eps-{label}"
+        folder.mkdir()
+        # the same seed: every run gets the same corpus, canaries (and char vocabulary)
+        run_dir, canaries_file = train_with_canaries(
+            cfg, text, folder, [0, *repeats], per_count, canary_format, seed
         )
-        trained = train(cfg)
-        if trained.stop_reason in ("interrupted", "terminated"):
-            raise KeyboardInterrupt
-        run = Run.open(trained.run_dir)
+        canaries = read_canaries(canaries_file)
+        run = Run.open(run_dir)
+        privacy = (
+            read_json(run_dir / PRIVACY_FILE, "privacy file") if (run_dir / PRIVACY_FILE).is_file() else None
+        )
         model, tokenizer = run.load(device=device)
         val = np.asarray(TokenDataset(run.data_dir, "val").tokens[: eval_tokens + 1], dtype=np.int64)
         length = min(model.config.block_size, 64)
         members = [tokenizer.decode(w) for w in run.windows("train", membership_texts, length, seed)]
         nonmembers = [tokenizer.decode(w) for w in run.windows("val", membership_texts, length, seed + 1)]
         measured[eps] = {
-            "run": f"eps-{label}",
-            "privacy": trained.privacy,
-            "steps": trained.step,
+            "run": f"eps-{label}/run",
+            "privacy": privacy,
+            "steps": _steps(run),
             "window_loss": np.array([nll.mean() for _, nll in window_nll(model, val)]),
             "exposures": canary_exposures(model, tokenizer, canaries, seed=seed),
             "member_loss": membership_features(model, tokenizer, members + nonmembers)["loss"],
@@ -186,6 +171,14 @@ def privacy_curve(
         "rows": rows,
         "canaries": {r["run"]: _canary_rows(measured[e]["exposures"]) for e, r in zip(measured, rows)},
     }
+
+
+def _steps(run) -> int | None:
+    """The steps the run trained (its last metrics row)."""
+    from gptlab.train import read_metrics
+
+    steps = [r["step"] for r in read_metrics(run.path) if "step" in r]
+    return steps[-1] if steps else None
 
 
 def label_value(eps: float) -> float | str:

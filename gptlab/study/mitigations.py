@@ -17,7 +17,6 @@ function returns a JSON-ready dict.
 from __future__ import annotations
 
 import json
-import math
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -27,19 +26,6 @@ import numpy as np
 
 from gptlab.errors import GptlabError
 from gptlab.study.findings import mean_interval
-
-
-def newcombe_difference(k1: int, n1: int, k2: int, n2: int) -> tuple[float, list[float] | None]:
-    """p2 - p1 with Newcombe's hybrid score interval from the two Wilson intervals (Newcombe 1998,
-    method 10; for independent samples: on the same items it is conservative)."""
-    from gptlab.audit.common import wilson_interval
-
-    if not n1 or not n2:
-        return math.nan, None
-    p1, p2 = k1 / n1, k2 / n2
-    (l1, u1), (l2, u2) = wilson_interval(k1, n1), wilson_interval(k2, n2)
-    d = p2 - p1
-    return d, [d - math.sqrt((p2 - l2) ** 2 + (u1 - p1) ** 2), d + math.sqrt((u2 - p2) ** 2 + (p1 - l1) ** 2)]
 
 
 def rate(k: int, n: int) -> dict[str, Any]:
@@ -121,8 +107,14 @@ def adversarial(
     }
     if hotflip_budget:
         before, after = rows["clean"]["hotflip_accuracy"], rows["adversarial"]["hotflip_accuracy"]
-        d, iv = newcombe_difference(before["k"], before["n"], after["k"], after["n"])
-        result["hotflip_accuracy_gain"] = {"value": d, "ci95": iv, "method": "Newcombe (Wilson) difference"}
+        from gptlab.study.compare import newcombe_interval
+
+        d, iv = newcombe_interval(after["k"], after["n"], before["k"], before["n"])  # after - before
+        result["hotflip_accuracy_gain"] = {
+            "value": d,
+            "ci95": list(iv),
+            "method": "Newcombe (Wilson) difference",
+        }
     return result
 
 

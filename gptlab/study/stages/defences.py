@@ -33,7 +33,7 @@ class DefencesSection:
     epsilons: list[str] = field(default_factory=lambda: ["inf", "8", "3", "1"])
     dp_set: list[str] = field(default_factory=list)  # key=value overrides on the recipe for these runs
     canary_format: str = "the secret code is NNNNN"  # N: a digit (10^5 candidates: exact ranks)
-    canary_repeats: list[str] = field(default_factory=lambda: ["1", "4", "16"])
+    canary_repeats: list[int] = field(default_factory=lambda: [1, 4, 16])
     canaries_per_count: int = 4  # canaries per repetition count (and as many controls, never inserted)
     membership_texts: int = 100  # train windows (members) and val windows (non-members)
     eval_tokens: int = 20_000  # val tokens for the perplexity
@@ -163,12 +163,7 @@ def _dp(ctx: StageContext, section: DefencesSection) -> dict:
     pre = ctx.config.sections["pretrain"]
     config = load_config(pre.config, [*pre.set, *section.dp_set])
     check_values(config)
-    try:
-        repeats = [int(r) for r in section.canary_repeats]
-    except ValueError:
-        raise GptlabError(
-            f"defences.canary_repeats must be whole numbers, got {section.canary_repeats}"
-        ) from None
+    repeats = list(section.canary_repeats)
     if not repeats or min(repeats) < 1:
         raise GptlabError("defences.canary_repeats: give repetition counts of at least 1")
     result = dp_curve.privacy_curve(
