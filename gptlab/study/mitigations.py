@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from gptlab.errors import GptlabError
-from gptlab.study.findings import mean_interval
+from gptlab.study.findings import mean_interval, newcombe_interval
 
 
 def rate(k: int, n: int) -> dict[str, Any]:
@@ -107,8 +107,6 @@ def adversarial(
     }
     if hotflip_budget:
         before, after = rows["clean"]["hotflip_accuracy"], rows["adversarial"]["hotflip_accuracy"]
-        from gptlab.study.compare import newcombe_interval
-
         d, iv = newcombe_interval(after["k"], after["n"], before["k"], before["n"])  # after - before
         result["hotflip_accuracy_gain"] = {
             "value": d,
