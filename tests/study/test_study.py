@@ -101,7 +101,7 @@ def test_defences_report_exposure_per_repetition_count_with_the_group_bound(stud
 
     dp = results(study)["defences"]["result"]["dp"]
     text = (study / "study.md").read_text()
-    table = text.split("canary exposure (bits")[1].split("\n\n")[1]
+    table = text.split("DP-SGD: canary exposure (bits")[1].split("\n\n")[1]
     for row in dp["rows"]:
         eps = row["epsilon"]
         assert {e["repeats"] for e in row["exposure"]} == {
