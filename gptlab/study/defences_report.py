@@ -61,6 +61,11 @@ def dp(r: dict, section: Section) -> None:
             exposure_rows,
         )
     )  # fmt: skip
+    section.notes.append(
+        "Membership inference: members are windows of the train split, non-members windows of the val split, "
+        "which is the tail of the corpus; where that tail differs in kind from the rest (a corpus of several "
+        "files), the AUC also measures that difference, in every run alike."
+    )
     section.figures.append(
         (r["figure"], "privacy-utility curve: validation perplexity against exposure and AUC")
     )
