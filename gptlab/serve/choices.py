@@ -81,7 +81,12 @@ class Choices:
         top_logprobs: int | None,
         emit: Callable[[dict], None],
     ) -> None:
-        self.tokenizer, self.max_tokens, self.top_logprobs, self.emit = tokenizer, max_tokens, top_logprobs, emit
+        self.tokenizer, self.max_tokens, self.top_logprobs, self.emit = (
+            tokenizer,
+            max_tokens,
+            top_logprobs,
+            emit,
+        )
         self.eos_id = tokenizer.eot_id
         self.rows = [ChoiceText(tokenizer, stops) for _ in range(n)]
 

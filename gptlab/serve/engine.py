@@ -51,7 +51,7 @@ from gptlab.errors import GptlabError
 from gptlab.generate import RecordingSampler, Sampler, decode_steps
 from gptlab.model.modes import model_device
 from gptlab.serve.batcher import DEFAULT_PREFILL_CHUNK, Batcher, can_batch
-from gptlab.serve.choices import ChoiceText, Choices
+from gptlab.serve.choices import Choices, ChoiceText
 
 __all__ = ["ChoiceText", "Engine", "EngineError", "GenerationJob", "Handle"]
 

@@ -91,7 +91,9 @@ class SlotCache:
             used = self.longest
             for name in ("k", "v"):
                 t = getattr(self, name)
-                t[:, rows.start : rows.start + len(after), :, :used] = t[:, after.start : after.stop, :, :used].clone()
+                t[:, rows.start : rows.start + len(after), :, :used] = t[
+                    :, after.start : after.stop, :, :used
+                ].clone()
         self.lengths = torch.cat((self.lengths[: rows.start], self.lengths[rows.stop :]))
         self.longest = int(self.lengths.max()) if self.n else 0
         self._forget_mask()

@@ -168,7 +168,11 @@ def test_padded_batched_step_logits_equal_unbatched(tok, overrides):
             model(prompt, kv_cache=alone)
             prefilled = KVCache.for_model(model, 1, max_len=prompt.size(1))
             model(prompt, kv_cache=prefilled)
-            slots.append(prefilled.k[:, :, :, : prefilled.filled], prefilled.v[:, :, :, : prefilled.filled], prompt.size(1))
+            slots.append(
+                prefilled.k[:, :, :, : prefilled.filled],
+                prefilled.v[:, :, :, : prefilled.filled],
+                prompt.size(1),
+            )
             expected.append(model(nxt[i : i + 1], kv_cache=alone)[0][0, -1])
         batched = model(nxt, kv_cache=slots)[0][:, -1]
     assert slots.lengths.tolist() == [4, 12, 21]
