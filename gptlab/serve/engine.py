@@ -6,30 +6,25 @@ on an event loop and a thread pool. So the web side never touches the model: it 
 engine's queue and reads results back through an asyncio queue, and a single worker thread does
 every forward pass.
 
-Scheduling: the worker keeps up to ``max_concurrent`` generations active and advances them in
-turn, one decode step each per round (interleaving, not batching): every client's stream makes
-progress, a long request does not hold the others up until it ends, and each request keeps its
-own KV cache and its own ``torch.Generator``, so what a request generates does not depend on what
-else is running (a seeded request gives the same text alone or under load). Requests beyond that
+Scheduling: the worker keeps up to ``max_concurrent`` generations active; requests beyond that
 wait in the queue (at most ``max_queue``, then the server answers 503). Other model calls
-(classification, the attention page) run on the same thread between decode steps.
+(classification, the attention page) run on the same thread between steps. Before every step the
+worker checks each request for cancellation (the client went away) and its deadline.
 
-Each generation is `gptlab.generate`'s own KV-cache decode loop (``decode_steps``: prefill,
-sampler, ``<|endoftext|>`` handling, sliding context), not a copy of it. It is driven one step at
-a time, which is where the engine checks, before every step, whether the request was cancelled
-(the client went away) or ran past its deadline; and the sampler is wrapped so that each step's
-logits are kept for the logprobs of the sampled token and its top alternatives. Same sampler, same
-generator, same order of random draws: for a seed, the first choice of a request with n=1 is the
-text ``gptlab.generate.generate_text`` gives for that seed. With n > 1 the choices are one batch
-drawing from one generator (as `generate` does for a batch), so they differ from each other and
-are reproducible together.
+- Batched (the default; `gptlab.serve.batcher`): every active generation advances in ONE forward
+  per step over a shared per-row KV cache; a new request joins after its own prefill (long prompts
+  in chunks between decode steps), a finished or cancelled one leaves and frees its rows.
+- Interleaved (``batching=False``, and always for recurrent models): one decode step per request
+  in turn, each request driving `gptlab.generate.decode_steps` with its own KV cache. Kept to
+  compare against (``gptlab serve --no-batching``, bench/serve.py --sweep).
 
-Text: tokens become text through `gptlab.generate.TextStream`, as in `stream_text` (a character
-split across tokens waits for its last byte; text that could be the start of a stop string is
-held back until it is known not to be; the completion ends before a stop string). Logprobs are the
-model's own distribution at each step (temperature 1, no top-k/top-p), which is what the
-probability of a token means to a reader; a token's entry is released with the text it starts in,
-so streamed and non-streamed answers carry the same entries.
+On both paths each request samples its own logits with its own ``torch.Generator`` seeded from
+the request, in `decode_steps`' order, so what a request generates does not depend on what else is
+running (a seeded request gives the same text alone or under load), and for a seed, the first
+choice of a request with n=1 is the text ``gptlab.generate.generate_text`` gives for that seed.
+With n > 1 the choices are one batch drawing from one generator (as `generate` does for a batch),
+so they differ from each other and are reproducible together. Tokens become text, logprob
+entries and client events in `gptlab.serve.choices`, the same code for both paths.
 """
 
 from __future__ import annotations
