@@ -30,6 +30,7 @@ the older one-request-per-step interleaving.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Iterator
 
@@ -181,7 +182,8 @@ class Batcher:
         sampled: list[Sequence] = []
         finished: list[Sequence] = []
         failed: list[tuple[Sequence, Exception]] = []
-        with eval_mode(self.model):
+        # switching modes walks every module: not once per step for a served model, already in eval
+        with eval_mode(self.model) if self.model.training else contextlib.nullcontext():
             self._prefill(sampled, finished, failed)
             self._decode(sampled, finished, failed)
         return sampled, finished, failed

@@ -41,6 +41,7 @@ class SlotCache:
         self.longest = 0  # max(lengths), kept as an int: reading it from the tensor would sync a GPU
         self._mask_key: int | None = None  # the T of the memoised mask (forgotten when lengths change)
         self._mask: torch.Tensor | None = None
+        self._write: tuple[int, torch.Tensor] | None = None  # (T, scatter index) of this step
 
     @property
     def n(self) -> int:
@@ -65,7 +66,9 @@ class SlotCache:
             setattr(self, name, grown)
 
     def _forget_mask(self) -> None:
+        """The rows or their lengths changed: the memoised mask and write slots are stale."""
         self._mask_key, self._mask = None, None
+        self._write = None
 
     def append(self, k: torch.Tensor, v: torch.Tensor, length: int) -> range:
         """Add sequences at the end: k, v (n_layer, B, H, F, D) are the keys and values of their
@@ -103,12 +106,17 @@ class SlotCache:
     # ------------------------------------------------ what the model calls (as on a KVCache)
 
     def positions(self, T: int) -> torch.Tensor:
-        """Positions of the next T tokens of every row: (n, T), each row after its own tokens."""
-        longest = self.longest
-        if longest + T > self.max_len:
-            raise GptlabError(f"KV cache full: {longest} + {T} tokens exceed its {self.max_len} slots")
-        self._reserve(self.n, longest + T)
-        return self.lengths[:, None] + torch.arange(T, device=self.device)[None, :]
+        """Positions of the next T tokens of every row: (n, T), each row after its own tokens.
+
+        The model calls this first in a forward, so this is where the slots the T tokens will be
+        written to are worked out, once for all layers."""
+        if self.longest + T > self.max_len:
+            raise GptlabError(f"KV cache full: {self.longest} + {T} tokens exceed its {self.max_len} slots")
+        self._reserve(self.n, self.longest + T)
+        pos = self.lengths[:, None] + torch.arange(T, device=self.device)[None, :]  # (n, T)
+        # scatter index along the slot dim: (n, H, T, D), one kernel per layer to store k or v
+        self._write = (T, pos[:, None, :, None].expand(self.n, self.n_head, T, self.head_size))
+        return pos
 
     def attention_mask(self, T: int) -> torch.Tensor:
         """(n, 1, T, S) bool, S = the longest row + T: a row's query sees its own keys up to
@@ -128,11 +136,11 @@ class SlotCache:
         """Store the new keys/values (n, H, T, D) after each row's tokens; return every row's
         (n, H, S, D) (a view: rows 0..n-1 are contiguous)."""
         T = k.size(2)
-        rows = torch.arange(self.n, device=self.device)[:, None]  # (n, 1)
-        slots = self.lengths[:, None] + torch.arange(T, device=self.device)[None, :]  # (n, T)
-        # advanced indices on dims 1 and 3 with a slice between: the indexed shape is (n, T, H, D)
-        self.k[layer, rows, :, slots] = k.transpose(1, 2)
-        self.v[layer, rows, :, slots] = v.transpose(1, 2)
+        if self._write is None or self._write[0] != T:
+            self.positions(T)
+        index = self._write[1]
+        self.k[layer, : self.n].scatter_(2, index, k)
+        self.v[layer, : self.n].scatter_(2, index, v)
         S = self.longest + T
         return self.k[layer, : self.n, :, :S], self.v[layer, : self.n, :, :S]
 
