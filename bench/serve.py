@@ -26,7 +26,9 @@ sending *streaming* completions for ``--seconds``; measured per count are the ag
 tokens/s, the time to first token (TTFT: request sent -> first text chunk) and the inter-token
 latency (the gap between consecutive text chunks of a stream), p50/p99, and errors. It runs the
 batched engine and, unless ``--no-compare``, the older interleaving path (``--no-batching``) in the
-same process, one after the other, and reports their ratio. ``--shape 124m`` serves a random
+same process, one after the other, and reports their ratio. ``--in-process`` drives the engine
+directly from coroutines on one event loop (what the routes do), without HTTP or client threads:
+the engine's own figures, which a busy machine distorts less. ``--shape 124m`` serves a random
 model of GPT-2 small's shape (12 layers, 768 wide, 50257-token vocabulary, 1024 context; its
 tokenizer maps ids to distinct characters, so sampled text is noise but the work is GPT-2's):
 
@@ -282,12 +284,77 @@ def streaming_phase(base_url: str, model_id: str, clients: int, args: argparse.N
     }
 
 
+def engine_phase(engine, tokenizer, clients: int, args: argparse.Namespace) -> dict:
+    """As `streaming_phase`, without HTTP: ``clients`` coroutines on one event loop submit jobs to
+    the engine and read its events (what the server's routes do), so the figures are the engine's
+    own, free of the client threads' and the web server's share of the CPU and the GIL."""
+    import asyncio
+
+    from gptlab.generate import Sampler
+    from gptlab.serve.engine import GenerationJob
+
+    prompt_ids = tokenizer.encode(args.prompt)
+    ttft: list[float] = []
+    gaps: list[float] = []
+    tokens = [0]
+    errors: list[str] = []
+    tickets = iter(range(1, 10**9))
+
+    async def client(deadline: float) -> None:
+        while time.monotonic() < deadline:
+            job = GenerationJob(
+                prompt_ids,
+                args.max_tokens,
+                Sampler(temperature=args.temperature),
+                seed=args.seed + next(tickets),
+                timeout_s=args.request_timeout,
+            )
+            start = time.perf_counter()
+            arrivals: list[float] = []
+            handle = engine.submit(job)
+            while True:
+                event = await handle.next_event(args.request_timeout)
+                if event["type"] == "error":
+                    errors.append(str(event["error"].message)[:300])
+                    break
+                if event["type"] == "done":
+                    break
+                if event["choices"][0]["text"]:
+                    arrivals.append(time.perf_counter())
+            tokens[0] += len(arrivals)
+            if arrivals:
+                ttft.append(arrivals[0] - start)
+                gaps.extend(b - a for a, b in zip(arrivals, arrivals[1:]))
+
+    async def main() -> None:
+        deadline = time.monotonic() + args.seconds
+        await asyncio.gather(*(client(deadline) for _ in range(clients)))
+
+    start = time.perf_counter()
+    asyncio.run(main())
+    wall = time.perf_counter() - start
+    return {
+        "clients": clients,
+        "requests": len(ttft),
+        "errors": len(errors),
+        "error_examples": errors[:3],
+        "wall_seconds": round(wall, 3),
+        "tokens": tokens[0],
+        "tokens_per_s": round(tokens[0] / wall, 2),
+        "ttft": latency_summary(ttft),
+        "inter_token": latency_summary(gaps),
+    }
+
+
 def sweep_engine(model_dir: Path, batching: bool, counts: list[int], args: argparse.Namespace) -> dict:
     """Serve ``model_dir`` with the batched engine or the interleaving one; one phase per count."""
     import httpx
 
     from gptlab.serve.app import create_app
     from gptlab.serve.limits import ServeLimits
+
+    if args.in_process:
+        return _summarize(_engine_phases(model_dir, batching, counts, args))
 
     limits = ServeLimits(
         max_concurrent=max(counts), batching=batching, max_tokens_cap=max(1024, args.max_tokens)
@@ -302,6 +369,24 @@ def sweep_engine(model_dir: Path, batching: bool, counts: list[int], args: argpa
                 raise SystemExit("warm-up request failed")
         for clients in counts:
             phases[str(clients)] = streaming_phase(base_url, model_id, clients, args)
+    return _summarize(phases)
+
+
+def _engine_phases(model_dir: Path, batching: bool, counts: list[int], args: argparse.Namespace) -> dict:
+    from gptlab.rundir import load_model
+    from gptlab.serve.engine import Engine
+
+    model, tokenizer = load_model(model_dir)
+    engine = Engine(model.eval(), tokenizer, max_concurrent=max(counts), batching=batching)
+    try:
+        warm = argparse.Namespace(**{**vars(args), "seconds": 0.01, "max_tokens": 4})
+        engine_phase(engine, tokenizer, 1, warm)
+        return {str(clients): engine_phase(engine, tokenizer, clients, args) for clients in counts}
+    finally:
+        engine.close()
+
+
+def _summarize(phases: dict) -> dict:
     by = {
         "tokens_per_s_by_clients": {k: p["tokens_per_s"] for k, p in phases.items()},
         "ttft_p50_ms_by_clients": {k: p["ttft"]["p50_ms"] for k, p in phases.items()},
@@ -341,6 +426,7 @@ def run_sweep(args: argparse.Namespace) -> dict:
             "temperature": args.temperature,
             "prompt": args.prompt,
             "stream": True,
+            "in_process": args.in_process,
             "torch_threads": torch.get_num_threads(),
         },
         "machine": machine_info(),
@@ -492,6 +578,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", help="comma-separated client counts (e.g. 1,4,8,16): streaming sweep mode")
     parser.add_argument(
         "--shape", choices=("tiny", "124m"), default="tiny", help="random model to serve without --model"
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="sweep mode: drive the engine directly (no HTTP, no client threads)",
     )
     parser.add_argument(
         "--no-compare",
