@@ -143,6 +143,17 @@ def latency_summary(seconds: list[float]) -> dict:
     }
 
 
+def completion_body(model_id: str, args: argparse.Namespace, ticket: int) -> dict:
+    """The request a client sends: the same prompt and settings, a seed per request."""
+    return {
+        "model": model_id,
+        "prompt": args.prompt,
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "seed": args.seed + ticket,
+    }
+
+
 def served_phase(base_url: str, model_id: str, args: argparse.Namespace) -> dict:
     """``args.clients`` threads sending completions until the deadline or the request cap."""
     import httpx
@@ -168,13 +179,7 @@ def served_phase(base_url: str, model_id: str, args: argparse.Namespace) -> dict
                 ticket = take_ticket()
                 if ticket is None:
                     return
-                body = {
-                    "model": model_id,
-                    "prompt": args.prompt,
-                    "max_tokens": args.max_tokens,
-                    "temperature": args.temperature,
-                    "seed": args.seed + ticket,
-                }
+                body = completion_body(model_id, args, ticket)
                 start = time.perf_counter()
                 try:
                     r = http.post("/v1/completions", json=body)
@@ -212,6 +217,20 @@ def served_phase(base_url: str, model_id: str, args: argparse.Namespace) -> dict
     }
 
 
+def _stream_report(clients: int, ttft: list, gaps: list, tokens: int, errors: list, wall: float) -> dict:
+    return {
+        "clients": clients,
+        "requests": len(ttft),
+        "errors": len(errors),
+        "error_examples": errors[:3],
+        "wall_seconds": round(wall, 3),
+        "tokens": tokens,
+        "tokens_per_s": round(tokens / wall, 2),
+        "ttft": latency_summary(ttft),
+        "inter_token": latency_summary(gaps),
+    }
+
+
 def streaming_phase(base_url: str, model_id: str, clients: int, args: argparse.Namespace) -> dict:
     """``clients`` threads sending streaming completions until the deadline: tokens/s, TTFT and
     inter-token latency (each text chunk of a stream counts as one token's arrival)."""
@@ -230,14 +249,7 @@ def streaming_phase(base_url: str, model_id: str, clients: int, args: argparse.N
             while time.monotonic() < deadline:
                 with lock:
                     ticket = next(tickets)
-                body = {
-                    "model": model_id,
-                    "prompt": args.prompt,
-                    "max_tokens": args.max_tokens,
-                    "temperature": args.temperature,
-                    "seed": args.seed + ticket,
-                    "stream": True,
-                }
+                body = {**completion_body(model_id, args, ticket), "stream": True}
                 start = time.perf_counter()
                 arrivals: list[float] = []
                 try:
@@ -271,17 +283,7 @@ def streaming_phase(base_url: str, model_id: str, clients: int, args: argparse.N
     wall = time.perf_counter() - start
     if any(t.is_alive() for t in threads):
         errors.append("client thread(s) still running after the deadline")
-    return {
-        "clients": clients,
-        "requests": len(ttft),
-        "errors": len(errors),
-        "error_examples": errors[:3],
-        "wall_seconds": round(wall, 3),
-        "tokens": tokens[0],
-        "tokens_per_s": round(tokens[0] / wall, 2),
-        "ttft": latency_summary(ttft),
-        "inter_token": latency_summary(gaps),
-    }
+    return _stream_report(clients, ttft, gaps, tokens[0], errors, wall)
 
 
 def engine_phase(engine, tokenizer, clients: int, args: argparse.Namespace) -> dict:
@@ -333,17 +335,7 @@ def engine_phase(engine, tokenizer, clients: int, args: argparse.Namespace) -> d
     start = time.perf_counter()
     asyncio.run(main())
     wall = time.perf_counter() - start
-    return {
-        "clients": clients,
-        "requests": len(ttft),
-        "errors": len(errors),
-        "error_examples": errors[:3],
-        "wall_seconds": round(wall, 3),
-        "tokens": tokens[0],
-        "tokens_per_s": round(tokens[0] / wall, 2),
-        "ttft": latency_summary(ttft),
-        "inter_token": latency_summary(gaps),
-    }
+    return _stream_report(clients, ttft, gaps, tokens[0], errors, wall)
 
 
 def sweep_engine(model_dir: Path, batching: bool, counts: list[int], args: argparse.Namespace) -> dict:
