@@ -217,7 +217,11 @@ def served_phase(base_url: str, model_id: str, args: argparse.Namespace) -> dict
     }
 
 
-def _stream_report(clients: int, ttft: list, gaps: list, tokens: int, errors: list, wall: float) -> dict:
+def _stream_report(
+    clients: int, ttft: list, gaps: list, tokens: int, errors: list, wall: float, cpu: float
+) -> dict:
+    """A phase's figures. ``tokens_per_cpu_s``: tokens per second of this process's CPU time, the
+    figure a busy machine distorts least (wall-clock rates follow whatever CPU share we got)."""
     return {
         "clients": clients,
         "requests": len(ttft),
@@ -226,6 +230,8 @@ def _stream_report(clients: int, ttft: list, gaps: list, tokens: int, errors: li
         "wall_seconds": round(wall, 3),
         "tokens": tokens,
         "tokens_per_s": round(tokens / wall, 2),
+        "cpu_seconds": round(cpu, 3),
+        "tokens_per_cpu_s": round(tokens / cpu, 2) if cpu > 0 else None,
         "ttft": latency_summary(ttft),
         "inter_token": latency_summary(gaps),
     }
@@ -275,6 +281,7 @@ def streaming_phase(base_url: str, model_id: str, clients: int, args: argparse.N
                         gaps.extend(b - a for a, b in zip(arrivals, arrivals[1:]))
 
     start = time.perf_counter()
+    cpu_start = time.process_time()
     threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
     for t in threads:
         t.start()
@@ -283,7 +290,8 @@ def streaming_phase(base_url: str, model_id: str, clients: int, args: argparse.N
     wall = time.perf_counter() - start
     if any(t.is_alive() for t in threads):
         errors.append("client thread(s) still running after the deadline")
-    return _stream_report(clients, ttft, gaps, tokens[0], errors, wall)
+    cpu = time.process_time() - cpu_start
+    return _stream_report(clients, ttft, gaps, tokens[0], errors, wall, cpu)
 
 
 def engine_phase(engine, tokenizer, clients: int, args: argparse.Namespace) -> dict:
@@ -333,9 +341,11 @@ def engine_phase(engine, tokenizer, clients: int, args: argparse.Namespace) -> d
         await asyncio.gather(*(client(deadline) for _ in range(clients)))
 
     start = time.perf_counter()
+    cpu_start = time.process_time()
     asyncio.run(main())
     wall = time.perf_counter() - start
-    return _stream_report(clients, ttft, gaps, tokens[0], errors, wall)
+    cpu = time.process_time() - cpu_start
+    return _stream_report(clients, ttft, gaps, tokens[0], errors, wall, cpu)
 
 
 def sweep_engine(model_dir: Path, batching: bool, counts: list[int], args: argparse.Namespace) -> dict:
@@ -385,6 +395,7 @@ def _summarize(phases: dict) -> dict:
         "ttft_p99_ms_by_clients": {k: p["ttft"]["p99_ms"] for k, p in phases.items()},
         "inter_token_p50_ms_by_clients": {k: p["inter_token"]["p50_ms"] for k, p in phases.items()},
         "inter_token_p99_ms_by_clients": {k: p["inter_token"]["p99_ms"] for k, p in phases.items()},
+        "tokens_per_cpu_s_by_clients": {k: p["tokens_per_cpu_s"] for k, p in phases.items()},
         "errors_by_clients": {k: p["errors"] for k, p in phases.items()},
     }
     return {**by, "errors": sum(p["errors"] for p in phases.values()), "phases": phases}
@@ -427,11 +438,19 @@ def run_sweep(args: argparse.Namespace) -> dict:
         "batched": batched,
     }
     tps = batched["tokens_per_s_by_clients"]
-    ratios = {"tokens_per_s_over_1_client": {k: _ratio(v, tps.get("1")) for k, v in tps.items()}}
+    cps = batched["tokens_per_cpu_s_by_clients"]
+    ratios = {
+        "tokens_per_s_over_1_client": {k: _ratio(v, tps.get("1")) for k, v in tps.items()},
+        "tokens_per_cpu_s_over_1_client": {k: _ratio(v, cps.get("1")) for k, v in cps.items()},
+    }
     if interleaved is not None:
         report["interleaved"] = interleaved
         old = interleaved["tokens_per_s_by_clients"]
         ratios["batched_over_interleaved_tokens_per_s"] = {k: _ratio(tps[k], old[k]) for k in tps}
+        old_cpu = interleaved["tokens_per_cpu_s_by_clients"]
+        ratios["batched_over_interleaved_tokens_per_cpu_s"] = {
+            k: _ratio(batched["tokens_per_cpu_s_by_clients"][k], old_cpu[k]) for k in tps
+        }
         ratios["batched_over_interleaved_ttft_p50"] = {
             k: _ratio(batched["ttft_p50_ms_by_clients"][k], interleaved["ttft_p50_ms_by_clients"][k])
             for k in tps
@@ -603,6 +622,7 @@ def main(argv: list[str] | None = None) -> int:
                     "ttft_p50_ms_by_clients",
                     "ttft_p99_ms_by_clients",
                     "inter_token_p50_ms_by_clients",
+                    "tokens_per_cpu_s_by_clients",
                     "inter_token_p99_ms_by_clients",
                     "errors_by_clients",
                 ):
