@@ -24,8 +24,9 @@ shape-dependent order): tests bound that at 1e-5 in float32, far below what chan
 or a draw except on an exact tie. The chunking depends only on the request, so a prompt longer
 than a chunk is split the same way alone or under load.
 
-Recurrent models (``arch`` lstm/gru) have no per-row KV cache to share; the engine runs them with
-the older one-request-per-step interleaving.
+Recurrent models (``arch`` lstm/gru) have no per-row KV cache to share, and prefix/prompt-tuned
+models put their virtual tokens into a `KVCache` of their own: the engine runs both with the older
+one-request-per-step interleaving (see `can_batch`).
 """
 
 from __future__ import annotations
@@ -46,8 +47,12 @@ DEFAULT_PREFILL_CHUNK = 256  # prompt positions prefilled per step, between two 
 
 
 def can_batch(model: torch.nn.Module) -> bool:
-    """Whether the model's forward takes a per-row KV cache (decoder-only transformers)."""
-    return getattr(getattr(model, "config", None), "arch", None) == "gpt"
+    """Whether the model's forward takes a per-row KV cache: a decoder-only transformer, and not
+    one with prefix/prompt-tuning virtual tokens (gptlab.finetune.peft_virtual), which replaces
+    the forward with one that writes its tokens at the start of a `KVCache`."""
+    if getattr(getattr(model, "config", None), "arch", None) != "gpt":
+        return False
+    return getattr(model, "virtual_tokens", None) is None
 
 
 class Sequence:

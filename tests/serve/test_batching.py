@@ -241,3 +241,21 @@ def test_recurrent_models_fall_back_to_interleaving(tok):
         assert answer[0][2] in ("stop", "length")
     finally:
         engine.close()
+
+
+def test_prefix_tuned_models_fall_back_to_interleaving(tok):
+    """Virtual tokens replace the model's forward with one that fills a KVCache of its own."""
+    from gptlab.finetune.peft_prefix import Prefix
+    from gptlab.finetune.peft_virtual import install
+
+    model = _model(tok.vocab_size)
+    install(model, Prefix(model, 2))
+    engine = Engine(model, tok)
+    try:
+        assert not engine.batching
+        answer = _answers(engine, [GenerationJob(tok.encode("ab"), 3, GREEDY, top_logprobs=0)])[0]
+        ids = tok.encode("ab")
+        expected = generate(model, [ids], 3, GREEDY, eos_id=tok.eot_id)[0][len(ids) :]
+        assert [e["id"] for e in answer[0][1]] == [t for t in expected if t != tok.eot_id]
+    finally:
+        engine.close()
