@@ -192,7 +192,8 @@ def test_cancelled_request_frees_its_rows_for_the_next(tok):
             assert (await h.next_event(EVENT_TIMEOUT))["type"] == "delta"
         third = engine.submit(GenerationJob(ids, 5, GREEDY, n=4))  # waits: both slots taken
         await asyncio.sleep(0.05)
-        assert engine.stats["queued"] == 1 and engine.stats["rows"] == 5
+        stats = engine.stats  # (rows: 5, or fewer while a full context is prefilled again)
+        assert stats["queued"] == 1 and stats["active"] == 2 and stats["rows"] <= 5
         first.cancel()
         answer = await _collect(third)  # it gets the freed slot and runs next to `second`
         second.cancel()
