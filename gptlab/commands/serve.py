@@ -31,6 +31,7 @@ LIMIT_FLAGS = {
     "max_queue": "max_queue",
     "read_timeout": "read_timeout_s",
     "max_connections": "max_connections",
+    "prefill_chunk_tokens": "prefill_chunk_tokens",
 }
 LIMITS = ServeLimits()  # the defaults
 # seconds that must be > 0, and the other limit flags, counts that must be >= 1: checked in `run`
@@ -110,7 +111,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-concurrent",
         type=int,
         default=LIMITS.max_concurrent,
-        help="generations run at once, interleaved step by step; more wait in a queue (default: %(default)s)",
+        help="generations run at once, batched step by step; more wait in a queue (default: %(default)s)",
+    )
+    p.add_argument(
+        "--prefill-chunk-tokens",
+        type=int,
+        default=LIMITS.prefill_chunk_tokens,
+        help=(
+            "prompt tokens prefilled per step between two batched decode steps, so a long prompt "
+            "does not stall the other clients (default: %(default)s)"
+        ),
+    )
+    p.add_argument(
+        "--no-batching",
+        dest="batching",
+        action="store_false",
+        help="advance generations one at a time in turn instead of in one batched forward (for comparison)",
     )
     p.add_argument(
         "--max-queue",
@@ -169,7 +185,8 @@ def check_limits(args: argparse.Namespace) -> None:
 
 def limits_from_args(args: argparse.Namespace) -> ServeLimits:
     """The ServeLimits the flags describe."""
-    return ServeLimits(**{field: getattr(args, flag) for flag, field in LIMIT_FLAGS.items()})
+    limits = {field: getattr(args, flag) for flag, field in LIMIT_FLAGS.items()}
+    return ServeLimits(**limits, batching=getattr(args, "batching", True))
 
 
 def read_key_file(path: str) -> str:

@@ -231,7 +231,14 @@ def create_app(
         from gptlab.run import Run
 
         template = Run.open(model_dir).template
-    engine = Engine(model, tokenizer, max_concurrent=limits.max_concurrent, max_queue=limits.max_queue)
+    engine = Engine(
+        model,
+        tokenizer,
+        max_concurrent=limits.max_concurrent,
+        max_queue=limits.max_queue,
+        batching=limits.batching,
+        prefill_chunk=limits.prefill_chunk_tokens,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
