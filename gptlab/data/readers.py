@@ -138,26 +138,33 @@ def iter_pieces(
     """Every document of ``files`` in order, as pieces (see the module docstring)."""
     document = 0
     for path in files:
-        for text_pieces in _documents(path, text_field, chunk_chars, cut):
-            for piece, last in text_pieces:
-                yield Piece(piece, document, last)
-            document += 1
+        try:
+            for text_pieces in _documents(path, text_field, chunk_chars, cut):
+                for piece, last in text_pieces:
+                    yield Piece(piece, document, last)
+                document += 1
+        except GptlabError:
+            raise
+        except (OSError, EOFError) as e:  # unreadable, or a truncated / corrupt .gz stream
+            raise GptlabError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+        except Exception as e:  # a corrupt .zst stream: zstandard.ZstdError, named here so the
+            # module imports without zstandard
+            if type(e).__name__ != "ZstdError":
+                raise
+            raise GptlabError(f"cannot read {path}: {e}") from None
 
 
 def _documents(path: Path, text_field: str, chunk_chars: int, cut: bool) -> Iterator[Iterator[tuple[str, bool]]]:
     """Per document of ``path``: an iterator of (piece, is_last); each must be consumed in turn."""
     kind = file_format(path)
-    try:
-        if kind == "text":
-            yield _text_pieces(path, chunk_chars, cut)
-        elif kind == "jsonl":
-            for text in _jsonl_texts(path, text_field):
-                yield _cut(text, chunk_chars, cut)
-        else:
-            for text in _parquet_texts(path, text_field):
-                yield _cut(text, chunk_chars, cut)
-    except (OSError, EOFError) as e:  # unreadable, or a truncated / corrupt .gz or .zst stream
-        raise GptlabError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    if kind == "text":
+        yield _text_pieces(path, chunk_chars, cut)
+    elif kind == "jsonl":
+        for text in _jsonl_texts(path, text_field):
+            yield _cut(text, chunk_chars, cut)
+    else:
+        for text in _parquet_texts(path, text_field):
+            yield _cut(text, chunk_chars, cut)
 
 
 def _cut(text: str, chunk_chars: int, cut: bool) -> Iterator[tuple[str, bool]]:
