@@ -40,7 +40,10 @@ FULL_SETS = {"crows-pairs", "lambada-openai"}
 # every entry a data mirror holds as pinned (the mirror has no sms-spam zip, and a subset of
 # instruction-data: the *-subset entries pin those)
 @pytest.mark.parametrize(
-    "name", sorted(set(REGISTRY) - {"sms-spam", "instruction-data"} - BLOB_PINNED - FULL_SETS)
+    "name",
+    sorted(
+        set(REGISTRY) - {"sms-spam", "instruction-data"} - BLOB_PINNED - FULL_SETS - {e.name for e in registry.CORPORA}
+    ),
 )
 def test_registry_hashes_match_the_real_files(dataset, name):
     entry = get_entry(name)
@@ -50,10 +53,16 @@ def test_registry_hashes_match_the_real_files(dataset, name):
 
 
 def test_every_entry_is_complete():
+    corpora = {entry.name for entry in registry.CORPORA}
+    assert len({entry.filename for entry in REGISTRY.values()}) == len(REGISTRY)  # one cache name each
     for entry in REGISTRY.values():
         assert entry.url.startswith("https://")
         assert entry.filename and "/" not in entry.filename
         assert entry.description and entry.license
+        if entry.name in corpora:  # no published checksum: unpinned, and each says so
+            assert not entry.verified and entry.sha256 is None and registry.NO_CHECKSUM in entry.description
+            assert re.search(r"/resolve/[0-9a-f]{40}/", entry.url)  # a fixed commit, not a branch
+            continue
         if entry.name in BLOB_PINNED:  # no sha256 or size: their git blob ids
             assert entry.verified and re.fullmatch(r"[0-9a-f]{40}", entry.git_blob) and entry.size is None
             continue
