@@ -94,6 +94,12 @@ def register(subparsers) -> None:
         "--text-field", default="text", metavar="NAME", help="JSONL field / Parquet column (default: text)"
     )
     prep.add_argument(
+        "--separator",
+        metavar="TEXT",
+        help="in text files, TEXT ends a document (e.g. '<|endoftext|>' for TinyStories); default: one "
+        "document per file",
+    )
+    prep.add_argument(
         "--shard-tokens",
         type=positive_int,
         default=100_000_000,
@@ -262,6 +268,7 @@ def run_prepare(args: argparse.Namespace) -> int:
         workers=args.workers or 1,
         seed=args.seed,
         text_field=args.text_field,
+        separator=args.separator,
         resume=args.resume,
     )
     if args.json:
@@ -333,7 +340,7 @@ def _make_tokenizer(args: argparse.Namespace, inputs: list[Path]):
 
     if args.tokenizer and args.vocab_size is not None:
         raise GptlabError("give either --tokenizer or --vocab-size (to train a BPE tokenizer), not both")
-    texts = (p.text for p in iter_pieces(corpus_files(inputs), getattr(args, "text_field", "text")))
+    texts = (p.text for p in iter_pieces(corpus_files(inputs), args.text_field, separator=args.separator))
     if args.tokenizer == "char":
         from gptlab.tokenizers import CharTokenizer
 

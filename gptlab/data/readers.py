@@ -7,7 +7,9 @@ from its name, after a compression suffix is taken off:
                          the ``corpus`` extra), then read as NAME
     NAME.jsonl / .ndjson one document per line: the string in field ``text_field``
     NAME.parquet         one document per row of column ``text_field`` (pyarrow, ``corpus`` extra)
-    anything else        UTF-8 text, the whole file one document
+    anything else        UTF-8 text, the whole file one document; with ``separator`` (e.g.
+                         ``<|endoftext|>``, as TinyStories writes between stories) one document
+                         per stretch of text between separators (newlines around them dropped)
 
 Nothing is read whole: text comes in blocks, JSON lines one at a time, Parquet in record batches,
 so memory does not grow with the corpus. Long documents are cut into pieces of a bit over
@@ -133,13 +135,17 @@ def open_binary(path: Path):
 
 
 def iter_pieces(
-    files: Sequence[Path], text_field: str = "text", chunk_chars: int = CHUNK_CHARS, cut: bool = True
+    files: Sequence[Path],
+    text_field: str = "text",
+    chunk_chars: int = CHUNK_CHARS,
+    cut: bool = True,
+    separator: str | None = None,
 ) -> Iterator[Piece]:
     """Every document of ``files`` in order, as pieces (see the module docstring)."""
     document = 0
     for path in files:
         try:
-            for text_pieces in _documents(path, text_field, chunk_chars, cut):
+            for text_pieces in _documents(path, text_field, chunk_chars, cut, separator):
                 for piece, last in text_pieces:
                     yield Piece(piece, document, last)
                 document += 1
@@ -154,10 +160,15 @@ def iter_pieces(
             raise GptlabError(f"cannot read {path}: {e}") from None
 
 
-def _documents(path: Path, text_field: str, chunk_chars: int, cut: bool) -> Iterator[Iterator[tuple[str, bool]]]:
+def _documents(
+    path: Path, text_field: str, chunk_chars: int, cut: bool, separator: str | None
+) -> Iterator[Iterator[tuple[str, bool]]]:
     """Per document of ``path``: an iterator of (piece, is_last); each must be consumed in turn."""
     kind = file_format(path)
-    if kind == "text":
+    if kind == "text" and separator:
+        for text in _separated_texts(path, separator):
+            yield _cut(text, chunk_chars, cut)
+    elif kind == "text":
         yield _text_pieces(path, chunk_chars, cut)
     elif kind == "jsonl":
         for text in _jsonl_texts(path, text_field):
@@ -201,6 +212,22 @@ def _text_pieces(path: Path, chunk_chars: int, cut: bool) -> Iterator[tuple[str,
     if not buffer and not seen:
         raise GptlabError(f"{path} is empty, expected text")
     yield buffer, True
+
+
+def _separated_texts(path: Path, separator: str) -> Iterator[str]:
+    """The texts between ``separator``s of a text file, read a block at a time; blank ones skipped."""
+    with open_binary(path) as f:
+        lines = io.TextIOWrapper(f, encoding="utf-8", newline="")
+        buffer = ""
+        try:
+            while block := lines.read(READ_BYTES):
+                buffer += block
+                *texts, buffer = buffer.split(separator)
+                yield from (t.strip("\r\n") for t in texts if t.strip())
+        except UnicodeDecodeError:
+            raise GptlabError(f"{path} is not UTF-8 text") from None
+        if buffer.strip():
+            yield buffer.strip("\r\n")
 
 
 def _jsonl_texts(path: Path, text_field: str) -> Iterator[str]:

@@ -261,12 +261,14 @@ def prepare_corpus(
     workers: int = 1,
     seed: int = 0,
     text_field: str = "text",
+    separator: str | None = None,
     resume: bool = False,
     chunk_chars: int = CHUNK_CHARS,
     progress: bool = True,
 ) -> dict:
     """Tokenize ``inputs`` (files and folders, see gptlab.data.readers) into shards in ``out_dir``
-    (see the module docstring); returns the manifest. ``resume``: continue the unfinished run
+    (see the module docstring); returns the manifest. ``separator``: text that ends a document
+    inside text files (gptlab.data.readers). ``resume``: continue the unfinished run
     recorded in ``out_dir/progress.json`` (an error when there is none or it does not match)."""
     from tqdm import tqdm
 
@@ -285,6 +287,7 @@ def prepare_corpus(
         "val_fraction": val_fraction,
         "seed": seed,
         "text_field": text_field,
+        "separator": separator,
         "chunk_chars": chunk_chars,
         "dtype": dtype.name,
         "tokenizer_sha256": tokenizer_sha256,
@@ -298,7 +301,7 @@ def prepare_corpus(
     }
     done, documents = record["pieces_done"], record["documents_done"]
     eot = None if tokenizer.eot_id is None else np.array([tokenizer.eot_id], dtype=dtype)
-    pieces = iter_pieces(files, text_field, chunk_chars, cut=can_cut(tokenizer))
+    pieces = iter_pieces(files, text_field, chunk_chars, cut=can_cut(tokenizer), separator=separator)
     skipped = _skip(pieces, done)
     try:
         with tqdm(unit="char", unit_scale=True, desc="tokenizing", disable=None if progress else True) as bar:
@@ -401,6 +404,7 @@ def _manifest(tokenizer, tokenizer_sha256: str, settings: dict, shards: dict, do
         "split": {"method": method, "val_documents": val_documents, "val_fraction": val_fraction, "seed": settings["seed"]},
         "documents": documents,
         "text_field": settings["text_field"],
+        "separator": settings["separator"],
         "sources": sources,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -304,3 +304,18 @@ def test_memory_stays_flat_as_the_corpus_grows(tmp_path):
     if gigabytes:
         huge = _peak_rss_growth_kb(tmp_path, int(gigabytes * (1 << 30)))
         assert huge < small + 16 * 1024, (small, large, huge)
+
+
+def test_a_separator_splits_text_files_into_documents(tmp_path, bpe, monkeypatch):
+    from gptlab.data import readers
+
+    monkeypatch.setattr(readers, "READ_BYTES", 7)  # separators cut across reads, too
+    stories = ["Once upon a time, a cat.", "The dog ran.\nIt was happy.", "The end."]
+    (tmp_path / "stories.txt").write_text(f"\n{EOT}\n".join(stories) + f"\n{EOT}\n\n", "utf-8")
+    texts = [p.text for p in iter_pieces([tmp_path / "stories.txt"], separator=EOT)]
+    assert texts == stories
+    meta = prepare_corpus([tmp_path / "stories.txt"], bpe, tmp_path / "out", separator=EOT, val_fraction=0,
+                          progress=False)  # fmt: skip
+    assert meta["documents"] == 3 and meta["separator"] == EOT
+    expected = [i for story in stories for i in [*bpe.encode(story), bpe.eot_id]]
+    assert np.asarray(TokenDataset(tmp_path / "out", "train").tokens).tolist() == expected
