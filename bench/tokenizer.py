@@ -105,20 +105,27 @@ def prepare_throughput(tok: BPETokenizer, direct: tiktoken.Encoding, text: str, 
         result: dict[str, object] = {"megabytes": round(size_mb, 2), "pieces": len(pieces)}
         rates, outputs = {}, {}
         for workers in (1, 2):
+
             def prepare(workers=workers):
                 out = folder / f"out{workers}"
                 shutil.rmtree(out, ignore_errors=True)
-                prepare_corpus([folder / "corpus.txt"], tok, out, workers=workers, val_fraction=0, progress=False)
+                prepare_corpus(
+                    [folder / "corpus.txt"], tok, out, workers=workers, val_fraction=0, progress=False
+                )
                 return np.fromfile(out / "train-00000.bin", dtype=np.uint16)
 
             seconds, outputs[workers] = median_seconds(prepare, repeats)
             rates[f"prepare_{workers}_workers"] = round(size_mb / seconds, 2)
-            seconds, ids = median_seconds(lambda w=workers: direct.encode_ordinary_batch(pieces, num_threads=w), repeats)
+            seconds, ids = median_seconds(
+                lambda w=workers: direct.encode_ordinary_batch(pieces, num_threads=w), repeats
+            )
             rates[f"tiktoken_{workers}_threads"] = round(size_mb / seconds, 2)
         flat = [i for piece_ids in ids for i in piece_ids] + [tok.eot_id]
         result["mb_per_s"] = rates
         result["ratios"] = {
-            f"prepare_over_tiktoken_{w}": round(rates[f"prepare_{w}_workers"] / rates[f"tiktoken_{w}_threads"], 2)
+            f"prepare_over_tiktoken_{w}": round(
+                rates[f"prepare_{w}_workers"] / rates[f"tiktoken_{w}_threads"], 2
+            )
             for w in (1, 2)
         }
         result["ids_identical"] = outputs[1].tolist() == outputs[2].tolist() == flat
@@ -195,7 +202,9 @@ def run(data: Path, vocab_size: int, repeats: int, prepare_mb: float = 32.0) -> 
         }
         | (
             {
-                f"prepare_at_least_{GOAL_PREPARE_PER_CORE:g}x_tiktoken_per_core": min(prepare["ratios"].values())
+                f"prepare_at_least_{GOAL_PREPARE_PER_CORE:g}x_tiktoken_per_core": min(
+                    prepare["ratios"].values()
+                )
                 >= GOAL_PREPARE_PER_CORE
             }
             if prepare

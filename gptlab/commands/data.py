@@ -257,7 +257,9 @@ def run_prepare(args: argparse.Namespace) -> int:
             args.tokenizer, args.vocab_size = str(Path(args.out) / TOKENIZER_FILE), None
     else:
         # before training a tokenizer, not after; never into (or over) an input
-        claim_folder(args.out, what="data folder", overwrite=args.overwrite, sources=[*inputs, tokenizer_file])
+        claim_folder(
+            args.out, what="data folder", overwrite=args.overwrite, sources=[*inputs, tokenizer_file]
+        )
     tokenizer = _make_tokenizer(args, inputs)
     meta = prepare_corpus(
         inputs,

@@ -93,7 +93,9 @@ def corpus_files(inputs: Sequence[PathLike]) -> list[Path]:
                 and Path(_strip_compression(p)[0]).suffix.lower() in CORPUS_SUFFIXES
             )
             if not found:
-                raise GptlabError(f"folder {path} holds no corpus files ({', '.join(sorted(CORPUS_SUFFIXES))})")
+                raise GptlabError(
+                    f"folder {path} holds no corpus files ({', '.join(sorted(CORPUS_SUFFIXES))})"
+                )
             files.extend(found)
         else:
             raise GptlabError(f"input not found: {path}")
@@ -101,7 +103,9 @@ def corpus_files(inputs: Sequence[PathLike]) -> list[Path]:
         raise GptlabError("no input given: expected files or folders")
     for path in files:
         if file_format(path) == "parquet" and _strip_compression(path)[1]:
-            raise GptlabError(f"{path}: a compressed Parquet file is not supported (Parquet compresses its own pages)")
+            raise GptlabError(
+                f"{path}: a compressed Parquet file is not supported (Parquet compresses its own pages)"
+            )
     return files
 
 
@@ -129,7 +133,9 @@ def open_binary(path: Path):
             import zstandard
         except ImportError:
             raw.close()
-            raise GptlabError(f"{path}: reading .zst files needs the zstandard package ({EXTRA_HINT})") from None
+            raise GptlabError(
+                f"{path}: reading .zst files needs the zstandard package ({EXTRA_HINT})"
+            ) from None
         return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)
     return raw
 
@@ -196,7 +202,9 @@ def _text_pieces(path: Path, chunk_chars: int, cut: bool) -> Iterator[tuple[str,
                 buffer += decoder.decode(block, final=not block)
             except UnicodeDecodeError as e:
                 where = offset - pending + e.start
-                raise GptlabError(f"{path} is not UTF-8 text: invalid byte at (decompressed) offset {where}") from None
+                raise GptlabError(
+                    f"{path} is not UTF-8 text: invalid byte at (decompressed) offset {where}"
+                ) from None
             if "\x00" in buffer:
                 raise GptlabError(f"{path} looks binary: it holds a NUL byte, expected UTF-8 text")
             offset += len(block)

@@ -555,7 +555,9 @@ REGISTRY: dict[str, DatasetEntry] = {
 # none is pinned: `data get` needs --allow-unverified, and a download is only checked for
 # completeness. URLs name a fixed commit, so at least the file cannot change under the name.
 NO_CHECKSUM = "no checksum published (where this entry was written): --allow-unverified"
-TINYSTORIES = "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/f54c09fd23315a6f9c86f9dc80f725de7d8f9c64"
+TINYSTORIES = (
+    "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/f54c09fd23315a6f9c86f9dc80f725de7d8f9c64"
+)
 FINEWEB_EDU_10BT = (
     "https://huggingface.co/datasets/HuggingFaceFW/fineweb-edu/resolve/5b89d1ea9319fe101b3cbdacd89a903aca1d6052/"
     "sample/10BT"
@@ -564,43 +566,47 @@ FINEWEB_EDU_SHARDS = 14  # 000_00000.parquet .. 013_00000.parquet, ~2.15 GB each
 OPENWEBTEXT = "https://huggingface.co/datasets/Skylion007/openwebtext/resolve/39d1a6d3f3a4c838b27bbc65bfb14a2f6f727740/subsets"
 OPENWEBTEXT_SUBSETS = 21  # urlsf_subset00.tar .. urlsf_subset20.tar, ~630 MB each
 
-CORPORA = [
-    DatasetEntry(
-        name=f"tinystories-{split}",
-        url=f"{TINYSTORIES}/TinyStoriesV2-GPT4-{split}.txt",
-        filename=f"TinyStoriesV2-GPT4-{split}.txt",
-        description=(
-            f"TinyStories V2 (GPT-4 stories only), {split} split ({size}): short stories a 3-4 year old "
-            f"understands, separated by <|endoftext|> lines; {NO_CHECKSUM}"
-        ),
-        license="CDLA-Sharing-1.0 (roneneldan/TinyStories)",
-    )
-    for split, size in (("train", "2.23 GB"), ("valid", "22.5 MB"))
-] + [
-    DatasetEntry(
-        name=f"fineweb-edu-10bt-{i:02d}",
-        url=f"{FINEWEB_EDU_10BT}/{i:03d}_00000.parquet",
-        filename=f"fineweb-edu-10bt-{i:03d}_00000.parquet",
-        description=(
-            f"FineWeb-Edu sample-10BT, Parquet shard {i + 1} of {FINEWEB_EDU_SHARDS} (~2.15 GB; column 'text'): "
-            f"educational web pages from Common Crawl; {NO_CHECKSUM}"
-        ),
-        license="ODC-By 1.0 (HuggingFaceFW/fineweb-edu), subject to Common Crawl's terms of use",
-    )
-    for i in range(FINEWEB_EDU_SHARDS)
-] + [
-    DatasetEntry(
-        name=f"openwebtext-{i:02d}",
-        url=f"{OPENWEBTEXT}/urlsf_subset{i:02d}.tar",
-        filename=f"openwebtext-urlsf_subset{i:02d}.tar",
-        description=(
-            f"OpenWebText, subset {i + 1} of {OPENWEBTEXT_SUBSETS} (~630 MB): a tar of .xz archives of "
-            f"web-page .txt files; extract before `data prepare` (see docs/data.md); {NO_CHECKSUM}"
-        ),
-        license="CC0-1.0 as listed (Skylion007/openwebtext); the pages' own copyrights apply",
-    )
-    for i in range(OPENWEBTEXT_SUBSETS)
-]
+CORPORA = (
+    [
+        DatasetEntry(
+            name=f"tinystories-{split}",
+            url=f"{TINYSTORIES}/TinyStoriesV2-GPT4-{split}.txt",
+            filename=f"TinyStoriesV2-GPT4-{split}.txt",
+            description=(
+                f"TinyStories V2 (GPT-4 stories only), {split} split ({size}): short stories a 3-4 year old "
+                f"understands, separated by <|endoftext|> lines; {NO_CHECKSUM}"
+            ),
+            license="CDLA-Sharing-1.0 (roneneldan/TinyStories)",
+        )
+        for split, size in (("train", "2.23 GB"), ("valid", "22.5 MB"))
+    ]
+    + [
+        DatasetEntry(
+            name=f"fineweb-edu-10bt-{i:02d}",
+            url=f"{FINEWEB_EDU_10BT}/{i:03d}_00000.parquet",
+            filename=f"fineweb-edu-10bt-{i:03d}_00000.parquet",
+            description=(
+                f"FineWeb-Edu sample-10BT, Parquet shard {i + 1} of {FINEWEB_EDU_SHARDS} (~2.15 GB; column 'text'): "
+                f"educational web pages from Common Crawl; {NO_CHECKSUM}"
+            ),
+            license="ODC-By 1.0 (HuggingFaceFW/fineweb-edu), subject to Common Crawl's terms of use",
+        )
+        for i in range(FINEWEB_EDU_SHARDS)
+    ]
+    + [
+        DatasetEntry(
+            name=f"openwebtext-{i:02d}",
+            url=f"{OPENWEBTEXT}/urlsf_subset{i:02d}.tar",
+            filename=f"openwebtext-urlsf_subset{i:02d}.tar",
+            description=(
+                f"OpenWebText, subset {i + 1} of {OPENWEBTEXT_SUBSETS} (~630 MB): a tar of .xz archives of "
+                f"web-page .txt files; extract before `data prepare` (see docs/data.md); {NO_CHECKSUM}"
+            ),
+            license="CC0-1.0 as listed (Skylion007/openwebtext); the pages' own copyrights apply",
+        )
+        for i in range(OPENWEBTEXT_SUBSETS)
+    ]
+)
 REGISTRY.update((entry.name, entry) for entry in CORPORA)
 
 
@@ -910,7 +916,9 @@ def _fetch(url: str, out, entry: DatasetEntry, progress: bool, allow_insecure: b
         raise GptlabError(f"downloading {entry.name} from {url} failed: HTTP {e.code} {e.reason}") from None
     except urllib.error.URLError as e:
         if isinstance(e.reason, TimeoutError) and received:
-            raise _CutShort(f"downloading {entry.name} from {url} timed out after {TIMEOUT_S:.0f} s") from None
+            raise _CutShort(
+                f"downloading {entry.name} from {url} timed out after {TIMEOUT_S:.0f} s"
+            ) from None
         raise GptlabError(
             f"cannot reach {url} to download {entry.name}: {e.reason} (offline? set {MIRROR_ENV} to a data "
             "mirror's base URL or folder, or pass --url)"

@@ -334,7 +334,9 @@ class ShardedTokens:
         self.ends = np.cumsum([len(p) for p in self.parts], dtype=np.int64)
 
     @classmethod
-    def open(cls, folder: Path, segments: list[dict], dtype: np.dtype, meta: dict, meta_path: Path) -> ShardedTokens:
+    def open(
+        cls, folder: Path, segments: list[dict], dtype: np.dtype, meta: dict, meta_path: Path
+    ) -> ShardedTokens:
         shards = {s["file"]: s for split in meta.get("shards", {}).values() for s in split}
         opened: dict[str, np.ndarray] = {}
         parts = []
@@ -345,7 +347,9 @@ class ShardedTokens:
             if name not in opened:
                 opened[name] = _open_flat(folder / name, shards[name]["tokens"], dtype, meta_path)
             if not 0 <= seg["start"] <= seg["stop"] <= len(opened[name]):
-                raise GptlabError(f"{meta_path}: segment {seg} is outside its shard of {len(opened[name])} tokens")
+                raise GptlabError(
+                    f"{meta_path}: segment {seg} is outside its shard of {len(opened[name])} tokens"
+                )
             parts.append(opened[name][seg["start"] : seg["stop"]])
         tokens = cls(parts)
         tokens.dtype = dtype

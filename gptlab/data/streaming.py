@@ -297,7 +297,8 @@ def prepare_corpus(
     if not resume:
         tokenizer.save(out / TOKENIZER_FILE)
     writers = {
-        split: ShardWriter(out, split, shard_tokens, dtype, record["writers"].get(split)) for split in ("train", "val")
+        split: ShardWriter(out, split, shard_tokens, dtype, record["writers"].get(split))
+        for split in ("train", "val")
     }
     done, documents = record["pieces_done"], record["documents_done"]
     eot = None if tokenizer.eot_id is None else np.array([tokenizer.eot_id], dtype=dtype)
@@ -368,14 +369,19 @@ def _start(out: Path, settings: dict, resume: bool) -> dict:
     return record
 
 
-def _checkpoint(out: Path, settings: dict, done: int, documents: int, writers: dict[str, ShardWriter]) -> None:
+def _checkpoint(
+    out: Path, settings: dict, done: int, documents: int, writers: dict[str, ShardWriter]
+) -> None:
     state = {split: writer.state() for split, writer in writers.items()}
     atomic_write_json(
-        out / PROGRESS_FILE, {"settings": settings, "pieces_done": done, "documents_done": documents, "writers": state}
+        out / PROGRESS_FILE,
+        {"settings": settings, "pieces_done": done, "documents_done": documents, "writers": state},
     )
 
 
-def _manifest(tokenizer, tokenizer_sha256: str, settings: dict, shards: dict, documents: int, sources: list) -> dict:
+def _manifest(
+    tokenizer, tokenizer_sha256: str, settings: dict, shards: dict, documents: int, sources: list
+) -> dict:
     val_fraction = settings["val_fraction"]
     train, val = _segments(shards["train"]), _segments(shards["val"])
     total = _count(train) + _count(val)
@@ -400,8 +406,16 @@ def _manifest(tokenizer, tokenizer_sha256: str, settings: dict, shards: dict, do
         "tokenizer_sha256": tokenizer_sha256,
         "shard_tokens": settings["shard_tokens"],
         "shards": shards,
-        "splits": {"train": {"tokens": _count(train), "segments": train}, "val": {"tokens": _count(val), "segments": val}},
-        "split": {"method": method, "val_documents": val_documents, "val_fraction": val_fraction, "seed": settings["seed"]},
+        "splits": {
+            "train": {"tokens": _count(train), "segments": train},
+            "val": {"tokens": _count(val), "segments": val},
+        },
+        "split": {
+            "method": method,
+            "val_documents": val_documents,
+            "val_fraction": val_fraction,
+            "seed": settings["seed"],
+        },
         "documents": documents,
         "text_field": settings["text_field"],
         "separator": settings["separator"],

@@ -160,7 +160,10 @@ def test_an_unpinned_entry_needs_allow_unverified(unpinned, server, monkeypatch,
     assert verified == {name: name not in unpinned for name in REGISTRY}
     assert main(["data", "list", "--dir", str(cache)]) == 0
     text = capsys.readouterr().out
-    assert text.count("(unverified)") == len(unpinned) and "unpinned: d\n    size unknown, sha256 not pinned" in text
+    assert (
+        text.count("(unverified)") == len(unpinned)
+        and "unpinned: d\n    size unknown, sha256 not pinned" in text
+    )
 
 
 # ---------------------------------------------------------------- URL schemes

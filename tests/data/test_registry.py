@@ -42,7 +42,11 @@ FULL_SETS = {"crows-pairs", "lambada-openai"}
 @pytest.mark.parametrize(
     "name",
     sorted(
-        set(REGISTRY) - {"sms-spam", "instruction-data"} - BLOB_PINNED - FULL_SETS - {e.name for e in registry.CORPORA}
+        set(REGISTRY)
+        - {"sms-spam", "instruction-data"}
+        - BLOB_PINNED
+        - FULL_SETS
+        - {e.name for e in registry.CORPORA}
     ),
 )
 def test_registry_hashes_match_the_real_files(dataset, name):

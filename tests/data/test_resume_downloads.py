@@ -23,7 +23,9 @@ CUT_AT = len(DATA) // 3
 @pytest.fixture(autouse=True)
 def pinned(monkeypatch):
     """``the-verdict`` re-pinned to the bytes served here (the download is tested, not the text)."""
-    entry = dataclasses.replace(REGISTRY["the-verdict"], sha256=hashlib.sha256(DATA).hexdigest(), size=len(DATA))
+    entry = dataclasses.replace(
+        REGISTRY["the-verdict"], sha256=hashlib.sha256(DATA).hexdigest(), size=len(DATA)
+    )
     monkeypatch.setitem(REGISTRY, "the-verdict", entry)
     for name in (registry.INSECURE_ENV, registry.MIRROR_ENV):
         monkeypatch.delenv(name, raising=False)
@@ -79,7 +81,9 @@ def flaky():
 def test_a_cut_connection_resumes_where_it_stopped(flaky, tmp_path):
     url, requests, _ = flaky
     cache = tmp_path / "cache"
-    with pytest.raises(GptlabError, match=f"cut short: got {CUT_AT} of {len(DATA)} bytes .* run it again to resume"):
+    with pytest.raises(
+        GptlabError, match=f"cut short: got {CUT_AT} of {len(DATA)} bytes .* run it again to resume"
+    ):
         download("the-verdict", cache, url=url, progress=False)
     assert not (cache / "the-verdict.txt").exists()
     assert (cache / "the-verdict.txt.part").read_bytes() == DATA[:CUT_AT]

@@ -49,7 +49,9 @@ def corpus(tmp_path, shakespeare) -> Path:
         for i in range(60):
             f.write(json.dumps({"text": shakespeare[15_000 + 300 * i : 15_300 + 300 * i], "id": i}) + "\n")
     zstandard = pytest.importorskip("zstandard")
-    (folder / "c.txt.zst").write_bytes(zstandard.ZstdCompressor().compress(shakespeare[33_000:40_000].encode()))
+    (folder / "c.txt.zst").write_bytes(
+        zstandard.ZstdCompressor().compress(shakespeare[33_000:40_000].encode())
+    )
     pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
     rows = [shakespeare[40_000 + 500 * i : 40_500 + 500 * i] for i in range(16)]
     pq.write_table(pa.table({"text": rows}), folder / "d.parquet", row_group_size=7)
@@ -74,7 +76,12 @@ def test_every_format_streams_to_the_ids_of_its_documents(tmp_path, corpus, shak
     meta = prepare_corpus([corpus], bpe, tmp_path / "out", shard_tokens=3000, val_fraction=0.25,
                           chunk_chars=3000, progress=False)  # fmt: skip
     docs = documents_of(corpus, shakespeare)
-    assert [Path(s["source"]).name for s in meta["sources"]] == ["a.txt", "c.txt.zst", "d.parquet", "b.jsonl.gz"]
+    assert [Path(s["source"]).name for s in meta["sources"]] == [
+        "a.txt",
+        "c.txt.zst",
+        "d.parquet",
+        "b.jsonl.gz",
+    ]
     assert meta["documents"] == len(docs)
     # the reference: each document encoded whole, then its <|endoftext|>, routed by the seeded hash
     streams = {"train": [], "val": []}
@@ -83,12 +90,16 @@ def test_every_format_streams_to_the_ids_of_its_documents(tmp_path, corpus, shak
         streams[split] += bpe.encode(doc) + [bpe.eot_id]
     shards = meta["shards"]
     written = {
-        split: np.concatenate([np.fromfile(tmp_path / "out" / s["file"], dtype=np.uint16) for s in shards[split]])
+        split: np.concatenate(
+            [np.fromfile(tmp_path / "out" / s["file"], dtype=np.uint16) for s in shards[split]]
+        )
         for split in ("train", "val")
     }
     for split in ("train", "val"):
         assert written[split].tolist() == streams[split]
-        assert all(s["tokens"] == 3000 for s in shards[split][:-1]) and 0 < shards[split][-1]["tokens"] <= 3000
+        assert (
+            all(s["tokens"] == 3000 for s in shards[split][:-1]) and 0 < shards[split][-1]["tokens"] <= 3000
+        )
         assert sum(s["documents"] for s in shards[split]) == streams[split].count(bpe.eot_id)
     assert meta["split"]["method"] == "documents" and meta["split"]["val_documents"] > 0
     # the loader reads the splits back across shard boundaries
@@ -143,14 +154,16 @@ def test_interrupted_run_resumes_to_the_same_bytes(tmp_path, corpus, bpe, monkey
         prepare_corpus([corpus], bpe, tmp_path / "cut", **options)
     assert not (tmp_path / "cut" / "meta.json").exists() and (tmp_path / "cut" / "progress.json").exists()
     record = json.loads((tmp_path / "cut" / "progress.json").read_text())
-    assert 0 < record["pieces_done"] and record["writers"]["train"]["shards"]
+    assert record["pieces_done"] > 0 and record["writers"]["train"]["shards"]
     with pytest.raises(GptlabError, match="not found: .*not a prepared data folder"):
         TokenDataset(tmp_path / "cut", "train")  # unfinished: refused, not read
 
     monkeypatch.setattr(streaming.ShardWriter, "append", real_append)
     encoded = []
     real_encode = streaming.encode_texts
-    monkeypatch.setattr(streaming, "encode_texts", lambda tok, texts: encoded.extend(texts) or real_encode(tok, texts))
+    monkeypatch.setattr(
+        streaming, "encode_texts", lambda tok, texts: encoded.extend(texts) or real_encode(tok, texts)
+    )
     meta = prepare_corpus([corpus], bpe, tmp_path / "cut", resume=True, **options)
     assert shard_bytes(tmp_path / "cut") == shard_bytes(tmp_path / "whole")
     assert meta["splits"] == json.loads((tmp_path / "whole" / "meta.json").read_text())["splits"]
@@ -234,7 +247,9 @@ def test_bad_input_is_a_clear_error_with_file_and_line(tmp_path, bpe):
     assert prepare_corpus([tmp_path / "body.jsonl"], bpe, tmp_path / "o3", text_field="body", val_fraction=0,
                           progress=False)["documents"] == 1  # fmt: skip
     (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
-    with pytest.raises(GptlabError, match=r"latin1.txt is not UTF-8 text: invalid byte at \(decompressed\) offset 3"):
+    with pytest.raises(
+        GptlabError, match=r"latin1.txt is not UTF-8 text: invalid byte at \(decompressed\) offset 3"
+    ):
         prepare_corpus([tmp_path / "latin1.txt"], bpe, tmp_path / "o4", progress=False)
     (tmp_path / "cut.txt.gz").write_bytes(gzip.compress(b"some text" * 100)[:-20])
     with pytest.raises(GptlabError, match="cannot read .*cut.txt.gz"):
