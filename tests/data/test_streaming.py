@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from samples import SHAKESPEARE
 
 from gptlab.cli import main
 from gptlab.data import streaming
@@ -25,18 +24,6 @@ from gptlab.errors import GptlabError
 
 EOT = "<|endoftext|>"
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def shakespeare() -> str:
-    return SHAKESPEARE.read_text("utf-8")
-
-
-@pytest.fixture(scope="module")
-def bpe(shakespeare):
-    from gptlab.tokenizers import BPETokenizer
-
-    return BPETokenizer.train(shakespeare[:30_000], vocab_size=400, special_tokens=[EOT])
 
 
 @pytest.fixture
