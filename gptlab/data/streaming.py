@@ -46,6 +46,7 @@ from gptlab.data.shards import (
     META_FILE,
     META_FORMAT,
     MIN_DOCUMENT_SPLIT_SHARE,
+    PARALLEL_MIN_CHARS,
     TOKENIZER_FILE,
     can_cut,
     token_dtype,
@@ -258,7 +259,7 @@ def prepare_corpus(
     *,
     shard_tokens: int = DEFAULT_SHARD_TOKENS,
     val_fraction: float = 0.1,
-    workers: int = 1,
+    workers: int | None = None,
     seed: int = 0,
     text_field: str = "text",
     separator: str | None = None,
@@ -269,7 +270,10 @@ def prepare_corpus(
     """Tokenize ``inputs`` (files and folders, see gptlab.data.readers) into shards in ``out_dir``
     (see the module docstring); returns the manifest. ``separator``: text that ends a document
     inside text files (gptlab.data.readers). ``resume``: continue the unfinished run
-    recorded in ``out_dir/progress.json`` (an error when there is none or it does not match)."""
+    recorded in ``out_dir/progress.json`` (an error when there is none or it does not match).
+    ``workers``: tokenizer processes; None: one per CPU core when the input files hold at least
+    PARALLEL_MIN_CHARS bytes, else 1 (starting workers costs more than it saves). The ids never
+    depend on it."""
     from tqdm import tqdm
 
     if not 0.0 <= val_fraction < 1.0:
@@ -278,7 +282,10 @@ def prepare_corpus(
         raise GptlabError(f"shard_tokens must be at least 1, got {shard_tokens}")
     out = Path(out_dir)
     files = corpus_files(inputs)
-    sources = [source_record(path) for path in files]
+    sources = [source_record(path) for path in files]  # one read of every file, before any work
+    if workers is None:
+        big = sum(s["bytes"] for s in sources) >= PARALLEL_MIN_CHARS
+        workers = (os.cpu_count() or 1) if big else 1
     dtype = token_dtype(tokenizer.vocab_size)
     tokenizer_data = tokenizer.to_dict()
     tokenizer_sha256 = _dict_sha256(tokenizer_data)

@@ -276,7 +276,7 @@ with open(src, "wb") as f:  # written lazily, block by block: the text never sit
         f.write(block)
 tok = CharTokenizer.train([string.printable], special_tokens=["<|endoftext|>"])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-prepare_corpus([src], tok, out, shard_tokens=1 << 22, progress=False)
+prepare_corpus([src], tok, out, shard_tokens=1 << 22, workers=1, progress=False)
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 src.unlink()
 print(before, after)
