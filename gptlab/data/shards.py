@@ -25,6 +25,11 @@ as one worker would produce.
 Each file is written atomically, ``meta.json`` last and only after the .bin files are complete;
 ``TokenDataset`` checks the file sizes against it, so an interrupted run is detected, not read.
 
+This layout (meta version 1) is what ``prepare`` writes for documents held in memory (the
+trainer's ``data.input``). ``gptlab data prepare`` streams a corpus of any size into fixed-size
+shards instead (gptlab.data.streaming, meta version 2: each split a list of shard segments);
+``TokenDataset`` reads both, the shards through ``ShardedTokens``.
+
 ``BatchSampler`` draws (x, y) batches of windows; its position is a step counter from which every
 batch is recomputed, so ``state_dict()`` is a few integers and a resumed run sees exactly the
 batches an uninterrupted one would.
