@@ -69,7 +69,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stream", action="store_true", help="print text as it is generated")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    p.add_argument("--dtype", help="float32, bfloat16 or float16 (default: as stored)")
+    p.add_argument(
+        "--dtype",
+        help=(
+            "auto (bfloat16 where this CPU/GPU runs it natively, else float32), float32 (fp32), "
+            "bfloat16 (bf16) or float16 (default: as stored)"
+        ),
+    )
     p.set_defaults(func=run)
 
 
