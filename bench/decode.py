@@ -231,7 +231,9 @@ def run(args: argparse.Namespace) -> dict:
             {
                 "gptlab_bf16_decode": lambda: gptlab_generate(bf16, prompt, new_tokens),
                 "hf_decode_beside_bf16": lambda: hf_generate(hf, prompt, new_tokens),
-                "gptlab_transposed_decode_beside_bf16": lambda: gptlab_generate(transposed, prompt, new_tokens),
+                "gptlab_transposed_decode_beside_bf16": lambda: gptlab_generate(
+                    transposed, prompt, new_tokens
+                ),
             },
             repeats,
         )

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import warnings
 
-import torch.nn as nn
 import torch
+import torch.nn as nn
 
 from gptlab.model.decode_layout import PackedLinear, TransposedLinear, to_decode_layout
 

@@ -275,3 +275,15 @@ def test_auto_dtype_leaves_a_quantised_model_as_stored(tmp_path, tokenizer, monk
     model, _ = load_model(tmp_path, dtype="auto")
     assert model.transformer.wte.qweight.dtype == torch.int8
     assert model.transformer.wte.scales.dtype == torch.float32
+
+
+def test_serve_app_loads_the_model_in_the_dtype_asked(tmp_path, tokenizer):
+    pytest.importorskip("fastapi")
+    from gptlab.serve.app import create_app
+
+    save_model(tmp_path, make_model(tokenizer), tokenizer)
+    assert create_app(tmp_path).state.model.transformer.wte.weight.dtype == torch.float32
+    app = create_app(tmp_path, dtype="bf16")
+    assert app.state.model.transformer.wte.weight.dtype == torch.bfloat16
+    with pytest.raises(GptlabError, match="unknown dtype"):
+        create_app(tmp_path, dtype="int3")

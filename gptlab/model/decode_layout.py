@@ -123,9 +123,13 @@ def to_decode_layout(model: nn.Module, kind: str | None = None) -> nn.Module:
     layer = TransposedLinear if kind == TRANSPOSED else PackedLinear
     for name in linear_names(model):
         replace_module(model, name, layer(model.get_submodule(name)))
-    if tied and kind == TRANSPOSED:  # one (C, V) matrix for both: the head reads it whole, the lookup a column
+    if (
+        tied and kind == TRANSPOSED
+    ):  # one (C, V) matrix for both: the head reads it whole, the lookup a column
         model.transformer["wte"] = TransposedEmbedding(model.lm_head)
     elif tied:  # the packed matrix is opaque: the embedding keeps its weight, no longer shared
-        model.transformer.wte.weight = nn.Parameter(model.transformer.wte.weight.detach(), requires_grad=False)
+        model.transformer.wte.weight = nn.Parameter(
+            model.transformer.wte.weight.detach(), requires_grad=False
+        )
     model.decode_layout = kind
     return model.eval()

@@ -92,5 +92,7 @@ def resolve_dtype(
     if name == AUTO:
         return torch.bfloat16 if native_bf16(torch.device(device or "cpu")) else torch.float32
     if name not in DTYPE_NAMES:
-        raise GptlabError(f"unknown dtype {dtype!r}: expected auto, float32 (fp32), bfloat16 (bf16) or float16")
+        raise GptlabError(
+            f"unknown dtype {dtype!r}: expected auto, float32 (fp32), bfloat16 (bf16) or float16"
+        )
     return DTYPE_NAMES[name]

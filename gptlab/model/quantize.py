@@ -194,13 +194,15 @@ class QuantizedWeight(nn.Module):
     def _dynamic_matmul(self, x: torch.Tensor) -> torch.Tensor:
         lead, K = x.shape[:-1], x.size(-1)
         x2 = x.reshape(-1, K).float().contiguous()  # (M, K)
-        y = torch.ops.quantized.linear_dynamic(x2, self._kernel_tensors(), True)  # reduce_range: 7-bit x
+        y = torch.ops.quantized.linear_dynamic(
+            x2, self._kernel_tensors("dynamic"), True
+        )  # reduce_range: 7-bit x
         return y.to(x.dtype).view(*lead, self.out_features)
 
     def _kernel_matmul(self, x: torch.Tensor) -> torch.Tensor:
         lead, K = x.shape[:-1], x.size(-1)
         x2 = x.reshape(-1, K).to(KERNEL_DTYPE)  # (M, K)
-        cache = self._kernel_tensors()
+        cache = self._kernel_tensors("kernel")
         if self.bits == 8:
             qweight, ones, scales = cache
             y = torch._weight_int8pack_mm(x2, qweight, ones).float() * scales  # (M, N)
@@ -210,12 +212,12 @@ class QuantizedWeight(nn.Module):
             y = y[:, : self.out_features].float()  # (M, N): drop the padding rows of W
         return y.to(x.dtype).view(*lead, self.out_features)
 
-    def _kernel_tensors(self) -> tuple[Any, ...]:
+    def _kernel_tensors(self, kernel: str) -> Any:
         """What the kernels need besides qweight, built once (and again after a move or reload)."""
-        key = (self.qweight.data_ptr(), self.scales.data_ptr(), self.qweight.device, self.backend)
+        key = (self.qweight.data_ptr(), self.scales.data_ptr(), self.qweight.device, kernel)
         if self._kernel_cache is not None and self._kernel_cache[0] == key:
             return self._kernel_cache[1]
-        if self.bits == 8 and self.backend == "dynamic":  # fbgemm's packed per-channel int8 weight
+        if self.bits == 8 and kernel == "dynamic":  # fbgemm's packed per-channel int8 weight
             zeros = torch.zeros(self.out_features, dtype=torch.long)
             with warnings.catch_warnings():  # torch marks its quantised tensor types deprecated
                 warnings.simplefilter("ignore", UserWarning)
