@@ -91,8 +91,9 @@ def resolve_dtype(
     name = str(dtype).lower()
     if name == AUTO:
         return torch.bfloat16 if native_bf16(torch.device(device or "cpu")) else torch.float32
-    if name not in DTYPE_NAMES:
+    resolved = DTYPE_NAMES.get(name, getattr(torch, str(dtype), None))  # any torch float name too
+    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
         raise GptlabError(
             f"unknown dtype {dtype!r}: expected auto, float32 (fp32), bfloat16 (bf16) or float16"
         )
-    return DTYPE_NAMES[name]
+    return resolved
