@@ -166,6 +166,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="allow browser pages from ORIGIN (e.g. http://localhost:3000) to call the API; repeatable",
     )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument(
+        "--dtype",
+        help="auto (bfloat16 where native, else float32), float32, bfloat16 or float16 (default: as stored)",
+    )
     p.set_defaults(func=run)
 
 
@@ -255,6 +259,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         allowed_hosts=hosts,
         rag_index=args.rag_index,
+        dtype=args.dtype,
     )
     auth = "API key required" if api_key else "no API key"
     print(f"serving {args.model} on http://{args.host}:{args.port} ({auth}); Ctrl-C stops", flush=True)
