@@ -7,12 +7,13 @@
 # `gptlab audit injection --defence` audits that plain model, fine-tunes it twice more (on clean
 # task examples, and on the same plus injected examples whose target is still the task's answer,
 # with attack phrasings the audit never uses) and audits both: each model's clean-task accuracy
-# (the precondition of its verdicts), each attack family's success rate over the probes whose clean
-# twin it answered correctly (95% Wilson intervals), and the paired defended-vs-control change.
-# About 15-20 minutes on 2 idle CPU cores (the fine-tunes are capped in minutes: a busy machine gets
-# a weaker model in the same time).
+# (the precondition of its verdicts), each attack family's success and derail rates over the probes
+# whose clean twin it answered correctly (95% Wilson intervals), and the paired defended-vs-control
+# change.
+# About 7-10 minutes on 2 idle CPU cores (30,000 examples, 6 epochs; the fine-tune is capped in
+# minutes: a busy machine gets a weaker model in the same time).
 #   bash examples/injection-lab.sh OUT_DIR [DATA_FILE]   (DATA_FILE: a probe-tasks JSON; default:
-#   written here). Knobs (env): N, EPOCHS, FINETUNE_MINUTES, DEFENCE_EXAMPLES, EXAMPLES, SEED.
+#   written here). Knobs (env): N, VOCAB, EPOCHS, FINETUNE_MINUTES, DEFENCE_EXAMPLES, DEFENCE_LR, EXAMPLES, SEED.
 # Leaves the plain model at OUT_DIR/plain, the two defence fine-tunes under OUT_DIR/defence and the
 # audit (injection.json, injection_rates.png) in OUT_DIR/audit; SMOKE=1 runs every stage in seconds.
 set -euo pipefail
@@ -25,8 +26,8 @@ if smoke; then
   MODEL=(model.n_layer=1 model.n_head=2 model.n_embd=32 model.block_size=160)
   AUDIT=(--examples 1 --max-new-tokens 4 --defence-examples 8 --epochs 1)
 else
-  N="${N:-3000}" VOCAB=1200 PRE=(train.max_steps=200 train.batch_size=16 "train.max_minutes=${PRETRAIN_MINUTES:-2}")
-  FT=(--epochs "${EPOCHS:-16}" --batch-size 16 --max-minutes "${FINETUNE_MINUTES:-10}")
+  N="${N:-30000}" VOCAB="${VOCAB:-1200}" PRE=(train.max_steps=200 train.batch_size=16 "train.max_minutes=${PRETRAIN_MINUTES:-2}")
+  FT=(--epochs "${EPOCHS:-6}" --batch-size 16 --max-minutes "${FINETUNE_MINUTES:-12}")
   MODEL=(model.n_layer=3 model.n_head=4 model.n_embd=128 model.block_size=192 model.dropout=0.0)
   AUDIT=(--examples "${EXAMPLES:-8}" --max-new-tokens 32 --defence-examples "${DEFENCE_EXAMPLES:-400}" --epochs 2)
 fi
@@ -51,6 +52,6 @@ echo "== [$(elapsed)] instruction fine-tuning on the suite (chat template, loss 
   --test-fraction 0.02 --seed "$SEED" --no-progress "${FT[@]}" --json >"$OUT/plain.json"
 
 echo "== [$(elapsed)] the audit: the plain model, then two fine-tunes of it (clean control, injection-aware defence)"
-"$GPTLAB" audit injection --model "$OUT/plain" --defence "$OUT/defence" --lr 1e-3 --seed "$SEED" \
+"$GPTLAB" audit injection --model "$OUT/plain" --defence "$OUT/defence" --lr "${DEFENCE_LR:-3e-4}" --seed "$SEED" \
   --out "$OUT/audit" --overwrite "${AUDIT[@]}" | tee "$OUT/audit.txt"
 echo "== [$(elapsed)] done: $OUT/audit/injection.json, $OUT/audit/injection_rates.png"
