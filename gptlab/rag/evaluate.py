@@ -22,8 +22,8 @@ from pathlib import Path
 
 from gptlab.audit.common import wilson_interval
 from gptlab.errors import GptlabError
-from gptlab.io import parse_json
 from gptlab.eval.tasks.popqa import matches
+from gptlab.io import parse_json
 from gptlab.rag.ask import MAX_NEW_TOKENS, answer, answer_closed_book
 from gptlab.rag.dense import Embedder
 from gptlab.rag.index import RagIndex
