@@ -6,6 +6,7 @@ base model, data, split and seed).
 
     python bench/finetune_peft.py --base RUN [--data FILE] [--limit N] [--epochs 2] [--json]
     python bench/finetune_peft.py --task instruct --base RUN --data probe-tasks.json [--limit N] [--json]
+    python bench/finetune_peft.py --table REPORT.json     # a --json report as the docs' markdown table
 
 Reports per method: trainable parameters, optimiser state (gradient + AdamW moments of the
 trainable parameters), what has to be stored beyond the base model (the adapter file, or the
@@ -60,11 +61,8 @@ METHODS: dict[str, list[str]] = {
     "ia3": [*HEAD, "--peft", "ia3", "--lr", "1e-2"],
 }
 # The instruction task: the same methods without the classifier head (full: every weight trains).
-INSTRUCT_METHODS = {
-    name: [flag for flag in flags if flag not in HEAD]
-    for name, flags in METHODS.items()
-    if name != "head-only"
-}
+INSTRUCT_METHODS = {name: flags[2:] for name, flags in METHODS.items() if name != "head-only"}
+assert all(flags[0] == "--trainable" for flags in METHODS.values())  # what flags[2:] drops
 INSTRUCT_FLAGS = ["--template", "chat", "--mask-prompt", "--no-base-comparison", "--no-progress"]
 COST_COLUMNS = (
     "trainable_params",
@@ -113,7 +111,39 @@ def run_instruct_method(base: str, data: str, out: Path, extra: list[str], args)
     }
 
 
+def _size(mb: float) -> str:
+    return f"{mb:.2f} MiB" if mb >= 1 else f"{mb * 1024:.1f} KiB"
+
+
+def markdown_table(report: dict) -> str:
+    """The docs' table of a --json report: costs, then the task metric (intervals for instruct)."""
+    instruct = report["config"].get("task") == "instruct"
+    metrics = ["exact match [95%]", "ROUGE-L F [95%]"] if instruct else ["test accuracy", "test macro-F1"]
+    head = ["method", "trainable", "optimiser state", "on disk", "step (s)", "peak RSS (MiB)", *metrics]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for name, r in report["methods"].items():
+        cells = [
+            name,
+            f"{r['trainable_params']:,} ({r['trainable_percent']:.2f}%)",
+            _size(r["optimizer_state_mb"]),
+            _size(r["checkpoint_mb"]),
+            f"{r['step_seconds_median']:.3f}",
+            f"{r['peak_rss_mb']:.0f}",
+        ]
+        if instruct:
+            (k, n), (lo, hi) = r["exact_match_count"], r["exact_match_ci95"]
+            cells += [f"{k}/{n} = {r['exact_match']:.2f} [{lo:.2f}, {hi:.2f}]"]
+            cells += [f"{r['rougeL_f']:.3f} [{r['rougeL_f_ci95'][0]:.3f}, {r['rougeL_f_ci95'][1]:.3f}]"]
+        else:
+            cells += [f"{r['test_accuracy']:.3f}", f"{r['test_macro_f1']:.3f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["--table"]:  # python bench/finetune_peft.py --table REPORT.json: the docs' table
+        print(markdown_table(json.loads(Path(sys.argv[2]).read_text(encoding="utf-8"))))
+        return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

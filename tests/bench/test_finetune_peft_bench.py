@@ -63,15 +63,15 @@ def test_peft_bench_instruction_task_scores_responses_with_intervals(tmp_path):
     done = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "finetune_peft.py"), "--task", "instruct", "--base", str(base),
          "--data", str(INSTRUCTIONS), "--epochs", "1", "--max-new-tokens", "4", "--methods", "ia3",
-         "prompt-10", "head-only", "--json"],
+         "head-only", "--json"],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     r = json.loads(done.stdout)
     methods = r["methods"]
-    assert set(methods) == {"ia3", "prompt-10"}  # no head, so no head-only row on this task
+    assert set(methods) == {"ia3"}  # no head, so no head-only row on this task
     assert methods["ia3"]["trainable_params"] == N_LAYER * 7 * C  # no classifier head here
-    assert methods["prompt-10"]["trainable_params"] == 10 * C
+    assert r["flags"]["ia3"][:2] == ["--peft", "ia3"]  # classify's --trainable head is not passed
     for name, m in methods.items():
         hits, n = m["exact_match_count"]
         assert m["exact_match"] == hits / n and 0 < n <= r["config"]["test_examples"], name
@@ -80,3 +80,11 @@ def test_peft_bench_instruction_task_scores_responses_with_intervals(tmp_path):
         lo, hi = m["rougeL_f_ci95"]
         assert 0 <= lo <= m["rougeL_f"] <= hi <= 1, name
         assert 0 < m["checkpoint_mb"] < 0.1 and m["peak_rss_mb"] > 0, name  # the adapter file only
+    (tmp_path / "report.json").write_text(done.stdout)
+    table = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "finetune_peft.py"), "--table", str(tmp_path / "report.json")],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, check=True,
+    ).stdout.splitlines()  # fmt: skip
+    hits, n = methods["ia3"]["exact_match_count"]
+    assert table[0].startswith("| method |") and table[2].startswith(f"| ia3 | {N_LAYER * 7 * C:,} (")
+    assert f"| {hits}/{n} = " in table[2]
