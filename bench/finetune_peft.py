@@ -6,7 +6,8 @@ base model, data, split and seed).
 
     python bench/finetune_peft.py --base RUN [--data FILE] [--limit N] [--epochs 2] [--json]
     python bench/finetune_peft.py --task instruct --base RUN --data probe-tasks.json [--limit N] [--json]
-    python bench/finetune_peft.py --table REPORT.json     # a --json report as the docs' markdown table
+    python bench/finetune_peft.py --table REPORT.json...  # --json reports (e.g. of --methods subsets run
+                                                          # side by side) as the docs' markdown table
 
 Reports per method: trainable parameters, optimiser state (gradient + AdamW moments of the
 trainable parameters), what has to be stored beyond the base model (the adapter file, or the
@@ -141,8 +142,13 @@ def markdown_table(report: dict) -> str:
 
 
 def main() -> None:
-    if sys.argv[1:2] == ["--table"]:  # python bench/finetune_peft.py --table REPORT.json: the docs' table
-        print(markdown_table(json.loads(Path(sys.argv[2]).read_text(encoding="utf-8"))))
+    if sys.argv[1:2] == ["--table"]:  # --table REPORT.json...: the docs' table (reports of method subsets)
+        reports = [json.loads(Path(path).read_text(encoding="utf-8")) for path in sys.argv[2:]]
+        if len({json.dumps(r["config"], sort_keys=True) for r in reports}) != 1:
+            raise SystemExit("--table: the reports were run with different settings")
+        print(
+            markdown_table(reports[0] | {"methods": {k: v for r in reports for k, v in r["methods"].items()}})
+        )
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
