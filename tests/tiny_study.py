@@ -1,0 +1,23 @@
+"""The study-tiny config as the study tests run it, shared by tests/study/ (the session's one tiny
+study is the fixture ``tiny_study`` in tests/study/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+DATA = Path(__file__).parent / "data"
+
+
+def tiny(*overrides: str):
+    """study-tiny on the test files: the excerpt instead of the built-in corpus (the same study,
+    prepared in a fraction of the time) plus the test instructions, whose characters give the char
+    tokenizer everything the probe-tasks instruction model of the vulnerabilities stage writes."""
+    from gptlab.study import load_study_config
+
+    config = load_study_config(
+        "study-tiny", [f"benchmarks.data_dir={json.dumps(str(DATA / 'tasks'))}", *overrides]
+    )
+    texts = [str(DATA / "shakespeare-excerpt.txt"), str(DATA / "instructions.json")]
+    config.sections["pretrain"].set.append(f"data.input={json.dumps(texts)}")
+    return config
