@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine_info  # noqa: E402
-from finetune_lora import DEFAULT_DATA, run_method  # noqa: E402
+from finetune_lora import DEFAULT_DATA, cost_columns, run_json, run_method  # noqa: E402
 
 from gptlab.audit.common import wilson_interval  # noqa: E402
 from gptlab.eval.rouge import corpus_rouge  # noqa: E402
@@ -86,21 +85,13 @@ def run_instruct_method(base: str, data: str, out: Path, extra: list[str], args)
         "--max-new-tokens", str(args.max_new_tokens), "--max-test-examples", str(args.test_examples),
         *INSTRUCT_FLAGS, *extra,
     ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-    r = json.loads(done.stdout)
+    r = run_json(cmd)
     c = r["costs"]
     responses = json.loads((out / "responses.json").read_text(encoding="utf-8"))
     generated, references = [x["generated"] for x in responses], [x["reference"] for x in responses]
     hits = sum(exact_match(g, ref, ignore_case=True) for g, ref in zip(generated, references))
     rouge = corpus_rouge(generated, references, types=("rougeL",), bootstrap_samples=1000)["rougeL"]
-    return {
-        "trainable_params": c["trainable_params"],
-        "trainable_percent": round(c["trainable_percent"], 3),
-        "peak_rss_mb": round(c["peak_rss_mb"], 1),
-        "optimizer_state_mb": round(c["optimizer_state_mb"], 3),
-        "step_seconds_median": c["step_seconds_median"],
+    return cost_columns(c) | {
         "checkpoint_mb": round(c["adapter_mb"] if c["adapter_mb"] is not None else c["model_mb"], 3),
         "exact_match": hits / len(generated),
         "exact_match_count": [hits, len(generated)],
