@@ -16,7 +16,14 @@ def tiny(*overrides: str):
     from gptlab.study import load_study_config
 
     config = load_study_config(
-        "study-tiny", [f"benchmarks.data_dir={json.dumps(str(DATA / 'tasks'))}", *overrides]
+        "study-tiny",
+        [
+            f"benchmarks.data_dir={json.dumps(str(DATA / 'tasks'))}",
+            # the defences' classifiers: sentences the char tokenizer of the excerpt can encode
+            f"defences.classify_data={json.dumps(str(DATA / 'polarity.jsonl'))}",
+            'defences.text_column="text"',
+            *overrides,
+        ],
     )
     texts = [str(DATA / "shakespeare-excerpt.txt"), str(DATA / "instructions.json")]
     config.sections["pretrain"].set.append(f"data.input={json.dumps(texts)}")

@@ -42,7 +42,13 @@ def test_a_changed_section_changes_its_hash_and_every_downstream_hash_only():
 def test_only_and_skip():
     config = load_study_config("study-tiny")
     assert select(config, only=["pretrain", "report"]) == ["pretrain", "report"]
-    assert select(config, skip=["architecture"]) == ["pretrain", "benchmarks", "vulnerabilities", "report"]
+    assert select(config, skip=["architecture"]) == [
+        "pretrain",
+        "benchmarks",
+        "vulnerabilities",
+        "defences",
+        "report",
+    ]
     with pytest.raises(GptlabError, match="--skip: nope is not a stage"):
         select(config, skip=["nope"])
 

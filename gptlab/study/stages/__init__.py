@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gptlab.study.stage import Stage
-from gptlab.study.stages import architecture, benchmarks, pretrain, report, vulnerabilities
+from gptlab.study.stages import architecture, benchmarks, defences, pretrain, report, vulnerabilities
 
 _MODULES: list = [
     # one line per stage module
@@ -15,6 +15,7 @@ _MODULES: list = [
     architecture,
     benchmarks,
     vulnerabilities,
+    defences,
 ]
 
 STAGES: dict[str, Stage] = {m.STAGE.name: m.STAGE for m in _MODULES}
