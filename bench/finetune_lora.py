@@ -34,24 +34,35 @@ def methods(lora_rank: int) -> dict[str, list[str]]:
     }
 
 
+def run_json(cmd: list[str]) -> dict:
+    """Run one gptlab command with --json; its JSON document (or stop with its stderr)."""
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout)
+
+
+def cost_columns(costs: dict) -> dict:
+    """The cost columns of a fine-tune's ``costs`` record, rounded for the table."""
+    return {
+        "trainable_params": costs["trainable_params"],
+        "trainable_percent": round(costs["trainable_percent"], 3),
+        "peak_rss_mb": round(costs["peak_rss_mb"], 1),
+        "optimizer_state_mb": round(costs["optimizer_state_mb"], 3),
+        "step_seconds_median": costs["step_seconds_median"],
+    }
+
+
 def run_method(base: str, data: str, out: Path, extra: list[str], args) -> dict:
     cmd = [
         sys.executable, "-m", "gptlab", "finetune", "classify", "--model", base, "--data", data,
         "--out", str(out), "--epochs", str(args.epochs), "--seed", str(args.seed), "--prompting-shots",
         "--json", *args.columns, *extra,
     ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-    r = json.loads(done.stdout)
+    r = run_json(cmd)
     c, test = r["costs"], r["test"]
     forgetting = (r.get("forgetting") or {}).get("after") or {}
-    return {
-        "trainable_params": c["trainable_params"],
-        "trainable_percent": round(c["trainable_percent"], 3),
-        "peak_rss_mb": round(c["peak_rss_mb"], 1),
-        "optimizer_state_mb": round(c["optimizer_state_mb"], 3),
-        "step_seconds_median": c["step_seconds_median"],
+    return cost_columns(c) | {
         "checkpoint_mb": round(c["checkpoint_mb"], 3),
         "test_accuracy": test["accuracy"],
         "test_macro_f1": test["macro_f1"],

@@ -17,3 +17,9 @@ def synthetic_rows(n: int, seed: int = 0, min_len: int = 3, max_len: int = 12) -
             text[rng.randrange(len(text))] = "z"
         rows.append(("alarm" if "z" in text else "calm", "".join(text)))
     return rows
+
+
+def write_task_tsv(path, n: int, seed: int = 0):
+    """``n`` synthetic rows as a TSV with a header (label, text): the file `finetune classify` reads."""
+    path.write_text("label\ttext\n" + "".join(f"{y}\t{x}\n" for y, x in synthetic_rows(n, seed)))
+    return path

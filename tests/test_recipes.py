@@ -192,3 +192,30 @@ def test_recipe_table_prints_each_task_from_results_json(tmp_path):
     missing = subprocess.run([sys.executable, str(ROOT / "examples" / "recipe_table.py"), str(tmp_path / "none")],
                              capture_output=True, text=True, timeout=60)  # fmt: skip
     assert missing.returncode == 2 and "results.json: not found" in missing.stderr
+
+
+@pytest.mark.slow
+def test_rag_lab_recipe_smoke(tmp_path):
+    """examples/rag-lab.sh in smoke mode: rag-copy prompts kept with their line breaks (as `rag ask`
+    builds them), a model trained on them, `eval rag` on held-out people and the per-kind table."""
+    wrapper = tmp_path / "gptlab-lab"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m gptlab "$@"\n', encoding="utf-8")
+    wrapper.chmod(0o755)
+    out = tmp_path / "out"
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # its `python` too
+    done = subprocess.run(
+        ["bash", str(ROOT / "examples" / "rag-lab.sh"), str(out)],
+        env={**os.environ, "SMOKE": "1", "GPTLAB": str(wrapper), "PYTHONPATH": str(ROOT), "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    records = json.loads((out / "data" / "rag-copy.json").read_text("utf-8"))
+    text = (out / "data" / "text.txt").read_text("utf-8")
+    assert len(records) == 60 and text == "".join(r["text"] + "\n\n" for r in records)
+    assert text.startswith("Sources:\n[1] ")  # the layout `rag ask` gives the model
+    report = json.loads((out / "eval-bm25.json").read_text("utf-8"))
+    assert report["questions"] == 18 and report["k"] == 2
+    for kind in ("all", "occupation", "country", "birthplace"):
+        assert f"| bm25, k=2 | {kind} |" in done.stdout

@@ -183,10 +183,12 @@ def register(subparsers) -> None:
         description=(
             "Write a synthetic, seeded instruction suite as an Alpaca-format JSON list. probe-tasks: the "
             "tasks of `gptlab audit injection` (its exact instructions and secret convention, never its "
-            "inputs) plus say/recall/copy/format/count/fact tasks, which a tiny GPT learns in minutes."
+            "inputs) plus say/recall/copy/format/count/fact tasks, which a tiny GPT learns in minutes. rag-copy: "
+            "retrieval prompts (`gptlab rag ask`'s format) about invented people whose answer is in one of "
+            "the sources, to train a model that reads its context (gptlab.rag.facts)."
         ),
     )
-    ins.add_argument("--kind", required=True, choices=("probe-tasks",), help="which suite")
+    ins.add_argument("--kind", required=True, choices=("probe-tasks", "rag-copy"), help="which suite")
     ins.add_argument("--out", required=True, metavar="FILE.json", help="the JSON file to write")
     ins.add_argument("--n", type=positive_int, default=3000, help="number of examples (default 3000)")
     ins.add_argument("--seed", type=seed_type, default=0, help="seed of the examples")

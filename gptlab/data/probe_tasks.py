@@ -39,7 +39,7 @@ from gptlab.audit.injection_defence import TRAIN_MARKERS
 from gptlab.audit.injection_probes import BUILTIN_TASKS, DEFAULT_MARKER, make_secret, with_secret
 from gptlab.errors import GptlabError
 
-KINDS = ("probe-tasks",)
+KINDS = ("probe-tasks", "rag-copy")
 TASK_NAMES = (
     "upper", "first_word", "sentiment", "say", "recall", "revise", "copy", "brackets", "count",
     "fact",
@@ -220,4 +220,8 @@ def instruction_suite(kind: str, n: int = 3000, seed: int = 0) -> list[dict[str,
     """The records of a named synthetic instruction suite (`KINDS`)."""
     if kind == "probe-tasks":
         return probe_task_examples(n, seed)
+    if kind == "rag-copy":  # retrieval prompts whose answer is in a source (gptlab.rag.facts)
+        from gptlab.rag.facts import copy_examples
+
+        return copy_examples(n, seed)
     raise GptlabError(f"unknown instruction suite {kind!r} (expected one of {', '.join(KINDS)})")

@@ -132,11 +132,11 @@ class Seq2SeqCache:
 
 
 class EncoderDecoder(NotADecoder, nn.Module):
+    ARCHES = ("encdec",)
+
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        config.validate()
-        if config.arch != "encdec":
-            raise GptlabError(f"EncoderDecoder builds model.arch 'encdec', got {config.arch!r}")
+        self.check_arch(config)
         self.config = config
         H = config.n_head
         self.transformer = nn.ModuleDict(

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 
 from gptlab.errors import GptlabError
 from gptlab.model.config import GPTConfig
-from gptlab.model.gpt import INIT_STD, MLP_EXPANSION, build_from_state, lm_loss, saved_tensor_shapes
+from gptlab.model.gpt import INIT_STD, MLP_EXPANSION, lm_loss
+from gptlab.model.variant import ArchVariant
 
 
 def not_a_decoder(config: GPTConfig, what: str) -> GptlabError:
@@ -47,9 +48,10 @@ def padding_mask(lengths: torch.Tensor | None, T: int, device) -> torch.Tensor |
     return (torch.arange(T, device=device)[None, :] < lengths[:, None])[:, None, None, :]
 
 
-class NotADecoder:
-    """What the encoder and the encoder-decoder share: saving and loading as a GPT does, and
-    refusing the decoder-only analyses (attention maps of a causal model, the logit lens)."""
+class NotADecoder(ArchVariant):
+    """What the encoder and the encoder-decoder share: saving and loading as a GPT does
+    (`ArchVariant`), and refusing the decoder-only analyses (attention maps of a causal model, the
+    logit lens)."""
 
     def forward_with_attention(self, idx: torch.Tensor):
         raise not_a_decoder(self.config, "attention analysis")
@@ -59,17 +61,6 @@ class NotADecoder:
 
     def unembed(self, x: torch.Tensor) -> torch.Tensor:
         raise not_a_decoder(self.config, "unembedding a residual stream into next-token logits")
-
-    @classmethod
-    def tensor_shapes(cls, config: GPTConfig) -> dict[str, tuple[int, ...]]:
-        return saved_tensor_shapes(cls, config)
-
-    @classmethod
-    def from_state_dict(cls, config: GPTConfig, state: dict[str, torch.Tensor], source: str = "weights"):
-        """As `GPT.from_state_dict`: exactly the expected tensors (a tied head's may be left out)."""
-        if config.tie_weights:
-            state = {k: v for k, v in state.items() if k != "lm_head.weight"}
-        return build_from_state(cls, config, state, source)
 
 
 class BidirectionalAttention(nn.Module):
@@ -115,11 +106,11 @@ class EncoderBlock(nn.Module):
 
 
 class Encoder(NotADecoder, nn.Module):
+    ARCHES = ("encoder",)
+
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        config.validate()
-        if config.arch != "encoder":
-            raise GptlabError(f"Encoder builds model.arch 'encoder', got {config.arch!r}")
+        self.check_arch(config)
         self.config = config
         C = config.n_embd
         parts = dict(

@@ -35,7 +35,8 @@ import torch.nn as nn
 
 from gptlab.errors import GptlabError
 from gptlab.model.config import GPTConfig
-from gptlab.model.gpt import GPT, build_from_state, lm_loss, saved_tensor_shapes
+from gptlab.model.gpt import GPT, lm_loss
+from gptlab.model.variant import ArchVariant
 
 EMBED_STD = 0.02  # the tied table is also the head: GPT-2's scale keeps the first logits near 0
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
@@ -85,12 +86,12 @@ class RecurrentState:
         self.pos += T
 
 
-class RecurrentLM(nn.Module):
+class RecurrentLM(ArchVariant, nn.Module):
+    ARCHES = tuple(CELLS)
+
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
-        config.validate()
-        if config.arch not in CELLS:
-            raise GptlabError(f"RecurrentLM builds an LSTM or GRU, got model.arch {config.arch!r}")
+        self.check_arch(config)
         self.config = config
         # named as in GPT, so what reads the token table (embeddings analysis, saliency, vocabulary
         # growth in fine-tuning) finds it
@@ -195,15 +196,8 @@ class RecurrentLM(nn.Module):
         return self.out_drop(out)
 
     @classmethod
-    def tensor_shapes(cls, config: GPTConfig) -> dict[str, tuple[int, ...]]:
-        """``{name: shape}`` of the saved tensors (no ``lm_head.weight`` when tied)."""
-        return saved_tensor_shapes(cls, config)
-
-    @classmethod
     def from_state_dict(cls, config: GPTConfig, state: dict[str, torch.Tensor], source: str = "weights"):
         """As `GPT.from_state_dict`: exactly the expected tensors, floating point, or a GptlabError."""
-        if config.tie_weights:
-            state = {k: v for k, v in state.items() if k != "lm_head.weight"}
-        model = build_from_state(cls, config, state, source)
+        model = super().from_state_dict(config, state, source)
         model.rnn.flatten_parameters()  # assign=True replaced the cell's weights: re-pack them for cuDNN
         return model

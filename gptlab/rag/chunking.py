@@ -20,7 +20,6 @@ decoding error later in a file is a GptlabError naming the file and line.
 from __future__ import annotations
 
 import codecs
-import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gptlab.errors import GptlabError
+from gptlab.io import parse_json
 
 SNIFF_BYTES = 8192
 READ_BLOCK = 1 << 20  # bytes read at a time from a text document
@@ -138,10 +138,7 @@ def _jsonl_documents(path: Path) -> Iterator[tuple[str, Iterator[str]]]:
         if not line.strip():
             continue
         where = f"{path}:{number}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise GptlabError(f"{where}: not a JSON object ({e.msg})") from None
+        row = parse_json(line, where)  # invalid or absurdly nested: a GptlabError naming file:line
         if (
             not isinstance(row, dict)
             or not isinstance(row.get("id"), str)

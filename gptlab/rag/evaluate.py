@@ -15,7 +15,6 @@ Rows (JSONL): ``{"question": str, "answers": [str, ...], "doc": str (optional)}`
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 from gptlab.audit.common import wilson_interval
 from gptlab.errors import GptlabError
 from gptlab.eval.tasks.popqa import matches
+from gptlab.io import parse_json
 from gptlab.rag.ask import MAX_NEW_TOKENS, answer, answer_closed_book
 from gptlab.rag.dense import Embedder
 from gptlab.rag.index import RagIndex
@@ -47,10 +47,7 @@ def read_qa(path: str | os.PathLike) -> list[QARow]:
             if not line.strip():
                 continue
             where = f"{path}:{number}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise GptlabError(f"{where}: not a JSON object ({e.msg})") from None
+            row = parse_json(line, where)  # invalid or absurdly nested: a GptlabError naming file:line
             if (
                 not isinstance(row, dict)
                 or not isinstance(row.get("question"), str)

@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from gptlab.errors import GptlabError
+from gptlab.io import parse_json, read_json
 from gptlab.rag.bm25 import BM25, K1, B, tokenize
 from gptlab.rag.chunking import Chunk, read_chunks
 from gptlab.rag.dense import Embedder, cosine_top_k
@@ -162,10 +163,7 @@ def load_index(folder: str | os.PathLike) -> RagIndex:
     meta_path = folder / META
     if not meta_path.is_file():
         raise GptlabError(f"{folder} is not a retrieval index (no {META}; build one with `gptlab rag index`)")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GptlabError(f"{meta_path}: not valid JSON ({e})") from None
+    meta = read_json(meta_path, "retrieval index metadata")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise GptlabError(f"{meta_path}: not a gptlab retrieval index")
     if meta.get("version") != VERSION:
@@ -178,10 +176,10 @@ def load_index(folder: str | os.PathLike) -> RagIndex:
     chunks = []
     with open(folder / CHUNKS, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
+            row = parse_json(line, f"{folder / CHUNKS}:{number}")
             try:
-                row = json.loads(line)
                 chunks.append(Chunk(str(row["doc"]), int(row["start"]), str(row["text"])))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError):
                 raise GptlabError(f"{folder / CHUNKS}:{number}: not a chunk row") from None
     tensors = load_file(str(folder / TENSORS))
     embeddings = tensors["embeddings"]

@@ -8,7 +8,7 @@ import string
 
 import pytest
 import torch
-from synthetic_task import synthetic_rows
+from synthetic_task import synthetic_rows, write_task_tsv
 
 from gptlab.cli import main
 from gptlab.data.tasks import load_classification, stratified_split
@@ -34,9 +34,7 @@ def base_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def data_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "task.tsv"
-    path.write_text("label\ttext\n" + "".join(f"{y}\t{x}\n" for y, x in synthetic_rows(400)))
-    return path
+    return write_task_tsv(tmp_path_factory.mktemp("data") / "task.tsv", 400)
 
 
 @pytest.fixture(scope="module")

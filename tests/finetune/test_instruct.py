@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import random
-import string
 
 import pytest
 import torch
@@ -21,11 +20,9 @@ from gptlab.finetune.instruct import (
     generate_responses,
     score_responses,
 )
-from gptlab.model import GPT, GPTConfig
 from gptlab.model.lora import load_adapter, merge_lora
-from gptlab.rundir import load_model, read_model_json, save_model
+from gptlab.rundir import load_model, read_model_json
 from gptlab.tokenizers.base import EOT
-from gptlab.tokenizers.char import CharTokenizer
 
 ANSWERS = {"sky": "blue", "grass": "green", "snow": "white", "coal": "black"}
 
@@ -37,16 +34,6 @@ def write_examples(path, n: int = 120, seed: int = 0) -> None:
         thing = rng.choice(sorted(ANSWERS))
         rows.append({"instruction": f"color of {thing}", "input": "", "output": ANSWERS[thing]})
     path.write_text(json.dumps(rows))
-
-
-@pytest.fixture(scope="module")
-def base_run(tmp_path_factory):
-    tok = CharTokenizer.train(string.ascii_letters + string.digits + " .,:#\n", special_tokens=[EOT])
-    torch.manual_seed(0)
-    gpt = GPT(
-        GPTConfig(vocab_size=tok.vocab_size, block_size=48, n_layer=2, n_head=2, n_embd=48, dropout=0.0)
-    )
-    return save_model(tmp_path_factory.mktemp("base") / "run", gpt, tok)
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,10 @@ what they save, and that a reloaded run computes what the trained model computed
 from __future__ import annotations
 
 import json
-import string
 
 import pytest
 import torch
-from synthetic_task import synthetic_rows
+from synthetic_task import write_task_tsv
 
 from gptlab.audit.robustness import RobustnessOptions, adversarial_options
 from gptlab.cli import main
@@ -16,28 +15,13 @@ from gptlab.finetune.classifier_run import load_classifier
 from gptlab.finetune.classify import ClassifyOptions, finetune_classifier
 from gptlab.finetune.instruct import InstructOptions, finetune_instruct
 from gptlab.finetune.peft import PeftOptions, load_peft
-from gptlab.model import GPT, GPTConfig
 from gptlab.run import Run
-from gptlab.rundir import load_model, read_model_json, save_model
-from gptlab.tokenizers.base import EOT
-from gptlab.tokenizers.char import CharTokenizer
-
-
-@pytest.fixture(scope="module")
-def base_run(tmp_path_factory):
-    tok = CharTokenizer.train(string.ascii_letters + string.digits + " .,:#\n", special_tokens=[EOT])
-    torch.manual_seed(0)
-    gpt = GPT(
-        GPTConfig(vocab_size=tok.vocab_size, block_size=48, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
-    )
-    return save_model(tmp_path_factory.mktemp("base") / "run", gpt, tok)
+from gptlab.rundir import load_model, read_model_json
 
 
 @pytest.fixture(scope="module")
 def task_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "task.tsv"
-    path.write_text("label\ttext\n" + "".join(f"{y}\t{x}\n" for y, x in synthetic_rows(120)))
-    return path
+    return write_task_tsv(tmp_path_factory.mktemp("data") / "task.tsv", 120)
 
 
 @pytest.mark.slow

@@ -51,6 +51,10 @@ def test_bad_qa_rows_name_file_and_line(tmp_path):
     )
     with pytest.raises(GptlabError, match=r"qa.jsonl:2: 'answers' must be"):
         read_qa(path)
+    for row, message in (("{oops", "is not valid JSON"), ("[" * 100_000, "is nested too deeply")):
+        path.write_text(json.dumps({"question": "q", "answers": ["a"]}) + "\n" + row + "\n")
+        with pytest.raises(GptlabError, match=rf"qa.jsonl:2 {message}"):
+            read_qa(path)
     assert len(read_qa(DATA / "qa.jsonl")) == 12
 
 

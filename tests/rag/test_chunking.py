@@ -72,7 +72,8 @@ def test_jsonl_rows_are_documents_with_their_ids(tmp_path):
     [
         ('{"id": "x", "text": "a"}\n{"id": "x", "text": "b"}\n', ":2: document id 'x' appears twice"),
         ('{"id": 1, "text": "a"}\n', ':1: expected {"id": string, "text": string}'),
-        ("not json\n", ":1: not a JSON object"),
+        ("not json\n", ":1 is not valid JSON"),
+        ("[" * 100_000 + "\n", ":1 is nested too deeply"),  # gptlab.io.parse_json's guard
     ],
 )
 def test_bad_jsonl_rows_name_file_and_line(tmp_path, content, message):

@@ -117,6 +117,21 @@ def test_a_damaged_index_is_refused(tmp_path):
         load_index(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("chunks.jsonl", "{oops\n", r"chunks.jsonl:1 is not valid JSON"),
+        ("chunks.jsonl", '{"doc": "x"}\n', r"chunks.jsonl:1: not a chunk row"),
+        ("index.json", "[" * 100_000, "index.json is nested too deeply"),  # parse_json's guard
+    ],
+)
+def test_a_corrupt_index_file_names_itself(tmp_path, name, text, message):
+    build_index(DATA / "docs.jsonl", FAKE, chunk_tokens=12, overlap=3).save(tmp_path / "idx")
+    (tmp_path / "idx" / name).write_text(text)
+    with pytest.raises(GptlabError, match=message):
+        load_index(tmp_path / "idx")
+
+
 def test_run_embedder_mean_pools_and_ignores_padding(tiny_run):
     from gptlab.rundir import load_model
 
