@@ -18,14 +18,31 @@ from gptlab.study import load_study_config, run_study
 from gptlab.study.runner import RESULT_FILE, claim
 
 DATA = Path(__file__).parents[1] / "data"
-STAGES = ["pretrain", "architecture", "benchmarks", "vulnerabilities", "report"]
+STAGES = [
+    "pretrain",
+    "architecture",
+    "tasks",
+    "forgetting",
+    "overfitting",
+    "benchmarks",
+    "interpret",
+    "vulnerabilities",
+    "report",
+]
 TIMING_KEYS = {"seconds", "elapsed_s", "total_elapsed_s", "stage_seconds", "timing", "environment", "run"}
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
 def tiny(*overrides: str):
+    tasks = json.dumps(str(DATA / "tasks"))
     config = load_study_config(
-        "study-tiny", [f"benchmarks.data_dir={json.dumps(str(DATA / 'tasks'))}", *overrides]
+        "study-tiny",
+        [
+            f"benchmarks.data_dir={tasks}",
+            f"tasks.data_dir={tasks}",  # the fixtures in the layout of ../shared/data/tasks
+            f"tasks.instruction_data={json.dumps(str(DATA / 'instructions.json'))}",
+            *overrides,
+        ],
     )
     # the excerpt instead of the built-in corpus: the same study, prepared in a fraction of the time
     config.sections["pretrain"].set.append(f"data.input={json.dumps(str(DATA / 'shakespeare-excerpt.txt'))}")
@@ -103,6 +120,66 @@ def test_findings_directions_match_the_numbers(study):
     assert any(bench["chance"].values())
 
 
+def _line(findings: str, *parts: str) -> str:
+    lines = [line for line in findings.splitlines() if all(p in line for p in parts)]
+    assert len(lines) == 1, (parts, lines)
+    return lines[0]
+
+
+def _side(interval, reference=0.0, words=("raised", "lowered", "No measurable difference")) -> str:
+    lo, hi = interval
+    return words[0] if lo > reference else words[1] if hi < reference else words[2]
+
+
+def test_the_task_stages_findings_match_their_numbers(study):
+    from gptlab.study.findings import fmt
+
+    r = results(study)
+    findings = (study / "study.md").read_text().split("## Findings")[1].split("## Environment")[0]
+    tasks = r["tasks"]["result"]["tasks"]
+    assert list(tasks) == ["sentiment", "translation", "summarisation", "instruction"]
+    s = tasks["sentiment"]
+    sentence = _line(findings, "Sentiment test accuracy over")
+    assert _side(s["accuracy_ci95"], s["chance"], ("is above", "is below", "not distinguishable")) in sentence
+    assert s["accuracy"] == s["correct"] / s["splits"]["test"]
+    for task in ("translation", "summarisation", "instruction"):
+        for metric, m in tasks[task]["metrics"].items():
+            assert m["tuned_ci95"][0] <= m["tuned"] <= m["tuned_ci95"][1]
+            sentence = _line(findings, f"{task} {metric} over {m['n']} test items")
+            assert _side(m["diff_ci95"]) in sentence and f"difference {fmt(m['diff'])}" in sentence
+
+    f = r["forgetting"]["result"]
+    assert [row["label"] for row in f["matrix"]["rows"]] == [
+        "base",
+        "sentiment",
+        "sentiment→translation",
+        "sentiment→translation + replay",
+    ]
+    sentence = _line(findings, "sentiment (accuracy ")
+    lo, hi = f["forgetting"]["diff_ci95"]
+    assert ("forgot part of" if hi < 0 else "improved" if lo > 0 else "No measurable forgetting") in sentence
+    for x in f["mitigations"]:
+        assert _side(x["diff_ci95"]) in _line(findings, x["row"], f"{x['task']} {x['metric']}")
+
+    o = r["overfitting"]["result"]["table"]
+    assert len(o) == 4 and all(row["n"] == 2 for row in o)
+    for row in o:
+        label = ", ".join(f"{k.split('.')[-1]}={fmt(v)}" for k, v in row["point"].items())
+        assert (row["gap"]["mean"] - (row["val_loss"]["mean"] - row["train_loss"]["mean"])) < 1e-9
+        words = ("is above", "is below", "not distinguishable")
+        assert _side(row["gap_ci95"], 0.0, words) in _line(findings, f"gap (val - train loss) at {label} (")
+        if "gap_diff" in row:
+            assert _side(row["gap_diff_ci95"]) in _line(findings, "generalisation gap", f"{label} ")
+
+    i = r["interpret"]["result"]
+    assert list(i["models"]) == ["base", "instruction"] and i["finetuned"] == "instruction"
+    for m in i["models"].values():
+        assert len(m["figures"]) == 2 and all((study / "interpret" / fig).is_file() for fig in m["figures"])
+        for t in m["texts"]:
+            assert (study / "interpret" / t["index"]).is_file()
+    assert _side(i["loss_diff_ci95"]) in _line(findings, "next-token loss on the probe texts")
+
+
 def test_a_second_run_reuses_every_stage(study, tmp_path, monkeypatch):
     from gptlab.study import stages
 
@@ -126,7 +203,7 @@ def test_a_changed_stage_reruns_with_its_dependents_only(study, tmp_path):
     shutil.copytree(study, out)
     result = run_study(tiny("benchmarks.limit=1"), out, progress=False, log=lambda line: None)
     assert result.ran == ["benchmarks", "report"]
-    assert result.reused == ["pretrain", "architecture", "vulnerabilities"]
+    assert result.reused == [s for s in STAGES if s not in result.ran]
     assert results(out)["benchmarks"]["result"]["results"]["lambada"]["n"] == 1
 
 
