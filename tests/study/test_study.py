@@ -169,7 +169,13 @@ def test_the_task_stages_findings_match_their_numbers(study):
         words = ("is above", "is below", "not distinguishable")
         assert _side(row["gap_ci95"], 0.0, words) in _line(findings, f"gap (val - train loss) at {label} (")
         if "gap_diff" in row:
-            assert _side(row["gap_diff_ci95"]) in _line(findings, "generalisation gap", f"{label} ")
+            lines = [
+                line
+                for line in findings.splitlines()
+                if "generalisation gap" in line
+                and (f"between {label} and" in line or line.startswith(f"- {label} "))
+            ]
+            assert len(lines) == 1 and _side(row["gap_diff_ci95"]) in lines[0]
 
     i = r["interpret"]["result"]
     assert list(i["models"]) == ["base", "instruction"] and i["finetuned"] == "instruction"

@@ -35,7 +35,9 @@ def test_the_cell_difference_interval_adds_the_two_standard_errors():
     b = {"value": 0.5, "low": 0.4, "high": 0.6}
     diff, (lo, hi) = cell_difference(a, b)
     half = 0.1 * 2**0.5  # sqrt(0.1^2 + 0.1^2): z cancels
-    assert diff == pytest.approx(-0.3) and lo == pytest.approx(-0.3 - half) and hi == pytest.approx(-0.3 + half)
+    assert (
+        diff == pytest.approx(-0.3) and lo == pytest.approx(-0.3 - half) and hi == pytest.approx(-0.3 + half)
+    )
 
 
 def test_forgot_is_claimed_only_when_the_interval_excludes_zero():

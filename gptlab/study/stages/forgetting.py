@@ -48,7 +48,9 @@ def run(ctx: StageContext) -> dict:
 
     section: ForgettingSection = ctx.section
     if section.second not in SECOND_TASKS:
-        raise GptlabError(f"forgetting.second must be one of {', '.join(SECOND_TASKS)}, got {section.second!r}")
+        raise GptlabError(
+            f"forgetting.second must be one of {', '.join(SECOND_TASKS)}, got {section.second!r}"
+        )
     tasks_section = ctx.config.sections["tasks"]
     study = ctx.config.study
     model = str(ctx.study_dir / ctx.upstream["pretrain"]["result"]["run"])
@@ -100,11 +102,18 @@ def run(ctx: StageContext) -> dict:
     )
     write_forgetting(matrix, ctx.dir / MATRIX_DIR)
     d = matrix.to_dict()
-    for row in d["rows"]:  # the runs as paths inside the stage folder (the chain holds absolute ones)
+    for row in d["rows"]:  # paths inside the stage folder (the chain holds absolute ones)
         row["run"] = _relative(Path(row["run"]), ctx)
         del row["chain"]
+    for column in d["columns"]:
+        column["data"] = _relative(Path(column["data"]), ctx)
     del d["settings"]
-    return {"first": FIRST, "second": section.second, "matrix": d, "figure": f"{MATRIX_DIR}/heatmap.png"} | _changes(d)
+    return {
+        "first": FIRST,
+        "second": section.second,
+        "matrix": d,
+        "figure": f"{MATRIX_DIR}/heatmap.png",
+    } | _changes(d)
 
 
 def _changes(m: dict) -> dict:
@@ -117,7 +126,9 @@ def _changes(m: dict) -> dict:
     for i in range(chained + 1, len(labels)):
         for j, c in enumerate(m["columns"]):
             d, interval = cell_difference(m["cells"][chained][j], m["cells"][i][j])
-            mitigations.append({"row": labels[i], "task": c["name"], "metric": c["metric"], "diff": d, "diff_ci95": interval})
+            mitigations.append(
+                {"row": labels[i], "task": c["name"], "metric": c["metric"], "diff": d, "diff_ci95": interval}
+            )
     return {"forgetting": {"diff": diff, "diff_ci95": ci}, "mitigations": mitigations}  # fmt: skip
 
 
@@ -136,8 +147,10 @@ def cell_difference(a: dict, b: dict) -> tuple[float, list[float]]:
     return diff, [diff - Z95 * se, diff + Z95 * se]
 
 
-def forgot_sentence(task: str, metric: str, before: dict, after: dict, change: dict, higher_is_better: bool) -> str:
-    """"forgot" only when the interval of the change excludes 0 in the worse direction."""
+def forgot_sentence(
+    task: str, metric: str, before: dict, after: dict, change: dict, higher_is_better: bool
+) -> str:
+    """ "forgot" only when the interval of the change excludes 0 in the worse direction."""
     diff, ci = change["diff"], change["diff_ci95"]
     numbers = (
         f"{metric} {findings.fmt(before['value'])} -> {findings.fmt(after['value'])}, "
@@ -171,12 +184,19 @@ def report(result: dict, stage_dir: Path) -> Section:
     col = m["columns"][0]
     section.findings.append(
         forgot_sentence(
-            first, col["metric"], m["cells"][1][0], m["cells"][2][0], result["forgetting"], col["higher_is_better"]
+            first,
+            col["metric"],
+            m["cells"][1][0],
+            m["cells"][2][0],
+            result["forgetting"],
+            col["higher_is_better"],
         )
     )
     for x in result["mitigations"]:
         section.findings.append(
-            findings.difference(f"{x['task']} {x['metric']}", x["row"], "no mitigation", x["diff"], x["diff_ci95"])
+            findings.difference(
+                f"{x['task']} {x['metric']}", x["row"], "no mitigation", x["diff"], x["diff_ci95"]
+            )
         )
     section.notes.append(
         "Differences between rows: a normal approximation from the two cells' intervals taken as independent."

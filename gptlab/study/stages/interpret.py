@@ -54,7 +54,9 @@ def run(ctx: StageContext) -> dict:
         records = []
         for i, text in enumerate(section.texts):
             folder = ctx.dir / name / str(i)
-            result = run_all(run, AllOptions(text=text, samples=section.samples, max_new_tokens=section.max_new_tokens))
+            result = run_all(
+                run, AllOptions(text=text, samples=section.samples, max_new_tokens=section.max_new_tokens)
+            )
             result.write(folder)
             records.append({"text": text, "views": result.data["views"], "index": f"{name}/{i}/index.html"} | _loss(run, text, ctx.config.study.device))  # fmt: skip
         figures = [f"{name}/0/{f}" for f in FIGURES if (ctx.dir / name / "0" / f).is_file()]

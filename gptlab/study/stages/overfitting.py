@@ -59,7 +59,9 @@ def run(ctx: StageContext) -> dict:
 def _table(points: list[dict], runs: dict[str, dict], seeds: int) -> list[dict]:
     """Per point: its values, train/val loss and gap spreads, the gap's interval over seeds, and
     its gap minus the first point's with a Welch interval."""
-    gaps = [[r["gap"] for r in runs.values() if r["point"] == p["point"] and r["gap"] is not None] for p in points]
+    gaps = [
+        [r["gap"] for r in runs.values() if r["point"] == p["point"] and r["gap"] is not None] for p in points
+    ]
     rows = []
     for p, values in zip(points, gaps):
         row = {"point": p["point"], "n": p["n"], **{m: p[m] for m in ("train_loss", "val_loss", "gap")}}
@@ -74,7 +76,9 @@ def _table(points: list[dict], runs: dict[str, dict], seeds: int) -> list[dict]:
 
 
 def _label(point: dict) -> str:
-    return ", ".join(f"{k.split('.')[-1]}={findings.fmt(v) if isinstance(v, float) else v}" for k, v in point.items())
+    return ", ".join(
+        f"{k.split('.')[-1]}={findings.fmt(v) if isinstance(v, float) else v}" for k, v in point.items()
+    )
 
 
 def report(result: dict, stage_dir: Path) -> Section:
@@ -105,12 +109,23 @@ def report(result: dict, stage_dir: Path) -> Section:
         if mean["gap"] is not None:
             section.findings.append(
                 findings.against_reference(
-                    f"The generalisation gap (val - train loss) at {label}", mean["gap"], row.get("gap_ci95"), 0.0, "zero"
+                    f"The generalisation gap (val - train loss) at {label}",
+                    mean["gap"],
+                    row.get("gap_ci95"),
+                    0.0,
+                    "zero",
                 )
             )
         if "gap_diff" in row:
             section.findings.append(
-                findings.difference("the generalisation gap", label, first, row["gap_diff"], row.get("gap_diff_ci95"), "nats/token")
+                findings.difference(
+                    "the generalisation gap",
+                    label,
+                    first,
+                    row["gap_diff"],
+                    row.get("gap_diff_ci95"),
+                    "nats/token",
+                )
             )
     section.tables.append(
         Table(

@@ -305,7 +305,7 @@ def generation_scores(
             "base_ci95": list(bootstrap_interval(stats_b[metric], f, resamples, seed)),
             "diff": value_t - value_b,
             "diff_ci95": list(
-                bootstrap_interval(both, lambda s: f(s[:width]) - f(s[width:]), resamples, seed)
+                bootstrap_interval(both, lambda s, f=f, w=width: f(s[:w]) - f(s[w:]), resamples, seed)
             ),
         }
     return scores
@@ -321,7 +321,9 @@ def report(result: dict, stage_dir: Path) -> Section:
         section.method.append((f"{task} data", f"{r['data']} ({_splits(r['splits'])})"))
         section.method.append((f"{task} fine-tuning time (s)", r["elapsed_s"]))
         if task == "sentiment":
-            rows.append([task, "accuracy", r["accuracy"], findings.fmt_interval(r["accuracy_ci95"]), None, None])
+            rows.append(
+                [task, "accuracy", r["accuracy"], findings.fmt_interval(r["accuracy_ci95"]), None, None]
+            )
             section.findings.append(
                 findings.against_reference(
                     f"Sentiment test accuracy over {r['splits']['test']} items",
