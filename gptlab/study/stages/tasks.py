@@ -140,6 +140,19 @@ def subset_file(
 # --- sentiment -----------------------------------------------------------------------------------
 
 
+def _training(section: TasksSection, study) -> dict:
+    """The settings every fine-tune of the stage shares (the val split is as large as the test's)."""
+    return {
+        "val_fraction": section.test_fraction,
+        "test_fraction": section.test_fraction,
+        "seed": study.seed,
+        "epochs": section.epochs,
+        "batch_size": section.batch_size,
+        "lr": section.lr,
+        "device": study.device,
+    }
+
+
 def classify_options(model: str, data: Path, out: Path, section: TasksSection, study):
     """The `finetune classify` options of the sentiment task (also the forgetting stage's task A)."""
     from gptlab.finetune.classify import ClassifyOptions
@@ -150,13 +163,7 @@ def classify_options(model: str, data: Path, out: Path, section: TasksSection, s
         out=str(out),
         text_column="sentence",
         label_column="label",
-        val_fraction=section.test_fraction,
-        test_fraction=section.test_fraction,
-        seed=study.seed,
-        epochs=section.epochs,
-        batch_size=section.batch_size,
-        lr=section.lr,
-        device=study.device,
+        **_training(section, study),
         prompting_shots=(),
         progress=False,
     )
@@ -207,13 +214,7 @@ def instruct_options(task: str, model: str, data: Path, out: Path, section: Task
         input_field=fields[0] if fields else None,
         output_field=fields[1] if fields else None,
         mask_prompt=True,
-        val_fraction=section.test_fraction,
-        test_fraction=section.test_fraction,
-        seed=study.seed,
-        epochs=section.epochs,
-        batch_size=section.batch_size,
-        lr=section.lr,
-        device=study.device,
+        **_training(section, study),
         max_new_tokens=section.max_new_tokens,
         max_test_examples=section.test_examples or None,
         compare_base=True,
