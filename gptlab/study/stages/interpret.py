@@ -22,7 +22,7 @@ FINETUNED = ("instruction", "translation", "summarisation")  # the first one the
 FIGURES = {"embeddings_pca.png": "embeddings: PCA of token embeddings", "sampling.png": "the sampling study"}
 DEFAULT_TEXTS = [
     "The cat sat on the mat because it was tired.",
-    "Translate English to German:\nA dog runs across the field.\n",
+    "Once upon a time, a small dog ran across the green field.",
 ]
 
 
