@@ -107,7 +107,7 @@ def report(result: dict, stage_dir: Path) -> Section:
         section.findings.append(
             findings.difference(
                 "the next-token loss on the probe texts",
-                f"Fine-tuning on {tuned}",
+                f"the {tuned} model",
                 "the base model",
                 result["loss_diff"],
                 result["loss_diff_ci95"],

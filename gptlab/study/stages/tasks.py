@@ -342,7 +342,7 @@ def report(result: dict, stage_dir: Path) -> Section:
             section.findings.append(
                 findings.difference(
                     f"{task} {metric} over {m['n']} test items",
-                    f"The {task} fine-tune",
+                    f"{task} fine-tuning",
                     "the base model",
                     m["diff"],
                     m["diff_ci95"],
