@@ -231,37 +231,25 @@ def _memorization_target(args: argparse.Namespace, options):
 
 def _insert_and_train(args) -> tuple[str, str]:
     """Write the canaried corpus + canaries.json, train on it; returns (run dir, canaries file)."""
-    from gptlab.audit.memorization import insert_canaries, make_canaries, write_canaries
-    from gptlab.config import load_config, set_value
+    from gptlab.audit.canaried import train_with_canaries
+    from gptlab.config import load_config
     from gptlab.data.corpus import read_text_file
     from gptlab.errors import GptlabError
-    from gptlab.io import atomic_write_text
     from gptlab.outputs import claim_folder
-    from gptlab.train import train
 
     if not args.corpus:
         raise GptlabError("--insert needs --corpus FILE: the text to insert the canaries into")
     out = claim_folder(args.insert, what="--insert folder", overwrite=args.overwrite, sources=[args.corpus])
     config = load_config(args.config, list(args.overrides))
-    repeats = [r for r in args.repeats for _ in range(args.per_repeat)]
-    canaries = make_canaries(len(repeats), args.format, args.seed, args.placeholder, args.alphabet)
-    # the tail of a single-file corpus becomes the val split: keep the copies well before it
-    span = max(0.05, 1.0 - 2 * config.data.val_fraction)
-    text, records = insert_canaries(read_text_file(args.corpus), canaries, repeats, seed=args.seed, span=span)
-    corpus = out / "corpus.txt"
-    atomic_write_text(corpus, text)
-    if config.data.tokenizer == "char":
-        # the trainer would build the vocabulary from the corpus alone, which lacks the secrets'
-        # characters that no inserted canary uses: candidates (and controls) need all of them
-        from gptlab.tokenizers.base import EOT
-        from gptlab.tokenizers.char import CharTokenizer
-
-        tok = CharTokenizer.train([text, args.alphabet, args.format, "\n"], special_tokens=[EOT])
-        tok.save(out / "tokenizer.json")
-        set_value(config, "data.tokenizer", str(out / "tokenizer.json"))
-    canaries_file = write_canaries(out / "canaries.json", records)
-    set_value(config, "data.input", [str(corpus)])
-    set_value(config, "train.out_dir", str(out / "run"))
-    result = train(config)
-    write_canaries(result.run_dir / "canaries.json", records)  # the run finds its own canaries
-    return str(result.run_dir), str(canaries_file)
+    run_dir, canaries_file = train_with_canaries(
+        config,
+        read_text_file(args.corpus),
+        out,
+        args.repeats,
+        args.per_repeat,
+        args.format,
+        args.seed,
+        args.placeholder,
+        args.alphabet,
+    )
+    return str(run_dir), str(canaries_file)

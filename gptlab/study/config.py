@@ -102,6 +102,11 @@ def _typed(default: Any, value: Any, dotted: str, source: str) -> Any:
     kind = type(default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is list and default and all(isinstance(v, int) and not isinstance(v, bool) for v in default):
+        # a list of integers (repetition counts): its default says so
+        if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            return value
+        raise GptlabError(f"{source}: {dotted} must be a list of integers, got {value!r}")
     if kind is list:
         if isinstance(value, str):
             return [value]

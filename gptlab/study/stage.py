@@ -54,6 +54,24 @@ class StageContext:
     progress: bool = True
     upstream_stages: dict[str, Stage] = field(default_factory=dict)  # the Stage of each upstream result
 
+    def bar(self, total: int, unit: str = "step", desc: str | None = None):
+        """The stage's own progress bar (tqdm), drawn on stderr under the study's bar over stages
+        and removed when it closes; a no-op bar when the study runs without progress (--json,
+        --no-progress, not a terminal)."""
+        import sys
+
+        from tqdm import tqdm
+
+        return tqdm(
+            total=total,
+            unit=unit,
+            desc=desc or self.name,
+            disable=not self.progress,
+            file=sys.stderr,
+            leave=False,
+            position=1,
+        )
+
 
 @dataclass(frozen=True)
 class Stage:

@@ -29,6 +29,15 @@ def _train(fx) -> list[str]:
     return ["train", *fx.train_args(fx.root / "corpus.txt", steps=3), "--out", "{tmp}/new", "--json"]
 
 
+def _study_compare(fx, gptlab, workdir) -> list[str]:
+    """compare needs a finished study: the fixture run measured (pretrain) and reported, compared with itself."""
+    study = ["study", "--config", "study-tiny", "--model", "{run}", "--out", "{tmp}/cmp-study",
+             'study.stages=["pretrain", "report"]', "--json"]  # fmt: skip
+    outcome = gptlab.spawn(gptlab.materialize(study, fx, workdir), workdir, timeout=240)
+    assert outcome.code == 0, outcome.describe()
+    return ["study", "compare", "{tmp}/cmp-study", "{tmp}/cmp-study", "--out", "{tmp}/cmp", "--json"]
+
+
 # (verb path, argv): the verb path is the parser's, e.g. ("audit", "memorization")
 ROWS: list[tuple[tuple[str, ...], list[str]]] = [
     (("quickstart",), ["quickstart", "--out", "{tmp}/qs", "--max-steps", "1", "--json"]),
@@ -125,6 +134,7 @@ ROWS: list[tuple[tuple[str, ...], list[str]]] = [
                         "--verdict", "point", "--json"]),
     (("study",), ["study", "--config", "study-tiny", "--model", "{run}", "--out", "{tmp}/study", "--only", "pretrain",
                   "--json"]),
+    (("study", "compare"), ["<study-compare>"]),
     (("rag", "index"), ["rag", "index", "--docs", str(DATA / "rag" / "docs.jsonl"), "--embedder", "{run}",
                         "--chunk-tokens", "16", "--overlap", "4", "--out", "{tmp}/idx", "--json"]),
     # the fixture index's embedder is MiniLM; --mode bm25 needs none (no MiniLM load here)
@@ -180,6 +190,8 @@ def test_json_is_one_document_on_stdout(verb, template, fx, gptlab, workdir, jud
     (workdir / "responses.json").write_text(json.dumps(RESPONSES))
     if template == ["<train>"]:
         template = _train(fx)
+    if template == ["<study-compare>"]:
+        template = _study_compare(fx, gptlab, workdir)
     argv = [judge_url if arg == "<judge>" else arg for arg in gptlab.materialize(template, fx, workdir)]
     outcome = gptlab.spawn(argv, workdir, timeout=240)
 

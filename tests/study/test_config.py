@@ -51,3 +51,12 @@ def test_only_and_skip():
 def test_a_stage_without_its_upstream_is_refused():
     with pytest.raises(GptlabError, match="architecture needs pretrain"):
         input_hashes(load_study_config("study-tiny", ['study.stages=["architecture"]']))
+
+
+def test_a_list_of_integers_is_typed_by_its_default():
+    config = load_study_config("study-tiny", ["vulnerabilities.canary_repeats=[0, 1, 16]"])
+    assert config.sections["vulnerabilities"].canary_repeats == [0, 1, 16]
+    for bad in ('vulnerabilities.canary_repeats=["4"]', "vulnerabilities.canary_repeats=4",
+                "vulnerabilities.canary_repeats=[true]"):  # fmt: skip
+        with pytest.raises(GptlabError, match="canary_repeats must be a list of integers"):
+            load_study_config("study-tiny", [bad])

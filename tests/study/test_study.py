@@ -12,12 +12,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from tiny_study import tiny
 
 from gptlab.errors import GptlabError
-from gptlab.study import load_study_config, run_study
+from gptlab.study import run_study
 from gptlab.study.runner import RESULT_FILE, claim
 
-DATA = Path(__file__).parents[1] / "data"
 STAGES = [
     "pretrain",
     "architecture",
@@ -33,28 +33,9 @@ TIMING_KEYS = {"seconds", "elapsed_s", "total_elapsed_s", "stage_seconds", "timi
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 
-def tiny(*overrides: str):
-    tasks = json.dumps(str(DATA / "tasks"))
-    config = load_study_config(
-        "study-tiny",
-        [
-            f"benchmarks.data_dir={tasks}",
-            f"tasks.data_dir={tasks}",  # the fixtures in the layout of ../shared/data/tasks
-            f"tasks.instruction_data={json.dumps(str(DATA / 'instructions.json'))}",
-            *overrides,
-        ],
-    )
-    # the excerpt instead of the built-in corpus: the same study, prepared in a fraction of the time
-    config.sections["pretrain"].set.append(f"data.input={json.dumps(str(DATA / 'shakespeare-excerpt.txt'))}")
-    return config
-
-
 @pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("study") / "s"
-    result = run_study(tiny(), out, progress=False, log=lambda line: None)
-    assert result.ran == STAGES and result.reused == []
-    return out
+def study(tiny_study) -> Path:
+    return tiny_study
 
 
 def results(out: Path) -> dict[str, dict]:

@@ -50,7 +50,7 @@ def run(ctx: StageContext) -> dict:
         raise GptlabError(f"architecture.variants must include {BASELINE!r}: the differences are against it")
     data_dir = _pretrain_data(ctx)
     runs: dict[str, list[dict]] = {}
-    bar = _bar(len(section.variants) * section.seeds, ctx.progress)
+    bar = ctx.bar(len(section.variants) * section.seeds, unit="run")
     for variant in section.variants:
         runs[variant] = []
         for i in range(section.seeds):
@@ -88,16 +88,6 @@ def run(ctx: StageContext) -> dict:
     table = _table(runs)
     atomic_write_bytes(ctx.dir / FIGURE, _figure(runs))
     return {"runs": runs, "table": table, "total_elapsed_s": total, "figure": FIGURE}
-
-
-def _bar(total: int, progress: bool):
-    import sys
-
-    from tqdm import tqdm
-
-    return tqdm(
-        total=total, unit="run", desc="architecture", disable=not progress, file=sys.stderr, leave=False
-    )
 
 
 def _figure(runs: dict[str, list[dict]]) -> bytes:

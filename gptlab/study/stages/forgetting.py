@@ -59,16 +59,18 @@ def run(ctx: StageContext) -> dict:
     for task in (FIRST, section.second):  # trained on the tasks stage's copies (their paths stay)
         if not (data_dir / f"{task}.jsonl").is_file():
             raise GptlabError(f"forgetting needs the tasks stage to include {task!r} (tasks.tasks)")
-    first = runs / FIRST
-    finetune_classifier(
-        task_stage.classify_options(model, data_dir / f"{FIRST}.jsonl", first, tasks_section, study)
-    )
-    rows = [("base", model), (FIRST, first)]
     variants = [("", {})]
     if section.replay:
         variants.append(("replay", {"replay": section.replay}))
     if section.ewc:
         variants.append(("EWC", {"ewc": section.ewc}))
+    bar = ctx.bar(1 + len(variants) + 1, unit="step")  # the fine-tunes, then the matrix
+    first = runs / FIRST
+    finetune_classifier(
+        task_stage.classify_options(model, data_dir / f"{FIRST}.jsonl", first, tasks_section, study)
+    )
+    rows = [("base", model), (FIRST, first)]
+    bar.update(1)
     for name, extra in variants:
         out = runs / (section.second + (f"-{name.lower()}" if name else ""))
         options = task_stage.instruct_options(
@@ -79,6 +81,7 @@ def run(ctx: StageContext) -> dict:
             setattr(options, key, value)
         finetune_instruct(options)
         rows.append((f"{FIRST}→{section.second}" + (f" + {name}" if name else ""), out))
+        bar.update(1)
     eval_dir = ctx.dir / "eval"
     columns = [
         Task("sentiment", task_stage.subset_file(FIRST, tasks_section, eval_dir, "eval", section.eval_examples), FIRST),
@@ -101,6 +104,8 @@ def run(ctx: StageContext) -> dict:
         ),
     )
     write_forgetting(matrix, ctx.dir / MATRIX_DIR)
+    bar.update(1)
+    bar.close()
     d = matrix.to_dict()
     for row in d["rows"]:  # paths inside the stage folder (the chain holds absolute ones)
         row["run"] = _relative(Path(row["run"]), ctx)

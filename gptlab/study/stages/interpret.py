@@ -49,6 +49,7 @@ def run(ctx: StageContext) -> dict:
     if tuned:
         models[tuned] = ctx.upstream_dirs["tasks"] / done[tuned]["run"]
     out: dict[str, dict] = {}
+    bar = ctx.bar(len(models) * len(section.texts), unit="text")
     for name, path in models.items():
         run = Run.open(path)
         records = []
@@ -58,9 +59,11 @@ def run(ctx: StageContext) -> dict:
                 run, AllOptions(text=text, samples=section.samples, max_new_tokens=section.max_new_tokens)
             )
             result.write(folder)
+            bar.update(1)
             records.append({"text": text, "views": result.data["views"], "index": f"{name}/{i}/index.html"} | _loss(run, text, ctx.config.study.device))  # fmt: skip
         figures = [f"{name}/0/{f}" for f in FIGURES if (ctx.dir / name / "0" / f).is_file()]
         out[name] = {"run": "pretrain model" if name == "base" else f"tasks/{done[name]['run']}", "texts": records, "figures": figures}  # fmt: skip
+    bar.close()
     result = {"models": out, "finetuned": tuned}
     if tuned:
         diffs = [t["loss"] - b["loss"] for t, b in zip(out[tuned]["texts"], out["base"]["texts"])]

@@ -43,7 +43,11 @@ def run(ctx: StageContext) -> dict:
     overrides = [*pre.set, *section.set, "train.sample_tokens=0", "data.input=[]"]
     overrides.append(f"data.dir={json.dumps(str(data_dir))}")
     spec = SweepSpec(pre.config, [parse_grid(axis) for axis in section.grid], section.seeds, overrides)
-    result = run_sweep(spec, ctx.dir / SWEEP_DIR, log=lambda line: None)
+    bar = ctx.bar(len(spec.points()) * spec.seeds, unit="run")
+    result = run_sweep(
+        spec, ctx.dir / SWEEP_DIR, log=lambda line: None, on_run=lambda name, record: bar.update(1)
+    )
+    bar.close()
     if not result.complete:
         raise KeyboardInterrupt  # the stage is lost; the study's rerun trains it again
     return {

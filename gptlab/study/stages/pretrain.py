@@ -141,6 +141,7 @@ def _measure(model, tokenizer, run, eval_tokens: int) -> dict:
         "unigram_perplexity": math.exp(base),
         "minus_unigram": diff,
         "minus_unigram_ci95": list(interval) if interval else None,
+        "window_losses": [float(m.mean()) for m in model_nll],  # per window: what `study compare` compares
     }
 
 

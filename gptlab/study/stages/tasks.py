@@ -79,6 +79,7 @@ def run(ctx: StageContext) -> dict:
         raise GptlabError(f"tasks.test_fraction must be in (0, 0.5), got {section.test_fraction}")
     model = str(ctx.study_dir / ctx.upstream["pretrain"]["result"]["run"])
     out: dict[str, dict] = {}
+    bar = ctx.bar(len(section.tasks), unit="task")
     for task in section.tasks:
         data = subset_file(task, section, ctx.dir / DATA_DIR)
         run_dir = ctx.dir / RUNS_DIR / task
@@ -87,6 +88,8 @@ def run(ctx: StageContext) -> dict:
         else:
             out[task] = _generation(task, model, data, run_dir, section, ctx)
         out[task] |= {"data": f"{DATA_DIR}/{data.name}", "run": f"{RUNS_DIR}/{task}"}
+        bar.update(1)
+    bar.close()
     return {"tasks": out}
 
 
