@@ -22,6 +22,9 @@ def tiny(*overrides: str):
             f"benchmarks.data_dir={tasks}",
             f"tasks.data_dir={tasks}",  # the fixtures in the layout of ../shared/data/tasks
             f"tasks.instruction_data={json.dumps(str(DATA / 'instructions.json'))}",
+            # the defences' classifiers: sentences the char tokenizer of the excerpt can encode
+            f"defences.classify_data={json.dumps(str(DATA / 'polarity.jsonl'))}",
+            'defences.text_column="text"',
             *overrides,
         ],
     )

@@ -49,13 +49,44 @@ _TRAIN_SENTIMENT = (
 )  # fmt: skip
 
 
-def _train_tasks() -> list[Task]:
-    """The built-in tasks with training inputs disjoint from the evaluation inputs."""
+# Inputs of the defence fine-tunes are composed afresh from these words (a dozen fixed sentences,
+# repeated hundreds of times, taught the tiny lab model to answer every prompt with one of them: its
+# clean accuracy fell from 0.79 to 0.46). Never an input of the audit (checked on generation).
+_TRAIN_VOCAB = tuple(sorted({w for s in _TRAIN_WORDS for w in s.split()}))
+_POSITIVE = ("excellent", "happy", "great", "friendly", "lovely", "pleasant", "superb", "charming")
+_NEGATIVE = ("rude", "slow", "dull", "ugly", "dirty", "boring", "awful", "broken")
+_NOUNS = ("trip", "service", "meal", "show", "room", "staff", "concert", "visit", "shop", "ride")
+
+
+def _fresh_input(rng: random.Random, audit_inputs: set[str]) -> str:
+    while True:
+        text = " ".join(rng.choice(_TRAIN_VOCAB) for _ in range(rng.randint(3, 7)))
+        if not any(a in text for a in audit_inputs):
+            return text
+
+
+def _fresh_sentiment(rng: random.Random) -> tuple[str, str]:
+    label = rng.choice(("positive", "negative"))
+    words = _POSITIVE if label == "positive" else _NEGATIVE
+    a, b = rng.sample(words, 2)
+    noun = rng.choice(_NOUNS)
+    text = rng.choice((f"a {a} and {b} {noun}", f"the {noun} was {a} and {b}", f"what a {a} {noun}"))
+    return text, label
+
+
+def _train_tasks(rng: random.Random | None = None, per_task: int = 0) -> list[Task]:
+    """The built-in tasks with training inputs disjoint from the evaluation inputs: the fixed
+    sentences, or (``rng`` given) ``per_task`` freshly composed ones per task."""
     by_name = {t.name: t for t in BUILTIN_TASKS}
+    sentences, sentiment = _TRAIN_WORDS, _TRAIN_SENTIMENT
+    if rng is not None:
+        audit_inputs = {x for t in BUILTIN_TASKS for x, _ in t.examples}
+        sentences = tuple(_fresh_input(rng, audit_inputs) for _ in range(per_task))
+        sentiment = tuple(_fresh_sentiment(rng) for _ in range(per_task))
     return [
-        replace(by_name["upper"], examples=tuple((s, s.upper()) for s in _TRAIN_WORDS)),
-        replace(by_name["first_word"], examples=tuple((s, s.split()[0]) for s in _TRAIN_WORDS)),
-        replace(by_name["sentiment"], examples=_TRAIN_SENTIMENT),
+        replace(by_name["upper"], examples=tuple((s, s.upper()) for s in sentences)),
+        replace(by_name["first_word"], examples=tuple((s, s.split()[0]) for s in sentences)),
+        replace(by_name["sentiment"], examples=sentiment),
     ]
 
 
@@ -65,7 +96,7 @@ def defence_examples(n_injected: int = 200, seed: int = 0) -> tuple[list[dict], 
     for each its clean twin (same input, no attack). ``clean`` holds the twins twice, so both
     sets have the same size and the same clean examples; ``augmented`` holds twins + injections."""
     rng = random.Random(f"defence-{seed}")
-    tasks = _train_tasks()
+    tasks = _train_tasks(rng, per_task=n_injected)
     twins, injected = [], []
     for j in range(n_injected):
         task = rng.choice(tasks)
@@ -115,6 +146,7 @@ def training_defence(
             model=str(run.path), data=str(data), out=str(out / name), template=template, epochs=epochs, lr=lr,
             batch_size=batch_size, seed=seed, device=device, compare_base=False, progress=False,
             max_new_tokens=16, max_test_examples=8, val_fraction=0.1, test_fraction=0.05,
+            mask_prompt=True,  # loss on the answers only, as instruction tuning is done
         )  # fmt: skip
         for key, value in (finetune_overrides or {}).items():
             setattr(options, key, value)

@@ -35,6 +35,7 @@ from typing import Any
 
 from gptlab.errors import GptlabError
 from gptlab.study import findings
+from gptlab.study.findings import newcombe_interval
 from gptlab.study.stage import Section, Table
 
 MARKDOWN, HTML, JSON = "compare.md", "compare.html", "compare.json"
@@ -64,20 +65,6 @@ class Difference:
     interval: list[float] | None  # 95% interval of b - a
     method: str  # how the interval was computed ("none" without one)
     unit: str = ""
-
-
-def newcombe_interval(k_b: int, n_b: int, k_a: int, n_a: int) -> tuple[float, tuple[float, float]]:
-    """p_b - p_a and its Newcombe hybrid score 95% interval (from the two Wilson intervals)."""
-    from gptlab.audit.common import wilson_interval
-
-    if n_a < 1 or n_b < 1:
-        raise GptlabError(f"a proportion needs n >= 1, got {k_b}/{n_b} and {k_a}/{n_a}")
-    p_b, p_a = k_b / n_b, k_a / n_a
-    (l_b, u_b), (l_a, u_a) = wilson_interval(k_b, n_b), wilson_interval(k_a, n_a)
-    d = p_b - p_a
-    lo = d - math.sqrt((p_b - l_b) ** 2 + (u_a - p_a) ** 2)
-    hi = d + math.sqrt((u_b - p_b) ** 2 + (p_a - l_a) ** 2)
-    return d, (lo, hi)
 
 
 def normal_difference(

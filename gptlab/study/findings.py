@@ -98,3 +98,33 @@ def welch_interval(a: Sequence[float], b: Sequence[float]) -> tuple[float, tuple
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     half = float(stats.t.ppf(0.975, df)) * se
     return diff, (diff - half, diff + half)
+
+
+def t_interval(values: Sequence[float]) -> tuple[float, tuple[float, float] | None]:
+    """The mean of ``values`` and its Student-t 95% interval (None for fewer than two values): for
+    the handful of units (canaries, seeds) where the normal interval of `mean_interval` is too narrow."""
+    from scipy import stats
+
+    n = len(values)
+    mean = math.fsum(values) / n
+    if n < 2:
+        return mean, None
+    sd = math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
+    return mean, (mean - half, mean + half)
+
+
+def newcombe_interval(k_b: int, n_b: int, k_a: int, n_a: int) -> tuple[float, tuple[float, float]]:
+    """p_b - p_a and its Newcombe hybrid score 95% interval (from the two Wilson intervals)."""
+    from gptlab.audit.common import wilson_interval
+
+    if n_a < 1 or n_b < 1:
+        from gptlab.errors import GptlabError
+
+        raise GptlabError(f"a proportion needs n >= 1, got {k_b}/{n_b} and {k_a}/{n_a}")
+    p_b, p_a = k_b / n_b, k_a / n_a
+    (l_b, u_b), (l_a, u_a) = wilson_interval(k_b, n_b), wilson_interval(k_a, n_a)
+    d = p_b - p_a
+    lo = d - math.sqrt((p_b - l_b) ** 2 + (u_a - p_a) ** 2)
+    hi = d + math.sqrt((u_b - p_b) ** 2 + (p_a - l_a) ** 2)
+    return d, (lo, hi)

@@ -290,6 +290,8 @@ def test_defence_data_pairs_injections_with_the_correct_answer():
             assert not any(m in r["output"] for m in TRAIN_MARKERS)
     assert {a.family for a in TRAIN_ATTACKS} == set(ATTACK_FAMILIES)
     assert defence_examples(10, seed=1) == defence_examples(10, seed=1)
+    # inputs are composed afresh, not a dozen sentences repeated (which collapsed the lab model)
+    assert len({r["input"] for r in clean}) >= 40  # the fixed sets had 20 in all
 
 
 # --- end to end on a tiny random run ------------------------------------------------------------------

@@ -27,6 +27,7 @@ STAGES = [
     "benchmarks",
     "interpret",
     "vulnerabilities",
+    "defences",
     "report",
 ]
 TIMING_KEYS = {"seconds", "elapsed_s", "total_elapsed_s", "stage_seconds", "timing", "environment", "run"}
@@ -165,6 +166,73 @@ def test_the_task_stages_findings_match_their_numbers(study):
         for t in m["texts"]:
             assert (study / "interpret" / t["index"]).is_file()
     assert _side(i["loss_diff_ci95"]) in _line(findings, "next-token loss on the probe texts")
+
+
+def _direction(interval) -> str:
+    lo, hi = interval
+    return "raised" if lo > 0 else "lowered" if hi < 0 else "No measurable difference"
+
+
+def test_defences_report_exposure_per_repetition_count_with_the_group_bound(study):
+    from gptlab.study.findings import fmt
+
+    dp = results(study)["defences"]["result"]["dp"]
+    text = (study / "study.md").read_text()
+    table = text.split("DP-SGD: canary exposure (bits")[1].split("\n\n")[1]
+    for row in dp["rows"]:
+        eps = row["epsilon"]
+        assert {e["repeats"] for e in row["exposure"]} == {
+            0,
+            1,
+            16,
+        }  # the controls and the tiny profile's counts
+        for e in row["exposure"]:
+            if e["repeats"]:
+                bound = "inf" if eps == "inf" else fmt(e["repeats"] * eps)
+                assert e["group_epsilon"] == ("inf" if eps == "inf" else e["repeats"] * eps)
+                assert f"| {row['label']} | {e['repeats']} | {bound} | {e['canaries']} |" in table
+    findings = text.split("## Findings")[1]
+    for row in dp["rows"][
+        1:
+    ]:  # every DP run: a sentence per count, and the explanation where it did not fall
+        for e in row["exposure"]:
+            if not e["repeats"]:
+                continue
+            what = f"the exposure of canaries inserted {e['repeats']} times between DP-SGD at epsilon={row['label']}"
+            line = next(x for x in findings.splitlines() if f"inserted {e['repeats']} times" in x and
+                        f"epsilon={row['label']}" in x and "exposure of" in x)  # fmt: skip
+            assert _direction(e["change_ci95"]) in line, (what, line)
+            explained = (
+                f"At epsilon={row['label']}, canaries inserted {e['repeats']} times: exposure" in findings
+            )
+            assert explained == (e["repeats"] > 1 and e["change_ci95"][1] >= 0)
+
+
+def test_defences_findings_directions_match_the_numbers(study):
+    r = results(study)["defences"]["result"]
+    assert set(r["experiments"]) == {"dp", "adversarial", "cda", "injection", "poisoning"}
+    findings = (
+        (study / "study.md").read_text().split("## Findings")[1].split("## Environment")[0].splitlines()
+    )
+
+    def line_with(*parts: str) -> str:
+        return next(x for x in findings if all(p in x for p in parts))
+
+    for row in r["dp"]["rows"][1:]:
+        who = f"DP-SGD at epsilon={row['label']}"
+        assert _direction(row["perplexity_change_pct_ci95"]) in line_with("validation perplexity", who)
+        assert _direction(row["membership_auc_change_ci95"]) in line_with("membership AUC", who)
+    adv = r["adversarial"]
+    assert _direction(adv["typo_accuracy_gain"]["ci95"]) in line_with("accuracy under typos")
+    assert _direction(adv["hotflip_accuracy_gain"]["ci95"]) in line_with("accuracy under HotFlip")
+    assert _direction(r["cda"]["abs_gap_change"]["ci95"]) in line_with("mean |bias gap|")
+    assert _direction(r["poisoning"]["asr_change"]["ci95"]) in line_with("backdoor attack success")
+    for family, c in r["injection"]["comparisons"]["guard vs model"]["success_reduction"].items():
+        lo, hi = c["interval"]  # before - after: the sentence is about after - before
+        assert _direction((-hi, -lo)) in line_with(f"{family} attack success", "input guard")
+    failed = [p for p in r["injection"]["preconditions"] if not p["holds"]]
+    for p in failed:  # an unmet precondition is reported, never dropped
+        assert line_with("precondition failed", p["name"])
 
 
 def test_a_second_run_reuses_every_stage(study, tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ from gptlab.study.stage import Stage
 from gptlab.study.stages import (
     architecture,
     benchmarks,
+    defences,
     forgetting,
     interpret,
     overfitting,
@@ -29,6 +30,7 @@ _MODULES: list = [
     benchmarks,
     interpret,
     vulnerabilities,
+    defences,
 ]
 
 STAGES: dict[str, Stage] = {m.STAGE.name: m.STAGE for m in _MODULES}

@@ -98,29 +98,36 @@ def _history(run_path: Path) -> list[dict]:
         return []
 
 
-def _measure(model, tokenizer, run, eval_tokens: int) -> dict:
-    """Per-window mean NLL of the model and of the unigram baseline on the first val tokens."""
+def window_nll(model, tokens: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(targets, per-token NLL) of each disjoint window of ``block_size`` over ``tokens`` (the
+    windows are the units the study's intervals resample)."""
     import torch
 
-    from gptlab.data.shards import TokenDataset
-
-    train, val = TokenDataset(run.data_dir, "train"), TokenDataset(run.data_dir, "val")
-    counts = np.bincount(np.asarray(train.tokens), minlength=train.vocab_size).astype(np.float64) + 1.0
-    unigram_nll = -np.log(counts / counts.sum())
     block = model.config.block_size
-    tokens = np.asarray(val.tokens[: eval_tokens + 1], dtype=np.int64)
-    starts = range(0, max(len(tokens) - 1, 0), block)
-    model_nll, base_nll = [], []
+    out = []
     with torch.no_grad():
-        for s in starts:
-            chunk = torch.from_numpy(tokens[s : s + block + 1])
+        for s in range(0, max(len(tokens) - 1, 0), block):
+            chunk = torch.from_numpy(np.asarray(tokens[s : s + block + 1], dtype=np.int64))
             if len(chunk) < 2:
                 continue
             x, y = chunk[:-1][None], chunk[1:][None]
             logits, _ = model(x)
             nll = torch.nn.functional.cross_entropy(logits[0].float(), y[0], reduction="none")
-            model_nll.append(nll.numpy().astype(np.float64))
-            base_nll.append(unigram_nll[y[0].numpy()])
+            out.append((y[0].numpy(), nll.numpy().astype(np.float64)))
+    return out
+
+
+def _measure(model, tokenizer, run, eval_tokens: int) -> dict:
+    """Per-window mean NLL of the model and of the unigram baseline on the first val tokens."""
+    from gptlab.data.shards import TokenDataset
+
+    train, val = TokenDataset(run.data_dir, "train"), TokenDataset(run.data_dir, "val")
+    counts = np.bincount(np.asarray(train.tokens), minlength=train.vocab_size).astype(np.float64) + 1.0
+    unigram_nll = -np.log(counts / counts.sum())
+    tokens = np.asarray(val.tokens[: eval_tokens + 1], dtype=np.int64)
+    windows = window_nll(model, tokens)
+    model_nll = [nll for _, nll in windows]
+    base_nll = [unigram_nll[y] for y, _ in windows]
     if not model_nll:
         raise GptlabError(f"{run.data_dir}: the val split has fewer than 2 tokens to measure")
     scored = np.concatenate(model_nll)
