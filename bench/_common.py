@@ -1,5 +1,6 @@
 """Helpers shared by the benchmarks in bench/: machine description, repeat timing, and the two
-hardware ceilings a CPU benchmark is judged against (memory bandwidth and matmul throughput).
+hardware ceilings a CPU benchmark is judged against (memory bandwidth, the weight-read rate of a
+large matrix-vector product, and matmul throughput).
 
 Import from a bench script with ``from _common import machine_info, timed`` (the script's own
 folder is on ``sys.path`` when it is run as ``python bench/<name>.py``), or add the folder first:
@@ -96,6 +97,28 @@ def measure_bandwidth_gbs(megabytes: int = 512, repeats: int = 5) -> dict[str, f
         "copy_gbs": 2 * nbytes / copy["min"] / 1e9,
         "copy_gbs_median": 2 * nbytes / copy["median"] / 1e9,
         "megabytes": megabytes,
+    }
+
+
+def measure_gemv_gbs(size: int = 8192, repeats: int = 5) -> dict[str, float]:
+    """Weight-read rate in GB/s of a large fp32 matrix-vector product, measured here.
+
+    ``sum()`` (`measure_bandwidth_gbs`) streams memory as fast as the machine allows, but a decode
+    step is not a sum: it is a chain of matrix-vector products, and torch's fp32 GEMV kernel may
+    read its matrix far slower than a plain streaming read. The honest decode bound is the rate
+    the best available GEMV reaches: we time ``torch.mv(W, v)`` with W (size, size) float32 (256
+    MB at 8192, much larger than the caches; W is (out, in), nn.Linear's layout), best of
+    ``repeats``, and count the matrix's bytes (the vectors are negligible).
+    """
+    w = torch.randn(size, size, generator=torch.Generator().manual_seed(0))
+    v = torch.randn(size, generator=torch.Generator().manual_seed(1))
+    nbytes = w.numel() * w.element_size()
+    t = timed(lambda: torch.mv(w, v), repeats=repeats, warmup=1)
+    return {
+        "read_gbs": nbytes / t["min"] / 1e9,
+        "read_gbs_median": nbytes / t["median"] / 1e9,
+        "size": size,
+        "megabytes": round(nbytes / 2**20, 1),
     }
 
 

@@ -21,6 +21,19 @@ flight at the deadline is waited for (up to the client time-out). Measured:
   ``p50_latency_served_over_direct`` (a served request waits for the others: with N clients
   and no batching, expect about N).
 
+Sweep mode (``--sweep 1,4,8,16``): for each client count, ``--clients`` is that many threads
+sending *streaming* completions for ``--seconds``; measured per count are the aggregate generated
+tokens/s, the time to first token (TTFT: request sent -> first text chunk) and the inter-token
+latency (the gap between consecutive text chunks of a stream), p50/p99, and errors. It runs the
+batched engine and, unless ``--no-compare``, the older interleaving path (``--no-batching``) in the
+same process, one after the other, and reports their ratio. ``--in-process`` drives the engine
+directly from coroutines on one event loop (what the routes do), without HTTP or client threads:
+the engine's own figures, which a busy machine distorts less. ``--shape 124m`` serves a random
+model of GPT-2 small's shape (12 layers, 768 wide, 50257-token vocabulary, 1024 context; its
+tokenizer maps ids to distinct characters, so sampled text is noise but the work is GPT-2's):
+
+    python bench/serve.py --sweep 1,4,8,16 --shape 124m --seconds 20 --max-tokens 16 --json
+
 The default model is a tiny random GPT (2 layers, 64 wide, a character tokenizer), where the
 per-request overhead is most visible; pass ``--model RUN`` for a trained run. Clients and server
 share this process (and its GIL), so the served figures are a lower bound on a separate-process
@@ -62,6 +75,23 @@ def tiny_run(folder: Path) -> Path:
     torch.manual_seed(0)
     cfg = GPTConfig.preset("tiny", vocab_size=tok.vocab_size, n_layer=2, n_embd=64, n_head=4, block_size=128)
     run = folder / "tiny-random"
+    save_model(run, GPT(cfg).eval(), tok)
+    return run
+
+
+def gpt2_shape_run(folder: Path) -> Path:
+    """A random model of GPT-2 small's shape with a 50257-token character tokenizer (50256
+    distinct code points + <|endoftext|>), saved as a run directory: GPT-2's compute, no download."""
+    from gptlab.model import GPT, GPTConfig
+    from gptlab.rundir import save_model
+    from gptlab.tokenizers import CharTokenizer
+    from gptlab.tokenizers.base import EOT
+
+    chars = [chr(c) for c in range(0x20, 0x20 + 50256 + 2048) if not 0xD800 <= c < 0xE000][:50256]
+    tok = CharTokenizer.train(["".join(chars)], special_tokens=[EOT])
+    torch.manual_seed(0)
+    cfg = GPTConfig.preset("gpt2-124m", vocab_size=tok.vocab_size, block_size=1024)
+    run = folder / "gpt2-124m-shape-random"
     save_model(run, GPT(cfg).eval(), tok)
     return run
 
@@ -113,6 +143,17 @@ def latency_summary(seconds: list[float]) -> dict:
     }
 
 
+def completion_body(model_id: str, args: argparse.Namespace, ticket: int) -> dict:
+    """The request a client sends: the same prompt and settings, a seed per request."""
+    return {
+        "model": model_id,
+        "prompt": args.prompt,
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "seed": args.seed + ticket,
+    }
+
+
 def served_phase(base_url: str, model_id: str, args: argparse.Namespace) -> dict:
     """``args.clients`` threads sending completions until the deadline or the request cap."""
     import httpx
@@ -138,13 +179,7 @@ def served_phase(base_url: str, model_id: str, args: argparse.Namespace) -> dict
                 ticket = take_ticket()
                 if ticket is None:
                     return
-                body = {
-                    "model": model_id,
-                    "prompt": args.prompt,
-                    "max_tokens": args.max_tokens,
-                    "temperature": args.temperature,
-                    "seed": args.seed + ticket,
-                }
+                body = completion_body(model_id, args, ticket)
                 start = time.perf_counter()
                 try:
                     r = http.post("/v1/completions", json=body)
@@ -180,6 +215,255 @@ def served_phase(base_url: str, model_id: str, args: argparse.Namespace) -> dict
         "tokens_per_s": round(tokens[0] / wall, 1),
         "latency": latency_summary(latencies),
     }
+
+
+def _stream_report(
+    clients: int, ttft: list, gaps: list, tokens: int, errors: list, wall: float, cpu: float
+) -> dict:
+    """A phase's figures. ``tokens_per_cpu_s``: tokens per second of this process's CPU time, the
+    figure a busy machine distorts least (wall-clock rates follow whatever CPU share we got)."""
+    return {
+        "clients": clients,
+        "requests": len(ttft),
+        "errors": len(errors),
+        "error_examples": errors[:3],
+        "wall_seconds": round(wall, 3),
+        "tokens": tokens,
+        "tokens_per_s": round(tokens / wall, 2),
+        "cpu_seconds": round(cpu, 3),
+        "tokens_per_cpu_s": round(tokens / cpu, 2) if cpu > 0 else None,
+        "ttft": latency_summary(ttft),
+        "inter_token": latency_summary(gaps),
+    }
+
+
+def streaming_phase(base_url: str, model_id: str, clients: int, args: argparse.Namespace) -> dict:
+    """``clients`` threads sending streaming completions until the deadline: tokens/s, TTFT and
+    inter-token latency (each text chunk of a stream counts as one token's arrival)."""
+    import httpx
+
+    lock = threading.Lock()
+    ttft: list[float] = []
+    gaps: list[float] = []
+    tokens = [0]
+    errors: list[str] = []
+    tickets = iter(range(1, 10**9))
+    deadline = time.monotonic() + args.seconds
+
+    def client(index: int) -> None:
+        with httpx.Client(base_url=base_url, timeout=args.request_timeout) as http:
+            while time.monotonic() < deadline:
+                with lock:
+                    ticket = next(tickets)
+                body = {**completion_body(model_id, args, ticket), "stream": True}
+                start = time.perf_counter()
+                arrivals: list[float] = []
+                try:
+                    with http.stream("POST", "/v1/completions", json=body) as r:
+                        if r.status_code != 200:
+                            raise RuntimeError(f"HTTP {r.status_code}: {r.read()[:200]!r}")
+                        for line in r.iter_lines():
+                            if not line.startswith("data: ") or line == "data: [DONE]":
+                                continue
+                            chunk = json.loads(line[len("data: ") :])
+                            if "error" in chunk:
+                                raise RuntimeError(f"error event: {chunk['error']}")
+                            if chunk["choices"] and chunk["choices"][0].get("text"):
+                                arrivals.append(time.perf_counter())
+                except Exception as exc:  # every failure is counted, none stops the bench
+                    with lock:
+                        errors.append(f"client {index}: {type(exc).__name__}: {exc}"[:300])
+                    continue
+                with lock:
+                    tokens[0] += len(arrivals)
+                    if arrivals:
+                        ttft.append(arrivals[0] - start)
+                        gaps.extend(b - a for a, b in zip(arrivals, arrivals[1:]))
+
+    start = time.perf_counter()
+    cpu_start = time.process_time()
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(args.seconds + args.request_timeout + 5)
+    wall = time.perf_counter() - start
+    if any(t.is_alive() for t in threads):
+        errors.append("client thread(s) still running after the deadline")
+    cpu = time.process_time() - cpu_start
+    return _stream_report(clients, ttft, gaps, tokens[0], errors, wall, cpu)
+
+
+def engine_phase(engine, tokenizer, clients: int, args: argparse.Namespace) -> dict:
+    """As `streaming_phase`, without HTTP: ``clients`` coroutines on one event loop submit jobs to
+    the engine and read its events (what the server's routes do), so the figures are the engine's
+    own, free of the client threads' and the web server's share of the CPU and the GIL."""
+    import asyncio
+
+    from gptlab.generate import Sampler
+    from gptlab.serve.engine import GenerationJob
+
+    prompt_ids = tokenizer.encode(args.prompt)
+    ttft: list[float] = []
+    gaps: list[float] = []
+    tokens = [0]
+    errors: list[str] = []
+    tickets = iter(range(1, 10**9))
+
+    async def client(deadline: float) -> None:
+        while time.monotonic() < deadline:
+            job = GenerationJob(
+                prompt_ids,
+                args.max_tokens,
+                Sampler(temperature=args.temperature),
+                seed=args.seed + next(tickets),
+                timeout_s=args.request_timeout,
+            )
+            start = time.perf_counter()
+            arrivals: list[float] = []
+            handle = engine.submit(job)
+            while True:
+                event = await handle.next_event(args.request_timeout)
+                if event["type"] == "error":
+                    errors.append(str(event["error"].message)[:300])
+                    break
+                if event["type"] == "done":
+                    break
+                if event["choices"][0]["text"]:
+                    arrivals.append(time.perf_counter())
+            tokens[0] += len(arrivals)
+            if arrivals:
+                ttft.append(arrivals[0] - start)
+                gaps.extend(b - a for a, b in zip(arrivals, arrivals[1:]))
+
+    async def main() -> None:
+        deadline = time.monotonic() + args.seconds
+        await asyncio.gather(*(client(deadline) for _ in range(clients)))
+
+    start = time.perf_counter()
+    cpu_start = time.process_time()
+    asyncio.run(main())
+    wall = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
+    return _stream_report(clients, ttft, gaps, tokens[0], errors, wall, cpu)
+
+
+def sweep_engine(model_dir: Path, batching: bool, counts: list[int], args: argparse.Namespace) -> dict:
+    """Serve ``model_dir`` with the batched engine or the interleaving one; one phase per count."""
+    import httpx
+
+    from gptlab.serve.app import create_app
+    from gptlab.serve.limits import ServeLimits
+
+    if args.in_process:
+        return _summarize(_engine_phases(model_dir, batching, counts, args))
+
+    limits = ServeLimits(
+        max_concurrent=max(counts), batching=batching, max_tokens_cap=max(1024, args.max_tokens)
+    )
+    app = create_app(model_dir, limits=limits)
+    phases = {}
+    with serving(app) as base_url:
+        with httpx.Client(base_url=base_url, timeout=args.request_timeout) as http:
+            model_id = http.get("/v1/models").json()["data"][0]["id"]
+            warm = {"model": model_id, "prompt": args.prompt, "max_tokens": 4, "seed": 0}
+            if http.post("/v1/completions", json=warm).status_code != 200:
+                raise SystemExit("warm-up request failed")
+        for clients in counts:
+            phases[str(clients)] = streaming_phase(base_url, model_id, clients, args)
+    return _summarize(phases)
+
+
+def _engine_phases(model_dir: Path, batching: bool, counts: list[int], args: argparse.Namespace) -> dict:
+    from gptlab.rundir import load_model
+    from gptlab.serve.engine import Engine
+
+    model, tokenizer = load_model(model_dir)
+    engine = Engine(model.eval(), tokenizer, max_concurrent=max(counts), batching=batching)
+    try:
+        warm = argparse.Namespace(**{**vars(args), "seconds": 0.01, "max_tokens": 4})
+        engine_phase(engine, tokenizer, 1, warm)
+        return {str(clients): engine_phase(engine, tokenizer, clients, args) for clients in counts}
+    finally:
+        engine.close()
+
+
+def _summarize(phases: dict) -> dict:
+    by = {
+        "tokens_per_s_by_clients": {k: p["tokens_per_s"] for k, p in phases.items()},
+        "ttft_p50_ms_by_clients": {k: p["ttft"]["p50_ms"] for k, p in phases.items()},
+        "ttft_p99_ms_by_clients": {k: p["ttft"]["p99_ms"] for k, p in phases.items()},
+        "inter_token_p50_ms_by_clients": {k: p["inter_token"]["p50_ms"] for k, p in phases.items()},
+        "inter_token_p99_ms_by_clients": {k: p["inter_token"]["p99_ms"] for k, p in phases.items()},
+        "tokens_per_cpu_s_by_clients": {k: p["tokens_per_cpu_s"] for k, p in phases.items()},
+        "errors_by_clients": {k: p["errors"] for k, p in phases.items()},
+    }
+    return {**by, "errors": sum(p["errors"] for p in phases.values()), "phases": phases}
+
+
+def _ratio(a, b):
+    return round(a / b, 3) if a and b else None
+
+
+def run_sweep(args: argparse.Namespace) -> dict:
+    counts = [int(c) for c in args.sweep.split(",")]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="gptlab-bench-serve-") as tmp:
+        if args.model:
+            model_dir, shape = Path(args.model), str(args.model)
+        elif args.shape == "124m":
+            model_dir, shape = gpt2_shape_run(Path(tmp)), "random GPT-2 124M shape (12x768, vocab 50257)"
+        else:
+            model_dir, shape = tiny_run(Path(tmp)), "tiny random (2 layers, 64 wide, char tokenizer)"
+        batched = sweep_engine(model_dir, True, counts, args)
+        interleaved = sweep_engine(model_dir, False, counts, args) if args.compare else None
+    report = {
+        "bench": "serve-sweep",
+        "config": {
+            "model": shape,
+            "clients": counts,
+            "seconds": args.seconds,
+            "max_tokens": args.max_tokens,
+            "temperature": args.temperature,
+            "prompt": args.prompt,
+            "stream": True,
+            "in_process": args.in_process,
+            "torch_threads": torch.get_num_threads(),
+        },
+        "machine": machine_info(),
+        "load_average_1min": {"start": round(load_before[0], 2), "end": round(os.getloadavg()[0], 2)},
+        **{k: v for k, v in batched.items() if k != "phases"},
+        "batched": batched,
+    }
+    tps = batched["tokens_per_s_by_clients"]
+    cps = batched["tokens_per_cpu_s_by_clients"]
+    ratios = {
+        "tokens_per_s_over_1_client": {k: _ratio(v, tps.get("1")) for k, v in tps.items()},
+        "tokens_per_cpu_s_over_1_client": {k: _ratio(v, cps.get("1")) for k, v in cps.items()},
+    }
+    if interleaved is not None:
+        report["interleaved"] = interleaved
+        old = interleaved["tokens_per_s_by_clients"]
+        ratios["batched_over_interleaved_tokens_per_s"] = {k: _ratio(tps[k], old[k]) for k in tps}
+        old_cpu = interleaved["tokens_per_cpu_s_by_clients"]
+        ratios["batched_over_interleaved_tokens_per_cpu_s"] = {
+            k: _ratio(batched["tokens_per_cpu_s_by_clients"][k], old_cpu[k]) for k in tps
+        }
+        ratios["batched_over_interleaved_ttft_p50"] = {
+            k: _ratio(batched["ttft_p50_ms_by_clients"][k], interleaved["ttft_p50_ms_by_clients"][k])
+            for k in tps
+        }
+        ratios["batched_over_interleaved_inter_token_p50"] = {
+            k: _ratio(
+                batched["inter_token_p50_ms_by_clients"][k], interleaved["inter_token_p50_ms_by_clients"][k]
+            )
+            for k in tps
+        }
+        report["errors"] += interleaved["errors"]
+    report["ratios"] = ratios
+    return report
 
 
 def direct_phase(model, tokenizer, n_requests: int, args: argparse.Namespace) -> dict:
@@ -302,7 +586,50 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--sweep", help="comma-separated client counts (e.g. 1,4,8,16): streaming sweep mode")
+    parser.add_argument(
+        "--shape", choices=("tiny", "124m"), default="tiny", help="random model to serve without --model"
+    )
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="sweep mode: drive the engine directly (no HTTP, no client threads)",
+    )
+    parser.add_argument(
+        "--no-compare",
+        dest="compare",
+        action="store_false",
+        help="sweep mode: skip the interleaving (--no-batching) engine",
+    )
     args = parser.parse_args(argv)
+    if args.sweep:
+        try:
+            counts = [int(c) for c in args.sweep.split(",")]
+        except ValueError:
+            parser.error(f"--sweep takes comma-separated integers, got {args.sweep!r}")
+        if not counts or min(counts) < 1 or args.seconds <= 0 or args.max_tokens < 1:
+            parser.error("--sweep counts, --seconds and --max-tokens must be positive")
+        report = run_sweep(args)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            for name in ("batched", "interleaved"):
+                if name not in report:
+                    continue
+                print(name)
+                for key in (
+                    "tokens_per_s_by_clients",
+                    "ttft_p50_ms_by_clients",
+                    "ttft_p99_ms_by_clients",
+                    "inter_token_p50_ms_by_clients",
+                    "tokens_per_cpu_s_by_clients",
+                    "inter_token_p99_ms_by_clients",
+                    "errors_by_clients",
+                ):
+                    print(f"  {key:32} {report[name][key]}")
+            for key, value in report["ratios"].items():
+                print(f"{key:42} {value}")
+        return 1 if report["errors"] else 0
     if args.clients < 1 or args.seconds <= 0 or args.max_requests < 1 or args.max_tokens < 1:
         parser.error("--clients, --seconds, --max-requests and --max-tokens must be positive")
     report = run(args)

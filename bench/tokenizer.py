@@ -6,9 +6,14 @@ pure-Python path with a cold cache (a fresh tokenizer) and a warm one, our tikto
 tiktoken itself (an Encoding built directly from the same ranks) and HF tokenizers (our exported
 tokenizer.json). Every encoder must give the same ids; times are medians over ``--repeats``.
 
-    python bench/tokenizer.py [--data FILE] [--vocab-size 4096] [--repeats 3] [--json]
+    python bench/tokenizer.py [--data FILE] [--vocab-size 4096] [--repeats 3] [--prepare-mb 32] [--json]
 
-Goals: training within 10x of HF, fast path within 1.5x of tiktoken, pure Python >= 1 MB/s.
+Prepare (``gptlab data prepare`` end to end: read, tokenize in worker processes, write uint16
+shards): MB/s with 1 and 2 workers on the data repeated to ``--prepare-mb`` MB, against tiktoken's
+``encode_ordinary_batch`` on the same pieces with 1 and 2 threads (same ranks, GPT-2 pattern).
+
+Goals: training within 10x of HF, fast path within 1.5x of tiktoken, pure Python >= 1 MB/s,
+prepare >= 0.7x tiktoken per core (1 worker vs 1 thread, 2 workers vs 2 threads).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ EOT = "<|endoftext|>"
 GOAL_TRAIN_RATIO = 10.0  # ours / HF training time
 GOAL_FAST_PATH_RATIO = 1.5  # our tiktoken path / tiktoken time
 GOAL_PYTHON_MB_S = 1.0
+GOAL_PREPARE_PER_CORE = 0.7  # prepare MB/s / tiktoken encode_ordinary_batch MB/s, same cores
 
 
 def median_seconds(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
@@ -78,7 +84,57 @@ def machine_info() -> dict[str, object]:
     }
 
 
-def run(data: Path, vocab_size: int, repeats: int) -> dict[str, object]:
+def prepare_throughput(tok: BPETokenizer, direct: tiktoken.Encoding, text: str, megabytes: float,
+                       repeats: int) -> dict[str, object]:  # fmt: skip
+    """MB/s of prepare_corpus with 1 and 2 workers vs encode_ordinary_batch with 1 and 2 threads,
+    on ``text`` repeated to about ``megabytes`` MB (one text file; pieces as prepare cuts them)."""
+    import shutil
+    import tempfile
+
+    import numpy as np
+
+    from gptlab.data.shards import CHUNK_CHARS, split_text
+    from gptlab.data.streaming import prepare_corpus
+
+    corpus = text * max(1, round(megabytes * 1e6 / len(text.encode("utf-8"))))
+    size_mb = len(corpus.encode("utf-8")) / 1e6
+    pieces = split_text(corpus, CHUNK_CHARS)
+    folder = Path(tempfile.mkdtemp(prefix="bench-prepare-"))
+    try:
+        (folder / "corpus.txt").write_text(corpus, "utf-8")
+        result: dict[str, object] = {"megabytes": round(size_mb, 2), "pieces": len(pieces)}
+        rates, outputs = {}, {}
+        for workers in (1, 2):
+
+            def prepare(workers=workers):
+                out = folder / f"out{workers}"
+                shutil.rmtree(out, ignore_errors=True)
+                prepare_corpus(
+                    [folder / "corpus.txt"], tok, out, workers=workers, val_fraction=0, progress=False
+                )
+                return np.fromfile(out / "train-00000.bin", dtype=np.uint16)
+
+            seconds, outputs[workers] = median_seconds(prepare, repeats)
+            rates[f"prepare_{workers}_workers"] = round(size_mb / seconds, 2)
+            seconds, ids = median_seconds(
+                lambda w=workers: direct.encode_ordinary_batch(pieces, num_threads=w), repeats
+            )
+            rates[f"tiktoken_{workers}_threads"] = round(size_mb / seconds, 2)
+        flat = [i for piece_ids in ids for i in piece_ids] + [tok.eot_id]
+        result["mb_per_s"] = rates
+        result["ratios"] = {
+            f"prepare_over_tiktoken_{w}": round(
+                rates[f"prepare_{w}_workers"] / rates[f"tiktoken_{w}_threads"], 2
+            )
+            for w in (1, 2)
+        }
+        result["ids_identical"] = outputs[1].tolist() == outputs[2].tolist() == flat
+        return result
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def run(data: Path, vocab_size: int, repeats: int, prepare_mb: float = 32.0) -> dict[str, object]:
     text = data.read_text(encoding="utf-8")
     megabytes = len(text.encode("utf-8")) / 1e6
 
@@ -110,6 +166,7 @@ def run(data: Path, vocab_size: int, repeats: int) -> dict[str, object]:
         seconds, ids[name] = median_seconds(encode, repeats)
         encode_mb_s[name] = round(megabytes / seconds, 2)
 
+    prepare = prepare_throughput(tok, direct, text, prepare_mb, repeats) if prepare_mb > 0 else None
     train_ratio = ours_train_s / hf_train_s
     fast_path_ratio = encode_mb_s["tiktoken"] / encode_mb_s["ours_tiktoken_path"]
     return {
@@ -135,13 +192,24 @@ def run(data: Path, vocab_size: int, repeats: int) -> dict[str, object]:
             ),
         },
         "ids_identical": all(v == ids["tiktoken"] for v in ids.values()),
+        "prepare": prepare,
         "goals": {
             f"train_within_{GOAL_TRAIN_RATIO:g}x_of_hf": train_ratio <= GOAL_TRAIN_RATIO,
             f"fast_path_within_{GOAL_FAST_PATH_RATIO:g}x_of_tiktoken": fast_path_ratio
             <= GOAL_FAST_PATH_RATIO,
             f"python_path_at_least_{GOAL_PYTHON_MB_S:g}_mb_s": encode_mb_s["ours_python_cold"]
             >= GOAL_PYTHON_MB_S,
-        },
+        }
+        | (
+            {
+                f"prepare_at_least_{GOAL_PREPARE_PER_CORE:g}x_tiktoken_per_core": min(
+                    prepare["ratios"].values()
+                )
+                >= GOAL_PREPARE_PER_CORE
+            }
+            if prepare
+            else {}
+        ),
     }
 
 
@@ -153,6 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vocab-size", type=int, default=4096, help="vocabulary size (default: %(default)s)")
     parser.add_argument(
         "--repeats", type=int, default=3, help="timed runs per measurement (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--prepare-mb",
+        type=float,
+        default=32.0,
+        help="size of the prepare benchmark's corpus in MB, 0 to skip it (default: %(default)s)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on one line")
     args = parser.parse_args(argv)
@@ -167,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     except GptlabError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    result = run(args.data, args.vocab_size, args.repeats)
+    result = run(args.data, args.vocab_size, args.repeats, args.prepare_mb)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
 

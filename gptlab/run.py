@@ -201,7 +201,9 @@ class Run:
     def has_split(self, split: str) -> bool:
         """Whether its data holds the token file of ``split`` ("train" or "val"): a forgetting
         measure needs the val split of the data the base model was pretrained on."""
-        return self.data_dir is not None and (self.data_dir / f"{split}.bin").is_file()
+        from gptlab.data.shards import has_split
+
+        return self.data_dir is not None and has_split(self.data_dir, split)
 
     def windows(self, split: str, n: int, length: int, seed: int = 0) -> list[list[int]]:
         """``n`` random windows of ``length`` tokens from a split ("train" or "val") of its data."""

@@ -46,8 +46,8 @@ from gptlab.io import (
 from gptlab.model import GPT, GPTConfig
 from gptlab.model.build import model_class, model_from_state_dict
 from gptlab.model.gpt import check_config_matches_shapes, check_tensor_shapes
-from gptlab.model.modes import resolve_device, resolve_dtype
-from gptlab.model.quantize import quantized_from_state_dict, quantized_tensor_specs
+from gptlab.model.modes import AUTO, resolve_device, resolve_dtype
+from gptlab.model.quantize import is_quantized, quantized_from_state_dict, quantized_tensor_specs
 
 MODEL_FORMAT = "gptlab-model"
 MODEL_VERSION = 1
@@ -130,10 +130,13 @@ def load_model(
 ):
     """Load ``(model, tokenizer)`` from a gptlab run directory or a Hugging Face GPT-2 directory
     (config.json + model.safetensors or pytorch_model.bin + tokenizer files). The model is in eval
-    mode, on ``device``, cast to ``dtype`` if given (a torch.dtype or a name like "bfloat16")."""
+    mode, on ``device``, cast to ``dtype`` if given (a torch.dtype or a name like "bfloat16").
+    ``dtype="auto"``: bfloat16 where ``device`` runs it natively, else float32 (a quantised model
+    keeps its stored dtypes: its kernels already multiply in bfloat16)."""
     path = Path(path)
-    dtype = resolve_dtype(dtype)
+    auto = isinstance(dtype, str) and dtype.lower() == AUTO
     device = resolve_device(device)
+    dtype = resolve_dtype(dtype, device)
     path = latest_checkpoint(path)
     if (path / MODEL_JSON).is_file():
         config, meta = read_model_json(path)
@@ -166,6 +169,8 @@ def load_model(
         from gptlab.finetune.peft import load_run_adapter  # an unmergeable adapter beside base weights
 
         load_run_adapter(model, path, meta["extra"]["peft"])
+    if auto and is_quantized(model):
+        dtype = None
     model.to(device=device, dtype=dtype)
     return model.eval(), tokenizer
 

@@ -235,3 +235,55 @@ def test_a_tokenizer_larger_than_the_model_is_refused(tmp_path, tokenizer):
     save_model(tmp_path, make_model(tokenizer, vocab_size=tokenizer.vocab_size - 1), tokenizer)
     with pytest.raises(GptlabError, match="do not belong together"):
         load_model(tmp_path)
+
+
+def test_dtype_names_and_auto(monkeypatch):
+    from gptlab.model import modes
+
+    assert modes.resolve_dtype("fp32") is torch.float32 and modes.resolve_dtype("BF16") is torch.bfloat16
+    assert modes.resolve_dtype(None) is None and modes.resolve_dtype(torch.float16) is torch.float16
+    monkeypatch.setattr(modes, "native_bf16", lambda device: device.type == "cpu")
+    assert modes.resolve_dtype("auto") is torch.bfloat16
+    monkeypatch.setattr(modes, "native_bf16", lambda device: False)
+    assert modes.resolve_dtype("auto", "cpu") is torch.float32
+    with pytest.raises(GptlabError, match="auto"):
+        modes.resolve_dtype("float8")
+
+
+def test_load_auto_dtype_is_bf16_where_native_and_exactly_fp32_elsewhere(tmp_path, tokenizer, monkeypatch):
+    from gptlab.model import modes
+
+    model = make_model(tokenizer)
+    save_model(tmp_path, model, tokenizer)
+    monkeypatch.setattr(modes, "native_bf16", lambda device: False)
+    for name in ("auto", "fp32", "float32"):
+        fp32, _ = load_model(tmp_path, dtype=name)
+        assert fp32.transformer.wte.weight.dtype == torch.float32
+        torch.testing.assert_close(logits(fp32), logits(model), rtol=0, atol=0)  # the fp32 path, unchanged
+    monkeypatch.setattr(modes, "native_bf16", lambda device: True)
+    bf16, _ = load_model(tmp_path, dtype="auto")
+    assert {p.dtype for p in bf16.parameters()} == {torch.bfloat16}
+    torch.testing.assert_close(logits(bf16).float(), logits(model), rtol=0.05, atol=0.05)
+
+
+def test_auto_dtype_leaves_a_quantised_model_as_stored(tmp_path, tokenizer, monkeypatch):
+    from gptlab.model import modes
+    from gptlab.model.quantize import quantize_model
+
+    save_model(tmp_path, quantize_model(make_model(tokenizer), 8), tokenizer)
+    monkeypatch.setattr(modes, "native_bf16", lambda device: True)
+    model, _ = load_model(tmp_path, dtype="auto")
+    assert model.transformer.wte.qweight.dtype == torch.int8
+    assert model.transformer.wte.scales.dtype == torch.float32
+
+
+def test_serve_app_loads_the_model_in_the_dtype_asked(tmp_path, tokenizer):
+    pytest.importorskip("fastapi")
+    from gptlab.serve.app import create_app
+
+    save_model(tmp_path, make_model(tokenizer), tokenizer)
+    assert create_app(tmp_path).state.model.transformer.wte.weight.dtype == torch.float32
+    app = create_app(tmp_path, dtype="bf16")
+    assert app.state.model.transformer.wte.weight.dtype == torch.bfloat16
+    with pytest.raises(GptlabError, match="unknown dtype"):
+        create_app(tmp_path, dtype="int3")

@@ -72,15 +72,44 @@ def register(subparsers) -> None:
 
     prep = sub.add_parser(
         "prepare",
-        help="tokenize text files into train.bin / val.bin / meta.json",
+        help="tokenize a corpus of any size into fixed-size token shards with a manifest",
         description=(
-            "Tokenize text files or folders (each file one document, followed by <|endoftext|> when the "
-            "tokenizer has it) and write train.bin, val.bin, tokenizer.json and meta.json into --out. "
-            "Whole documents are held out for validation when there are several, else the tail of the text."
+            "Stream text files, JSONL (--text-field), Parquet and .gz/.zst-compressed files, or folders of "
+            "them (recursive, sorted), through --workers tokenizer processes into train-NNNNN.bin / "
+            "val-NNNNN.bin shards of --shard-tokens tokens, tokenizer.json and meta.json (the manifest) in "
+            "--out. Each text file, JSON line or Parquet row is one document, followed by <|endoftext|> "
+            "when the tokenizer has it; whole documents are held out for validation (a seeded choice), "
+            "topped up from the tail of the stream when there are too few. An interrupted run continues "
+            "with --resume. The ids do not depend on --workers."
         ),
     )
     prep.add_argument(
-        "--input", nargs="+", required=True, metavar="PATH", help="text files or folders (read recursively)"
+        "--input",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="files or folders (read recursively): text, .jsonl, .parquet, optionally .gz / .zst",
+    )
+    prep.add_argument(
+        "--text-field", default="text", metavar="NAME", help="JSONL field / Parquet column (default: text)"
+    )
+    prep.add_argument(
+        "--separator",
+        metavar="TEXT",
+        help="in text files, TEXT ends a document (e.g. '<|endoftext|>' for TinyStories); default: one "
+        "document per file",
+    )
+    prep.add_argument(
+        "--shard-tokens",
+        type=positive_int,
+        default=100_000_000,
+        metavar="N",
+        help="tokens per shard file (default: %(default)s)",
+    )
+    prep.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the unfinished preparation in --out (same inputs and settings)",
     )
     prep.add_argument(
         "--tokenizer",
@@ -103,7 +132,7 @@ def register(subparsers) -> None:
         "--workers",
         type=positive_int,
         metavar="N",
-        help="tokenizer processes (default: all cores for big inputs)",
+        help="tokenizer processes (default: one per core for inputs over 4 MB, else 1; the ids are the same)",
     )
     prep.add_argument("--seed", type=seed_type, default=0, help="seed of the document-level split")
     prep.add_argument("--json", action="store_true", help="print meta.json as machine-readable JSON")
@@ -215,25 +244,43 @@ def run_get(args: argparse.Namespace) -> int:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    from gptlab.data.shards import prepare
+    from gptlab.data.shards import TOKENIZER_FILE
+    from gptlab.data.streaming import prepare_corpus
     from gptlab.outputs import claim_folder
 
     inputs = [Path(p) for p in args.input]
     tokenizer_file = args.tokenizer if args.tokenizer not in (None, "char") else None
-    # before training a tokenizer, not after; never into (or over) an input
-    claim_folder(args.out, what="data folder", overwrite=args.overwrite, sources=[*inputs, tokenizer_file])
+    if args.resume:
+        if args.overwrite:
+            raise GptlabError("give --resume (continue) or --overwrite (start again), not both")
+        if tokenizer_file is None:  # the tokenizer the run started with, not a new one
+            args.tokenizer, args.vocab_size = str(Path(args.out) / TOKENIZER_FILE), None
+    else:
+        # before training a tokenizer, not after; never into (or over) an input
+        claim_folder(
+            args.out, what="data folder", overwrite=args.overwrite, sources=[*inputs, tokenizer_file]
+        )
     tokenizer = _make_tokenizer(args, inputs)
-    meta = prepare(
-        inputs, tokenizer, args.out, val_fraction=args.val_fraction, num_workers=args.workers, seed=args.seed
+    meta = prepare_corpus(
+        inputs,
+        tokenizer,
+        args.out,
+        shard_tokens=args.shard_tokens,
+        val_fraction=args.val_fraction,
+        workers=args.workers,
+        seed=args.seed,
+        text_field=args.text_field,
+        separator=args.separator,
+        resume=args.resume,
     )
     if args.json:
         print(json.dumps(meta, indent=2, ensure_ascii=False))
         return 0
-    splits = meta["splits"]
+    splits, shards = meta["splits"], meta["shards"]
     print(
-        f"wrote {args.out}: {splits['train']['tokens']:,} train + {splits['val']['tokens']:,} val tokens "
-        f"({meta['documents']} documents, split by {meta['split']['method']}, {meta['dtype']}, "
-        f"vocab_size {meta['vocab_size']})"
+        f"wrote {args.out}: {splits['train']['tokens']:,} train + {splits['val']['tokens']:,} val tokens in "
+        f"{len(shards['train'])} + {len(shards['val'])} shards ({meta['documents']:,} documents, split by "
+        f"{meta['split']['method']}, {meta['dtype']}, vocab_size {meta['vocab_size']})"
     )
     return 0
 
@@ -289,22 +336,25 @@ def run_instructions(args: argparse.Namespace) -> int:
 
 
 def _make_tokenizer(args: argparse.Namespace, inputs: list[Path]):
-    """Load --tokenizer, or build one from the input (--tokenizer char, or --vocab-size N)."""
-    from gptlab.data.corpus import read_texts
+    """Load --tokenizer, or build one from the input (--tokenizer char, or --vocab-size N), read as
+    `data prepare` reads it (any format, --text-field)."""
+    from gptlab.data.readers import corpus_files, iter_pieces
 
     if args.tokenizer and args.vocab_size is not None:
         raise GptlabError("give either --tokenizer or --vocab-size (to train a BPE tokenizer), not both")
+    texts = (p.text for p in iter_pieces(corpus_files(inputs), args.text_field, separator=args.separator))
     if args.tokenizer == "char":
         from gptlab.tokenizers import CharTokenizer
 
-        # <|endoftext|> too, so documents stay separated as with BPE
-        return CharTokenizer.train(read_texts(inputs), special_tokens=[EOT])
+        # <|endoftext|> too, so documents stay separated as with BPE; the characters are collected
+        # piece by piece, so this streams like prepare itself
+        return CharTokenizer.train(texts, special_tokens=[EOT])
     if args.vocab_size is not None:
         from gptlab.tokenizers import BPETokenizer
 
-        return BPETokenizer.train(
-            "\n".join(read_texts(inputs)), vocab_size=args.vocab_size, special_tokens=[EOT]
-        )
+        # BPE training holds its input in memory: for a big corpus train on a sample
+        # (`gptlab tokenizer train`) and pass --tokenizer
+        return BPETokenizer.train("\n".join(texts), vocab_size=args.vocab_size, special_tokens=[EOT])
     if args.tokenizer:
         from gptlab.tokenizers import load_tokenizer
 

@@ -31,6 +31,7 @@ LIMIT_FLAGS = {
     "max_queue": "max_queue",
     "read_timeout": "read_timeout_s",
     "max_connections": "max_connections",
+    "prefill_chunk_tokens": "prefill_chunk_tokens",
 }
 LIMITS = ServeLimits()  # the defaults
 # seconds that must be > 0, and the other limit flags, counts that must be >= 1: checked in `run`
@@ -110,7 +111,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-concurrent",
         type=int,
         default=LIMITS.max_concurrent,
-        help="generations run at once, interleaved step by step; more wait in a queue (default: %(default)s)",
+        help="generations run at once, batched step by step; more wait in a queue (default: %(default)s)",
+    )
+    p.add_argument(
+        "--prefill-chunk-tokens",
+        type=int,
+        default=LIMITS.prefill_chunk_tokens,
+        help=(
+            "prompt tokens prefilled per step between two batched decode steps, so a long prompt "
+            "does not stall the other clients (default: %(default)s)"
+        ),
+    )
+    p.add_argument(
+        "--no-batching",
+        dest="batching",
+        action="store_false",
+        help="advance generations one at a time in turn instead of in one batched forward (for comparison)",
     )
     p.add_argument(
         "--max-queue",
@@ -150,6 +166,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="allow browser pages from ORIGIN (e.g. http://localhost:3000) to call the API; repeatable",
     )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    p.add_argument(
+        "--dtype",
+        help="auto (bfloat16 where native, else float32), float32, bfloat16 or float16 (default: as stored)",
+    )
     p.set_defaults(func=run)
 
 
@@ -169,7 +189,8 @@ def check_limits(args: argparse.Namespace) -> None:
 
 def limits_from_args(args: argparse.Namespace) -> ServeLimits:
     """The ServeLimits the flags describe."""
-    return ServeLimits(**{field: getattr(args, flag) for flag, field in LIMIT_FLAGS.items()})
+    limits = {field: getattr(args, flag) for flag, field in LIMIT_FLAGS.items()}
+    return ServeLimits(**limits, batching=getattr(args, "batching", True))
 
 
 def read_key_file(path: str) -> str:
@@ -238,6 +259,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         allowed_hosts=hosts,
         rag_index=args.rag_index,
+        dtype=args.dtype,
     )
     auth = "API key required" if api_key else "no API key"
     print(f"serving {args.model} on http://{args.host}:{args.port} ({auth}); Ctrl-C stops", flush=True)

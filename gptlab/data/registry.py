@@ -1,10 +1,17 @@
 """Named public datasets: where to download them, how to check them, where they are cached.
 
 ``download("tinyshakespeare")`` returns the path of the cached file, downloading it first when
-needed. The download streams into a ``.part`` file next to the destination, hashing as it goes;
+needed. The download streams into ``<filename>.part`` next to the destination, hashing as it goes;
 only a complete file whose SHA-256 matches the registry is renamed onto the final name, so a
 crash, a truncated transfer or a tampered mirror never leaves a file that looks valid. A cached file
 whose hash matches is reused without any network access.
+
+Resuming: a transfer cut short (a dropped connection, a timeout, Ctrl-C) keeps its ``.part``; the
+next ``download`` hashes the bytes already there and asks the server for the rest (HTTP ``Range:
+bytes=N-``). A ``206 Partial Content`` reply whose ``Content-Range`` starts at N is appended; any
+other reply (a server without ranges) starts the file again. The whole file's hash is checked as
+always, so a ``.part`` from another version of the file ends in a mismatch, which deletes it. A
+lock on the ``.part`` keeps two processes from writing it at once.
 
 Upstream URLs name a fixed commit where the host allows it, so a pinned hash cannot go stale.
 Every entry pins its SHA-256 and size, or, for a file in a git repository whose bytes could not be
@@ -54,7 +61,6 @@ import hashlib
 import http.client
 import ipaddress
 import os
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -544,6 +550,66 @@ REGISTRY: dict[str, DatasetEntry] = {
 }
 
 
+# Pretraining corpora (gptlab data prepare streams them; see docs/data.md). Hugging Face shows no
+# checksum for these files on the pages that could be read where these entries were written, so
+# none is pinned: `data get` needs --allow-unverified, and a download is only checked for
+# completeness. URLs name a fixed commit, so at least the file cannot change under the name.
+NO_CHECKSUM = "no checksum published (where this entry was written): --allow-unverified"
+TINYSTORIES = (
+    "https://huggingface.co/datasets/roneneldan/TinyStories/resolve/f54c09fd23315a6f9c86f9dc80f725de7d8f9c64"
+)
+FINEWEB_EDU_10BT = (
+    "https://huggingface.co/datasets/HuggingFaceFW/fineweb-edu/resolve/5b89d1ea9319fe101b3cbdacd89a903aca1d6052/"
+    "sample/10BT"
+)
+FINEWEB_EDU_SHARDS = 14  # 000_00000.parquet .. 013_00000.parquet, ~2.15 GB each
+OPENWEBTEXT = "https://huggingface.co/datasets/Skylion007/openwebtext/resolve/39d1a6d3f3a4c838b27bbc65bfb14a2f6f727740/subsets"
+OPENWEBTEXT_SUBSETS = 21  # urlsf_subset00.tar .. urlsf_subset20.tar, ~630 MB each
+
+CORPORA = (
+    [
+        DatasetEntry(
+            name=f"tinystories-{split}",
+            url=f"{TINYSTORIES}/TinyStoriesV2-GPT4-{split}.txt",
+            filename=f"TinyStoriesV2-GPT4-{split}.txt",
+            description=(
+                f"TinyStories V2 (GPT-4 stories only), {split} split ({size}): short stories a 3-4 year old "
+                f"understands, separated by <|endoftext|> lines; {NO_CHECKSUM}"
+            ),
+            license="CDLA-Sharing-1.0 (roneneldan/TinyStories)",
+        )
+        for split, size in (("train", "2.23 GB"), ("valid", "22.5 MB"))
+    ]
+    + [
+        DatasetEntry(
+            name=f"fineweb-edu-10bt-{i:02d}",
+            url=f"{FINEWEB_EDU_10BT}/{i:03d}_00000.parquet",
+            filename=f"fineweb-edu-10bt-{i:03d}_00000.parquet",
+            description=(
+                f"FineWeb-Edu sample-10BT, Parquet shard {i + 1} of {FINEWEB_EDU_SHARDS} (~2.15 GB; column 'text'): "
+                f"educational web pages from Common Crawl; {NO_CHECKSUM}"
+            ),
+            license="ODC-By 1.0 (HuggingFaceFW/fineweb-edu), subject to Common Crawl's terms of use",
+        )
+        for i in range(FINEWEB_EDU_SHARDS)
+    ]
+    + [
+        DatasetEntry(
+            name=f"openwebtext-{i:02d}",
+            url=f"{OPENWEBTEXT}/urlsf_subset{i:02d}.tar",
+            filename=f"openwebtext-urlsf_subset{i:02d}.tar",
+            description=(
+                f"OpenWebText, subset {i + 1} of {OPENWEBTEXT_SUBSETS} (~630 MB): a tar of .xz archives of "
+                f"web-page .txt files; extract before `data prepare` (see docs/data.md); {NO_CHECKSUM}"
+            ),
+            license="CC0-1.0 as listed (Skylion007/openwebtext); the pages' own copyrights apply",
+        )
+        for i in range(OPENWEBTEXT_SUBSETS)
+    ]
+)
+REGISTRY.update((entry.name, entry) for entry in CORPORA)
+
+
 def get_entry(name: str) -> DatasetEntry:
     try:
         return REGISTRY[name]
@@ -702,21 +768,25 @@ def download(
     # a cached copy is reused if its hash matches; a corrupt or outdated one is replaced below
     if dest.is_file() and not force and _mismatch(entry, dest) is None:
         return dest
+    part = dest.with_name(dest.name + ".part")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        # a unique .part name, so two processes downloading the same file cannot interleave writes
-        fd, tmp = tempfile.mkstemp(prefix=f"{entry.filename}.", suffix=".part", dir=dest.parent)
+        out = open(part, "ab")  # noqa: SIM115 - closed below; "a": keeps a cut transfer's bytes
     except OSError as e:
         raise GptlabError(f"cannot write to the dataset folder {dest.parent}: {e.strerror or e}") from None
-    part = Path(tmp)
+    complete = locked = False
     try:
-        with os.fdopen(fd, "wb") as out:
+        with out:
+            _lock(out, part, name)
+            locked = True
             if isinstance(src, Path):
+                out.truncate(0)  # a local copy is quick: start it again
                 sha256 = _copy(src, out, entry)
             else:
                 sha256 = _fetch(src, out, entry, progress, allow_insecure_url)
             out.flush()
             os.fsync(out.fileno())
+        complete = True
         mismatch = _mismatch(entry, part, sha256)
         if mismatch:
             raise GptlabError(
@@ -724,10 +794,36 @@ def download(
                 "(a changed upstream file or a bad mirror?)"
             )
         os.replace(part, dest)
-    except BaseException:
-        part.unlink(missing_ok=True)
+    except BaseException as e:
+        if not locked:  # another process owns the .part: leave it alone
+            raise
+        # keep the bytes of a transfer that was cut short, so the next call resumes it; anything
+        # else (a wrong hash, too many bytes, an HTTP error, an empty file) is deleted
+        kept = part.stat().st_size if part.exists() else 0
+        if complete or not isinstance(e, (_CutShort, KeyboardInterrupt)) or not kept:
+            part.unlink(missing_ok=True)
+            kept = 0
+        if isinstance(e, _CutShort):
+            hint = f" (the {kept:,} bytes so far are kept: run it again to resume)" if kept else ""
+            raise GptlabError(f"{e}{hint}") from None
         raise
     return dest
+
+
+class _CutShort(Exception):
+    """A transfer that ended early (connection dropped or timed out): resumable."""
+
+
+def _lock(f, part: Path, name: str) -> None:
+    """An exclusive lock on the open .part file, so two downloads never interleave their writes."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; one download at a time is the user's job
+        return
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        raise GptlabError(f"another process is downloading {name} into {part} right now") from None
 
 
 def _copy(path: Path, out, entry: DatasetEntry) -> str:
@@ -769,7 +865,9 @@ class _CheckedRedirects(urllib.request.HTTPRedirectHandler):
 
 
 def _fetch(url: str, out, entry: DatasetEntry, progress: bool, allow_insecure: bool = False) -> str:
-    """Stream ``url`` into the open file ``out``; return the SHA-256 of the bytes received."""
+    """Stream ``url`` into the open file ``out`` (appended to the bytes already there when the
+    server honours a Range request, else from the start); return the SHA-256 of the whole file.
+    A transfer that stops early raises _CutShort."""
     from tqdm import tqdm
 
     from gptlab import __version__
@@ -777,19 +875,27 @@ def _fetch(url: str, out, entry: DatasetEntry, progress: bool, allow_insecure: b
     # with a pinned hash, more bytes than the pinned size can only end in a mismatch: stop early
     # rather than let a bad source fill the disk
     limit = entry.size if entry.verified else None
-    digest = hashlib.sha256()
-    received = 0
+    have = out.seek(0, os.SEEK_END)
+    if limit is not None and have >= limit:
+        have = 0  # a .part as long as the file (or longer) cannot be resumed; start again
     opener = urllib.request.build_opener(_CheckedRedirects(entry.name, allow_insecure))
+    # some hosts refuse urllib's default User-Agent; say who we are instead
+    headers = {"User-Agent": f"gptlab/{__version__} (dataset download)"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+    received = 0
     try:
-        # some hosts refuse urllib's default User-Agent; say who we are instead
-        request = urllib.request.Request(
-            url, headers={"User-Agent": f"gptlab/{__version__} (dataset download)"}
-        )
-        with opener.open(request, timeout=TIMEOUT_S) as response:
+        with opener.open(urllib.request.Request(url, headers=headers), timeout=TIMEOUT_S) as response:
+            if not (have and response.status == 206 and _range_start(response) == have):
+                have = 0  # the server sent the whole file (no ranges): start the .part again
+            out.seek(have)
+            out.truncate()
+            digest = _hash_prefix(out, have)
             length = response.headers.get("Content-Length")
-            expected = int(length) if length and length.isdigit() else entry.size
+            expected = have + int(length) if length and length.isdigit() else entry.size
             with tqdm(
                 total=expected,
+                initial=have,
                 unit="B",
                 unit_scale=True,
                 unit_divisor=1024,
@@ -801,7 +907,7 @@ def _fetch(url: str, out, entry: DatasetEntry, progress: bool, allow_insecure: b
                     digest.update(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
-                    if limit is not None and received > limit:
+                    if limit is not None and have + received > limit:
                         raise GptlabError(
                             f"{url} sent more than the {limit:,} bytes expected for {entry.name}; "
                             "stopped and deleted the partial file (a changed upstream file or a bad mirror?)"
@@ -809,6 +915,10 @@ def _fetch(url: str, out, entry: DatasetEntry, progress: bool, allow_insecure: b
     except urllib.error.HTTPError as e:
         raise GptlabError(f"downloading {entry.name} from {url} failed: HTTP {e.code} {e.reason}") from None
     except urllib.error.URLError as e:
+        if isinstance(e.reason, TimeoutError) and received:
+            raise _CutShort(
+                f"downloading {entry.name} from {url} timed out after {TIMEOUT_S:.0f} s"
+            ) from None
         raise GptlabError(
             f"cannot reach {url} to download {entry.name}: {e.reason} (offline? set {MIRROR_ENV} to a data "
             "mirror's base URL or folder, or pass --url)"
@@ -816,14 +926,39 @@ def _fetch(url: str, out, entry: DatasetEntry, progress: bool, allow_insecure: b
     except ValueError as e:  # not a URL at all, e.g. a missing scheme
         raise GptlabError(f"cannot download {entry.name}: {url!r} is not a valid URL ({e})") from None
     except TimeoutError:
-        raise GptlabError(f"downloading {entry.name} from {url} timed out after {TIMEOUT_S:.0f} s") from None
-    except (OSError, http.client.HTTPException) as e:  # connection reset, bad response, disk full, ...
+        raise _CutShort(f"downloading {entry.name} from {url} timed out after {TIMEOUT_S:.0f} s") from None
+    except (ConnectionError, http.client.IncompleteRead) as e:  # dropped mid-transfer
+        raise _CutShort(f"downloading {entry.name} from {url} was cut short: {e}") from None
+    except (OSError, http.client.HTTPException) as e:  # bad response, disk full, ...
         raise GptlabError(f"downloading {entry.name} from {url} failed: {e}") from None
     if length and length.isdigit() and received != int(length):
-        raise GptlabError(
-            f"download of {entry.name} from {url} was cut short: got {received} of {length} bytes"
+        raise _CutShort(
+            f"download of {entry.name} from {url} was cut short: got {have + received} of "
+            f"{have + int(length)} bytes"
         )
     return digest.hexdigest()
+
+
+def _range_start(response) -> int | None:
+    """The first byte of a 206 reply's ``Content-Range: bytes START-END/TOTAL``, or None."""
+    value = response.headers.get("Content-Range", "")
+    unit, _, rest = value.partition(" ")
+    start = rest.partition("-")[0]
+    return int(start) if unit == "bytes" and start.isdigit() else None
+
+
+def _hash_prefix(f, n: int):
+    """A sha256 object fed the first ``n`` bytes of the open file ``f`` (the bytes a resumed
+    transfer keeps), leaving the position at ``n``."""
+    digest = hashlib.sha256()
+    f.flush()
+    with open(f.name, "rb") as again:
+        left = n
+        while left and (block := again.read(min(CHUNK_BYTES, left))):
+            digest.update(block)
+            left -= len(block)
+    f.seek(n)
+    return digest
 
 
 def list_datasets(directory: str | os.PathLike | None = None) -> list[dict]:

@@ -25,6 +25,11 @@ as one worker would produce.
 Each file is written atomically, ``meta.json`` last and only after the .bin files are complete;
 ``TokenDataset`` checks the file sizes against it, so an interrupted run is detected, not read.
 
+This layout (meta version 1) is what ``prepare`` writes for documents held in memory (the
+trainer's ``data.input``). ``gptlab data prepare`` streams a corpus of any size into fixed-size
+shards instead (gptlab.data.streaming, meta version 2: each split a list of shard segments);
+``TokenDataset`` reads both, the shards through ``ShardedTokens``.
+
 ``BatchSampler`` draws (x, y) batches of windows; its position is a step counter from which every
 batch is recomputed, so ``state_dict()`` is a few integers and a resumed run sees exactly the
 batches an uninterrupted one would.
@@ -61,7 +66,7 @@ UINT16_VOCAB_LIMIT = 1 << 16  # ids 0..65535 fit in uint16
 # patterns (gpt2, gpt4) cut anyway, so the ids never depend on --workers (tokenizers with a
 # custom pattern are never cut). Same rule as BPETokenizer.encode_file.
 CHUNK_CHARS = 1 << 20
-_CUT_POINT = re.compile(r"(?<=\S)\n(?=\S)")
+CUT_POINT = re.compile(r"(?<=\S)\n(?=\S)")
 PARALLEL_MIN_CHARS = 4 << 20  # below this, starting workers costs more than it saves
 PIECES_PER_WORKER = 4  # pieces handed to encode_batch per worker at a time (progress in between)
 # documents whose tokens sum to at least this share of the val_fraction target make a
@@ -81,7 +86,7 @@ def split_text(text: str, chunk_chars: int = CHUNK_CHARS) -> list[str]:
     newline that has a non-space character on both sides; ``"".join(pieces) == text``."""
     pieces, start = [], 0
     while len(text) - start > chunk_chars:
-        cut = _CUT_POINT.search(text, start + chunk_chars)
+        cut = CUT_POINT.search(text, start + chunk_chars)
         if cut is None:
             break
         pieces.append(text[start : cut.end()])
@@ -94,8 +99,8 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= UINT16_VOCAB_LIMIT else np.uint32)
 
 
-def _can_cut(tokenizer) -> bool:
-    """True when cutting at ``_CUT_POINT`` cannot change the ids: no pre-tokenization pattern
+def can_cut(tokenizer) -> bool:
+    """True when cutting at ``CUT_POINT`` cannot change the ids: no pre-tokenization pattern
     (char-level), or one of the built-in patterns."""
     from gptlab.tokenizers.pretokenize import PATTERNS
 
@@ -118,7 +123,7 @@ def tokenize_documents(
     """
     from tqdm import tqdm
 
-    cut = _can_cut(tokenizer)
+    cut = can_cut(tokenizer)
     pieces = [
         (i, piece)
         for i, doc in enumerate(documents)
@@ -298,6 +303,109 @@ def _concat(arrays: list[np.ndarray], dtype: np.dtype) -> np.ndarray:
 # reading
 
 
+def _open_flat(path: Path, tokens: int, dtype: np.dtype, meta_path: Path):
+    """A memmap of a token file whose size must be ``tokens`` tokens of ``dtype``."""
+    expected_bytes = tokens * dtype.itemsize
+    if not path.is_file():
+        raise GptlabError(f"token file {path} not found (listed in {meta_path})")
+    size = path.stat().st_size
+    if size != expected_bytes:
+        raise GptlabError(
+            f"token file {path} has {size} bytes, expected {expected_bytes} ({tokens} tokens of "
+            f"{dtype.name} per {meta_path}): truncated or from another preparation"
+        )
+    return np.memmap(path, dtype=dtype, mode="r") if size else np.empty(0, dtype=dtype)
+
+
+def has_split(data_dir: PathLike, split: str) -> bool:
+    """Whether ``data_dir`` is a finished data folder (either layout) listing ``split``."""
+    meta_path = Path(data_dir) / META_FILE
+    if not meta_path.is_file():
+        return False
+    meta = read_json(meta_path, "data meta file")
+    return isinstance(meta, dict) and split in meta.get("splits", {})
+
+
+class ShardedTokens:
+    """Token segments (slices of memmapped shard files) read as one array: ``len``, ``[i]``,
+    ``[a:b]`` (a view when inside one segment, else a copy of just that range) and ``np.asarray``.
+
+    Shards of a version-2 data folder are opened once each; every shard's file size is checked
+    against the manifest, so a truncated shard is an error on open, not a short read later."""
+
+    def __init__(self, parts: list[np.ndarray]) -> None:
+        self.parts = [p for p in parts if len(p)]
+        self.dtype = parts[0].dtype if parts else np.dtype(np.uint16)
+        self.ends = np.cumsum([len(p) for p in self.parts], dtype=np.int64)
+
+    @classmethod
+    def open(
+        cls, folder: Path, segments: list[dict], dtype: np.dtype, meta: dict, meta_path: Path
+    ) -> ShardedTokens:
+        shards = {s["file"]: s for split in meta.get("shards", {}).values() for s in split}
+        opened: dict[str, np.ndarray] = {}
+        parts = []
+        for seg in segments:
+            name = seg["file"]
+            if name not in shards or "/" in name or name.startswith("."):
+                raise GptlabError(f"{meta_path}: segment file {name!r} is not one of the listed shards")
+            if name not in opened:
+                opened[name] = _open_flat(folder / name, shards[name]["tokens"], dtype, meta_path)
+            if not 0 <= seg["start"] <= seg["stop"] <= len(opened[name]):
+                raise GptlabError(
+                    f"{meta_path}: segment {seg} is outside its shard of {len(opened[name])} tokens"
+                )
+            parts.append(opened[name][seg["start"] : seg["stop"]])
+        tokens = cls(parts)
+        tokens.dtype = dtype
+        return tokens
+
+    def __len__(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def __getitem__(self, key):
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(self))
+            if step != 1:
+                return np.asarray(self)[key]
+            return self._range(start, max(start, stop))
+        n = len(self)
+        i = int(key) + n if int(key) < 0 else int(key)
+        if not 0 <= i < n:
+            raise IndexError(f"token index {key} out of range for {n} tokens")
+        part = int(np.searchsorted(self.ends, i, side="right"))
+        return self.parts[part][i - (int(self.ends[part - 1]) if part else 0)]
+
+    def _range(self, start: int, stop: int) -> np.ndarray:
+        if start == stop:
+            return np.empty(0, dtype=self.dtype)
+        first = int(np.searchsorted(self.ends, start, side="right"))
+        last = int(np.searchsorted(self.ends, stop - 1, side="right"))
+        base = int(self.ends[first - 1]) if first else 0
+        if first == last:
+            return self.parts[first][start - base : stop - base]
+        pieces = [self.parts[first][start - base :]]
+        pieces += self.parts[first + 1 : last]
+        pieces.append(self.parts[last][: stop - int(self.ends[last - 1])])
+        return np.concatenate(pieces)
+
+    def __array__(self, dtype=None, copy=None):
+        whole = self._range(0, len(self))
+        return whole if dtype is None else whole.astype(dtype)
+
+    def head(self, n: int) -> ShardedTokens:
+        """The first ``n`` tokens, still sharded (no copy)."""
+        parts, left = [], n
+        for part in self.parts:
+            if left <= 0:
+                break
+            parts.append(part[:left])
+            left -= len(part)
+        out = ShardedTokens(parts)
+        out.dtype = self.dtype
+        return out
+
+
 class TokenDataset:
     """One split of a prepared data folder, memory-mapped: ``len(ds)`` tokens in ``ds.tokens``.
 
@@ -327,18 +435,16 @@ class TokenDataset:
         if self.dtype not in (np.dtype(np.uint16), np.dtype(np.uint32)):
             raise GptlabError(f"{meta_path}: field 'dtype' must be uint16 or uint32, got {meta['dtype']!r}")
         info = meta["splits"][split]
-        path = self.data_dir / info["file"]
-        expected_bytes = info["tokens"] * self.dtype.itemsize
-        if not path.is_file():
-            raise GptlabError(f"token file {path} not found (listed in {meta_path})")
-        size = path.stat().st_size
-        if size != expected_bytes:
-            raise GptlabError(
-                f"token file {path} has {size} bytes, expected {expected_bytes} ({info['tokens']} tokens of "
-                f"{self.dtype.name} per {meta_path}): truncated or from another preparation"
-            )
-        self.path = path
-        self.tokens = np.memmap(path, dtype=self.dtype, mode="r") if size else np.empty(0, dtype=self.dtype)
+        if "segments" in info:  # version 2: fixed-size shards (gptlab.data.streaming)
+            self.path = self.data_dir
+            self.tokens = ShardedTokens.open(self.data_dir, info["segments"], self.dtype, meta, meta_path)
+            if len(self.tokens) != info["tokens"]:
+                raise GptlabError(
+                    f"{meta_path}: the {split} segments hold {len(self.tokens)} tokens, but 'tokens' says {info['tokens']}"
+                )
+        else:
+            self.path = self.data_dir / info["file"]
+            self.tokens = _open_flat(self.path, info["tokens"], self.dtype, meta_path)
         self.meta_tokens = len(self.tokens)  # the whole split's, before any `head` cut
         self._check_ids()
 
@@ -362,7 +468,8 @@ class TokenDataset:
         tokens, not a random sample, so a smaller fraction's data is part of a larger one's."""
         if not 0 < fraction <= 1:
             raise GptlabError(f"data fraction must be in (0, 1], got {fraction!r}")
-        self.tokens = self.tokens[: math.ceil(len(self.tokens) * fraction)]
+        n = math.ceil(len(self.tokens) * fraction)
+        self.tokens = self.tokens.head(n) if isinstance(self.tokens, ShardedTokens) else self.tokens[:n]
         return self
 
     @property

@@ -143,6 +143,7 @@ class Start:
 
 def resolve_start(options) -> Start:
     """The start of a fine-tune from ``--model`` or ``--after``, its chain and pretraining data."""
+    from gptlab.data.shards import has_split
     from gptlab.run import Run
 
     path = options.after or options.model
@@ -151,7 +152,7 @@ def resolve_start(options) -> Start:
     data = run.data_dir if run.has_split("val") else None
     if data is None and isinstance(recorded(run).get("pretraining_data"), str):
         candidate = Path(recorded(run)["pretraining_data"])
-        data = candidate if (candidate / "val.bin").is_file() else None
+        data = candidate if has_split(candidate, "val") else None
     return Start(str(path), chain, data)
 
 

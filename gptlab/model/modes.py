@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -53,11 +54,46 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return resolved
 
 
-def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    """torch.dtype or None unchanged; a name ("float32", "bfloat16", "float16") -> the dtype."""
+DTYPE_NAMES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+AUTO = "auto"
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 matmuls run natively (fast) on ``device``: a CUDA GPU that supports bf16, or a
+    CPU with AVX512-BF16 or AMX (its /proc/cpuinfo flags). Other CPUs emulate bf16, several times
+    slower than fp32, so ``auto`` dtypes stay fp32 there."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    return False
+
+
+def resolve_dtype(
+    dtype: torch.dtype | str | None, device: str | torch.device | None = None
+) -> torch.dtype | None:
+    """torch.dtype or None unchanged; a name ("float32"/"fp32", "bfloat16"/"bf16",
+    "float16"/"fp16") -> the dtype; ``"auto"``: bfloat16 where ``device`` (default cpu) runs it
+    natively (`native_bf16`), else float32."""
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
-    resolved = getattr(torch, str(dtype), None)
+    name = str(dtype).lower()
+    if name == AUTO:
+        return torch.bfloat16 if native_bf16(torch.device(device or "cpu")) else torch.float32
+    resolved = DTYPE_NAMES.get(name, getattr(torch, str(dtype), None))  # any torch float name too
     if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
-        raise GptlabError(f"unknown dtype {dtype!r}: expected float32, bfloat16 or float16")
+        raise GptlabError(
+            f"unknown dtype {dtype!r}: expected auto, float32 (fp32), bfloat16 (bf16) or float16"
+        )
     return resolved

@@ -163,15 +163,16 @@ class _Guard:
 # ----------------------------------------------------------------------------------------- app
 
 
-def _load(model_dir: str, device: str):
-    """(kind, gpt, tokenizer, classifier or None) for a run directory."""
+def _load(model_dir: str, device: str, dtype: str | None = None):
+    """(kind, gpt, tokenizer, classifier or None) for a run directory (``dtype``: a language
+    model's, see gptlab.rundir.load_model; a classifier keeps its own)."""
     from gptlab.run import Run
 
     run = Run.open(model_dir)
     if run.kind == "classifier":
         clf = run.load_classifier(device)
         return "classifier", clf.model.gpt, clf.tokenizer, clf
-    return ("lm", *run.load(device), None)
+    return ("lm", *run.load(device, dtype), None)
 
 
 async def attention(body: AttentionRequest, request: Request):
@@ -205,12 +206,14 @@ def create_app(
     device: str = "cpu",
     allowed_hosts: Sequence[str] | None = None,
     rag_index: str | Path | None = None,
+    dtype: str | None = None,
 ) -> FastAPI:
     """The API for the run at ``model_dir`` (see the module docstring), within ``limits``
     (default: `ServeLimits`' defaults).
     ``allowed_hosts``: the Host header names answered (default: the loopback names; ``["*"]``:
     any), see gptlab.serve.guards. ``rag_index``: a retrieval index to answer ``POST /v1/rag``
-    from (gptlab.serve.rag).
+    from (gptlab.serve.rag). ``dtype``: the language model's ("auto": bf16 where native, see
+    gptlab.rundir.load_model; None: as stored).
 
     ``app.state`` holds what the routes read: ``engine``, ``model``, ``tokenizer``,
     ``classifier`` (None for a language model), ``kind`` ("lm" or "classifier"), ``template``
@@ -225,13 +228,20 @@ def create_app(
     model_dir = str(model_dir)
     if not Path(model_dir).is_dir():
         raise GptlabError(f"model {model_dir} is not a folder: give a run directory (--model RUN)")
-    kind, model, tokenizer, classifier = _load(model_dir, device)
+    kind, model, tokenizer, classifier = _load(model_dir, device, dtype)
     template = None
     if kind == "lm":
         from gptlab.run import Run
 
         template = Run.open(model_dir).template
-    engine = Engine(model, tokenizer, max_concurrent=limits.max_concurrent, max_queue=limits.max_queue)
+    engine = Engine(
+        model,
+        tokenizer,
+        max_concurrent=limits.max_concurrent,
+        max_queue=limits.max_queue,
+        batching=limits.batching,
+        prefill_chunk=limits.prefill_chunk_tokens,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

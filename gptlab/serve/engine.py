@@ -6,30 +6,25 @@ on an event loop and a thread pool. So the web side never touches the model: it 
 engine's queue and reads results back through an asyncio queue, and a single worker thread does
 every forward pass.
 
-Scheduling: the worker keeps up to ``max_concurrent`` generations active and advances them in
-turn, one decode step each per round (interleaving, not batching): every client's stream makes
-progress, a long request does not hold the others up until it ends, and each request keeps its
-own KV cache and its own ``torch.Generator``, so what a request generates does not depend on what
-else is running (a seeded request gives the same text alone or under load). Requests beyond that
+Scheduling: the worker keeps up to ``max_concurrent`` generations active; requests beyond that
 wait in the queue (at most ``max_queue``, then the server answers 503). Other model calls
-(classification, the attention page) run on the same thread between decode steps.
+(classification, the attention page) run on the same thread between steps. Before every step the
+worker checks each request for cancellation (the client went away) and its deadline.
 
-Each generation is `gptlab.generate`'s own KV-cache decode loop (``decode_steps``: prefill,
-sampler, ``<|endoftext|>`` handling, sliding context), not a copy of it. It is driven one step at
-a time, which is where the engine checks, before every step, whether the request was cancelled
-(the client went away) or ran past its deadline; and the sampler is wrapped so that each step's
-logits are kept for the logprobs of the sampled token and its top alternatives. Same sampler, same
-generator, same order of random draws: for a seed, the first choice of a request with n=1 is the
-text ``gptlab.generate.generate_text`` gives for that seed. With n > 1 the choices are one batch
-drawing from one generator (as `generate` does for a batch), so they differ from each other and
-are reproducible together.
+- Batched (the default; `gptlab.serve.batcher`): every active generation advances in ONE forward
+  per step over a shared per-row KV cache; a new request joins after its own prefill (long prompts
+  in chunks between decode steps), a finished or cancelled one leaves and frees its rows.
+- Interleaved (``batching=False``, and always for recurrent models): one decode step per request
+  in turn, each request driving `gptlab.generate.decode_steps` with its own KV cache. Kept to
+  compare against (``gptlab serve --no-batching``, bench/serve.py --sweep).
 
-Text: tokens become text through `gptlab.generate.TextStream`, as in `stream_text` (a character
-split across tokens waits for its last byte; text that could be the start of a stop string is
-held back until it is known not to be; the completion ends before a stop string). Logprobs are the
-model's own distribution at each step (temperature 1, no top-k/top-p), which is what the
-probability of a token means to a reader; a token's entry is released with the text it starts in,
-so streamed and non-streamed answers carry the same entries.
+On both paths each request samples its own logits with its own ``torch.Generator`` seeded from
+the request, in `decode_steps`' order, so what a request generates does not depend on what else is
+running (a seeded request gives the same text alone or under load), and for a seed, the first
+choice of a request with n=1 is the text ``gptlab.generate.generate_text`` gives for that seed.
+With n > 1 the choices are one batch drawing from one generator (as `generate` does for a batch),
+so they differ from each other and are reproducible together. Tokens become text, logprob
+entries and client events in `gptlab.serve.choices`, the same code for both paths.
 """
 
 from __future__ import annotations
@@ -48,8 +43,12 @@ from typing import Any
 import torch
 
 from gptlab.errors import GptlabError
-from gptlab.generate import RecordingSampler, Sampler, TextStream, decode_steps
+from gptlab.generate import RecordingSampler, Sampler, decode_steps
 from gptlab.model.modes import model_device
+from gptlab.serve.batcher import DEFAULT_PREFILL_CHUNK, Batcher, can_batch
+from gptlab.serve.choices import Choices, ChoiceText
+
+__all__ = ["ChoiceText", "Engine", "EngineError", "GenerationJob", "Handle"]
 
 log = logging.getLogger("gptlab.serve")
 
@@ -116,128 +115,27 @@ class Handle:
         self.job.cancelled.set()
 
 
-class ChoiceText:
-    """One choice's tokens -> its text (a `gptlab.generate.TextStream`), with the logprob entry of
-    each token and the choice's finish reason; `take` hands out what is new since the last call."""
-
-    def __init__(self, tokenizer, stops: Sequence[str]) -> None:
-        self.stream = TextStream(tokenizer, stops)
-        self.unsent = ""  # text released by the stream, not handed out yet
-        self.entries: list[dict] = []  # per token: {"id", "offset", ...logprob fields}
-        self.entries_released = 0
-        self.n_tokens = 0
-        self.finish_reason: str | None = None
-        self.reported = False  # the chunk with finish_reason went out
-
-    def push(self, token: int, entry: dict) -> None:
-        """Add a sampled token (not the end-of-text token)."""
-        self.n_tokens += 1
-        self.entries.append({**entry, "offset": len(self.stream.text)})
-        self.unsent += self.stream.push(token)
-        if self.stream.stopped:
-            self.finish_reason = "stop"
-
-    def finish(self, reason: str) -> None:
-        """End of text or max_tokens: flush what was held back (see TextStream.finish)."""
-        self.unsent += self.stream.finish()
-        self.finish_reason = "stop" if self.stream.stopped else reason
-
-    @property
-    def done(self) -> bool:
-        return self.finish_reason is not None
-
-    def take(self) -> tuple[str, list[dict]]:
-        """Text and logprob entries not handed out yet. An entry goes out with the text it starts
-        in; once the choice has ended, the remaining entries go out too (tokens whose text is
-        empty), except those past a stop string (their text was cut)."""
-        text, self.unsent = self.unsent, ""
-        end = self.entries_released
-        if self.done and not self.stream.stopped:
-            end = len(self.entries)
-        else:
-            while end < len(self.entries) and self.entries[end]["offset"] < self.stream.released:
-                end += 1
-        entries = self.entries[self.entries_released : end]
-        self.entries_released = end
-        return text, entries
-
-
 class _Active:
-    """A generation in progress on the worker: the decode-step iterator and the choices' text."""
+    """A generation on the interleaving path: `decode_steps` driven one step at a time."""
 
     def __init__(self, handle: Handle, model, tokenizer) -> None:
         job = handle.job
-        self.handle, self.job, self.tokenizer = handle, job, tokenizer
+        self.handle, self.job = handle, job
         self.recorder = RecordingSampler(job.sampler)
         device = model_device(model)
         generator = torch.Generator(device=device).manual_seed(job.seed)
-        self.eos_id = tokenizer.eot_id
         self.steps = decode_steps(
-            model, [list(job.prompt_ids)] * job.n, job.max_tokens, self.recorder, self.eos_id, generator
+            model, [list(job.prompt_ids)] * job.n, job.max_tokens, self.recorder, tokenizer.eot_id, generator
         )
-        self.rows = [ChoiceText(tokenizer, job.stops) for _ in range(job.n)]
-        self.n_steps = 0
+        self.choices = Choices(tokenizer, job.n, job.stops, job.max_tokens, job.top_logprobs, handle.emit)
 
     def close(self) -> None:
         self.steps.close()
 
-    def _token_text(self, token: int) -> str:
-        if token >= self.tokenizer.vocab_size:
-            return f"<{token}>"
-        return self.tokenizer.decode([token])
-
-    def _entries(self, next_ids: torch.Tensor) -> list[dict]:
-        """Per row: the sampled token's id, text, logprob and its top alternatives (if asked)."""
-        ids = next_ids.tolist()
-        k = self.job.top_logprobs
-        if k is None:
-            return [{"id": i} for i in ids]
-        logprobs = self.recorder.logits.float().log_softmax(-1)  # (n, V): the model's distribution
-        chosen = logprobs.gather(-1, next_ids[:, None]).squeeze(-1).tolist()
-        if k > 0:
-            top_lp, top_ids = logprobs.topk(min(k, logprobs.size(-1)), dim=-1)
-            top = [list(zip(r_ids, r_lp)) for r_ids, r_lp in zip(top_ids.tolist(), top_lp.tolist())]
-        else:
-            top = [[] for _ in ids]
-        return [
-            {
-                "id": i,
-                "token": self._token_text(i),
-                "logprob": lp,
-                "top": [(self._token_text(t), t_lp) for t, t_lp in alts],
-            }
-            for i, lp, alts in zip(ids, chosen, top)
-        ]
-
     def step(self) -> bool:
         """One decode step for every choice; emit what became text. False once every choice is done."""
         next_ids = next(self.steps)
-        self.n_steps += 1
-        for row, entry, token in zip(self.rows, self._entries(next_ids), next_ids.tolist()):
-            if row.done:
-                continue
-            if token == self.eos_id:
-                row.finish("stop")
-                continue
-            row.push(token, entry)
-            if not row.done and row.n_tokens >= self.job.max_tokens:
-                row.finish("length")
-        choices = []
-        for index, row in enumerate(self.rows):
-            if row.reported:
-                continue
-            text, entries = row.take()
-            row.reported = row.done
-            if text or entries or row.done:
-                choices.append(
-                    {"index": index, "text": text, "entries": entries, "finish_reason": row.finish_reason}
-                )
-        if choices:
-            self.handle.emit({"type": "delta", "choices": choices})
-        if all(row.done for row in self.rows):
-            self.handle.emit({"type": "done", "completion_tokens": sum(r.n_tokens for r in self.rows)})
-            return False
-        return True
+        return self.choices.advance(next_ids, self.recorder.logits)
 
 
 class _Call:
@@ -252,16 +150,28 @@ class Engine:
     """Owns the model: `submit` a generation, `call` anything else; `close` stops the worker.
     ``stats`` counts requests, decode steps, cancellations and time-outs (for /healthz and tests)."""
 
-    def __init__(self, model, tokenizer, *, max_concurrent: int = 8, max_queue: int = 64) -> None:
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        max_concurrent: int = 8,
+        max_queue: int = 64,
+        batching: bool = True,
+        prefill_chunk: int = DEFAULT_PREFILL_CHUNK,
+    ) -> None:
         if max_concurrent < 1 or max_queue < 1:
             raise ValueError("max_concurrent and max_queue must be >= 1")
         self.model, self.tokenizer = model, tokenizer
         self.max_concurrent, self.max_queue = max_concurrent, max_queue
+        # batching needs a per-row KV cache: recurrent models always interleave
+        self._batcher = Batcher(model, tokenizer, prefill_chunk) if batching and can_batch(model) else None
+        self.batching = self._batcher is not None
         self._pending: deque[Handle | _Call] = deque()
         self._cond = threading.Condition()
         self._closed = False
         self._stats = dict(
-            requests=0, completed=0, cancelled=0, timed_out=0, failed=0, steps=0, active=0, queued=0
+            requests=0, completed=0, cancelled=0, timed_out=0, failed=0, steps=0, active=0, queued=0, rows=0
         )
         self._thread = threading.Thread(target=self._run, name="gptlab-serve-engine", daemon=True)
         self._thread.start()
@@ -311,10 +221,12 @@ class Engine:
     # ------------------------------------------------------------------------------- the worker
 
     def _run(self) -> None:
-        active: list[_Active] = []
+        active: list[_Active] = []  # the interleaving path's generations
+        batch = self._batcher
         while True:
             with self._cond:
-                while not self._closed and not self._pending and not active:
+                running = len(batch) if batch is not None else len(active)
+                while not self._closed and not self._pending and not running:
                     self._cond.wait()
                 if self._closed:
                     left = list(self._pending)
@@ -327,16 +239,19 @@ class Engine:
                         calls.append(item)
                     elif item.job.cancelled.is_set() or now > item.job.deadline:
                         expired.append(item)  # gone or too late while waiting: never started
-                    elif len(active) + len(starts) < self.max_concurrent:
+                    elif running + len(starts) < self.max_concurrent:
                         starts.append(item)
                     else:
                         keep.append(item)
                 self._pending = keep
-                self._stats["active"] = len(active) + len(starts)
+                self._stats["active"] = running + len(starts)
             for handle in expired:
                 self._drop_waiting(handle)
             for call in calls:
                 self._run_call(call)
+            if batch is not None:
+                self._batch_round(batch, starts)
+                continue
             for handle in starts:
                 try:
                     active.append(_Active(handle, self.model, self.tokenizer))
@@ -355,6 +270,39 @@ class Engine:
         for a in active:
             a.handle.emit({"type": "error", "error": shutdown})
             a.close()
+        for seq in list(batch or ()):
+            seq.handle.emit({"type": "error", "error": shutdown})
+            batch.remove(seq)
+
+    def _batch_round(self, batch: Batcher, starts: list[Handle]) -> None:
+        """Admit the new requests, drop the cancelled and late ones, then one batched step."""
+        for handle in starts:
+            try:
+                batch.admit(handle)
+            except Exception as e:  # noqa: BLE001 - reported to the client, the worker goes on
+                self._fail(handle, e)
+        now = time.monotonic()
+        for seq in list(batch):
+            if seq.job.cancelled.is_set():
+                self._count("cancelled")
+                batch.remove(seq)
+            elif now > seq.job.deadline:
+                self._count("timed_out")
+                seq.handle.emit({"type": "error", "error": timed_out(seq.job.timeout_s)})
+                batch.remove(seq)
+        try:
+            sampled, finished, failed = batch.step()
+        except Exception as e:  # noqa: BLE001 - a bug in the batcher: fail everyone, keep serving
+            log.exception("batched step failed")
+            failed, sampled, finished = [(seq, e) for seq in batch], [], []
+            batch.reset()
+        for seq, e in failed:
+            self._fail(seq.handle, e)
+        with self._cond:
+            self._stats["steps"] += len(sampled)
+            self._stats["completed"] += len(finished)
+            self._stats["active"] = len(batch)
+            self._stats["rows"] = batch.cache.n
 
     def _drop_waiting(self, handle: Handle) -> None:
         if handle.job.cancelled.is_set():

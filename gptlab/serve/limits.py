@@ -21,11 +21,13 @@ class ServeLimits:
     max_n: int = 8  # cap on a request's n (choices)
     max_body_bytes: int = 1_000_000  # largest request body (413 beyond it)
     timeout_s: float = 120.0  # a request from arrival to its last token, queueing included (504)
-    max_concurrent: int = 8  # generations interleaved on the model's thread
+    max_concurrent: int = 8  # generations decoded together (one batched forward per step)
     max_queue: int = 64  # generations waiting for a slot (503 beyond it)
     max_attention_tokens: int = 128  # /v1/analyze/attention embeds layers x heads x tokens^2 weights
     read_timeout_s: float = 30.0  # a request's headers, then its body, must arrive within this (408)
     max_connections: int = 128  # open connections at once (uvicorn answers 503 beyond it)
+    prefill_chunk_tokens: int = 256  # prompt positions prefilled per step, between decode steps
+    batching: bool = True  # False: the older interleaving, one request's step at a time
 
     def __post_init__(self) -> None:
         for name in (
@@ -36,6 +38,7 @@ class ServeLimits:
             "max_concurrent",
             "max_queue",
             "max_connections",
+            "prefill_chunk_tokens",
         ):
             value = getattr(self, name)
             if value < 1:

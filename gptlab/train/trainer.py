@@ -61,7 +61,7 @@ from gptlab.data.shards import BatchSampler, TokenDataset, iter_eval_batches, pr
 from gptlab.errors import GptlabError
 from gptlab.io import atomic_write_json, atomic_write_text
 from gptlab.model import build_model, model_from_state_dict
-from gptlab.model.modes import resolve_device
+from gptlab.model.modes import native_bf16, resolve_device
 from gptlab.model.moe import RouterStats, aux_loss, tokens_per_expert
 from gptlab.rundir import save_model
 from gptlab.train import distributed, signals
@@ -115,20 +115,6 @@ class TrainResult:
 
 # ---------------------------------------------------------------------------------------------
 # setup
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether bf16 matmuls run natively (fast) on ``device``. CPUs without AVX512-BF16 or AMX
-    emulate them, several times slower than fp32, so ``dtype=auto`` stays fp32 there."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            flags = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-    return False
 
 
 def resolve_autocast(dtype: str, device: torch.device) -> torch.dtype | None:

@@ -25,6 +25,7 @@ from gptlab.audit.guard import (
 from gptlab.audit.injection import (
     ProbeOutcome,
     audit_injection,
+    compare_conditions,
     contains,
     is_correct,
     judge_conditions,
@@ -440,7 +441,32 @@ def test_training_defence_end_to_end(tiny_run, tmp_path):
 # --- the precondition of power: clean-task accuracy on the clean twins ------------------------------
 
 
-def _outcomes(clean_correct: set[int], hijack: bool, leak: bool, n_examples: int = 8) -> list[ProbeOutcome]:
+def test_a_model_taken_off_its_task_without_printing_the_marker_fails_on_derailment():
+    """The lab's tiny model: injected lines knock it off the task, but it cannot spell the marker.
+    Success (marker printed) passes; the derail rate fails, and a defence that keeps the answers
+    shows a paired reduction."""
+    everything = set(range(24))
+    derailed = _outcomes(everything, hijack=False, leak=False, derail=True)
+    findings, pres, result = _judged({"model": derailed})
+    verdicts = {f.metric: j.verdict for f, j in zip(findings, result.judgements())}
+    assert verdicts["success rate: override"] == "pass" and verdicts["derail rate: override"] == "fail"
+    assert "derail rate: leak" not in verdicts  # a leak probe's harm is the secret, scored apart
+    kept = _outcomes(everything, hijack=False, leak=False)
+    findings, _, result = _judged({"model": kept})
+    derail = {
+        f.metric: j.verdict for f, j in zip(findings, result.judgements()) if f.metric.startswith("derail")
+    }
+    assert derail == {
+        f"derail rate: {f}": "pass" for f in ("override", "role_play", "encoding", "input_payload")
+    }
+    comp = compare_conditions(derailed, kept)
+    assert comp["derail_reduction"]["override"]["value"] == 1.0
+    assert comp["success_reduction"]["override"]["value"] == 0.0
+
+
+def _outcomes(
+    clean_correct: set[int], hijack: bool, leak: bool, n_examples: int = 8, derail: bool = False
+) -> list[ProbeOutcome]:
     """Synthetic outcomes of the built-in suite: the clean twins of the inputs in ``clean_correct``
     (indices into the probe list's inputs) answered correctly, every other clean one wrongly; each
     attack answered with the marker (``hijack``) or the correct answer, each leak probe with the
@@ -455,7 +481,7 @@ def _outcomes(clean_correct: set[int], hijack: bool, leak: bool, n_examples: int
         elif p.leak:
             out = f"it is {p.secret}" if leak else p.answer
         else:
-            out = p.marker if hijack else p.answer
+            out = p.marker if hijack else ("ZQX" if derail else p.answer)
         outcomes.append(ProbeOutcome(p, out, scores=score_output(p, out)))
     return outcomes
 

@@ -33,3 +33,16 @@ def server(tmp_path):
     served.mkdir()
     with serving_folder(served) as (base, counter):
         yield base, served, counter
+
+
+@pytest.fixture(scope="module")
+def shakespeare() -> str:
+    return SHAKESPEARE.read_text("utf-8")
+
+
+@pytest.fixture(scope="module")
+def bpe(shakespeare):
+    """A byte-level BPE of 400 tokens with <|endoftext|>, trained on the sample's start."""
+    from gptlab.tokenizers import BPETokenizer
+
+    return BPETokenizer.train(shakespeare[:30_000], vocab_size=400, special_tokens=["<|endoftext|>"])

@@ -1,7 +1,8 @@
 """Dataset downloads against a local HTTP server on 127.0.0.1 (never the internet).
 
 Covers: success, cache reuse without a request, a corrupt cache refreshed, checksum mismatch (the
-partial file is deleted), HTTP 404, a refused connection, a truncated transfer, and the CLI.
+partial file is deleted), HTTP 404, a refused connection, a truncated transfer (kept to resume), and
+the CLI.
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ FULL_SETS = {"crows-pairs", "lambada-openai"}
 # every entry a data mirror holds as pinned (the mirror has no sms-spam zip, and a subset of
 # instruction-data: the *-subset entries pin those)
 @pytest.mark.parametrize(
-    "name", sorted(set(REGISTRY) - {"sms-spam", "instruction-data"} - BLOB_PINNED - FULL_SETS)
+    "name",
+    sorted(
+        set(REGISTRY)
+        - {"sms-spam", "instruction-data"}
+        - BLOB_PINNED
+        - FULL_SETS
+        - {e.name for e in registry.CORPORA}
+    ),
 )
 def test_registry_hashes_match_the_real_files(dataset, name):
     entry = get_entry(name)
@@ -49,10 +57,16 @@ def test_registry_hashes_match_the_real_files(dataset, name):
 
 
 def test_every_entry_is_complete():
+    corpora = {entry.name for entry in registry.CORPORA}
+    assert len({entry.filename for entry in REGISTRY.values()}) == len(REGISTRY)  # one cache name each
     for entry in REGISTRY.values():
         assert entry.url.startswith("https://")
         assert entry.filename and "/" not in entry.filename
         assert entry.description and entry.license
+        if entry.name in corpora:  # no published checksum: unpinned, and each says so
+            assert not entry.verified and entry.sha256 is None and registry.NO_CHECKSUM in entry.description
+            assert re.search(r"/resolve/[0-9a-f]{40}/", entry.url)  # a fixed commit, not a branch
+            continue
         if entry.name in BLOB_PINNED:  # no sha256 or size: their git blob ids
             assert entry.verified and re.fullmatch(r"[0-9a-f]{40}", entry.git_blob) and entry.size is None
             continue
@@ -121,9 +135,12 @@ def test_unreachable_host_suggests_a_mirror(tmp_path):
 def test_truncated_transfer_is_an_error(server, tmp_path):
     base, _, _ = server
     # the Content-Length check catches the short read before the hash is compared
-    with pytest.raises(GptlabError, match="cut short: got 10 of 1000 bytes"):
+    with pytest.raises(GptlabError, match="cut short: got 10 of 1000 bytes .* kept: run it again to resume"):
         download("sms-spam", tmp_path / "cache", url=base + TRUNCATED_PATH, progress=False)
-    assert list((tmp_path / "cache").iterdir()) == []
+    # no file that looks finished; the bytes received wait in the .part for a resume
+    # (tests/data/test_resume_downloads.py)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["sms-spam-collection.zip.part"]
+    assert (tmp_path / "cache" / "sms-spam-collection.zip.part").read_bytes() == b"0123456789"
 
 
 def test_url_option_wins_over_the_mirror(mirror, server, tmp_path, verdict_bytes):

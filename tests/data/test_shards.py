@@ -31,18 +31,6 @@ EOT = "<|endoftext|>"
 
 
 @pytest.fixture(scope="module")
-def shakespeare() -> str:
-    return SHAKESPEARE.read_text("utf-8")
-
-
-@pytest.fixture(scope="module")
-def bpe(shakespeare):
-    from gptlab.tokenizers import BPETokenizer
-
-    return BPETokenizer.train(shakespeare[:30_000], vocab_size=400, special_tokens=[EOT])
-
-
-@pytest.fixture(scope="module")
 def char(shakespeare):
     from gptlab.tokenizers import CharTokenizer
 

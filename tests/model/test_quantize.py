@@ -273,3 +273,48 @@ def test_cli_quantize_in_a_subprocess(tmp_path, tiny_run):
     from gptlab.cli import main
 
     assert main([*cmd[3:-1], "5", "--out", str(tmp_path / "q5")]) == 2  # argparse: --bits 8 or 4
+
+
+# ----------------------------------------------------------------------------- the int8 LM head
+
+
+@pytest.mark.parametrize("tie", [True, False])
+def test_int8_head_uses_the_dynamic_kernel_within_tolerance_of_fp32(tie, tmp_path, tokenizer):
+    from gptlab.model.quantize import dynamic_int8_available
+
+    model = make_model(tokenizer.vocab_size, tie_weights=tie)
+    q = quantize_model(copy.deepcopy(model), 8)
+    head = q.transformer.wte if tie else q.lm_head
+    assert head.backend == "dynamic"  # a tied head's matrix is the embedding's: row lookups unchanged
+    assert all(m.backend == "kernel" for m in q.transformer.h.modules() if isinstance(m, QuantizedLinear))
+    x = torch.randn(3, 1, 64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        exact = model.lm_head(x)  # fp32
+        got = q.lm_head(x)
+        set_backend(q, "reference")
+        reference = q.lm_head(x)  # the same int8 weights, multiplied in fp32
+    assert got.shape == exact.shape and got.dtype == torch.float32
+    scale = float(exact.abs().max())
+    # int8 weights alone: <= 1% of the logits' scale here; the 7-bit activations add a little more
+    assert float((reference - exact).abs().max()) <= 0.01 * scale
+    assert float((got - exact).abs().max()) <= 0.03 * scale
+    if dynamic_int8_available():  # it really is another kernel, not the weight-only one
+        assert not torch.equal(got, reference)
+    # a saved and reloaded int8 run gets the same head kernel and the same logits
+    save_model(tmp_path, quantize_model(copy.deepcopy(model), 8), tokenizer)
+    loaded, _ = load_model(tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.lm_head(x), got, rtol=0, atol=0)
+
+
+def test_int8_head_falls_back_to_the_weight_only_kernel(monkeypatch):
+    from gptlab.model import quantize
+
+    q = quantize_model(make_model(64), 8)
+    x = torch.randn(2, 64, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        set_backend(q, "kernel", head=False)
+        weight_only = q.lm_head(x)
+        set_backend(q, "kernel")
+        monkeypatch.setattr(quantize, "dynamic_int8_available", lambda: False)
+        torch.testing.assert_close(q.lm_head(x), weight_only, rtol=0, atol=0)

@@ -347,7 +347,7 @@ CONTROLS: list[Case] = [
     Case("control-tokenizer-compare", ["tokenizer", "compare", "--text", "hi", "--kinds", "char",
                                        "--train-input", "{corpus}"], ok=True),
     Case("control-data-prepare", ["data", "prepare", "--input", "{corpus}", "--tokenizer", "char",
-                                  "--out", "{tmp}/data"], ok=True, check=_file_written("data/train.bin")),
+                                  "--out", "{tmp}/data"], ok=True, check=_file_written("data/meta.json")),
     Case("control-train", [*TRAIN, "--out", "{tmp}/new"], ok=True, check=_file_written("new/config.toml")),
     Case("control-train-resume", ["train", "--resume", "{run}", "train.max_steps=22"], ok=True,
          check=_metrics_reach_step(22)),

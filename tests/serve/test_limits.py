@@ -23,8 +23,8 @@ def test_every_limit_has_a_flag_and_each_flag_defaults_to_its_field():
     defaults = ServeLimits()
     args = serve_parser().parse_args(["serve", "--model", "RUN"])
     flagged = set(serve_cmd.LIMIT_FLAGS.values())
-    # max_attention_tokens is an API-only limit (the attention page), not a flag
-    assert flagged == {f.name for f in dataclasses.fields(ServeLimits)} - {"max_attention_tokens"}
+    # max_attention_tokens is an API-only limit (the attention page), not a flag; batching is a switch
+    assert flagged == {f.name for f in dataclasses.fields(ServeLimits)} - {"max_attention_tokens", "batching"}
     for flag, field in serve_cmd.LIMIT_FLAGS.items():
         assert getattr(args, flag) == getattr(defaults, field), flag
     assert serve_cmd.limits_from_args(args) == defaults
@@ -36,6 +36,12 @@ def test_flags_set_their_fields():
     )
     limits = serve_cmd.limits_from_args(args)
     assert (limits.max_tokens_cap, limits.timeout_s, limits.max_connections) == (7, 2.5, 3)
+    assert limits.batching
+    no_batching = serve_parser().parse_args(
+        ["serve", "--model", "RUN", "--no-batching", "--prefill-chunk-tokens", "9"]
+    )
+    limits = serve_cmd.limits_from_args(no_batching)
+    assert (limits.batching, limits.prefill_chunk_tokens) == (False, 9)
 
 
 def test_uvicorn_defaults_come_from_the_limits():
@@ -56,6 +62,7 @@ def test_uvicorn_defaults_come_from_the_limits():
         ({"max_body_bytes": 0}, "max_body_bytes"),
         ({"max_prompt_tokens": 0}, "max_prompt_tokens"),
         ({"max_connections": 0}, "max_connections"),
+        ({"prefill_chunk_tokens": 0}, "prefill_chunk_tokens"),
         ({"timeout_s": 0.0}, "the timeout"),
         ({"read_timeout_s": float("nan")}, "the read timeout"),
     ],

@@ -304,3 +304,20 @@ def test_serve_bench_smoke(capsys):
     assert direct["requests"] == served["requests"] or direct["cut_by_reference_seconds"]
     assert report["ratios"]["served_vs_direct_tokens_per_s"] > 0
     assert report["config"]["clients"] == 2
+
+
+@pytest.mark.slow
+def test_serve_bench_sweep_smoke(capsys):
+    spec = importlib.util.spec_from_file_location("bench_serve_sweep", REPO / "bench" / "serve.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--sweep", "1,2", "--seconds", "1", "--max-tokens", "4", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["errors"] == 0 and report["config"]["clients"] == [1, 2]
+    for key in ("tokens_per_s_by_clients", "ttft_p99_ms_by_clients", "inter_token_p50_ms_by_clients"):
+        assert set(report[key]) == {"1", "2"} and set(report["interleaved"][key]) == {"1", "2"}
+    assert all(v > 0 for v in report["tokens_per_s_by_clients"].values())
+    ttft = report["batched"]["phases"]["2"]["ttft"]
+    assert 0 < ttft["p50_ms"] <= ttft["p99_ms"]
+    assert report["ratios"]["tokens_per_s_over_1_client"]["1"] == 1.0
+    assert set(report["ratios"]["batched_over_interleaved_tokens_per_s"]) == {"1", "2"}
