@@ -15,10 +15,13 @@ def tiny(*overrides: str):
     tokenizer everything the probe-tasks instruction model of the vulnerabilities stage writes."""
     from gptlab.study import load_study_config
 
+    tasks = json.dumps(str(DATA / "tasks"))
     config = load_study_config(
         "study-tiny",
         [
-            f"benchmarks.data_dir={json.dumps(str(DATA / 'tasks'))}",
+            f"benchmarks.data_dir={tasks}",
+            f"tasks.data_dir={tasks}",  # the fixtures in the layout of ../shared/data/tasks
+            f"tasks.instruction_data={json.dumps(str(DATA / 'instructions.json'))}",
             # the defences' classifiers: sentences the char tokenizer of the excerpt can encode
             f"defences.classify_data={json.dumps(str(DATA / 'polarity.jsonl'))}",
             'defences.text_column="text"',

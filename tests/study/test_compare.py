@@ -133,7 +133,9 @@ def test_two_tiny_studies_side_by_side(tiny_study, tmp_path):
     (other / "architecture" / "result.json").write_text(json.dumps(record))
 
     result = compare_studies(tiny_study, other, tmp_path / "cmp")
-    assert result.compared == ["pretrain", "architecture", "vulnerabilities", "defences"]
+    from gptlab.study.stages import STAGES
+
+    assert result.compared == [s for s in STAGES if s not in ("benchmarks", "report")]
     assert result.only_a == ["benchmarks"] and result.only_b == []
     md = (tmp_path / "cmp" / MARKDOWN).read_text()
     assert "Only s has the stage(s) benchmarks: not compared." in md

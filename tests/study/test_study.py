@@ -18,7 +18,18 @@ from gptlab.errors import GptlabError
 from gptlab.study import run_study
 from gptlab.study.runner import RESULT_FILE, claim
 
-STAGES = ["pretrain", "architecture", "benchmarks", "vulnerabilities", "defences", "report"]
+STAGES = [
+    "pretrain",
+    "architecture",
+    "tasks",
+    "forgetting",
+    "overfitting",
+    "benchmarks",
+    "interpret",
+    "vulnerabilities",
+    "defences",
+    "report",
+]
 TIMING_KEYS = {"seconds", "elapsed_s", "total_elapsed_s", "stage_seconds", "timing", "environment", "run"}
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
@@ -89,6 +100,72 @@ def test_findings_directions_match_the_numbers(study):
                 metrics["n"] < 10 and f"{task} {metric} over {metrics['n']} items: too few items" in findings
             )
     assert any(bench["chance"].values())
+
+
+def _line(findings: str, *parts: str) -> str:
+    lines = [line for line in findings.splitlines() if all(p in line for p in parts)]
+    assert len(lines) == 1, (parts, lines)
+    return lines[0]
+
+
+def _side(interval, reference=0.0, words=("raised", "lowered", "No measurable difference")) -> str:
+    lo, hi = interval
+    return words[0] if lo > reference else words[1] if hi < reference else words[2]
+
+
+def test_the_task_stages_findings_match_their_numbers(study):
+    from gptlab.study.findings import fmt
+
+    r = results(study)
+    findings = (study / "study.md").read_text().split("## Findings")[1].split("## Environment")[0]
+    tasks = r["tasks"]["result"]["tasks"]
+    assert list(tasks) == ["sentiment", "translation", "summarisation", "instruction"]
+    s = tasks["sentiment"]
+    sentence = _line(findings, "Sentiment test accuracy over")
+    assert _side(s["accuracy_ci95"], s["chance"], ("is above", "is below", "not distinguishable")) in sentence
+    assert s["accuracy"] == s["correct"] / s["splits"]["test"]
+    for task in ("translation", "summarisation", "instruction"):
+        for metric, m in tasks[task]["metrics"].items():
+            assert m["tuned_ci95"][0] <= m["tuned"] <= m["tuned_ci95"][1]
+            sentence = _line(findings, f"{task} {metric} over {m['n']} test items")
+            assert _side(m["diff_ci95"]) in sentence and f"difference {fmt(m['diff'])}" in sentence
+
+    f = r["forgetting"]["result"]
+    assert [row["label"] for row in f["matrix"]["rows"]] == [
+        "base",
+        "sentiment",
+        "sentiment→translation",
+        "sentiment→translation + replay",
+    ]
+    sentence = _line(findings, "sentiment (accuracy ")
+    lo, hi = f["forgetting"]["diff_ci95"]
+    assert ("forgot part of" if hi < 0 else "improved" if lo > 0 else "No measurable forgetting") in sentence
+    for x in f["mitigations"]:
+        assert _side(x["diff_ci95"]) in _line(findings, x["row"], f"{x['task']} {x['metric']}")
+
+    o = r["overfitting"]["result"]["table"]
+    assert len(o) == 4 and all(row["n"] == 2 for row in o)
+    for row in o:
+        label = ", ".join(f"{k.split('.')[-1]}={fmt(v)}" for k, v in row["point"].items())
+        assert (row["gap"]["mean"] - (row["val_loss"]["mean"] - row["train_loss"]["mean"])) < 1e-9
+        words = ("is above", "is below", "not distinguishable")
+        assert _side(row["gap_ci95"], 0.0, words) in _line(findings, f"gap (val - train loss) at {label} (")
+        if "gap_diff" in row:
+            lines = [
+                line
+                for line in findings.splitlines()
+                if "generalisation gap" in line
+                and (f"between {label} and" in line or line.startswith(f"- {label} "))
+            ]
+            assert len(lines) == 1 and _side(row["gap_diff_ci95"]) in lines[0]
+
+    i = r["interpret"]["result"]
+    assert list(i["models"]) == ["base", "instruction"] and i["finetuned"] == "instruction"
+    for m in i["models"].values():
+        assert len(m["figures"]) == 2 and all((study / "interpret" / fig).is_file() for fig in m["figures"])
+        for t in m["texts"]:
+            assert (study / "interpret" / t["index"]).is_file()
+    assert _side(i["loss_diff_ci95"]) in _line(findings, "next-token loss on the probe texts")
 
 
 def _direction(interval) -> str:
@@ -181,7 +258,7 @@ def test_a_changed_stage_reruns_with_its_dependents_only(study, tmp_path):
     shutil.copytree(study, out)
     result = run_study(tiny("benchmarks.limit=1"), out, progress=False, log=lambda line: None)
     assert result.ran == ["benchmarks", "report"]
-    assert result.reused == ["pretrain", "architecture", "vulnerabilities", "defences"]
+    assert result.reused == [s for s in STAGES if s not in result.ran]
     assert results(out)["benchmarks"]["result"]["results"]["lambada"]["n"] == 1
 
 

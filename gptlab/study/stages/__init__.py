@@ -7,13 +7,28 @@ from __future__ import annotations
 from dataclasses import replace
 
 from gptlab.study.stage import Stage
-from gptlab.study.stages import architecture, benchmarks, defences, pretrain, report, vulnerabilities
+from gptlab.study.stages import (
+    architecture,
+    benchmarks,
+    defences,
+    forgetting,
+    interpret,
+    overfitting,
+    pretrain,
+    report,
+    tasks,
+    vulnerabilities,
+)
 
 _MODULES: list = [
     # one line per stage module
     pretrain,
     architecture,
+    tasks,
+    forgetting,
+    overfitting,
     benchmarks,
+    interpret,
     vulnerabilities,
     defences,
 ]
