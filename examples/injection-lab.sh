@@ -10,7 +10,7 @@
 # (the precondition of its verdicts), each attack family's success and derail rates over the probes
 # whose clean twin it answered correctly (95% Wilson intervals), and the paired defended-vs-control
 # change.
-# About 7-10 minutes on 2 idle CPU cores (30,000 examples, 6 epochs; the fine-tune is capped in
+# About 10 minutes on 2 idle CPU cores (30,000 examples, 10 epochs; the fine-tune is capped in
 # minutes: a busy machine gets a weaker model in the same time).
 #   bash examples/injection-lab.sh OUT_DIR [DATA_FILE]   (DATA_FILE: a probe-tasks JSON; default:
 #   written here). Knobs (env): N, VOCAB, EPOCHS, FINETUNE_MINUTES, DEFENCE_EXAMPLES, DEFENCE_LR, EXAMPLES, SEED.
@@ -27,7 +27,7 @@ if smoke; then
   AUDIT=(--examples 1 --max-new-tokens 4 --defence-examples 8 --epochs 1)
 else
   N="${N:-30000}" VOCAB="${VOCAB:-1200}" PRE=(train.max_steps=200 train.batch_size=16 "train.max_minutes=${PRETRAIN_MINUTES:-2}")
-  FT=(--epochs "${EPOCHS:-6}" --batch-size 16 --max-minutes "${FINETUNE_MINUTES:-12}")
+  FT=(--epochs "${EPOCHS:-10}" --batch-size 16 --max-minutes "${FINETUNE_MINUTES:-14}")
   MODEL=(model.n_layer=3 model.n_head=4 model.n_embd=128 model.block_size=192 model.dropout=0.0)
   AUDIT=(--examples "${EXAMPLES:-8}" --max-new-tokens 32 --defence-examples "${DEFENCE_EXAMPLES:-400}" --epochs 2)
 fi
